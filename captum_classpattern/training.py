@@ -1,0 +1,130 @@
+"""A small, seeded training loop for natural, backdoored and adversarially trained models."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ._helpers import evaluation_mode, write_atomic
+
+Perturb = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def train_classifier(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    epochs: int = 10,
+    lr: float = 2e-3,
+    batch_size: int = 64,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    perturb: Optional[Perturb] = None,
+    show_progress: bool = False,
+    description: str = "training",
+) -> nn.Module:
+    """Train ``model`` in place with Adam and cross-entropy, then leave it in eval mode.
+
+    Args:
+        model: the classifier to train.
+        images: N x C x H x W training images in [0, 1].
+        labels: their labels.
+        epochs: passes over the data.
+        lr: Adam's learning rate (cosine-annealed to zero).
+        batch_size: images per step.
+        weight_decay: Adam's weight decay.
+        seed: seeds shuffling and the perturbation.
+        perturb: optional ``(model, images, labels) -> images`` applied to each batch
+            before the step (e.g. a PGD attack for adversarial training).
+        show_progress: show a tqdm bar over epochs.
+        description: the progress bar's label.
+
+    Returns:
+        The same model, trained, in eval mode.
+    """
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"got {labels.shape[0]} labels for {images.shape[0]} images.")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = (images.shape[0] + batch_size - 1) // batch_size
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    for _ in tqdm(range(epochs), desc=description, disable=not show_progress):
+        order = torch.randperm(images.shape[0], generator=generator)
+        for start in range(0, images.shape[0], batch_size):
+            index = order[start:start + batch_size]
+            batch, target = images[index].to(device), labels[index].to(device)
+            if perturb is not None:
+                batch = perturb(model, batch, target)
+            model.train()
+            loss = F.cross_entropy(model(batch), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    return model.eval()
+
+
+def accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy; the model's mode is left as found."""
+    correct = 0
+    with evaluation_mode(model, "accuracy"), torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size]
+            predicted = model(batch).argmax(1).cpu()
+            correct += int((predicted == labels[start:start + batch_size].cpu()).sum())
+    return correct / max(1, images.shape[0])
+
+
+def default_cache_dir() -> str:
+    """``$CLASSPATTERN_CACHE``, else ``~/.cache/captum_classpattern``."""
+    return os.environ.get("CLASSPATTERN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "captum_classpattern")
+
+
+def cached_model(name: str, settings: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module],
+                 cache_dir: Optional[str] = None) -> nn.Module:
+    """Load a trained model from the cache, or build, train and cache it.
+
+    The cache key is a hash of ``settings``, so changing any setting retrains. The
+    weights file is written atomically.
+    """
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = os.path.join(cache_dir or default_cache_dir(), f"{name}-{key}.pt")
+    model = build()
+    if os.path.exists(path):
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    model = train(model)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_atomic(path, buffer.getvalue())
+    return model.eval()
+
+
+def digits_model(epochs: int = 12, seed: int = 0, size: int = 32, cache_dir: Optional[str] = None,
+                 show_progress: bool = False) -> nn.Module:
+    """The demo's SmallCNN trained on the digits' training split, cached by its settings."""
+    from .data import load_digits
+    from .models import SmallCNN
+
+    settings = {"model": "SmallCNN", "width": 16, "epochs": epochs, "seed": seed, "size": size, "lr": 2e-3, "v": 1}
+
+    def build() -> nn.Module:
+        torch.manual_seed(seed)
+        return SmallCNN(1, 10, 16)
+
+    def train(model: nn.Module) -> nn.Module:
+        data = load_digits(size=size)
+        return train_classifier(model, data.train.images, data.train.labels, epochs=epochs, seed=seed,
+                                show_progress=show_progress, description="training the digits CNN")
+
+    return cached_model("digits_cnn", settings, build, train, cache_dir)

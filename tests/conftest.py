@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny seeded models and data so the suite stays fast."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from captum_classpattern.data import Split, load_digits
+from captum_classpattern.models import SmallCNN
+from captum_classpattern.training import train_classifier
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits16():
+    """The bundled digits at 16 x 16 pixels (train / search / eval splits)."""
+    return load_digits(size=16)
+
+
+@pytest.fixture(scope="session")
+def trained_digits_model(digits16):
+    """A tiny SmallCNN trained for a few seconds on 16 x 16 digits, in eval mode."""
+    torch.manual_seed(0)
+    model = SmallCNN(in_channels=1, num_classes=10, width=8)
+    return train_classifier(model, digits16.train.images, digits16.train.labels, epochs=6, seed=0)
+
+
+@pytest.fixture
+def linear_model():
+    """A seeded linear classifier on 1 x 4 x 4 images: gradients can be checked by hand."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+
+
+@pytest.fixture
+def toy_split():
+    """Twelve random 1 x 4 x 4 images, four of each of three classes."""
+    generator = torch.Generator().manual_seed(1)
+    return Split(torch.rand(12, 1, 4, 4, generator=generator), torch.arange(12) % 3)
+
+
+def resize(images, size):
+    """Bilinear resize helper for tests."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
