@@ -42,6 +42,11 @@ class SearchStats:
     images_forwarded: int = 0
     seconds: float = 0.0
 
+    @property
+    def images_per_second(self) -> float:
+        """Throughput of the search loop (0 before any search)."""
+        return self.images_forwarded / self.seconds if self.seconds > 0 else 0.0
+
 
 class ClassPattern(GradientAttribution):
     r"""Learns, for each canvas, the pixels that make other-class images look like its class.
@@ -103,6 +108,8 @@ class ClassPattern(GradientAttribution):
         seed: int = 0,
         canvas_strategy: str = "confident",
         max_forward_batch: Optional[int] = None,
+        autocast_dtype: Optional[torch.dtype] = None,
+        channels_last: bool = False,
         show_progress: bool = False,
     ) -> TensorOrTuple:
         """Search one class-pattern map per canvas.
@@ -131,6 +138,14 @@ class ClassPattern(GradientAttribution):
             max_forward_batch: split each step's composites into model calls of at most
                 this many images (gradients are accumulated, the result is unchanged);
                 bounds memory when many canvases are searched at once.
+            autocast_dtype: run the model under :class:`torch.autocast` with this dtype
+                (``torch.bfloat16`` or ``torch.float16``), e.g. for speed on a GPU with
+                tensor cores. The map, its update and the loss stay in float32. Off by
+                default: it changes the numbers slightly, and on most CPUs it is slower.
+            channels_last: hand the composites to the model in ``channels_last`` memory
+                format, which convolutions on recent GPUs run faster. The model is not
+                converted (it is the caller's): convert it yourself with
+                ``model.to(memory_format=torch.channels_last)`` for the full effect.
             show_progress: show a tqdm progress bar.
 
         Returns:
@@ -141,9 +156,10 @@ class ClassPattern(GradientAttribution):
             ValueError: bad shapes, NaN, pixels outside [0, 1], a target out of range, an
                 empty search set once a canvas's class is excluded, or tensors on another
                 device than the model.
-            TypeError: inputs or targets of the wrong type.
+            TypeError: inputs, targets or settings of the wrong type.
         """
         plan = resolve_schedule(schedule)
+        settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
         if baselines is None:
             baselines, baseline_labels = self.baselines, (
                 baseline_labels if baseline_labels is not None else self.baseline_labels
@@ -176,82 +192,260 @@ class ClassPattern(GradientAttribution):
                 baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed
             )
             maps = self._search(
-                canvases.detach(), targets, search_set, plan, additional_forward_args, max_forward_batch, show_progress
+                canvases.detach(), targets, search_set, plan, additional_forward_args, settings, show_progress
             )
         expanded = maps.unsqueeze(1).expand_as(canvases).contiguous()
         return mirror([expanded], was_tuple)
 
-    def _search(self, canvases, targets, search_set, plan, extra, max_forward_batch, show_progress) -> Tensor:
+    def _search(self, canvases, targets, search_set, plan, extra, settings, show_progress) -> Tensor:
         device = canvases.device
         count, _, height, width = canvases.shape
+        planned = search_set.planned_steps(plan.epochs, plan.steps)
+        if plan.anneals and planned is None:
+            raise ValueError(
+                "an annealed step (final_step_size) needs the number of steps in advance: give the schedule "
+                "steps=..., pass a DataLoader with a length, or set final_step_size=None."
+            )
+        optimizer = _MapOptimizer(plan, count, height, width, canvases.dtype, device, planned)
         targets_dev = targets.to(device)
-        if plan.optimizer == "sign":
-            theta = torch.full((count, height, width), plan.init, device=device, dtype=canvases.dtype)
-        else:
-            theta = torch.full((count, height, width), math.log(plan.init / (1 - plan.init)), device=device)
-            theta = theta.to(canvases.dtype)
-            moment1, moment2 = torch.zeros_like(theta), torch.zeros_like(theta)
-            taken = torch.zeros(count, device=device)
-        half_area = height * width / 2.0
         stats = SearchStats()
-        start = time.perf_counter()
         progress = tqdm(
-            total=self._total_steps(search_set, plan), desc="Class Pattern attribution", disable=not show_progress
+            total=None if planned is None else int(planned.max()), desc="Class Pattern attribution",
+            disable=not show_progress,
         )
+        start = time.perf_counter()
         for batch, active in search_set.steps(plan.epochs, plan.steps):
             images = batch.images.to(device, non_blocking=True)
-            owner = batch.owner.to(device)
-            active = active.to(device)
-            grad = self._gradient(
-                theta, plan, canvases, targets_dev, images, owner, extra, half_area, max_forward_batch, active
-            )
-            keep = active.view(-1, 1, 1)
-            if plan.optimizer == "sign":
-                stepped = (theta - plan.step_size * grad.sign()).clamp_(0.0, 1.0)
-            else:
-                beta1, beta2 = plan.betas
-                taken = taken + active.to(taken.dtype)
-                moment1 = torch.where(keep, beta1 * moment1 + (1 - beta1) * grad, moment1)
-                moment2 = torch.where(keep, beta2 * moment2 + (1 - beta2) * grad * grad, moment2)
-                t = taken.clamp(min=1).view(-1, 1, 1)
-                update = (moment1 / (1 - beta1**t)) / ((moment2 / (1 - beta2**t)).sqrt() + 1e-8)
-                stepped = theta - plan.step_size * update
-            theta = torch.where(keep, stepped, theta)
+            # None stands for "every canvas", the common case that needs no masking.
+            active = None if bool(active.all()) else active.to(device)
+            grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
+            optimizer.step(grad, active)
             stats.steps += 1
-            stats.images_forwarded += int(owner.numel())
+            stats.images_forwarded += int(images.shape[0])
             progress.update(1)
-        progress.close()
+        maps = optimizer.maps()
+        if device.type == "cuda":  # the clock must not stop before the GPU has finished
+            torch.cuda.synchronize(device)
         stats.seconds = time.perf_counter() - start
+        progress.close()
         self.last_stats = stats
-        return theta.detach() if plan.optimizer == "sign" else torch.sigmoid(theta).detach()
+        return maps
 
-    def _gradient(self, theta, plan, canvases, targets, images, owner, extra, half_area, max_forward_batch, active):
-        """Gradient of the summed per-canvas losses with respect to ``theta``."""
-        counts = torch.bincount(owner, minlength=theta.shape[0]).clamp(min=1).to(canvases.dtype)
-        leaf = theta.detach().requires_grad_(True)
-        chunk = max_forward_batch or owner.numel()
-        grad = torch.zeros_like(theta)
-        for begin in range(0, owner.numel(), chunk):
-            rows = owner[begin:begin + chunk]
-            with torch.enable_grad():
-                maps = leaf if plan.optimizer == "sign" else torch.sigmoid(leaf)
-                keep = maps[rows].unsqueeze(1)
-                composite = keep * canvases[rows] + (1 - keep) * images[begin:begin + chunk]
-                logits = call_model(self.forward_func, (composite,), extra)
-                # Per-canvas mean cross-entropy, so a canvas's loss does not depend on its neighbours.
-                ce = F.cross_entropy(logits, targets[rows], reduction="none") / counts[rows]
-                loss = plan.alpha * ce.sum()
-                if begin == 0:
-                    loss = loss + (1 - plan.alpha) * (maps.sum((1, 2)) * active).sum() / half_area
-                grad += torch.autograd.grad(loss, leaf)[0]
-        return grad
+    def _gradient(self, optimizer, canvases, targets, batch, images, extra, settings, active) -> Tensor:
+        """Gradient of the summed per-canvas losses with respect to the optimised parameters.
 
-    @staticmethod
-    def _total_steps(search_set, plan) -> Optional[int]:
-        if plan.steps is not None:
-            return plan.steps
-        sizes = getattr(search_set, "pool_sizes", None)
-        if sizes is not None:
-            return plan.epochs * max(math.ceil(n / plan.batch_size) for n in sizes())
-        length = getattr(search_set.source, "__len__", None)
-        return plan.epochs * length() if length is not None else None
+        Autograd runs only from the loss to each row's copy of its canvas's map; the rows
+        are then summed into their canvas in row order (:func:`_sum_rows`), and the size
+        term (the same constant at every pixel) is added in closed form. Both ways of
+        building the composites (broadcast when every canvas has the same number of rows,
+        gathered otherwise) therefore give bit-identical gradients, and a canvas's result
+        does not depend on which other canvases share its steps.
+        """
+        maps = optimizer.maps()
+        rows_total = images.shape[0]
+        chunk = settings.max_forward_batch or rows_total
+        if batch.per_canvas is not None and chunk >= rows_total:
+            row_grads = self._uniform_row_grads(maps, canvases, targets, images, extra, settings, batch.per_canvas,
+                                                optimizer.plan.alpha)
+        else:
+            owner = batch.owner.to(maps.device, non_blocking=True)
+            counts = torch.bincount(owner, minlength=maps.shape[0]).clamp(min=1).to(maps.dtype)
+            parts = []
+            for begin in range(0, rows_total, chunk):  # max_forward_batch bounds each model call
+                rows = owner[begin:begin + chunk]
+                parts.append(self._row_grads(maps.index_select(0, rows), canvases.index_select(0, rows),
+                                             targets.index_select(0, rows), counts.index_select(0, rows),
+                                             images[begin:begin + chunk], extra, settings, optimizer.plan.alpha))
+            row_grads = _pad_rows(torch.cat(parts), owner, maps.shape[0])
+        grad = _sum_rows(row_grads)
+        return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
+
+    def _row_grads(self, keep, canvases, targets, counts, images, extra, settings, alpha) -> Tensor:
+        """d loss / d map for each row: composites of ``images`` with their gathered canvases."""
+        with torch.enable_grad():
+            keep = keep.unsqueeze(1).requires_grad_(True)
+            logits = self._forward(images + keep * (canvases - images), extra, settings)
+            # Mean over each canvas's own rows, so its loss does not depend on its neighbours.
+            ce = F.cross_entropy(logits.float(), targets, reduction="none") / counts
+            return torch.autograd.grad(alpha * ce.sum(), keep)[0][:, 0]
+
+    def _uniform_row_grads(self, maps, canvases, targets, images, extra, settings, per_canvas, alpha) -> Tensor:
+        """As :meth:`_row_grads` when every canvas has ``per_canvas`` consecutive rows.
+
+        The canvases are broadcast over their rows instead of gathered (no copy per row);
+        the arithmetic is the same, so the numbers are too.
+        """
+        count, channels, height, width = canvases.shape
+        with torch.enable_grad():
+            keep = maps.view(count, 1, 1, height, width).expand(count, per_canvas, 1, height, width)
+            keep = keep.contiguous().requires_grad_(True)
+            base = images.reshape(count, per_canvas, channels, height, width)
+            composite = (base + keep * (canvases.unsqueeze(1) - base)).view(-1, channels, height, width)
+            logits = self._forward(composite, extra, settings)
+            ce = F.cross_entropy(logits.float(), targets.repeat_interleave(per_canvas), reduction="none") / float(
+                per_canvas
+            )
+            return torch.autograd.grad(alpha * ce.sum(), keep)[0].view(count, per_canvas, height, width)
+
+    def _forward(self, composite: Tensor, extra: Any, settings: "_RunSettings") -> Tensor:
+        """One model call, in the memory format and autocast precision the caller asked for."""
+        if settings.channels_last:
+            composite = composite.contiguous(memory_format=torch.channels_last)
+        if settings.autocast_dtype is None:
+            return call_model(self.forward_func, (composite,), extra)
+        with torch.autocast(device_type=composite.device.type, dtype=settings.autocast_dtype):
+            return call_model(self.forward_func, (composite,), extra)
+
+
+def _pad_rows(row_grads: Tensor, owner: Tensor, count: int) -> Tensor:
+    """Arrange per-row gradients as count x most-rows x H x W, zeros where a canvas has fewer rows.
+
+    Rows are grouped by canvas in ``owner`` (both search sets list them that way).
+    """
+    rows_of = torch.bincount(owner, minlength=count)
+    most = int(rows_of.max())
+    first_row = torch.cumsum(rows_of, 0) - rows_of
+    slot = owner * most + torch.arange(owner.numel(), device=owner.device) - first_row.index_select(0, owner)
+    padded = row_grads.new_zeros((count * most,) + tuple(row_grads.shape[1:]))
+    return padded.index_copy_(0, slot, row_grads).view((count, most) + tuple(row_grads.shape[1:]))
+
+
+def _sum_rows(row_grads: Tensor) -> Tensor:
+    """Sum count x rows x H x W over the rows, one row after the other.
+
+    A fixed order (and zeros added for missing rows change nothing) makes a canvas's sum
+    the same whether its rows came broadcast or gathered, alone or with other canvases.
+    Plain slice additions also stay single-threaded on small maps, where a scatter
+    (``index_add_``) would start a thread pool per row.
+    """
+    total = row_grads[:, 0].clone()
+    for row in range(1, row_grads.shape[1]):
+        total.add_(row_grads[:, row])
+    return total
+
+
+@dataclass(frozen=True)
+class _RunSettings:
+    """How the model is called during a search (not how the map is optimised)."""
+
+    max_forward_batch: Optional[int] = None
+    autocast_dtype: Optional[torch.dtype] = None
+    channels_last: bool = False
+
+
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSettings:
+    """Check the execution settings of :meth:`ClassPattern.attribute`."""
+    if max_forward_batch is not None and (
+        isinstance(max_forward_batch, bool) or not isinstance(max_forward_batch, int) or max_forward_batch < 1
+    ):
+        raise ValueError(f"max_forward_batch must be a positive int or None, got {max_forward_batch!r}.")
+    if autocast_dtype is not None:
+        if not isinstance(autocast_dtype, torch.dtype):
+            raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16, got {autocast_dtype!r}.")
+        if autocast_dtype not in _AUTOCAST_DTYPES:
+            raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}.")
+    if not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
+    return _RunSettings(max_forward_batch, autocast_dtype, channels_last)
+
+
+class _MapOptimizer:
+    """The optimised map of every canvas and its update rule, all canvases in one tensor.
+
+    ``"sign"`` optimises the map itself (signed steps, clamped to [0, 1]); ``"adam"``
+    optimises logits ``theta`` with ``map = sigmoid(theta)``. A canvas moves only on the
+    steps where it is ``active`` (it had images in the batch), and an annealed step size
+    follows each canvas's own progress, so a canvas's result does not depend on the
+    canvases searched with it.
+    """
+
+    def __init__(self, plan: SearchSchedule, count: int, height: int, width: int, dtype, device, planned) -> None:
+        self.plan = plan
+        start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
+        self.theta = torch.full((count, height, width), start, device=device, dtype=dtype)
+        # d(size term)/d(map) at every pixel: (1 - alpha) / (H W / 2), the paper's normalisation.
+        self.size_weight = (1 - plan.alpha) / (height * width / 2.0)
+        self.taken = torch.zeros(count, device=device, dtype=torch.long)
+        if plan.optimizer == "adam":
+            self.moment1 = torch.zeros_like(self.theta)
+            self.moment2 = torch.zeros_like(self.theta)
+        self.lockstep: Optional[int] = None
+        if plan.anneals:
+            self._plan_step_sizes(planned.cpu(), dtype, device)
+
+    def _plan_step_sizes(self, planned: Tensor, dtype, device) -> None:
+        """Tabulate the annealed step sizes once, one row per distinct number of steps.
+
+        Every canvas reads its step from the same float table whether it is searched alone
+        or with others, so both give identical numbers. While all canvases plan the same
+        number of steps and have all been active at every step, they share one step size,
+        read as a Python float (no tensor work per step).
+        """
+        totals, self.group = torch.unique(planned.clamp(min=1), return_inverse=True)
+        longest = int(totals.max())
+        table = torch.full((totals.numel(), longest), float(self.plan.final_step_size), dtype=torch.float64)
+        for row, total in enumerate(totals.tolist()):
+            table[row, :total] = torch.tensor([self.plan.step_size_at(t / total) for t in range(total)],
+                                              dtype=torch.float64)
+        self.table_cpu = table.to(dtype)
+        self.table = self.table_cpu.to(device)
+        self.group = self.group.to(device)
+        self.lockstep = 0 if totals.numel() == 1 else None
+
+    def to_map(self, theta: Tensor) -> Tensor:
+        """The map in [0, 1] that ``theta`` stands for."""
+        return theta if self.plan.optimizer == "sign" else torch.sigmoid(theta)
+
+    def maps(self) -> Tensor:
+        """The current maps, detached."""
+        return self.to_map(self.theta).detach()
+
+    def size_gradient(self, active: Optional[Tensor]):
+        """Gradient of the size term with respect to the map (zero for inactive canvases)."""
+        if active is None:
+            return self.size_weight
+        return active.to(self.theta.dtype).view(-1, 1, 1) * self.size_weight
+
+    def map_to_theta_gradient(self, grad: Tensor) -> Tensor:
+        """Chain rule from the map to ``theta`` (the identity for ``"sign"``)."""
+        if self.plan.optimizer == "sign":
+            return grad
+        maps = torch.sigmoid(self.theta)
+        return grad.mul_(maps * (1 - maps))
+
+    def _step_sizes(self):
+        if not self.plan.anneals:
+            return self.plan.step_size
+        last = self.table.shape[1] - 1
+        if self.lockstep is not None:
+            return float(self.table_cpu[0, min(self.lockstep, last)])
+        return self.table[self.group, self.taken.clamp(max=last)].view(-1, 1, 1)
+
+    def step(self, grad: Tensor, active: Optional[Tensor]) -> None:
+        """Update the canvases marked in ``active`` (a bool tensor; ``None``: all) with ``grad``.
+
+        ``grad`` is consumed (overwritten).
+        """
+        keep = None if active is None else active.view(-1, 1, 1)
+        size = self._step_sizes()
+        if self.plan.optimizer == "sign":
+            stepped = self.theta - grad.sign_().mul_(size)
+            stepped.clamp_(0.0, 1.0)
+        else:
+            stepped = self._adam(grad, size, keep)
+        self.theta = stepped if keep is None else torch.where(keep, stepped, self.theta)
+        self.taken += 1 if keep is None else active.to(self.taken.dtype)
+        self.lockstep = self.lockstep + 1 if keep is None and self.lockstep is not None else None
+
+    def _adam(self, grad: Tensor, size, keep: Optional[Tensor]) -> Tensor:
+        beta1, beta2 = self.plan.betas
+        moment1 = beta1 * self.moment1 + (1 - beta1) * grad
+        moment2 = beta2 * self.moment2 + (1 - beta2) * grad * grad
+        self.moment1 = moment1 if keep is None else torch.where(keep, moment1, self.moment1)
+        self.moment2 = moment2 if keep is None else torch.where(keep, moment2, self.moment2)
+        t = (self.taken + 1).to(self.theta.dtype).view(-1, 1, 1)
+        update = (self.moment1 / (1 - beta1**t)) / ((self.moment2 / (1 - beta2**t)).sqrt() + 1e-8)
+        return self.theta - size * update

@@ -104,17 +104,28 @@ def load_data(spec: str, limit: int) -> Tuple[Split, Split, Sequence[str]]:
 
 
 def run_search(model, search: Split, held_out: Split, class_names, classes: List[int], args, extra_settings) -> int:
-    """Search, print the table, write ``report.json`` and ``patterns.png`` into ``args.out``."""
+    """Search, print the table, write ``report.json`` and ``patterns.png`` into ``args.out``.
+
+    Under ``torchrun`` every process searches its share of the classes (see
+    :func:`~captum_classpattern.pipeline.search_classes`) and only rank 0 prints and writes.
+    """
     from ._helpers import save_figure_atomic
+    from .distributed import init_distributed, is_main_process
     from .visualization import plot_class_patterns
 
     device = next(model.parameters()).device
-    test_accuracy = accuracy(model, held_out.images.to(device), held_out.labels.to(device))
-    print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
+    init_distributed(device)
+    main_process = is_main_process()
+    test_accuracy = None
+    if main_process:
+        test_accuracy = accuracy(model, held_out.images.to(device), held_out.labels.to(device))
+        print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
     start = time.perf_counter()
     outcome = search_classes(model, search, held_out, classes, k=args.k, class_names=class_names,
                              schedule=args.schedule, seed=args.seed, show_progress=not args.no_progress)
     seconds = time.perf_counter() - start
+    if not main_process:
+        return 0
     report = outcome.report
     report.test_accuracy = test_accuracy
     report.settings = {"schedule": args.schedule, "seed": args.seed, "k": args.k, "seconds": round(seconds, 2),
@@ -134,17 +145,27 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
 
 
 def run_demo(args) -> int:
-    """``classpattern demo``: the digits CNN and all 10 classes."""
+    """``classpattern demo``: the digits CNN and all 10 classes (also under ``torchrun``)."""
+    from .distributed import init_distributed, is_main_process, main_process_first
+
     torch.manual_seed(args.seed)
-    model = digits_model(show_progress=not args.no_progress)
+    init_distributed("cpu")
+    # Rank 0 trains and caches the model if needed; the other ranks then load the cache.
+    with main_process_first():
+        model = digits_model(show_progress=not args.no_progress and is_main_process())
     data = load_digits()
     return run_search(model, data.search, data.eval, DIGIT_CLASSES, list(range(10)), args,
                       {"data": "digits", "model": "SmallCNN (cached)"})
 
 
 def run_user_search(args) -> int:
-    """``classpattern search``: a user's model and data."""
-    model = load_model(args.model, args.weights, args.device)
+    """``classpattern search``: a user's model and data (also under ``torchrun``)."""
+    from .distributed import init_distributed, local_device
+
+    # Under torchrun a bare "cuda" means this process's own GPU (cuda:LOCAL_RANK).
+    device = local_device(args.device)
+    init_distributed(device)
+    model = load_model(args.model, args.weights, str(device))
     search, held_out, names = load_data(args.data, args.limit)
     classes = list(range(len(names))) if not args.classes else [int(c) for c in args.classes.split(",")]
     return run_search(model, search, held_out, names, classes, args, {"data": args.data, "model": args.model})

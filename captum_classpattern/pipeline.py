@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .canvas import select_canvases
 from .class_pattern import ClassPattern
 from .data import Split
+from .distributed import all_gather, init_distributed, shard, world
 from .metrics import captum_attribution, floor_rate, predictive_power, random_pixel_power
 from .pattern import Budget, Pattern, pixel_budget, top_k_pattern
 from .report import ClassReport, SearchReport
@@ -56,6 +57,14 @@ def search_classes(
     and every number in the report (predictive power, floor, random pixels, the Captum
     baselines' top-k pixels) is measured on ``held_out``.
 
+    Under :mod:`torch.distributed` (launched with ``torchrun``, or a process group you
+    initialised) the classes are split between the ranks, each rank searches and
+    measures its share, and every rank returns the gathered outcome, the same as a
+    single process computes with the same seed. A missing process group is created
+    (see :func:`~captum_classpattern.distributed.init_distributed`). Only rank 0 shows
+    progress bars; let only rank 0 write files
+    (:func:`~captum_classpattern.distributed.is_main_process`).
+
     Args:
         model: the classifier (pixels in [0, 1] in, logits out); its device is used.
         search: images the canvases are chosen from and the patterns pasted onto.
@@ -70,12 +79,46 @@ def search_classes(
         show_progress: progress bars.
 
     Returns:
-        A :class:`SearchOutcome`.
+        A :class:`SearchOutcome`, on every rank.
+
+    Raises:
+        ValueError: no classes, or bad settings. Under torch.distributed an error on one
+            rank is raised on every rank (as a ``RuntimeError`` naming the rank when it is
+            not a ``ValueError``/``TypeError``), so that no rank is left waiting.
     """
     classes = [int(c) for c in classes]
     if not classes:
         raise ValueError("no classes to search.")
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+    settings = dict(k=k, class_names=class_names, baselines=baselines, schedule=schedule,
+                    canvas_strategy=canvas_strategy, seed=seed)
+    if not init_distributed(device):
+        return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **settings)
+    rank, world_size = world()
+    mine = shard(classes, rank, world_size)
+    failure: Optional[Exception] = None
+    try:
+        local = _search_here(model, search, held_out, mine, device, show_progress=show_progress and rank == 0,
+                             **settings) if mine else None
+        message: tuple = ("ok", None if local is None else _to_cpu(local))
+    except Exception as error:  # the gather below still runs, so no rank is left waiting
+        failure = error
+        message = ("error", type(error).__name__, f"rank {rank}: {error}")
+    gathered = all_gather(message)
+    if failure is not None:
+        raise failure
+    for entry in gathered:
+        if entry[0] == "error":
+            raise _ERRORS.get(entry[1], RuntimeError)(entry[2])
+    return _merge([entry[1] for entry in gathered if entry[1] is not None], device)
+
+
+_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError}
+
+
+def _search_here(model, search: Split, held_out: Split, classes: List[int], device, *, k, class_names, baselines,
+                 schedule, canvas_strategy, seed, show_progress) -> SearchOutcome:
+    """:func:`search_classes` for ``classes`` in this process alone."""
     search_images, search_labels = search.images.to(device), search.labels.to(device)
     eval_images, eval_labels = held_out.images.to(device), held_out.labels.to(device)
     canvases = select_canvases(model, search_images, search_labels, classes, canvas_strategy, seed=seed)
@@ -103,4 +146,25 @@ def search_classes(
             baselines=measured,
             name=None if class_names is None else str(class_names[cls]),
         ))
+    return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+
+
+def _to_cpu(outcome: SearchOutcome) -> tuple:
+    """What a rank sends: CPU tensors, without what the receiver can rebuild exactly.
+
+    The maps are the same in every channel and a pattern's values are the canvas's values
+    at its mask, so one channel of the maps and the masks are enough.
+    """
+    masks = torch.stack([pattern.mask for pattern in outcome.patterns]).cpu()
+    return outcome.report, outcome.canvases.cpu(), outcome.maps[:, :1].cpu(), masks
+
+
+def _merge(parts: List[tuple], device) -> SearchOutcome:
+    """One outcome from the ranks' shares, in rank order (= the caller's class order)."""
+    rows = [row for report, _, _, _ in parts for row in report.classes]
+    canvases = torch.cat([part[1] for part in parts]).to(device)
+    maps = torch.cat([part[2] for part in parts]).to(device).expand_as(canvases).contiguous()
+    masks = torch.cat([part[3] for part in parts]).to(device)
+    zero = torch.zeros((), dtype=canvases.dtype, device=device)
+    patterns = [Pattern(mask, torch.where(mask, canvas, zero)) for mask, canvas in zip(masks, canvases)]
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)

@@ -31,10 +31,41 @@ class StepBatch:
     Attributes:
         images: the baseline images of this step, one row per (canvas, image) pair.
         owner: for each row, the index of the canvas it is paired with.
+        per_canvas: when every canvas has exactly this many rows, grouped in canvas order
+            (canvas 0's rows first), the search can pair rows with canvases by reshaping
+            instead of indexing; ``None`` otherwise.
     """
 
     images: Tensor
     owner: Tensor
+    per_canvas: Optional[int] = None
+
+
+_CHECK_ELEMENTS = 1 << 18
+
+
+def _check_in_slices(images: Tensor, name: str) -> None:
+    """``check_images`` on a large tensor, a slice at a time.
+
+    Checking the whole search set at once would allocate temporaries as large as the set
+    itself (the finiteness test makes a copy), so the search's peak memory would grow
+    with the search set. Slices of about 2**18 values keep those temporaries small.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        check_images(images, name)  # raises the usual error
+        return
+    rows = max(1, _CHECK_ELEMENTS // max(1, images[0].numel()))
+    for start in range(0, images.shape[0], rows):
+        check_images(images[start:start + rows], name)
+
+
+def _rows(images: Tensor, index: Tensor) -> Tensor:
+    """``images[index]`` along the first dimension.
+
+    ``index_select`` rather than advanced indexing: on a CPU shared with other work the
+    latter starts a thread pool for a handful of rows and can cost a thousand times more.
+    """
+    return images.index_select(0, index.to(images.device))
 
 
 def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
@@ -52,19 +83,26 @@ def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
 
 
 class TensorSearchSet:
-    """Per-canvas shuffled batches of other-class images drawn from an in-memory tensor."""
+    """Per-canvas shuffled batches of other-class images drawn from an in-memory tensor.
+
+    Canvases of the same class share one stream (it is seeded by the class, so their
+    streams would be identical anyway): the index pools and the shuffling are held once
+    per class, not once per canvas, which matters when many canvases of a few classes are
+    searched together.
+    """
 
     def __init__(self, images: Tensor, labels: Optional[Tensor], targets: Tensor, batch_size: int, seed: int):
-        check_images(images, "baselines")
+        _check_in_slices(images, "baselines")
         if labels is not None:
             labels = torch.as_tensor(labels).reshape(-1).cpu()
             if labels.numel() != images.shape[0]:
                 raise ValueError(f"baseline_labels has {labels.numel()} entries for {images.shape[0]} baseline images.")
         self.images = images
         self.batch_size = batch_size
+        classes, self._stream_of = torch.unique(targets.reshape(-1).cpu(), return_inverse=True)
         self._pools: List[Tensor] = []
         self._seed_of: List[int] = []
-        for target in targets.tolist():
+        for target in classes.tolist():
             pool = torch.arange(images.shape[0]) if labels is None else torch.nonzero(labels != target).flatten()
             if pool.numel() == 0:
                 raise ValueError(
@@ -77,11 +115,17 @@ class TensorSearchSet:
 
     def pool_sizes(self) -> List[int]:
         """Number of other-class images available to each canvas."""
-        return [int(p.numel()) for p in self._pools]
+        return [int(self._pools[s].numel()) for s in self._stream_of.tolist()]
 
-    def _index_stream(self, canvas: int, epochs: Optional[int]) -> Iterator[Tensor]:
-        pool = self._pools[canvas]
-        generator = torch.Generator().manual_seed(self._seed_of[canvas])
+    def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Tensor:
+        """The number of steps each canvas will take (a 1-d tensor, one entry per canvas)."""
+        if steps is not None:
+            return torch.full((self._stream_of.numel(),), int(steps))
+        return torch.tensor([epochs * -(-n // self.batch_size) for n in self.pool_sizes()])
+
+    def _index_stream(self, stream: int, epochs: Optional[int]) -> Iterator[Tensor]:
+        pool = self._pools[stream]
+        generator = torch.Generator().manual_seed(self._seed_of[stream])
         epoch = 0
         carry = pool[:0]
         while epochs is None or epoch < epochs:
@@ -90,6 +134,8 @@ class TensorSearchSet:
                 # Step-count schedules run across epoch boundaries with full batches.
                 order = torch.cat([carry, order])
                 full = (order.numel() // self.batch_size) * self.batch_size
+                # Slices one at a time: split() would hold a view per batch of the whole
+                # epoch, which grows with the search set.
                 for start in range(0, full, self.batch_size):
                     yield order[start:start + self.batch_size]
                 carry = order[full:]
@@ -100,28 +146,46 @@ class TensorSearchSet:
 
     def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
         """Yield ``(batch, active)`` pairs; ``active`` marks the canvases updated this step."""
-        streams = [self._index_stream(i, epochs) for i in range(len(self._pools))]
-        alive = [True] * len(streams)
+        count = self._stream_of.numel()
+        streams = [self._index_stream(s, epochs) for s in range(len(self._pools))]
+        # While every stream yields a full batch (always, for step-count schedules), the
+        # pairing of rows with canvases does not change: build it once, not every step.
+        full_owner = torch.arange(count).repeat_interleave(self.batch_size)
+        all_active = torch.ones(count, dtype=torch.bool)
+        # Streams are ordered by class; when that is the canvases' order, no reordering is needed.
+        in_order = torch.equal(self._stream_of, torch.arange(count))
+        chunks: List[Optional[Tensor]] = [None] * len(streams)
         step = 0
-        while any(alive) and (steps is None or step < steps):
-            indices, owners = [], []
-            for canvas, stream in enumerate(streams):
-                if not alive[canvas]:
-                    continue
-                chunk = next(stream, None)
-                if chunk is None:
-                    alive[canvas] = False
-                    continue
-                indices.append(chunk)
-                owners.append(torch.full((chunk.numel(),), canvas, dtype=torch.long))
-            if not indices:
-                break
-            index = torch.cat(indices)
-            owner = torch.cat(owners)
-            active = torch.zeros(len(streams), dtype=torch.bool)
-            active[owner.unique()] = True
-            yield StepBatch(self.images[index], owner), active
+        while steps is None or step < steps:
+            for s, stream in enumerate(streams):
+                if chunks[s] is not None or step == 0:
+                    chunks[s] = next(stream, None)
+            if all(c is not None and c.numel() == self.batch_size for c in chunks):
+                index = torch.stack(chunks)
+                if not in_order:
+                    index = index.index_select(0, self._stream_of)
+                yield StepBatch(_rows(self.images, index.reshape(-1)), full_owner, self.batch_size), all_active
+            else:
+                batch = self._partial_batch(chunks)
+                if batch is None:
+                    break
+                yield batch
             step += 1
+
+    def _partial_batch(self, chunks: List[Optional[Tensor]]) -> Optional[Tuple[StepBatch, Tensor]]:
+        """The step's batch when some streams are shorter or finished (end of an epoch)."""
+        indices, owners = [], []
+        active = torch.zeros(self._stream_of.numel(), dtype=torch.bool)
+        for canvas, s in enumerate(self._stream_of.tolist()):
+            chunk = chunks[s]
+            if chunk is None:
+                continue
+            indices.append(chunk)
+            owners.append(torch.full((chunk.numel(),), canvas, dtype=torch.long))
+            active[canvas] = True
+        if not indices:
+            return None
+        return StepBatch(_rows(self.images, torch.cat(indices)), torch.cat(owners)), active
 
 
 class IterableSearchSet:
@@ -131,6 +195,21 @@ class IterableSearchSet:
         self.source = source
         self.targets = targets
         self.shape = shape
+
+    def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Optional[Tensor]:
+        """Steps per canvas if known in advance: ``steps``, or ``epochs`` times the source's length.
+
+        A canvas skips the batches that hold only its own class, so this is an upper
+        bound; ``None`` when the source has no length.
+        """
+        if steps is not None:
+            total = int(steps)
+        else:
+            length = getattr(self.source, "__len__", None)
+            if length is None:
+                return None
+            total = epochs * int(length())
+        return torch.full((self.targets.numel(),), max(1, total))
 
     def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
         """Yield ``(batch, active)`` pairs, passing over the source ``epochs`` times or until ``steps``."""
@@ -156,7 +235,9 @@ class IterableSearchSet:
                 produced = True
                 seen += valid.sum(1)
                 active = valid.any(1)
-                yield StepBatch(images[column.to(images.device)], owner), active
+                # nonzero() lists canvas 0's images first, so a batch with no image to exclude is uniform.
+                per_canvas = images.shape[0] if bool(valid.all()) else None
+                yield StepBatch(_rows(images, column), owner, per_canvas), active
                 step += 1
                 if steps is not None and step >= steps:
                     break

@@ -1,0 +1,265 @@
+"""The class-pattern search, the paper's schedule against the library's default, side by side.
+
+Everything runs in one process on the same trained model (the demo's digits CNN, cached),
+the same canvases (the most confidently classified search image of each class), the same
+search set and the same held-out images, for all 10 classes:
+
+* ``paper``: Zhao et al.'s schedule as the authors run it, one class per call (signed
+  steps of 0.02, batches of 4, 5 epochs over the search set);
+* ``default``: the library's default schedule, all classes batched in one call.
+
+For each: wall time, images sent through the model, and mean predictive power of the
+5% pattern on held-out images. Timings are the best of ``--repeats`` interleaved runs
+(the machine may be shared; the best run is the one least disturbed), and the medians
+are printed too.
+
+Throughput: images per second of the default search loop (``SearchStats``: the loop
+alone, without choosing canvases or checking inputs) against the model's bare forward and
+backward with input gradients at the same batch size (all canvases' images of one step)
+for the same number of steps, alternating, best of 5 (``--quick``) or 10 rounds.
+
+Memory: each measurement is a fresh Python process that loads the model and data, builds
+the search set as a tensor at 1x or 10x its size (the 10x set is the 1x set repeated),
+then resets the kernel's high-water mark of its resident set (``/proc/self/clear_refs``)
+and runs the default search. ``peak_mb_*`` is that high-water mark minus the resident
+set just before the search: the search's own peak (working set, per-class index pools,
+one-time kernel setup), not the search set the caller already holds. The children run
+with ``MALLOC_MMAP_THRESHOLD_=131072`` so that freed tensors leave the resident set at
+once. The whole process's peak is reported beside it (``process_peak_mb_*``). Linux only.
+
+Usage::
+
+    python benchmarks/bench_search.py            # 3 rounds; also the paper schedule's memory (one
+                                                 # epoch) and the bf16 / channels_last settings on the CPU
+    python benchmarks/bench_search.py --quick    # 2 rounds, well under a minute
+
+Threads: one by default. With two OpenMP threads on a machine whose other core is busy
+with someone else's work, every parallel region waits for a descheduled thread, and the
+many small steps of the paper's schedule slowed down up to fifty-fold in our runs, which
+inflates the speedup; one thread keeps the comparison fair. ``--threads 2`` uses both
+cores of an otherwise idle machine.
+
+The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from captum_classpattern import (
+    ClassPattern,
+    DEFAULT_SCHEDULE,
+    PAPER_SCHEDULE,
+    predictive_power,
+    select_canvases,
+    top_k_pattern,
+)
+from captum_classpattern.data import load_digits
+from captum_classpattern.training import digits_model
+
+CLASSES = list(range(10))
+K = 0.05
+SEED = 0
+
+
+def _setup():
+    """The model, data and canvases every measurement shares."""
+    model = digits_model()
+    data = load_digits()
+    canvases = select_canvases(model, data.search.images, data.search.labels, CLASSES, "confident")
+    return model, data, canvases
+
+
+def _mean_power(model, data, canvases, maps) -> float:
+    powers = [
+        predictive_power(model, top_k_pattern(maps[i], canvases[i], K), data.eval.images, data.eval.labels, c)
+        for i, c in enumerate(CLASSES)
+    ]
+    return sum(powers) / len(powers)
+
+
+def run_paper(model, data, canvases):
+    """The paper's schedule, one class per call: ``(seconds, images, maps)``."""
+    explainer = ClassPattern(model)
+    maps, images = [], 0
+    start = time.perf_counter()
+    for i, c in enumerate(CLASSES):
+        maps.append(explainer.attribute(canvases[i:i + 1], target=c, baselines=data.search.images,
+                                        baseline_labels=data.search.labels, schedule=PAPER_SCHEDULE, seed=SEED))
+        images += explainer.last_stats.images_forwarded
+    return time.perf_counter() - start, images, torch.cat(maps)
+
+
+def run_default(model, data, canvases):
+    """The default schedule, all classes in one call: ``(seconds, images, maps, loop images/s)``."""
+    explainer = ClassPattern(model)
+    start = time.perf_counter()
+    maps = explainer.attribute(canvases, target=CLASSES, baselines=data.search.images,
+                               baseline_labels=data.search.labels, schedule=DEFAULT_SCHEDULE, seed=SEED)
+    seconds = time.perf_counter() - start
+    return seconds, explainer.last_stats.images_forwarded, maps, explainer.last_stats.images_per_second
+
+
+def bare_throughput(model, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    """Images per second of the model's forward and backward with input gradients, nothing else."""
+    batch = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        start = time.perf_counter()
+        for _ in range(steps):
+            torch.autograd.grad(F.cross_entropy(model(batch), labels), batch)
+        seconds = time.perf_counter() - start
+    return steps * images.shape[0] / seconds
+
+
+def _memory_child(scale: int, schedule_name: str) -> None:
+    """Runs in a fresh process: prints the search's peak memory as JSON."""
+    model, data, canvases = _setup()
+    images = torch.cat([data.search.images] * scale)
+    labels = torch.cat([data.search.labels] * scale)
+    schedule = DEFAULT_SCHEDULE if schedule_name == "default" else PAPER_SCHEDULE.replace(epochs=1)
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")  # resets VmHWM, the peak resident set, to the current resident set
+    ClassPattern(model).attribute(canvases, target=CLASSES, baselines=images, baseline_labels=labels,
+                                  schedule=schedule, seed=SEED)
+    peak = _status_kb("VmHWM")
+    print(json.dumps({"search_peak_mb": (peak - before) / 1024, "process_peak_mb": peak / 1024,
+                      "search_set_mb": images.numel() * images.element_size() / 2**20}))
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as stream:
+        for line in stream:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not found in /proc/self/status")
+
+
+def measure_memory(scale: int, schedule_name: str, threads: int) -> dict:
+    """Run :func:`_memory_child` in a fresh interpreter and return its numbers."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", str(scale),
+               "--memory-schedule", schedule_name, "--threads", str(threads)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _settings_speed(model, data, canvases, rounds: int) -> dict:
+    """Best wall time of the default search with the optional GPU settings, here on the CPU."""
+    best = {}
+    for _ in range(rounds):
+        for name, settings in (("fp32", {}), ("bf16_autocast", {"autocast_dtype": torch.bfloat16}),
+                               ("channels_last", {"channels_last": True})):
+            explainer = ClassPattern(model)
+            explainer.attribute(canvases, target=CLASSES, baselines=data.search.images,
+                                baseline_labels=data.search.labels, seed=SEED, **settings)
+            best[name] = min(best.get(name, float("inf")), explainer.last_stats.seconds)
+    return {f"cpu_loop_seconds_{name}": round(seconds, 3) for name, seconds in best.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats, the default schedule's memory only (well under a minute)")
+    parser.add_argument("--repeats", type=int, help="paper/default timing rounds (default 3, or 2 with --quick)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help=f"torch threads (default 1, robust on a shared machine; this one has {os.cpu_count()})")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-schedule", default="default", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        _memory_child(args.memory_child, args.memory_schedule)
+        return 0
+    repeats = args.repeats or (2 if args.quick else 3)
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
+    throughput_rounds = 5 if args.quick else 10
+    load_before = os.getloadavg()
+    model, data, canvases = _setup()
+    step_rows = len(CLASSES) * DEFAULT_SCHEDULE.batch_size
+    bare_images, bare_labels = data.search.images[:step_rows], data.search.labels[:step_rows]
+    run_default(model, data, canvases)  # warm-up: kernel selection, thread pools
+    paper_times, default_times, loop_rates, bare_rates = [], [], [], []
+    for _ in range(repeats):  # interleaved, so that both see the same machine load
+        seconds, paper_images, paper_maps = run_paper(model, data, canvases)
+        paper_times.append(seconds)
+        seconds, default_images, default_maps, rate = run_default(model, data, canvases)
+        default_times.append(seconds)
+        loop_rates.append(rate)
+    for _ in range(throughput_rounds):  # the loop and the bare model alternate, same number of steps
+        seconds, _, _, rate = run_default(model, data, canvases)
+        default_times.append(seconds)
+        loop_rates.append(rate)
+        bare_rates.append(bare_throughput(model, bare_images, bare_labels, DEFAULT_SCHEDULE.steps))
+    paper_power = _mean_power(model, data, canvases, paper_maps)
+    default_power = _mean_power(model, data, canvases, default_maps)
+    memory = {scale: measure_memory(scale, "default", args.threads) for scale in (1, 10)}
+    result = {
+        "paper_seconds": round(min(paper_times), 3),
+        "default_seconds": round(min(default_times), 3),
+        "speedup": round(min(paper_times) / min(default_times), 2),
+        "paper_power": round(paper_power, 4),
+        "default_power": round(default_power, 4),
+        "power_ratio": round(default_power / paper_power, 3),
+        "paper_images": paper_images,
+        "default_images": default_images,
+        "search_images_per_second": round(max(loop_rates), 1),
+        "bare_images_per_second": round(max(bare_rates), 1),
+        "throughput_ratio": round(max(loop_rates) / max(bare_rates), 3),
+        "throughput_batch": step_rows,
+        "peak_mb_1x": round(memory[1]["search_peak_mb"], 2),
+        "peak_mb_10x": round(memory[10]["search_peak_mb"], 2),
+        "process_peak_mb_1x": round(memory[1]["process_peak_mb"], 1),
+        "process_peak_mb_10x": round(memory[10]["process_peak_mb"], 1),
+        "search_set_mb_1x": round(memory[1]["search_set_mb"], 2),
+        "search_set_mb_10x": round(memory[10]["search_set_mb"], 2),
+        "paper_seconds_median": round(statistics.median(paper_times), 3),
+        "default_seconds_median": round(statistics.median(default_times), 3),
+        "repeats": repeats,
+        "throughput_rounds": throughput_rounds,
+        "threads": args.threads,
+        "quick": bool(args.quick),
+        "device": "cpu",
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+    }
+    if not args.quick:
+        paper_memory = {scale: measure_memory(scale, "paper", args.threads) for scale in (1, 10)}
+        result["paper_epoch_peak_mb_1x"] = round(paper_memory[1]["search_peak_mb"], 2)
+        result["paper_epoch_peak_mb_10x"] = round(paper_memory[10]["search_peak_mb"], 2)
+        result.update(_settings_speed(model, data, canvases, rounds=3))
+    result["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    _print_table(result, paper_times, default_times)
+    print(json.dumps(result))
+    return 0
+
+
+def _print_table(result: dict, paper_times, default_times) -> None:
+    print(f"paper schedule, class by class: {result['paper_seconds']:.2f} s best "
+          f"({', '.join(f'{t:.2f}' for t in paper_times)}), {result['paper_images']} images, "
+          f"power {result['paper_power']:.3f}")
+    print(f"default schedule, batched:      {result['default_seconds']:.2f} s best "
+          f"({', '.join(f'{t:.2f}' for t in default_times)}), {result['default_images']} images, "
+          f"power {result['default_power']:.3f}")
+    print(f"speedup {result['speedup']:.1f}x, power ratio {result['power_ratio']:.3f}")
+    print(f"search loop {result['search_images_per_second']:.0f} images/s vs bare forward+backward "
+          f"{result['bare_images_per_second']:.0f} images/s at batch {result['throughput_batch']}: "
+          f"ratio {result['throughput_ratio']:.2f}")
+    print(f"search peak memory {result['peak_mb_1x']:.1f} MB (1x) vs {result['peak_mb_10x']:.1f} MB (10x); "
+          f"whole process {result['process_peak_mb_1x']:.0f} / {result['process_peak_mb_10x']:.0f} MB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
