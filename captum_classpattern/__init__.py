@@ -20,6 +20,7 @@ from .canvas import select_canvases
 from .class_pattern import ClassPattern, SearchStats
 from .concepts import ConceptDataset
 from .data import load_cifar10, load_digits, load_image_folder
+from .distributed import init_distributed, is_main_process, shard
 from .dissection import DissectionResult, dissect, plot_top_activations
 from .metrics import (
     PowerCurve,
@@ -33,6 +34,7 @@ from .metrics import (
 from .models import SmallCNN, cifar_resnet
 from .pattern import Pattern, random_pattern, top_k_pattern
 from .neural_cleanse import NeuralCleanseResult
+from .pipeline import SearchOutcome, search_classes
 from .report import ClassReport, SearchReport, load_report
 from .scan import ScanResult, SuspicionResult, suspicion_scores, trigger_jaccard
 from .schedule import DEFAULT_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
@@ -106,6 +108,11 @@ __all__ = [
     "pgd_attack",
     "adversarial_train",
     "pgd_robust_accuracy",
+    "search_classes",
+    "SearchOutcome",
+    "init_distributed",
+    "is_main_process",
+    "shard",
 ]
 
 # ``scan``, ``neural_cleanse`` and ``simplicity`` are functions named like their modules;
