@@ -39,7 +39,7 @@ from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDat
 from captum_classpattern.data import load_digits
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.neural_cleanse import neural_cleanse
-from captum_classpattern.scan import flag_outliers, scan, suspicion_scores, trigger_jaccard
+from captum_classpattern.scan import scan, suspicion_scores, trigger_jaccard
 from captum_classpattern.training import accuracy, train_classifier
 
 TRIGGERS = {"patch": lambda: PatchTrigger(), "blend": lambda: BlendTrigger("noise", alpha=0.2, seed=0)}

@@ -100,7 +100,9 @@ class PatchTrigger(Trigger):
                 raise ValueError(f"position must be one of {_CORNERS} or a (row, column) pair, got {position!r}.")
         elif not (isinstance(position, (tuple, list)) and len(position) == 2
                   and all(isinstance(p, int) and p >= 0 for p in position)):
-            raise ValueError(f"position must be one of {_CORNERS} or a (row, column) pair of ints >= 0, got {position!r}.")
+            raise ValueError(
+                f"position must be one of {_CORNERS} or a (row, column) pair of ints >= 0, got {position!r}."
+            )
         self.position = position if isinstance(position, str) else tuple(position)
         if isinstance(content, bool) or not isinstance(content, (int, float, Tensor)):
             raise TypeError(f"content must be a float in [0, 1] or a tensor, got {type(content).__name__}.")
@@ -321,7 +323,8 @@ class PoisonedDataset(Dataset):
         elif isinstance(data, Dataset):
             self._images, self._dataset = None, data
             # Reading every label once is the only portable way to know the classes.
-            all_labels = torch.tensor([int(data[i][1]) for i in range(len(data))], dtype=torch.long)  # type: ignore[arg-type]
+            all_labels = torch.tensor([int(data[i][1]) for i in range(len(data))],  # type: ignore[arg-type]
+                                      dtype=torch.long)
         else:
             raise TypeError(f"data must be a torch Dataset or an (images, labels) pair, got {type(data).__name__}.")
         self._labels = all_labels
@@ -332,7 +335,8 @@ class PoisonedDataset(Dataset):
         candidates = torch.nonzero(all_labels != self.target).flatten()
         if count > candidates.numel():
             raise ValueError(
-                f"cannot poison {count} items: only {candidates.numel()} items are not of the target class {self.target}."
+                f"cannot poison {count} items: only {candidates.numel()} items are not of the target class "
+                f"{self.target}."
             )
         generator = torch.Generator().manual_seed(self.seed)
         chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
@@ -523,4 +527,3 @@ def backdoor_metrics(model: Callable, images: Tensor, labels: Tensor, trigger: C
         attack_success_rate=float((triggered == target).float().mean()),
         robust_accuracy=float((triggered == others_labels).float().mean()),
     )
-

@@ -19,6 +19,8 @@ from .data import DIGIT_CLASSES, Split, load_digits
 
 __all__ = ["add_scan_parser", "run_scan", "plot_scan"]
 
+GROUND = (0.75, 0.85, 1.0)  # colour of the pixels outside a pattern in scan.png
+
 
 def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``scan`` subcommand to an ``argparse`` subparsers object.
@@ -124,6 +126,9 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
 def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: float = 2.0):
     """Each class's recovered pattern above a bar chart of the anomaly indices.
 
+    Pattern pixels are drawn with their values; the rest of the image is light blue, so
+    that white and black pattern pixels both show.
+
     Args:
         result: a :class:`~captum_classpattern.scan.ScanResult`.
         class_names: a name per scanned class (default the class indices).
@@ -142,12 +147,12 @@ def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: fl
     axes = []
     for column, pattern in enumerate(result.patterns):
         ax = fig.add_subplot(grid[0, column])
-        values = pattern.values.detach().cpu()
-        shown = torch.where(pattern.mask.cpu(), values, torch.ones_like(values))  # white outside the pattern
-        if shown.shape[0] == 1:
-            ax.imshow(shown[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        else:
-            ax.imshow(shown.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        values = pattern.values.detach().cpu().clamp(0, 1)
+        rgb = values.expand(3, -1, -1) if values.shape[0] == 1 else values[:3]
+        # A tinted ground, so that white and black pattern pixels both show.
+        ground = torch.tensor(GROUND).view(3, 1, 1).expand_as(rgb)
+        shown = torch.where(pattern.mask.cpu(), rgb, ground)
+        ax.imshow(shown.permute(1, 2, 0).numpy(), interpolation="nearest")
         flagged = result.classes[column] in result.flagged
         ax.set_title(f"{names[column]}\nk={pattern.k}", fontsize=8, color="red" if flagged else "black")
         ax.set_xticks([])

@@ -160,7 +160,8 @@ def neural_cleanse(
     if not 0.0 < success_threshold <= 1.0:
         raise ValueError(f"success_threshold must lie in (0, 1], got {success_threshold!r}.")
     height, width = images.shape[-2:]
-    if trigger_mask is not None and (not isinstance(trigger_mask, Tensor) or tuple(trigger_mask.shape) != (height, width)):
+    bad_mask = not isinstance(trigger_mask, Tensor) or tuple(trigger_mask.shape) != (height, width)
+    if trigger_mask is not None and bad_mask:
         raise ValueError(f"trigger_mask must be an H x W tensor of shape {(height, width)}.")
 
     device = images.device

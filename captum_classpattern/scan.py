@@ -111,7 +111,8 @@ def _check_model(model: Any) -> None:
 # ----------------------------------------------------------------------------- flags
 
 
-def flag_outliers(scores: Sequence[float], direction: str = "low", threshold: float = 2.0) -> Tuple[np.ndarray, List[int]]:
+def flag_outliers(scores: Sequence[float], direction: str = "low",
+                  threshold: float = 2.0) -> Tuple[np.ndarray, List[int]]:
     """MAD anomaly index of each score, and the positions that are one-sided outliers.
 
     Args:
@@ -162,7 +163,8 @@ def trigger_jaccard(recovered: Tensor, true_mask: Tensor) -> float:
         raise TypeError("both masks must be tensors.")
     if recovered.dim() != 2 or recovered.shape != true_mask.shape:
         raise ValueError(
-            f"masks must be two H x W tensors of the same shape, got {tuple(recovered.shape)} and {tuple(true_mask.shape)}."
+            f"masks must be two H x W tensors of the same shape, got {tuple(recovered.shape)} and "
+            f"{tuple(true_mask.shape)}."
         )
     a, b = recovered.bool().cpu(), true_mask.bool().cpu()
     union = int((a | b).sum())
@@ -562,7 +564,8 @@ def scan(
         check_images(eval_images, "eval_images")
         eval_labels = _labels_for(eval_images, eval_labels, "eval_images'")
         if tuple(eval_images.shape[1:]) != tuple(images.shape[1:]):
-            raise ValueError(f"eval_images are {tuple(eval_images.shape[1:])} per image but images are {tuple(images.shape[1:])}.")
+            raise ValueError(f"eval_images are {tuple(eval_images.shape[1:])} per image but images are "
+                             f"{tuple(images.shape[1:])}.")
     check_device(model, images, "images")
     check_device(model, eval_images, "eval_images")
     _choice(values, VALUE_MODES, "values")
@@ -625,7 +628,8 @@ def scan(
     result = _assemble(targets.tolist(), maps, learned, ks, table, counts, score=score,
                        power_threshold=power_threshold, fixed_k=fixed_k, auc_k=auc_size, threshold=threshold)
     result.settings = {"values": values, "init": init, "score": score, "power_threshold": power_threshold,
-                       "k": fixed_k, "auc_k": auc_size, "steps": steps, "batch_size": batch_size, "alpha": alpha, "harden": harden,
+                       "k": fixed_k, "auc_k": auc_size, "steps": steps, "batch_size": batch_size, "alpha": alpha,
+                       "harden": harden,
                        "threshold": threshold, "seed": seed}
     if trigger_mask is not None:
         cls = result.most_suspicious() if trigger_target is None else int(trigger_target)

@@ -194,4 +194,3 @@ def summarise_simplicity(masks: Iterable[MaskLike]) -> Dict[str, float]:
         raise ValueError("no masks to summarise.")
     keys = measures[0].as_dict().keys()
     return {key: float(np.mean([m.as_dict()[key] for m in measures])) for key in keys}
-

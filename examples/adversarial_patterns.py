@@ -74,7 +74,11 @@ def patterns_of(model, data, canvases, seed: int):
                                          baseline_labels=data.search.labels, seed=seed)
     patterns = [top_k_pattern(maps[c], canvases[c], K) for c in range(10)]
     powers = [predictive_power(model, p, data.eval.images, data.eval.labels, c) for c, p in enumerate(patterns)]
-    return maps, patterns, powers
+    # A map with fewer non-zero pixels than the budget has collapsed: the search found no
+    # pattern, and the top-k then fills up with zero pixels in index order (a block in the
+    # top rows), whose "simple" shape is an artefact.
+    collapsed = [int((maps[c, 0] > 0).sum()) < patterns[c].k for c in range(10)]
+    return maps, patterns, powers, collapsed
 
 
 def draw(canvases, natural, robust, path: str) -> None:
@@ -122,9 +126,11 @@ def main(argv=None) -> int:
     canvases = select_canvases(natural, data.search.images, data.search.labels, list(range(10)), strategy="index")
     results = {}
     for name, model in (("natural", natural), ("adversarial", robust)):
-        _, patterns, powers = patterns_of(model, data, canvases, args.seed)
+        _, patterns, powers, collapsed = patterns_of(model, data, canvases, args.seed)
         per_class = [simplicity(p).as_dict() for p in patterns]
-        results[name] = {"patterns": patterns, "powers": powers, "per_class": per_class}
+        results[name] = {"patterns": patterns, "powers": powers, "per_class": per_class, "collapsed": collapsed}
+    # Compare the two models on the same classes only: those where neither map collapsed.
+    kept = [c for c in range(10) if not (results["natural"]["collapsed"][c] or results["adversarial"]["collapsed"][c])]
 
     print(f"\nshape of the top {K:.0%} pixels ({results['natural']['patterns'][0].k} of {size * size}) per class")
     print(f"{'digit':<6}" + "".join(f"{LABELS[m]:>12}" for m in MEASURES) + f"{'power':>11}   (natural/adversarial)")
@@ -134,13 +140,18 @@ def main(argv=None) -> int:
             a, b = results["natural"]["per_class"][c][measure], results["adversarial"]["per_class"][c][measure]
             cells.append(f"{a:>5.2f}/{b:<5.2f}" if measure != "components" else f"{int(a):>5d}/{int(b):<5d}")
         powers = f"{results['natural']['powers'][c]:.2f}/{results['adversarial']['powers'][c]:.2f}"
-        print(f"{c:<6}" + "".join(f"{cell:>12}" for cell in cells) + f"{powers:>11}")
+        note = "" if c in kept else "  (map collapsed: " + "/".join(
+            name for name in results if results[name]["collapsed"][c]) + ", left out of the means)"
+        print(f"{c:<6}" + "".join(f"{cell:>12}" for cell in cells) + f"{powers:>11}{note}")
+    if not kept:
+        print("every class collapsed for one of the models: nothing to compare")
+        kept = list(range(10))
     means = {}
     for name in results:
-        means[name] = {m: sum(row[m] for row in results[name]["per_class"]) / 10 for m in MEASURES}
-        means[name]["power"] = sum(results[name]["powers"]) / 10
+        means[name] = {m: sum(results[name]["per_class"][c][m] for c in kept) / len(kept) for m in MEASURES}
+        means[name]["power"] = sum(results[name]["powers"][c] for c in kept) / len(kept)
     print(f"{'mean':<6}" + "".join(f"{means['natural'][m]:>5.2f}/{means['adversarial'][m]:<5.2f} " for m in MEASURES)
-          + f"{means['natural']['power']:.2f}/{means['adversarial']['power']:.2f}")
+          + f"{means['natural']['power']:.2f}/{means['adversarial']['power']:.2f}   over {len(kept)} classes")
     simpler = {
         "components": means["adversarial"]["components"] < means["natural"]["components"],
         "boundary_per_pixel": means["adversarial"]["boundary_per_pixel"] < means["natural"]["boundary_per_pixel"],
@@ -156,7 +167,8 @@ def main(argv=None) -> int:
          os.path.join(args.out, "patterns.png"))
     write_json_atomic(os.path.join(args.out, "results.json"), {
         "size": size, "eps": EPS, "step": STEP, "epochs": epochs, "attack_steps": attack_steps, "k": K,
-        "accuracy": summary, "means": means, "simpler": simpler,
+        "accuracy": summary, "means": means, "simpler": simpler, "compared_classes": kept,
+        "collapsed": {name: results[name]["collapsed"] for name in results},
         "per_class": {name: results[name]["per_class"] for name in results},
         "powers": {name: results[name]["powers"] for name in results},
         "seconds": round(time.perf_counter() - started, 1)})
