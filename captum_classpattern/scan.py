@@ -461,6 +461,23 @@ def _min_k(powers: np.ndarray, ks: List[int], threshold: float) -> float:
     return float(math.exp(math.log(ks[j - 1]) + t * (math.log(ks[j]) - math.log(ks[j - 1]))))
 
 
+def _second_set(model, images, labels, other, other_labels, name: str, check_shape: bool = False):
+    """Validate an optional second image set, defaulting to ``(images, labels)``; check devices."""
+    if other is None:
+        if other_labels is not None:
+            raise ValueError(f"{name[:-len('images')]}labels given without {name}.")
+        other, other_labels = images, labels
+    else:
+        check_images(other, name)
+        other_labels = _labels_for(other, other_labels, f"{name}'")
+        if check_shape and tuple(other.shape[1:]) != tuple(images.shape[1:]):
+            raise ValueError(f"{name} are {tuple(other.shape[1:])} per image but images are "
+                             f"{tuple(images.shape[1:])}.")
+    check_device(model, images, "images")
+    check_device(model, other, name)
+    return other, other_labels
+
+
 def scan(
     model: Callable,
     images: Tensor,
@@ -556,18 +573,8 @@ def scan(
     _check_model(model)
     check_images(images, "images")
     labels = _labels_for(images, labels, "images'")
-    if eval_images is None:
-        if eval_labels is not None:
-            raise ValueError("eval_labels given without eval_images.")
-        eval_images, eval_labels = images, labels
-    else:
-        check_images(eval_images, "eval_images")
-        eval_labels = _labels_for(eval_images, eval_labels, "eval_images'")
-        if tuple(eval_images.shape[1:]) != tuple(images.shape[1:]):
-            raise ValueError(f"eval_images are {tuple(eval_images.shape[1:])} per image but images are "
-                             f"{tuple(images.shape[1:])}.")
-    check_device(model, images, "images")
-    check_device(model, eval_images, "eval_images")
+    eval_images, eval_labels = _second_set(model, images, labels, eval_images, eval_labels, "eval_images",
+                                           check_shape=True)
     _choice(values, VALUE_MODES, "values")
     _choice(init, INITS, "init")
     _choice(score, SCORES, "score")
@@ -819,15 +826,8 @@ def suspicion_scores(
     _check_model(model)
     check_images(images, "images")
     labels = _labels_for(images, labels, "images'")
-    if reference_images is None:
-        if reference_labels is not None:
-            raise ValueError("reference_labels given without reference_images.")
-        reference_images, reference_labels = images, labels
-    else:
-        check_images(reference_images, "reference_images")
-        reference_labels = _labels_for(reference_images, reference_labels, "reference_images'")
-    check_device(model, images, "images")
-    check_device(model, reference_images, "reference_images")
+    reference_images, reference_labels = _second_set(model, images, labels, reference_images, reference_labels,
+                                                     "reference_images")
     steps = _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
     chunk = _positive_int(chunk, "chunk")
