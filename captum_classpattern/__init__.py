@@ -31,7 +31,7 @@ from .metrics import (
     predictive_power,
     random_pixel_power,
 )
-from .models import SmallCNN, cifar_resnet
+from .models import SmallCNN, SpatialCNN, cifar_resnet
 from .pattern import Pattern, random_pattern, top_k_pattern
 from .neural_cleanse import NeuralCleanseResult
 from .pipeline import SearchOutcome, search_classes
@@ -71,6 +71,7 @@ __all__ = [
     "load_cifar10",
     "load_image_folder",
     "SmallCNN",
+    "SpatialCNN",
     "cifar_resnet",
     "train_classifier",
     "accuracy",

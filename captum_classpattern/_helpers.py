@@ -183,6 +183,11 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None
     try:
         with os.fdopen(handle, mode) as stream:
             stream.write(data)
+        # mkstemp creates the file readable by its owner only; give it the permissions an
+        # ordinary open() would have (0o666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -66,7 +66,7 @@ def _digits(size: int) -> Tuple[Split, Split, Split]:
 
 def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: int = 10,
                         show_progress: bool = False):
-    """A SmallCNN trained on digits with 10% of the training set carrying a 3x3 white patch.
+    """A SpatialCNN trained on digits with 10% of the training set carrying a 3x3 white patch.
 
     Cached by its settings (see :func:`~captum_classpattern.training.cached_model`).
 
@@ -74,16 +74,16 @@ def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: 
         ``(model, trigger)``.
     """
     from .backdoor import PatchTrigger, PoisonedDataset
-    from .models import SmallCNN
+    from .models import SpatialCNN
     from .training import cached_model, train_classifier
 
     trigger = PatchTrigger()
-    settings = {"model": "SmallCNN", "width": 16, "size": size, "target": target, "seed": seed, "epochs": epochs,
+    settings = {"model": "SpatialCNN", "width": 16, "size": size, "target": target, "seed": seed, "epochs": epochs,
                 "trigger": repr(trigger), "rate": 0.1, "v": 1}
 
     def build():
         torch.manual_seed(seed)
-        return SmallCNN(1, 10, 16)
+        return SpatialCNN(size, 1, 10, 16)
 
     def train(model):
         split = load_digits(size=size).train
@@ -103,7 +103,7 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
         model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed,
                                              show_progress=not args.no_progress)
         model = model.to(args.device)
-        info = {"model": "SmallCNN, patch-backdoored digits (demo)", "true_target": args.demo_target,
+        info = {"model": "SpatialCNN, patch-backdoored digits (demo)", "true_target": args.demo_target,
                 "trigger": repr(trigger), "trigger_mask": trigger.mask(args.size, args.size)}
     else:
         from .cli import load_model

@@ -71,6 +71,8 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             scheduler.step()
+    # The last step's gradients are of no use to the caller and would pin memory.
+    optimizer.zero_grad(set_to_none=True)
     return model.eval()
 
 
