@@ -100,6 +100,8 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
     if args.demo_backdoor:
         if args.data != "digits":
             raise ValueError("--demo-backdoor trains on the digits: leave --data at its default.")
+        if args.size % 4:
+            raise ValueError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {args.size}.")
         model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed,
                                              show_progress=not args.no_progress)
         model = model.to(args.device)

@@ -210,3 +210,5 @@ def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--weights needs --model"):
         bad = parser.parse_args(["scan", "--demo-backdoor", "--weights", "w.pt", "--out", str(out)])
         run_scan(bad)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        run_scan(parser.parse_args(["scan", "--demo-backdoor", "--size", "18", "--out", str(out)]))
