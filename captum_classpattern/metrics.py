@@ -1,6 +1,7 @@
 """Metrics: predictive power of a pattern, its floor and chance levels, curves over k."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -9,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ._helpers import check_images, evaluation_mode
-from .pattern import Budget, Pattern, pixel_budget, random_pattern, top_k_pattern
+from .pattern import FILLER_WARNING, Budget, Pattern, _pixel_scores, pixel_budget, random_pattern, top_k_pattern
 
 
 def _other_class(images: Tensor, labels: Tensor, target: int):
@@ -103,10 +104,17 @@ def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Te
     """
     height, width = canvas.shape[-2:]
     counts = sorted({pixel_budget(k, height, width) for k in ks})
-    powers = [
-        predictive_power(model, top_k_pattern(attribution, canvas, k), images, labels, target, batch_size)
-        for k in counts
-    ]
+    with warnings.catch_warnings():
+        # One warning for the whole curve instead of one per size (see below).
+        warnings.filterwarnings("ignore", message=FILLER_WARNING, category=RuntimeWarning)
+        powers = [
+            predictive_power(model, top_k_pattern(attribution, canvas, k), images, labels, target, batch_size)
+            for k in counts
+        ]
+    supporting = int((_pixel_scores(attribution.detach(), False) > 0).sum())
+    if supporting < counts[-1]:
+        warnings.warn(f"the map has only {supporting} pixel(s) with a positive score: the curve's sizes above "
+                      f"{supporting} are filled up with arbitrary pixels.", RuntimeWarning, stacklevel=2)
     fractions = [k / (height * width) for k in counts]
     if len(counts) > 1:
         steps = zip(powers[:-1], powers[1:], fractions[:-1], fractions[1:])

@@ -1,6 +1,7 @@
 """Class patterns: the top-k pixels of a map with the canvas's values, and stamping them."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -8,6 +9,9 @@ import torch
 from torch import Tensor
 
 Budget = Union[int, float]
+
+# Start of the warning :func:`top_k_pattern` gives when part of a pattern is filler.
+FILLER_WARNING = "only [0-9]+ of the [0-9]+ pixels asked for have a positive score"
 
 
 def pixel_budget(k: Budget, height: int, width: int) -> int:
@@ -111,6 +115,10 @@ def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: b
     Raises:
         ValueError: shapes disagree, NaN, or ``k`` out of range.
 
+    Warns:
+        RuntimeWarning: fewer than ``k`` pixels have a positive score, so part of the pattern
+            is filler (a collapsed ClassPattern search).
+
     Example:
         >>> pattern = top_k_pattern(maps[0], canvas, k=0.05)
         >>> stamped = pattern.stamp(other_images)
@@ -124,6 +132,14 @@ def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: b
         raise ValueError(f"attribution is {tuple(scores.shape)} per pixel but the canvas is {tuple(canvas.shape[1:])}.")
     height, width = scores.shape
     count = pixel_budget(k, height, width)
+    supporting = int((scores > 0).sum())
+    if supporting < count:
+        # The rest of the budget is filled with pixels of zero or negative score, in no
+        # meaningful order: for a ClassPattern map this is a collapsed search.
+        warnings.warn(
+            f"only {supporting} of the {count} pixels asked for have a positive score; the other "
+            f"{count - supporting} are filler. For a ClassPattern map the search collapsed (the size "
+            "penalty won): raise alpha, search longer, or ask for a smaller k.", RuntimeWarning, stacklevel=2)
     index = torch.topk(scores.flatten(), count).indices
     mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
     mask[index] = True

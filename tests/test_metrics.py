@@ -43,7 +43,9 @@ def test_random_pixels_and_curve():
     assert 0.3 < chance < 0.7  # the corner is among 8 random pixels of 16 half the time
     corner = torch.zeros(4, 4)
     corner[0, 0] = 1
-    curve = power_curve(CornerModel(), corner, canvas, images, labels, 1, ks=(1, 4, 16))
+    with pytest.warns(RuntimeWarning, match="only 1 pixel") as caught:  # one warning for the curve, not per size
+        curve = power_curve(CornerModel(), corner, canvas, images, labels, 1, ks=(1, 4, 16))
+    assert len(caught) == 1
     assert curve.ks == [1, 4, 16] and curve.powers == [1.0, 1.0, 1.0] and curve.area == pytest.approx(1.0)
 
 

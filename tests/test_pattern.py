@@ -1,4 +1,6 @@
 """Top-k patterns and stamping."""
+import warnings
+
 import pytest
 import torch
 
@@ -66,3 +68,14 @@ def test_shape_errors():
         pattern.stamp(torch.rand(2, 3, 4, 4))
     with pytest.raises(ValueError, match="bool"):
         Pattern(torch.zeros(4, 4), torch.zeros(1, 4, 4))
+
+
+def test_top_k_warns_when_the_budget_exceeds_the_supporting_pixels():
+    canvas = torch.rand(1, 4, 4)
+    collapsed = torch.zeros(4, 4)
+    collapsed[0, :3] = 1.0
+    with pytest.warns(RuntimeWarning, match="only 3 of the 5 pixels"):
+        top_k_pattern(collapsed, canvas, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert int(top_k_pattern(collapsed, canvas, 3).mask.sum()) == 3
