@@ -117,7 +117,10 @@ def run_main(args) -> Dict:
                        "anomaly_index": [round(a, 2) for a in result.anomaly_index],
                        "target_index": None if target is None else round(result.anomaly_index[target], 2),
                        "jaccard": result.trigger_jaccard, "seconds": round(result.seconds, 2),
-                       "top3_inside": top_pixels_inside(result.maps[target], true_mask) if patch else None}
+                       "jaccard_search": result.jaccard(true_mask, target, source="search") if patch else None,
+                       "trigger_classes": sorted(result.trigger_maps),
+                       "top3_inside": top_pixels_inside(result.trigger_maps.get(target, result.maps[target]), true_mask)
+                       if patch else None}
         nc = neural_cleanse(model, data.search.images, data.search.labels, steps=args.nc_steps, seed=0,
                             trigger_mask=true_mask if patch else None, trigger_target=target if patch else None)
         row["nc"] = {"flagged": nc.flagged, "norms": [round(n, 2) for n in nc.norms],
@@ -140,7 +143,8 @@ def run_main(args) -> Dict:
         print(f"{name:<16}{row['clean_accuracy']:>6.3f}{fmt(row.get('attack_success_rate'), '.3f'):>6}"
               f"{fmt(row.get('robust_accuracy'), '.3f'):>6} | "
               f"{str(row['scan']['flagged']):<12}{fmt(row['scan']['target_index'], '.1f'):>7}"
-              f"{fmt(row['scan']['jaccard']):>6}{fmt(row['scan']['top3_inside'], '.2f'):>5}{row['scan']['seconds']:>6.1f} | "
+              f"{fmt(row['scan']['jaccard']):>6}{fmt(row['scan']['top3_inside'], '.2f'):>5}"
+              f"{row['scan']['seconds']:>6.1f} | "
               f"{str(row['nc']['flagged']):<12}{fmt(row['nc']['target_index'], '.1f'):>7}"
               f"{fmt(row['nc']['jaccard']):>6}{fmt(row['nc']['top3_inside'], '.2f'):>5}{row['nc']['seconds']:>6.1f} | "
               f"{fmt(sus_row.get('precision'), '.2f'):>5}{fmt(sus_row.get('recall'), '.2f'):>6}"

@@ -101,7 +101,8 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
         if args.data != "digits":
             raise ValueError("--demo-backdoor trains on the digits: leave --data at its default.")
         if args.size % 4:
-            raise ValueError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {args.size}.")
+            raise ValueError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, "
+                             f"got {args.size}.")
         model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed,
                                              show_progress=not args.no_progress)
         model = model.to(args.device)
@@ -128,8 +129,10 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
 def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: float = 2.0):
     """Each class's recovered pattern above a bar chart of the anomaly indices.
 
-    Pattern pixels are drawn with their values; the rest of the image is light blue, so
-    that white and black pattern pixels both show.
+    Flagged classes show their recovered trigger (see ``ScanResult.recovered_trigger``),
+    the others the smallest pattern that reached the power threshold. Pattern pixels are
+    drawn with their values; the rest of the image is light blue, so that white and black
+    pattern pixels both show.
 
     Args:
         result: a :class:`~captum_classpattern.scan.ScanResult`.
@@ -148,6 +151,12 @@ def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: fl
     grid = fig.add_gridspec(2, count, height_ratios=(1.0, 1.4))
     axes = []
     for column, pattern in enumerate(result.patterns):
+        cls = result.classes[column]
+        flagged = cls in result.flagged
+        label = f"k={pattern.k}"
+        if flagged and cls in result.trigger_maps:
+            pattern = result.recovered_trigger(cls)
+            label = f"trigger {pattern.k}px"
         ax = fig.add_subplot(grid[0, column])
         values = pattern.values.detach().cpu().clamp(0, 1)
         rgb = values.expand(3, -1, -1) if values.shape[0] == 1 else values[:3]
@@ -155,8 +164,7 @@ def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: fl
         ground = torch.tensor(GROUND).view(3, 1, 1).expand_as(rgb)
         shown = torch.where(pattern.mask.cpu(), rgb, ground)
         ax.imshow(shown.permute(1, 2, 0).numpy(), interpolation="nearest")
-        flagged = result.classes[column] in result.flagged
-        ax.set_title(f"{names[column]}\nk={pattern.k}", fontsize=8, color="red" if flagged else "black")
+        ax.set_title(f"{names[column]}\n{label}", fontsize=8, color="red" if flagged else "black")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
@@ -215,6 +223,13 @@ def run_scan(args: argparse.Namespace) -> int:
               f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{mark}")
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
+    for cls in result.flagged:
+        if cls in result.trigger_maps:
+            trigger = result.recovered_trigger(cls)
+            rows, cols = trigger.mask.nonzero(as_tuple=True)
+            where = (f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+                     if trigger.k else "empty")
+            print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 

@@ -68,6 +68,26 @@ def test_backdoored_model_is_flagged_at_its_target(backdoored, digits16):
     assert (model(stamped).argmax(1) == TARGET).float().mean() >= 0.8
     summary = json.loads(json.dumps(result.as_dict()))
     assert summary["flagged"] == [TARGET] and len(summary["anomaly_index"]) == 10
+    assert summary["trigger_classes"] == [TARGET]
+
+
+def test_recovered_trigger_lies_at_the_right_edge_and_works(backdoored, digits16):
+    model = backdoored[0]
+    result = _scan(model, digits16, trigger_mask=PatchTrigger().mask(16, 16))
+    trigger = result.recovered_trigger(TARGET)
+    rows, cols = trigger.mask.nonzero(as_tuple=True)
+    # The true patch is the bottom-right 3 x 3. This pooled model learned "bright pixels at
+    # the right edge" (notes/issue4.md), and that is where the recovered region lies.
+    assert trigger.k >= 2 and bool((cols >= 8).all())
+    others = digits16.eval.images[digits16.eval.labels != TARGET]
+    assert (model(trigger.stamp(others)).argmax(1) == TARGET).float().mean() >= 0.8
+    assert result.recovered_trigger(TARGET, k=9).k == 9
+    with pytest.raises(ValueError, match="no trigger was recovered"):
+        result.recovered_trigger(3)
+    # Without the second search the Jaccard falls back to the detection map.
+    plain = _scan(model, digits16, trigger_mask=PatchTrigger().mask(16, 16), trigger_smoothness=0.0)
+    assert plain.trigger_maps == {}
+    assert plain.trigger_jaccard == plain.jaccard(PatchTrigger().mask(16, 16), TARGET, source="search")
 
 
 def test_clean_model_is_not_flagged(trained_digits_model, digits16):
@@ -185,6 +205,8 @@ def test_scan_rejects_bad_inputs(trained_digits_model, digits16):
         scan(trained_digits_model, images, labels, eval_labels=labels)
     with pytest.raises(ValueError, match="threshold"):
         suspicion_scores(trained_digits_model, images, labels, threshold=0.0)
+    with pytest.raises(ValueError, match="trigger_smoothness"):
+        scan(trained_digits_model, images, labels, trigger_smoothness=-1.0)
     with pytest.raises(ValueError, match="steps"):
         neural_cleanse(trained_digits_model, images, labels, steps=0)
 
