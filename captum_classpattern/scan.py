@@ -689,6 +689,8 @@ def scan(
             raise ValueError("scan needs at least three classes: the anomaly index compares each class with the rest.")
         if targets.unique().numel() != targets.numel():
             raise ValueError(f"classes must not repeat, got {targets.tolist()}.")
+        if trigger_target is not None and int(trigger_target) not in targets.tolist():
+            raise ValueError(f"trigger_target {trigger_target} is not among the scanned classes {targets.tolist()}.")
         for target in targets.tolist():
             if not bool((labels == target).any()) and init == "image":
                 raise ValueError(f"class {target} has no images to take a canvas from: pass init='grey'.")

@@ -207,6 +207,8 @@ def test_scan_rejects_bad_inputs(trained_digits_model, digits16):
         suspicion_scores(trained_digits_model, images, labels, threshold=0.0)
     with pytest.raises(ValueError, match="trigger_smoothness"):
         scan(trained_digits_model, images, labels, trigger_smoothness=-1.0)
+    with pytest.raises(ValueError, match="trigger_target 7 is not among"):
+        scan(trained_digits_model, images, labels, classes=[0, 1, 2], trigger_target=7)
     with pytest.raises(ValueError, match="steps"):
         neural_cleanse(trained_digits_model, images, labels, steps=0)
 
