@@ -20,11 +20,6 @@ from .pattern import Budget, Pattern, top_k_pattern
 # --------------------------------------------------------------------------------------
 
 
-def _check_choice(value: Any, allowed: Sequence[str], name: str) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
-
-
 def _as_hwc(array: Any, name: str) -> np.ndarray:
     """Convert an image-like argument to a float H x W x C numpy array.
 

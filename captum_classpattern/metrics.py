@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ._helpers import check_images, evaluation_mode
-from .pattern import FILLER_WARNING, Budget, Pattern, _pixel_scores, pixel_budget, random_pattern, top_k_pattern
+from .pattern import Budget, Pattern, _pixel_scores, pixel_budget, random_pattern, top_k_pattern
 
 
 def _other_class(images: Tensor, labels: Tensor, target: int):
@@ -104,13 +104,12 @@ def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Te
     """
     height, width = canvas.shape[-2:]
     counts = sorted({pixel_budget(k, height, width) for k in ks})
-    with warnings.catch_warnings():
-        # One warning for the whole curve instead of one per size (see below).
-        warnings.filterwarnings("ignore", message=FILLER_WARNING, category=RuntimeWarning)
-        powers = [
-            predictive_power(model, top_k_pattern(attribution, canvas, k), images, labels, target, batch_size)
-            for k in counts
-        ]
+    # One warning for the whole curve (below) instead of one per size.
+    powers = [
+        predictive_power(model, top_k_pattern(attribution, canvas, k, warn_filler=False), images, labels, target,
+                         batch_size)
+        for k in counts
+    ]
     supporting = int((_pixel_scores(attribution.detach(), False) > 0).sum())
     if supporting < counts[-1]:
         warnings.warn(f"the map has only {supporting} pixel(s) with a positive score: the curve's sizes above "

@@ -26,8 +26,19 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._helpers import call_model, check_device, check_images, evaluation_mode, expand_targets, num_classes_of
-from .scan import _labels_for, _positive_float, _positive_int, _top_k_mask, flag_outliers, trigger_jaccard
+from ._helpers import (
+    call_model,
+    check_device,
+    check_images,
+    check_labels,
+    check_positive_float,
+    check_positive_int,
+    evaluation_mode,
+    expand_targets,
+    num_classes_of,
+)
+from .pattern import top_k_mask
+from .scan import flag_outliers, trigger_jaccard
 from .search_data import make_search_set
 
 __all__ = ["NeuralCleanseResult", "neural_cleanse"]
@@ -147,15 +158,15 @@ def neural_cleanse(
     if not callable(model):
         raise TypeError(f"model must be a callable returning logits, got {type(model).__name__}.")
     check_images(images, "images")
-    labels = _labels_for(images, labels, "images'")
+    labels = check_labels(images, labels, "images'")
     check_device(model, images, "images")
-    steps = _positive_int(steps, "steps")
-    steps_per_epoch = _positive_int(steps_per_epoch, "steps_per_epoch")
-    batch_size = _positive_int(batch_size, "batch_size")
-    patience = _positive_int(patience, "patience")
+    steps = check_positive_int(steps, "steps")
+    steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    patience = check_positive_int(patience, "patience")
     for name, value in (("lr", lr), ("init_cost", init_cost), ("threshold", threshold)):
-        _positive_float(value, name)
-    if _positive_float(cost_multiplier, "cost_multiplier") <= 1.0:
+        check_positive_float(value, name)
+    if check_positive_float(cost_multiplier, "cost_multiplier") <= 1.0:
         raise ValueError(f"cost_multiplier must exceed 1, got {cost_multiplier}.")
     if not 0.0 < success_threshold <= 1.0:
         raise ValueError(f"success_threshold must lie in (0, 1], got {success_threshold!r}.")
@@ -281,7 +292,7 @@ def neural_cleanse(
         area = int(trigger_mask.bool().sum())
         if area == 0:
             raise ValueError("trigger_mask is empty.")
-        recovered = _top_k_mask(masks[class_list.index(cls)].cpu(), area)
+        recovered = top_k_mask(masks[class_list.index(cls)].cpu(), area)
         result.trigger_jaccard = trigger_jaccard(recovered, trigger_mask)
         result.jaccard_class = cls
     result.seconds = time.perf_counter() - started

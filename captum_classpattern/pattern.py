@@ -10,9 +10,6 @@ from torch import Tensor
 
 Budget = Union[int, float]
 
-# Start of the warning :func:`top_k_pattern` gives when part of a pattern is filler.
-FILLER_WARNING = "only [0-9]+ of the [0-9]+ pixels asked for have a positive score"
-
 
 def pixel_budget(k: Budget, height: int, width: int) -> int:
     """Turn ``k`` (a pixel count, or a fraction of the image in (0, 1)) into a pixel count.
@@ -95,7 +92,16 @@ def _pixel_scores(attribution: Tensor, absolute: bool) -> Tensor:
     return attribution.abs() if absolute else attribution
 
 
-def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False) -> Pattern:
+def top_k_mask(scores: Tensor, k: int) -> Tensor:
+    """H x W boolean mask of the ``k`` highest of H x W ``scores`` (ties as ``torch.topk`` breaks them)."""
+    height, width = scores.shape
+    mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
+    mask[torch.topk(scores.flatten(), k).indices] = True
+    return mask.view(height, width)
+
+
+def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False,
+                  warn_filler: bool = True) -> Pattern:
     """Keep the ``k`` pixels with the largest attribution, with the canvas's values.
 
     Works for a ClassPattern map and for any Captum attribution of the canvas: channels
@@ -108,6 +114,8 @@ def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: b
         absolute: rank by absolute value (e.g. for signed attributions whose negative
             evidence should count too). The default keeps the most positive pixels,
             the ones that support the target class.
+        warn_filler: warn when fewer than ``k`` pixels have a positive score (set False
+            where the caller reports that itself, e.g. once for a whole power curve).
 
     Returns:
         A :class:`Pattern`.
@@ -133,17 +141,14 @@ def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: b
     height, width = scores.shape
     count = pixel_budget(k, height, width)
     supporting = int((scores > 0).sum())
-    if supporting < count:
+    if warn_filler and supporting < count:
         # The rest of the budget is filled with pixels of zero or negative score, in no
         # meaningful order: for a ClassPattern map this is a collapsed search.
         warnings.warn(
             f"only {supporting} of the {count} pixels asked for have a positive score; the other "
             f"{count - supporting} are filler. For a ClassPattern map the search collapsed (the size "
             "penalty won): raise alpha, search longer, or ask for a smaller k.", RuntimeWarning, stacklevel=2)
-    index = torch.topk(scores.flatten(), count).indices
-    mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
-    mask[index] = True
-    mask = mask.view(height, width)
+    mask = top_k_mask(scores, count)
     values = torch.where(mask.to(canvas.device), canvas.detach(), torch.zeros((), dtype=canvas.dtype, device=canvas.device))
     return Pattern(mask.to(canvas.device), values)
 

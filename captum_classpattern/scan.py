@@ -61,9 +61,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._helpers import call_model, check_device, check_images, evaluation_mode, expand_targets, num_classes_of
+from ._helpers import (
+    call_model,
+    check_choice,
+    check_device,
+    check_images,
+    check_labels,
+    check_positive_float,
+    check_positive_int,
+    evaluation_mode,
+    expand_targets,
+    num_classes_of,
+)
 from .metrics import anomaly_index
-from .pattern import Pattern, pixel_budget
+from .pattern import Pattern, pixel_budget, top_k_mask
 from .search_data import make_search_set
 
 __all__ = ["ScanResult", "scan", "flag_outliers", "trigger_jaccard", "SuspicionResult", "suspicion_scores"]
@@ -79,40 +90,6 @@ AUC_POWER = 0.5
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _labels_for(images: Tensor, labels: Any, name: str) -> Tensor:
-    if labels is None:
-        raise ValueError(f"{name} labels are required.")
-    if not isinstance(labels, Tensor):
-        try:
-            labels = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"{name} labels must be a tensor or sequence of ints.") from error
-    if labels.is_floating_point() or labels.is_complex():
-        raise TypeError(f"{name} labels must hold integer classes, got {labels.dtype}.")
-    labels = labels.reshape(-1).cpu().long()
-    if labels.numel() != images.shape[0]:
-        raise ValueError(f"got {labels.numel()} {name} labels for {images.shape[0]} images.")
-    return labels
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    return float(value)
-
-
-def _choice(value: Any, allowed: Sequence[str], name: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}.")
-    return value
 
 
 def _check_model(model: Any) -> None:
@@ -145,7 +122,7 @@ def flag_outliers(scores: Sequence[float], direction: str = "low",
         >>> flagged
         [2]
     """
-    _choice(direction, ("low", "high"), "direction")
+    check_choice(direction, ("low", "high"), "direction")
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or not np.all(np.isfinite(values)):
         raise ValueError("scores must be a 1-d sequence of finite numbers.")
@@ -181,13 +158,6 @@ def trigger_jaccard(recovered: Tensor, true_mask: Tensor) -> float:
     a, b = recovered.bool().cpu(), true_mask.bool().cpu()
     union = int((a | b).sum())
     return 1.0 if union == 0 else int((a & b).sum()) / union
-
-
-def _top_k_mask(scores: Tensor, k: int) -> Tensor:
-    height, width = scores.shape
-    mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
-    mask[torch.topk(scores.flatten(), k).indices] = True
-    return mask.view(height, width)
 
 
 # ----------------------------------------------------------------------------- result
@@ -271,7 +241,7 @@ class ScanResult:
             raise ValueError(f"no trigger was recovered for class {cls}; recovered: {sorted(self.trigger_maps)} "
                              "(triggers are recovered for flagged classes and the trigger_target).")
         trigger_map, values = self.trigger_maps[cls], self.trigger_values[cls]
-        mask = trigger_map >= 0.5 if k is None else _top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
+        mask = trigger_map >= 0.5 if k is None else top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
         return Pattern(mask, torch.where(mask, values, torch.zeros_like(values)))
 
     def jaccard(self, true_mask: Tensor, cls: int, source: str = "trigger") -> float:
@@ -287,7 +257,7 @@ class ScanResult:
             ValueError: ``cls`` was not scanned, the mask does not fit the images, or an
                 unknown ``source``.
         """
-        _choice(source, ("trigger", "search"), "source")
+        check_choice(source, ("trigger", "search"), "source")
         if cls not in self.classes:
             raise ValueError(f"class {cls} was not scanned (scanned: {self.classes}).")
         if not isinstance(true_mask, Tensor) or tuple(true_mask.shape) != tuple(self.maps.shape[1:]):
@@ -299,7 +269,7 @@ class ScanResult:
             scores = self.trigger_maps[cls]
         else:
             scores = self.maps[self.classes.index(cls)]
-        return trigger_jaccard(_top_k_mask(scores.cpu(), area), true_mask)
+        return trigger_jaccard(top_k_mask(scores.cpu(), area), true_mask)
 
     def rescore(self, score: str, *, power_threshold: Optional[float] = None, k: Optional[int] = None,
                 auc_k: Union[int, float, str, None] = None, threshold: Optional[float] = None) -> "ScanResult":
@@ -320,7 +290,7 @@ class ScanResult:
             ValueError: an unknown score, a ``k`` that was not evaluated, or powers the
                 scan stopped computing early (scan with ``full_table=True``).
         """
-        _choice(score, SCORES, "score")
+        check_choice(score, SCORES, "score")
         settings = dict(self.settings)
         power_threshold = settings.get("power_threshold", 0.8) if power_threshold is None else power_threshold
         k = settings.get("k", self.ks[0]) if k is None else k
@@ -533,7 +503,7 @@ def _second_set(model, images, labels, other, other_labels, name: str, check_sha
         other, other_labels = images, labels
     else:
         check_images(other, name)
-        other_labels = _labels_for(other, other_labels, f"{name}'")
+        other_labels = check_labels(other, other_labels, f"{name}'")
         if check_shape and tuple(other.shape[1:]) != tuple(images.shape[1:]):
             raise ValueError(f"{name} are {tuple(other.shape[1:])} per image but images are "
                              f"{tuple(images.shape[1:])}.")
@@ -647,18 +617,18 @@ def scan(
     started = time.perf_counter()
     _check_model(model)
     check_images(images, "images")
-    labels = _labels_for(images, labels, "images'")
+    labels = check_labels(images, labels, "images'")
     eval_images, eval_labels = _second_set(model, images, labels, eval_images, eval_labels, "eval_images",
                                            check_shape=True)
-    _choice(values, VALUE_MODES, "values")
-    _choice(init, INITS, "init")
-    _choice(score, SCORES, "score")
+    check_choice(values, VALUE_MODES, "values")
+    check_choice(init, INITS, "init")
+    check_choice(score, SCORES, "score")
     if values == "canvas" and init == "grey":
         raise ValueError("a fixed grey canvas carries no class information: use init='image' with values='canvas'.")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
     for name, value in (("step_size", step_size), ("value_step", value_step), ("threshold", threshold)):
-        _positive_float(value, name)
+        check_positive_float(value, name)
     if not 0.0 < power_threshold <= 1.0:
         raise ValueError(f"power_threshold must lie in (0, 1], got {power_threshold!r}.")
     if not 0.0 <= alpha <= 1.0:
@@ -772,7 +742,7 @@ def _assemble(classes: List[int], maps: Tensor, values: Tensor, ks: List[int], t
         pattern_sizes = [next((k for k in ks if k >= size), ks[-1]) for size in sizes]
     patterns, powers = [], []
     for row, size in enumerate(pattern_sizes):
-        mask = _top_k_mask(maps[row], size)
+        mask = top_k_mask(maps[row], size)
         patterns.append(Pattern(mask, torch.where(mask, values[row], torch.zeros_like(values[row]))))
         powers.append(float(table[row, ks.index(size)]))
     shown = {"power_auc": raw, "power_at_k": raw}.get(score, np.exp(raw))
@@ -836,8 +806,8 @@ class SuspicionResult:
         height, width = maps.shape[-2:]
         # How often each pixel is among an image's own top-k pixels (the pixels that made
         # it suspicious); the mean map (< 1) only breaks ties between equal counts.
-        own = torch.stack([_top_k_mask(one, self.k) for one in maps]).float().sum(0)
-        return _top_k_mask(own + maps.mean(0), pixel_budget(k, height, width))
+        own = torch.stack([top_k_mask(one, self.k) for one in maps]).float().sum(0)
+        return top_k_mask(own + maps.mean(0), pixel_budget(k, height, width))
 
     def precision_recall(self, poisoned_indices: Union[Tensor, Sequence[int]]) -> Tuple[float, float]:
         """Precision and recall of the flagged images against the truly poisoned ones.
@@ -924,14 +894,14 @@ def suspicion_scores(
     started = time.perf_counter()
     _check_model(model)
     check_images(images, "images")
-    labels = _labels_for(images, labels, "images'")
+    labels = check_labels(images, labels, "images'")
     reference_images, reference_labels = _second_set(model, images, labels, reference_images, reference_labels,
                                                      "reference_images")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
-    chunk = _positive_int(chunk, "chunk")
-    _positive_float(step_size, "step_size")
-    max_reference = _positive_int(max_reference, "max_reference")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    chunk = check_positive_int(chunk, "chunk")
+    check_positive_float(step_size, "step_size")
+    max_reference = check_positive_int(max_reference, "max_reference")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}.")
     height, width = images.shape[-2:]
@@ -969,7 +939,7 @@ def suspicion_scores(
             with torch.inference_mode():
                 for j in range(rows.numel()):
                     kept_maps[begin + j] = maps[j, 0].cpu()
-                    mask = _top_k_mask(maps[j, 0], count)
+                    mask = top_k_mask(maps[j, 0], count)
                     cls = int(targets[j])
                     stamped = torch.where(mask, canvases[j], reference_of[cls])
                     predicted = call_model(model, (stamped,)).argmax(1)

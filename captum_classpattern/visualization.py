@@ -27,13 +27,13 @@ from ._figure_helpers import _bare, _figure_and_axis, _finish, _FloatPair, _grid
 from ._figure_inputs import (
     _as_hwc,
     _as_unit_image,
-    _check_choice,
     _check_lengths,
     _gray_to_rgb,
     _prepare_setting,
     _signed,
     _unpack_setting,
 )
+from ._helpers import check_choice
 from .pattern import Budget, Pattern, top_k_pattern
 
 IMAGE_METHODS = ("heat_map", "blended_heat_map", "original_image", "masked_image", "alpha_scaling", "pattern")
@@ -52,7 +52,6 @@ GRAY_GROUND = (0.45, 0.70, 0.95)
 """Ground of a grayscale pattern: light blue. White would hide the white strokes of
 digits, black their background pixels; a hue no gray pixel can take keeps both visible."""
 
-_CAPTUM_METHODS = IMAGE_METHODS[:5]
 _NEEDS_IMAGE = ("blended_heat_map", "original_image", "masked_image", "alpha_scaling", "pattern")
 # These methods show one magnitude per pixel, so positive and negative evidence cannot both
 # be shown; Captum asserts on sign="all" for the first two, we raise ValueError up front.
@@ -119,8 +118,8 @@ def _draw_pattern_panel(ax, pattern: Pattern, ground: Optional[Sequence[float]])
 
 
 def _validate_single(method, sign, attr, original_image, outlier_perc, alpha_overlay, k):
-    _check_choice(method, IMAGE_METHODS, "method")
-    _check_choice(sign, SIGNS, "sign")
+    check_choice(method, IMAGE_METHODS, "method")
+    check_choice(sign, SIGNS, "sign")
     if method in _ONE_SIGN_ONLY and sign == "all":
         raise ValueError(
             f"method {method!r} shows one magnitude per pixel and cannot show sign='all'; "
@@ -436,7 +435,7 @@ def plot_settings_comparison(
     if not rows:
         raise ValueError(f"rows must name at least one of {PATTERN_ROWS}.")
     for row in rows:
-        _check_choice(row, PATTERN_ROWS, "each entry of rows")
+        check_choice(row, PATTERN_ROWS, "each entry of rows")
     prepared = {name: _unpack_setting(name, value, k) for name, value in settings.items()}
     counts = {name: value[0].shape[0] for name, value in prepared.items()}
     if len(set(counts.values())) != 1:
@@ -533,7 +532,7 @@ def plot_power_curves(
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty mapping of method name to PowerCurve(s).")
     if band is not None:
-        _check_choice(band, _BANDS, "band")
+        check_choice(band, _BANDS, "band")
     fig, ax = _figure_and_axis(plt_fig_axis, use_pyplot, fig_size, constrained=True)
     for name, entry in curves.items():
         fractions, powers = _curve_stack(name, entry)

@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import os
 import time
-import warnings
 
 import torch
 
@@ -44,7 +43,7 @@ from captum_classpattern.class_pattern import ClassPattern
 from captum_classpattern.data import load_digits
 from captum_classpattern.metrics import predictive_power
 from captum_classpattern.models import SmallCNN
-from captum_classpattern.pattern import FILLER_WARNING, top_k_pattern
+from captum_classpattern.pattern import top_k_pattern
 from captum_classpattern.schedule import DEFAULT_SCHEDULE
 from captum_classpattern.simplicity import simplicity
 from captum_classpattern.training import accuracy, train_classifier
@@ -84,9 +83,8 @@ def patterns_of(model, data, canvases, seed: int, alpha: float):
     schedule = dataclasses.replace(DEFAULT_SCHEDULE, alpha=alpha)
     maps = ClassPattern(model).attribute(canvases, target=list(range(10)), baselines=data.search.images,
                                          baseline_labels=data.search.labels, seed=seed, schedule=schedule)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=FILLER_WARNING)  # collapse is reported below, per class
-        patterns = [top_k_pattern(maps[c], canvases[c], K) for c in range(10)]
+    # A collapsed map is reported below, per class, so top_k_pattern need not warn.
+    patterns = [top_k_pattern(maps[c], canvases[c], K, warn_filler=False) for c in range(10)]
     powers = [predictive_power(model, p, data.eval.images, data.eval.labels, c) for c, p in enumerate(patterns)]
     # A map with fewer non-zero pixels than the budget has collapsed: the search found no
     # pattern, and the top-k then fills up with zero pixels in index order (a block in the

@@ -71,7 +71,8 @@ def draw_suspects(images, suspicion, poisoned, recovered, path: str) -> None:
     axes[-1].set_title("recovered\ntrigger", fontsize=8)
     axes[-1].set_xticks([])
     axes[-1].set_yticks([])
-    fig.suptitle("training images by suspicion (power of their own 1% pattern): 6 highest, 6 lowest", fontsize=9)
+    fig.suptitle(f"training images by suspicion (power of their own {suspicion.k}-pixel pattern): 6 highest, "
+                 "6 lowest", fontsize=9)
     save_figure_atomic(fig, path, dpi=110)
 
 

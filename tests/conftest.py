@@ -12,6 +12,16 @@ from captum_classpattern.training import train_classifier
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: with 2 threads on a loaded 2-core box the tiny models
+    ran 20-40x slower (OpenMP oversubscription). Use with ``pytest.mark.usefixtures``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits16():
     """The bundled digits at 16 x 16 pixels (train / search / eval splits)."""

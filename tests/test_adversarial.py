@@ -7,16 +7,8 @@ import torch
 from captum_classpattern.adversarial import PGDPerturbation, adversarial_train, pgd_attack, pgd_robust_accuracy
 from captum_classpattern.models import SmallCNN
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 EPS = 0.1  # 8/255 is weak on the 8 x 8 upsampled digits; see adversarial.py
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_attack_stays_in_ball_and_box_and_leaves_model_alone(trained_digits_model, digits16):

@@ -13,6 +13,7 @@ from captum_classpattern.neural_cleanse import neural_cleanse
 from captum_classpattern.scan import flag_outliers, scan, suspicion_scores, trigger_jaccard
 from captum_classpattern.training import train_classifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 60  # short searches keep the file fast; the benchmark uses the defaults
 TARGET = 0
 
@@ -26,15 +27,6 @@ def backdoored(digits16):
     torch.manual_seed(0)
     model = train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=10, seed=0)
     return model, images, labels, view.poisoned_indices
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _grads(model):
