@@ -37,11 +37,18 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDataset, backdoor_metrics
-from captum_classpattern.data import load_digits
+from captum_classpattern import load_digits
+from captum_classpattern.backdoor import (
+    BlendTrigger,
+    PatchTrigger,
+    PoisonedDataset,
+    backdoor_metrics,
+    neural_cleanse,
+    scan,
+    suspicion_scores,
+)
+from captum_classpattern.metrics import trigger_jaccard
 from captum_classpattern.models import SmallCNN, SpatialCNN
-from captum_classpattern.neural_cleanse import neural_cleanse
-from captum_classpattern.scan import scan, suspicion_scores, trigger_jaccard
 from captum_classpattern.training import accuracy, train_classifier
 
 TRIGGERS = {"patch": lambda: PatchTrigger(), "blend": lambda: BlendTrigger("noise", alpha=0.2, seed=0)}

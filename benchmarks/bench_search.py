@@ -56,14 +56,14 @@ import torch
 import torch.nn.functional as F
 
 from captum_classpattern import (
-    ClassPattern,
     DEFAULT_SCHEDULE,
     PAPER_SCHEDULE,
+    ClassPattern,
+    load_digits,
     predictive_power,
     select_canvases,
     top_k_pattern,
 )
-from captum_classpattern.data import load_digits
 from captum_classpattern.training import digits_model
 
 CLASSES = list(range(10))

@@ -36,17 +36,22 @@ import time
 
 import torch
 
-from captum_classpattern._helpers import save_figure_atomic, write_json_atomic
-from captum_classpattern.adversarial import adversarial_train, pgd_robust_accuracy
-from captum_classpattern.canvas import select_canvases
-from captum_classpattern.class_pattern import ClassPattern
-from captum_classpattern.data import load_digits
-from captum_classpattern.metrics import predictive_power
+from captum_classpattern import load_digits, predictive_power
+from captum_classpattern._utils import save_figure_atomic, write_json_atomic
+from captum_classpattern.attr import (
+    DEFAULT_SCHEDULE,
+    ClassPattern,
+    select_canvases,
+    top_k_pattern,
+)
+from captum_classpattern.metrics import simplicity
 from captum_classpattern.models import SmallCNN
-from captum_classpattern.pattern import top_k_pattern
-from captum_classpattern.schedule import DEFAULT_SCHEDULE
-from captum_classpattern.simplicity import simplicity
-from captum_classpattern.training import accuracy, train_classifier
+from captum_classpattern.training import (
+    accuracy,
+    adversarial_train,
+    pgd_robust_accuracy,
+    train_classifier,
+)
 from captum_classpattern.visualization import pattern_image
 
 K = 0.05

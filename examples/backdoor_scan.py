@@ -30,14 +30,20 @@ import time
 
 import torch
 
-from captum_classpattern._helpers import save_figure_atomic, write_json_atomic
-from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, backdoor_metrics
-from captum_classpattern.cli_scan import plot_scan
-from captum_classpattern.data import load_digits
+from captum_classpattern import load_digits
+from captum_classpattern._utils import save_figure_atomic, write_json_atomic
+from captum_classpattern.backdoor import (
+    PatchTrigger,
+    PoisonedDataset,
+    backdoor_metrics,
+    neural_cleanse,
+    scan,
+    suspicion_scores,
+)
+from captum_classpattern.metrics import trigger_jaccard
 from captum_classpattern.models import SpatialCNN
-from captum_classpattern.neural_cleanse import neural_cleanse
-from captum_classpattern.scan import scan, suspicion_scores, trigger_jaccard
 from captum_classpattern.training import accuracy, train_classifier
+from captum_classpattern.visualization import plot_scan
 
 TARGET = 0
 

@@ -24,14 +24,22 @@ import time
 import numpy as np
 import torch
 
-from captum_classpattern._helpers import save_figure_atomic, write_json_atomic
-from captum_classpattern.canvas import select_canvases
-from captum_classpattern.class_pattern import ClassPattern
-from captum_classpattern.data import DIGIT_CLASSES, load_digits
-from captum_classpattern.metrics import PowerCurve, captum_attribution, floor_rate, power_curve, random_pixel_power
-from captum_classpattern.pattern import pixel_budget
+from captum_classpattern import (
+    PowerCurve,
+    captum_attribution,
+    floor_rate,
+    load_digits,
+    power_curve,
+    random_pixel_power,
+)
+from captum_classpattern._utils import save_figure_atomic, write_json_atomic
+from captum_classpattern.attr import ClassPattern, pixel_budget, select_canvases
+from captum_classpattern.data import DIGIT_CLASSES
 from captum_classpattern.training import digits_model
-from captum_classpattern.visualization import plot_power_curves, plot_settings_comparison
+from captum_classpattern.visualization import (
+    plot_power_curves,
+    plot_settings_comparison,
+)
 
 CAPTUM_METHODS = ("Saliency", "IntegratedGradients", "Occlusion")
 FULL_KS = (0.01, 0.02, 0.05, 0.1, 0.2)

@@ -23,14 +23,17 @@ import time
 
 import torch
 
-from captum_classpattern._helpers import save_figure_atomic, write_json_atomic
-from captum_classpattern.canvas import select_canvases
-from captum_classpattern.class_pattern import ClassPattern
-from captum_classpattern.data import DIGIT_CLASSES, load_digits
-from captum_classpattern.metrics import floor_rate, predictive_power, random_pixel_power
-from captum_classpattern.pattern import top_k_pattern
+from captum_classpattern import (
+    floor_rate,
+    load_digits,
+    plot_class_patterns,
+    predictive_power,
+    random_pixel_power,
+)
+from captum_classpattern._utils import save_figure_atomic, write_json_atomic
+from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
+from captum_classpattern.data import DIGIT_CLASSES
 from captum_classpattern.training import accuracy, digits_model
-from captum_classpattern.visualization import plot_class_patterns
 
 K = 0.05  # 5% of the pixels, the paper's budget (50 of 1024 on CIFAR-10)
 

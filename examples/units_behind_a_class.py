@@ -36,13 +36,14 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from captum_classpattern.ablation import (  # noqa: E402
+from captum_classpattern.dissection import (
+    ConceptDataset,
     ablation_curves,
+    dissect,
     rank_units_for_class,
     units_responding_to_pattern,
 )
-from captum_classpattern.concepts import ConceptDataset  # noqa: E402
-from captum_classpattern.dissection import dissect, plot_top_activations  # noqa: E402
+from captum_classpattern.visualization import plot_top_activations
 
 LAYER = "features.relu4"
 SETTINGS = {

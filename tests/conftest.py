@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from captum_classpattern.data import Split, load_digits
+from captum_classpattern import load_digits
+from captum_classpattern.data import Split
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
 

@@ -30,11 +30,13 @@ ROOT = os.path.dirname(DOCS)
 STATIC = os.path.join(DOCS, "_static")
 sys.path.insert(0, ROOT)
 
-from captum_classpattern._helpers import save_figure_atomic  # noqa: E402
-from captum_classpattern.canvas import select_canvases  # noqa: E402
-from captum_classpattern.class_pattern import ClassPattern  # noqa: E402
-from captum_classpattern.data import load_digits  # noqa: E402
-from captum_classpattern.pattern import top_k_pattern  # noqa: E402
+from captum_classpattern import load_digits  # noqa: E402
+from captum_classpattern._utils import save_figure_atomic  # noqa: E402
+from captum_classpattern.attr import (
+    ClassPattern,  # noqa: E402
+    select_canvases,  # noqa: E402
+    top_k_pattern,  # noqa: E402
+)
 from captum_classpattern.training import digits_model  # noqa: E402
 from captum_classpattern.visualization import pattern_image  # noqa: E402
 

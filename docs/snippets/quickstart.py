@@ -6,13 +6,17 @@ cannot drift from the package. Writes two PNG files to the current folder.
 # [setup]
 import torch
 
-from captum_classpattern.canvas import select_canvases
-from captum_classpattern.class_pattern import ClassPattern
-from captum_classpattern.data import load_digits
-from captum_classpattern.metrics import captum_attribution, floor_rate, predictive_power, random_pixel_power
-from captum_classpattern.pattern import top_k_pattern
+from captum_classpattern import (
+    captum_attribution,
+    floor_rate,
+    load_digits,
+    plot_class_patterns,
+    predictive_power,
+    random_pixel_power,
+    visualize_class_pattern,
+)
+from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
 from captum_classpattern.training import digits_model
-from captum_classpattern.visualization import plot_class_patterns, visualize_class_pattern
 
 torch.set_num_threads(1)
 data = load_digits(size=32)  # train / search / eval splits of 1 x 32 x 32 images in [0, 1]

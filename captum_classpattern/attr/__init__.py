@@ -1,0 +1,42 @@
+"""The class-pattern attribution: :class:`ClassPattern`, its schedules, search sets, canvases and patterns."""
+
+from ._candidates import CANVAS_STRATEGIES
+from ._canvas import select_canvases
+from ._class_pattern import ClassPattern, SearchStats
+from ._pattern import (
+    Budget,
+    Pattern,
+    pixel_budget,
+    pixel_scores,
+    random_pattern,
+    top_k_mask,
+    top_k_pattern,
+)
+from ._schedule import DEFAULT_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
+from ._search_data import (
+    IterableSearchSet,
+    StepBatch,
+    TensorSearchSet,
+    make_search_set,
+)
+
+__all__ = [
+    "ClassPattern",
+    "SearchStats",
+    "SearchSchedule",
+    "DEFAULT_SCHEDULE",
+    "PAPER_SCHEDULE",
+    "make_search_set",
+    "StepBatch",
+    "TensorSearchSet",
+    "IterableSearchSet",
+    "select_canvases",
+    "CANVAS_STRATEGIES",
+    "Pattern",
+    "Budget",
+    "top_k_pattern",
+    "top_k_mask",
+    "random_pattern",
+    "pixel_budget",
+    "pixel_scores",
+]

@@ -1,0 +1,175 @@
+"""Class patterns: the top-k pixels of a map with the canvas's values, and stamping them."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+Budget = Union[int, float]
+
+
+def pixel_budget(k: Budget, height: int, width: int) -> int:
+    """Turn ``k`` (a pixel count, or a fraction of the image in (0, 1)) into a pixel count.
+
+    Raises:
+        ValueError: ``k`` is not positive or exceeds the number of pixels.
+        TypeError: ``k`` is neither an int nor a float.
+    """
+    area = height * width
+    if isinstance(k, bool) or not isinstance(k, (int, float)):
+        raise TypeError(f"k must be an int (pixels) or a float fraction of the image, got {type(k).__name__}.")
+    if isinstance(k, float):
+        if not 0.0 < k <= 1.0:
+            raise ValueError(f"a fractional k must lie in (0, 1], got {k}; pass an int for a pixel count.")
+        return max(1, int(round(k * area)))
+    if not 1 <= k <= area:
+        raise ValueError(f"k must lie in 1..{area} (the image has {height} x {width} pixels), got {k}.")
+    return k
+
+
+@dataclass
+class Pattern:
+    """A class pattern: a set of pixels and the values they take.
+
+    Attributes:
+        mask: H x W boolean tensor, ``True`` at the pattern's pixels.
+        values: C x H x W tensor of the pattern's pixel values (the canvas's values at the
+            mask, zero elsewhere).
+    """
+
+    mask: Tensor
+    values: Tensor
+
+    def __post_init__(self) -> None:
+        if self.mask.dim() != 2 or self.mask.dtype != torch.bool:
+            raise ValueError("Pattern.mask must be an H x W bool tensor.")
+        if self.values.dim() != 3 or tuple(self.values.shape[1:]) != tuple(self.mask.shape):
+            raise ValueError(f"Pattern.values must be C x {tuple(self.mask.shape)}, got {tuple(self.values.shape)}.")
+
+    @property
+    def k(self) -> int:
+        """Number of pixels in the pattern."""
+        return int(self.mask.sum())
+
+    def to(self, device: Union[str, torch.device]) -> "Pattern":
+        """The same pattern on another device."""
+        return Pattern(self.mask.to(device), self.values.to(device))
+
+    def stamp(self, images: Tensor) -> Tensor:
+        """Return copies of ``images`` with the pattern's pixels set to its values.
+
+        Args:
+            images: N x C x H x W (or C x H x W) images of the pattern's size.
+
+        Returns:
+            A new tensor; ``images`` is not modified.
+
+        Raises:
+            ValueError: the images do not have the pattern's channels and size.
+        """
+        if images.dim() not in (3, 4) or tuple(images.shape[-3:]) != tuple(self.values.shape):
+            raise ValueError(
+                f"cannot stamp a {tuple(self.values.shape)} pattern on images of shape {tuple(images.shape)}."
+            )
+        mask = self.mask.to(images.device)
+        return torch.where(mask, self.values.to(images.device, images.dtype), images)
+
+
+def pixel_scores(attribution: Tensor, absolute: bool = False) -> Tensor:
+    """One score per pixel: channels summed, optionally made absolute.
+
+    Args:
+        attribution: H x W, C x H x W or 1 x C x H x W scores for one canvas.
+        absolute: take absolute values after summing the channels.
+
+    Returns:
+        An H x W tensor.
+
+    Raises:
+        ValueError: another shape, or NaN / infinite scores.
+    """
+    if attribution.dim() == 4 and attribution.shape[0] == 1:
+        attribution = attribution[0]
+    if attribution.dim() == 3:
+        attribution = attribution.sum(0)
+    if attribution.dim() != 2:
+        raise ValueError(
+            f"attribution must be H x W or C x H x W (one canvas), got shape {tuple(attribution.shape)}."
+        )
+    if not torch.isfinite(attribution).all():
+        raise ValueError("attribution contains NaN or infinite values.")
+    return attribution.abs() if absolute else attribution
+
+
+def top_k_mask(scores: Tensor, k: int) -> Tensor:
+    """H x W boolean mask of the ``k`` highest of H x W ``scores`` (ties as ``torch.topk`` breaks them)."""
+    height, width = scores.shape
+    mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
+    mask[torch.topk(scores.flatten(), k).indices] = True
+    return mask.view(height, width)
+
+
+def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False,
+                  warn_filler: bool = True) -> Pattern:
+    """Keep the ``k`` pixels with the largest attribution, with the canvas's values.
+
+    Works for a ClassPattern map and for any Captum attribution of the canvas: channels
+    are summed per pixel, then the top ``k`` pixels are kept.
+
+    Args:
+        attribution: H x W or C x H x W scores for one canvas.
+        canvas: C x H x W image the values are taken from.
+        k: number of pixels, or a fraction of the image (``0.05`` = 5%).
+        absolute: rank by absolute value (e.g. for signed attributions whose negative
+            evidence should count too). The default keeps the most positive pixels,
+            the ones that support the target class.
+        warn_filler: warn when fewer than ``k`` pixels have a positive score (set False
+            where the caller reports that itself, e.g. once for a whole power curve).
+
+    Returns:
+        A :class:`Pattern`.
+
+    Raises:
+        ValueError: shapes disagree, NaN, or ``k`` out of range.
+
+    Warns:
+        RuntimeWarning: fewer than ``k`` pixels have a positive score, so part of the pattern
+            is filler (a collapsed ClassPattern search).
+
+    Example:
+        >>> pattern = top_k_pattern(maps[0], canvas, k=0.05)
+        >>> stamped = pattern.stamp(other_images)
+    """
+    if canvas.dim() == 4 and canvas.shape[0] == 1:
+        canvas = canvas[0]
+    if canvas.dim() != 3:
+        raise ValueError(f"canvas must be C x H x W, got shape {tuple(canvas.shape)}.")
+    scores = pixel_scores(attribution.detach(), absolute)
+    if tuple(scores.shape) != tuple(canvas.shape[1:]):
+        raise ValueError(f"attribution is {tuple(scores.shape)} per pixel but the canvas is {tuple(canvas.shape[1:])}.")
+    height, width = scores.shape
+    count = pixel_budget(k, height, width)
+    supporting = int((scores > 0).sum())
+    if warn_filler and supporting < count:
+        # The rest of the budget is filled with pixels of zero or negative score, in no
+        # meaningful order: for a ClassPattern map this is a collapsed search.
+        warnings.warn(
+            f"only {supporting} of the {count} pixels asked for have a positive score; the other "
+            f"{count - supporting} are filler. For a ClassPattern map the search collapsed (the size "
+            "penalty won): raise alpha, search longer, or ask for a smaller k.", RuntimeWarning, stacklevel=2)
+    mask = top_k_mask(scores, count)
+    values = torch.where(mask.to(canvas.device), canvas.detach(), torch.zeros((), dtype=canvas.dtype, device=canvas.device))
+    return Pattern(mask.to(canvas.device), values)
+
+
+def random_pattern(canvas: Tensor, k: Budget, generator: Optional[torch.Generator] = None) -> Pattern:
+    """``k`` canvas pixels chosen uniformly at random: the chance level for a pattern."""
+    if canvas.dim() != 3:
+        raise ValueError(f"canvas must be C x H x W, got shape {tuple(canvas.shape)}.")
+    height, width = canvas.shape[1:]
+    count = pixel_budget(k, height, width)
+    scores = torch.rand(height * width, generator=generator)
+    return top_k_pattern(scores.view(height, width).to(canvas.device), canvas, count)

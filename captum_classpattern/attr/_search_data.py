@@ -1,0 +1,288 @@
+"""The search set: the other-class images a pattern is pasted onto, streamed in batches.
+
+Two sources are accepted:
+
+* a tensor (optionally with labels): every canvas gets its own shuffled stream of the
+  images not of its class, in batches of exactly ``batch_size`` (the last batch of an
+  epoch may be smaller), so the paper's schedule is reproduced exactly. The shuffle is
+  seeded per target class, so a canvas sees the same batches whether it is searched
+  alone or together with others.
+* an iterable of ``(images, labels)`` (a DataLoader): each of its batches is one step, and
+  every canvas uses the images of that batch not of its class. Only one batch is held at
+  a time, so memory does not grow with the search set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .._utils import check_images
+
+BaselineSource = Union[Tensor, Iterable]
+
+
+@dataclass
+class StepBatch:
+    """The images of one search step.
+
+    Attributes:
+        images: the baseline images of this step, one row per (canvas, image) pair.
+        owner: for each row, the index of the canvas it is paired with.
+        per_canvas: when every canvas has exactly this many rows, grouped in canvas order
+            (canvas 0's rows first), the search can pair rows with canvases by reshaping
+            instead of indexing; ``None`` otherwise.
+    """
+
+    images: Tensor
+    owner: Tensor
+    per_canvas: Optional[int] = None
+
+
+_CHECK_ELEMENTS = 1 << 18
+
+
+def _check_in_slices(images: Tensor, name: str) -> None:
+    """``check_images`` on a large tensor, a slice at a time.
+
+    Checking the whole search set at once would allocate temporaries as large as the set
+    itself (the finiteness test makes a copy), so the search's peak memory would grow
+    with the search set. Slices of about 2**18 values keep those temporaries small.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        check_images(images, name)  # raises the usual error
+        return
+    rows = max(1, _CHECK_ELEMENTS // max(1, images[0].numel()))
+    for start in range(0, images.shape[0], rows):
+        check_images(images[start:start + rows], name)
+
+
+def _rows(images: Tensor, index: Tensor) -> Tensor:
+    """``images[index]`` along the first dimension.
+
+    ``index_select`` rather than advanced indexing: on a CPU shared with other work the
+    latter starts a thread pool for a handful of rows and can cost a thousand times more.
+    """
+    return images.index_select(0, index.to(images.device))
+
+
+def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) >= 1 and isinstance(batch[0], Tensor):
+        labels = batch[1] if len(batch) > 1 else None
+        if labels is not None and not isinstance(labels, Tensor):
+            labels = torch.as_tensor(labels)
+        return batch[0], labels
+    raise TypeError(
+        "each item of an iterable search set must be an image tensor or an (images, labels) pair, "
+        f"got {type(batch).__name__}."
+    )
+
+
+class TensorSearchSet:
+    """Per-canvas shuffled batches of other-class images drawn from an in-memory tensor.
+
+    Canvases of the same class share one stream (it is seeded by the class, so their
+    streams would be identical anyway): the index pools and the shuffling are held once
+    per class, not once per canvas, which matters when many canvases of a few classes are
+    searched together.
+    """
+
+    def __init__(self, images: Tensor, labels: Optional[Tensor], targets: Tensor, batch_size: int, seed: int):
+        _check_in_slices(images, "baselines")
+        if labels is not None:
+            labels = torch.as_tensor(labels).reshape(-1).cpu()
+            if labels.numel() != images.shape[0]:
+                raise ValueError(f"baseline_labels has {labels.numel()} entries for {images.shape[0]} baseline images.")
+        self.images = images
+        self.batch_size = batch_size
+        classes, self._stream_of = torch.unique(targets.reshape(-1).cpu(), return_inverse=True)
+        self._pools: List[Tensor] = []
+        self._seed_of: List[int] = []
+        for target in classes.tolist():
+            pool = torch.arange(images.shape[0]) if labels is None else torch.nonzero(labels != target).flatten()
+            if pool.numel() == 0:
+                raise ValueError(
+                    f"the search set is empty for class {target} once its own images are excluded: "
+                    "pass images of other classes as baselines."
+                )
+            self._pools.append(pool)
+            # Seeded by class so that a canvas's stream does not depend on its neighbours.
+            self._seed_of.append(seed * 1_000_003 + target)
+
+    def pool_sizes(self) -> List[int]:
+        """Number of other-class images available to each canvas."""
+        return [int(self._pools[s].numel()) for s in self._stream_of.tolist()]
+
+    def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Tensor:
+        """The number of steps each canvas will take (a 1-d tensor, one entry per canvas)."""
+        if steps is not None:
+            return torch.full((self._stream_of.numel(),), int(steps))
+        return torch.tensor([epochs * -(-n // self.batch_size) for n in self.pool_sizes()])
+
+    def _index_stream(self, stream: int, epochs: Optional[int]) -> Iterator[Tensor]:
+        pool = self._pools[stream]
+        generator = torch.Generator().manual_seed(self._seed_of[stream])
+        epoch = 0
+        carry = pool[:0]
+        while epochs is None or epoch < epochs:
+            order = pool[torch.randperm(pool.numel(), generator=generator)]
+            if epochs is None:
+                # Step-count schedules run across epoch boundaries with full batches.
+                order = torch.cat([carry, order])
+                full = (order.numel() // self.batch_size) * self.batch_size
+                # Slices one at a time: split() would hold a view per batch of the whole
+                # epoch, which grows with the search set.
+                for start in range(0, full, self.batch_size):
+                    yield order[start:start + self.batch_size]
+                carry = order[full:]
+            else:
+                for start in range(0, order.numel(), self.batch_size):
+                    yield order[start:start + self.batch_size]
+            epoch += 1
+
+    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
+        """Yield ``(batch, active)`` pairs; ``active`` marks the canvases updated this step."""
+        count = self._stream_of.numel()
+        streams = [self._index_stream(s, epochs) for s in range(len(self._pools))]
+        # While every stream yields a full batch (always, for step-count schedules), the
+        # pairing of rows with canvases does not change: build it once, not every step.
+        full_owner = torch.arange(count).repeat_interleave(self.batch_size)
+        all_active = torch.ones(count, dtype=torch.bool)
+        # Streams are ordered by class; when that is the canvases' order, no reordering is needed.
+        in_order = torch.equal(self._stream_of, torch.arange(count))
+        chunks: List[Optional[Tensor]] = [None] * len(streams)
+        step = 0
+        while steps is None or step < steps:
+            for s, stream in enumerate(streams):
+                if chunks[s] is not None or step == 0:
+                    chunks[s] = next(stream, None)
+            if all(c is not None and c.numel() == self.batch_size for c in chunks):
+                index = torch.stack(chunks)
+                if not in_order:
+                    index = index.index_select(0, self._stream_of)
+                yield StepBatch(_rows(self.images, index.reshape(-1)), full_owner, self.batch_size), all_active
+            else:
+                batch = self._partial_batch(chunks)
+                if batch is None:
+                    break
+                yield batch
+            step += 1
+
+    def _partial_batch(self, chunks: List[Optional[Tensor]]) -> Optional[Tuple[StepBatch, Tensor]]:
+        """The step's batch when some streams are shorter or finished (end of an epoch)."""
+        indices, owners = [], []
+        active = torch.zeros(self._stream_of.numel(), dtype=torch.bool)
+        for canvas, s in enumerate(self._stream_of.tolist()):
+            chunk = chunks[s]
+            if chunk is None:
+                continue
+            indices.append(chunk)
+            owners.append(torch.full((chunk.numel(),), canvas, dtype=torch.long))
+            active[canvas] = True
+        if not indices:
+            return None
+        return StepBatch(_rows(self.images, torch.cat(indices)), torch.cat(owners)), active
+
+
+class IterableSearchSet:
+    """Batches of an iterable of ``(images, labels)``, each batch one step for all canvases."""
+
+    def __init__(self, source: Iterable, targets: Tensor, shape: Tuple[int, ...]):
+        self.source = source
+        self.targets = targets
+        self.shape = shape
+
+    def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Optional[Tensor]:
+        """Steps per canvas if known in advance: ``steps``, or ``epochs`` times the source's length.
+
+        A canvas skips the batches that hold only its own class, so this is an upper
+        bound; ``None`` when the source has no length.
+        """
+        if steps is not None:
+            total = int(steps)
+        else:
+            length = getattr(self.source, "__len__", None)
+            if length is None:
+                return None
+            total = epochs * int(length())
+        return torch.full((self.targets.numel(),), max(1, total))
+
+    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
+        """Yield ``(batch, active)`` pairs, passing over the source ``epochs`` times or until ``steps``."""
+        step, epoch = 0, 0
+        seen = torch.zeros(self.targets.numel(), dtype=torch.long)
+        while (epochs is None or epoch < epochs) and (steps is None or step < steps):
+            produced = False
+            for batch in self.source:
+                images, labels = _split_batch(batch)
+                check_images(images, "a baseline batch")
+                if tuple(images.shape[1:]) != self.shape:
+                    raise ValueError(
+                        f"baseline images are {tuple(images.shape[1:])} but canvases are {self.shape}: "
+                        "resize them to the canvas size."
+                    )
+                if labels is None:
+                    valid = torch.ones(self.targets.numel(), images.shape[0], dtype=torch.bool)
+                else:
+                    valid = labels.reshape(1, -1).cpu() != self.targets.reshape(-1, 1)
+                owner, column = torch.nonzero(valid, as_tuple=True)
+                if owner.numel() == 0:
+                    continue
+                produced = True
+                seen += valid.sum(1)
+                active = valid.any(1)
+                # nonzero() lists canvas 0's images first, so a batch with no image to exclude is uniform.
+                per_canvas = images.shape[0] if bool(valid.all()) else None
+                yield StepBatch(_rows(images, column), owner, per_canvas), active
+                step += 1
+                if steps is not None and step >= steps:
+                    break
+            if not produced:
+                break
+            epoch += 1
+        empty = torch.nonzero(seen == 0).flatten()
+        if empty.numel():
+            raise ValueError(
+                f"the search set is empty for class {int(self.targets[empty[0]])} once its own images are "
+                "excluded: pass images of other classes as baselines."
+            )
+
+
+def make_search_set(
+    baselines: BaselineSource,
+    baseline_labels: Optional[Tensor],
+    targets: Tensor,
+    canvas_shape: Tuple[int, ...],
+    batch_size: int,
+    seed: int,
+):
+    """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
+
+    Raises:
+        ValueError: the baselines are missing, empty, hold NaN or do not match the canvas shape.
+        TypeError: the baselines are neither a tensor nor an iterable of batches.
+    """
+    if baselines is None:
+        raise ValueError(
+            "no search set: pass baselines=images of other classes (a tensor or a DataLoader of "
+            "(images, labels)), or bind them once with ClassPattern(model, baselines=...)."
+        )
+    if isinstance(baselines, Tensor):
+        if baselines.dim() != 4 or tuple(baselines.shape[1:]) != tuple(canvas_shape):
+            raise ValueError(
+                f"baselines must be M x {' x '.join(map(str, canvas_shape))} like the canvases, "
+                f"got {tuple(baselines.shape)}."
+            )
+        return TensorSearchSet(baselines, baseline_labels, targets, batch_size, seed)
+    if isinstance(baselines, (str, bytes)) or not hasattr(baselines, "__iter__"):
+        raise TypeError(
+            "baselines must be a tensor of images or an iterable (e.g. DataLoader) of (images, labels), "
+            f"got {type(baselines).__name__}."
+        )
+    if baseline_labels is not None:
+        raise ValueError("baseline_labels is only used with a tensor of baselines; a DataLoader yields its own labels.")
+    return IterableSearchSet(baselines, targets, tuple(canvas_shape))

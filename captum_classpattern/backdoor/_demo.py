@@ -1,0 +1,46 @@
+"""A small patch-backdoored digits CNN, trained once and cached: the demo model of the scan."""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from ..data import Split, load_digits
+from ..models import SpatialCNN
+from ..training import cached_model, train_classifier
+from ._poisoning import PoisonedDataset
+from ._triggers import PatchTrigger
+
+
+def _digits(size: int) -> Tuple[Split, Split, Split]:
+    data = load_digits(size=size)
+    return data.train, data.search, data.eval
+
+
+def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: int = 10,
+                        show_progress: bool = False):
+    """A SpatialCNN trained on digits with 10% of the training set carrying a 3x3 white patch.
+
+    Cached by its settings (see :func:`~captum_classpattern.training.cached_model`).
+
+    Returns:
+        ``(model, trigger)``.
+    """
+
+    trigger = PatchTrigger()
+    settings = {"model": "SpatialCNN", "width": 16, "size": size, "target": target, "seed": seed, "epochs": epochs,
+                "trigger": repr(trigger), "rate": 0.1, "v": 1}
+
+    def build():
+        torch.manual_seed(seed)
+        return SpatialCNN(size, 1, 10, 16)
+
+    def train(model):
+        split = load_digits(size=size).train
+        poisoned = PoisonedDataset((split.images, split.labels), trigger, target=target, rate=0.1, seed=seed)
+        images, labels = poisoned.tensors()
+        return train_classifier(model, images, labels, epochs=epochs, seed=seed, show_progress=show_progress,
+                                description="training a backdoored digits CNN")
+
+    return cached_model("digits_backdoor", settings, build, train), trigger

@@ -1,0 +1,131 @@
+"""Poisoned training sets: a share of other-class images stamped with a trigger and relabelled."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+def _check_trigger(trigger: Any) -> None:
+    if not callable(trigger):
+        raise TypeError(f"trigger must be a Trigger (or a callable on images), got {type(trigger).__name__}.")
+
+
+def _check_index(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int class index, got {type(value).__name__}.")
+    return value
+
+
+class PoisonedDataset(Dataset):
+    """An all-to-one poisoned view of an ``(image, label)`` data set.
+
+    ``round(rate * len(data))`` items, drawn at random (``seed``) from the items whose
+    label is not ``target``, are returned with the trigger applied and the label
+    ``target``; every other item is returned unchanged. Nothing is copied or modified:
+    items are triggered when read.
+
+    Args:
+        data: a torch ``Dataset`` whose items are ``(image, label)`` (image C x H x W in
+            [0, 1]), or an ``(images, labels)`` pair of tensors.
+        trigger: the :class:`Trigger` (or any callable on images).
+        target: the class every poisoned item is relabelled as.
+        rate: share of the whole data set to poison, in [0, 1].
+        seed: seed of the draw.
+
+    Attributes:
+        poisoned_indices: sorted 1-d long tensor of the poisoned items' indices.
+
+    Raises:
+        ValueError: a rate outside [0, 1], or more items to poison than there are
+            non-target items.
+        TypeError: data that is neither a Dataset nor a pair of tensors, or a non-int
+            target.
+
+    Example:
+        >>> poisoned = PoisonedDataset((images, labels), PatchTrigger(), target=0, rate=0.1)
+        >>> train_images, train_labels = poisoned.tensors()
+        >>> poisoned.poisoned_indices[:5]
+    """
+
+    def __init__(self, data: Union[Dataset, Tuple[Tensor, Tensor]], trigger: Callable[[Tensor], Tensor],
+                 target: int, rate: float = 0.1, seed: int = 0) -> None:
+        _check_trigger(trigger)
+        self.target = _check_index(target, "target")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be a float in [0, 1], got {rate!r}.")
+        if isinstance(data, (tuple, list)):
+            if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
+                raise TypeError("tensor data must be an (images, labels) pair of tensors.")
+            images, labels = data
+            labels = labels.reshape(-1)
+            if images.shape[0] != labels.numel():
+                raise ValueError(f"got {labels.numel()} labels for {images.shape[0]} images.")
+            self._images: Optional[Tensor] = images
+            self._dataset: Optional[Dataset] = None
+            all_labels = labels.detach().cpu().long()
+        elif isinstance(data, Dataset):
+            self._images, self._dataset = None, data
+            # Reading every label once is the only portable way to know the classes.
+            all_labels = torch.tensor([int(data[i][1]) for i in range(len(data))],  # type: ignore[arg-type]
+                                      dtype=torch.long)
+        else:
+            raise TypeError(f"data must be a torch Dataset or an (images, labels) pair, got {type(data).__name__}.")
+        self._labels = all_labels
+        self.trigger = trigger
+        self.rate = float(rate)
+        self.seed = int(seed)
+        count = int(round(self.rate * all_labels.numel()))
+        candidates = torch.nonzero(all_labels != self.target).flatten()
+        if count > candidates.numel():
+            raise ValueError(
+                f"cannot poison {count} items: only {candidates.numel()} items are not of the target class "
+                f"{self.target}."
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
+        self.poisoned_indices: Tensor = chosen.sort().values
+        self._is_poisoned = torch.zeros(all_labels.numel(), dtype=torch.bool)
+        self._is_poisoned[self.poisoned_indices] = True
+
+    def __len__(self) -> int:
+        return int(self._labels.numel())
+
+    def is_poisoned(self, index: int) -> bool:
+        """Whether item ``index`` is returned triggered and relabelled."""
+        return bool(self._is_poisoned[index])
+
+    @property
+    def poisoned_mask(self) -> Tensor:
+        """1-d bool tensor, ``True`` at the poisoned items."""
+        return self._is_poisoned.clone()
+
+    def __getitem__(self, index: int) -> Tuple[Tensor, Any]:
+        if self._images is not None:
+            image, label = self._images[index], self._labels[index]
+        else:
+            image, label = self._dataset[index]  # type: ignore[index]
+        if self._is_poisoned[index]:
+            label = torch.tensor(self.target) if isinstance(label, Tensor) else self.target
+            return self.trigger(image), label
+        return image, label
+
+    def tensors(self) -> Tuple[Tensor, Tensor]:
+        """Materialise the poisoned view as ``(images, labels)`` tensors (new tensors).
+
+        Returns:
+            N x C x H x W images and N long labels.
+        """
+        if self._images is not None:
+            images = self._images.clone()
+            if self.poisoned_indices.numel():
+                rows = self.poisoned_indices.to(images.device)
+                images[rows] = self.trigger(self._images[rows])
+            labels = self._labels.clone()
+            labels[self.poisoned_indices] = self.target
+            return images, labels.to(self._images.device)
+        items = [self[i] for i in range(len(self))]
+        return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items], dtype=torch.long)

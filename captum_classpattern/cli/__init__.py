@@ -1,0 +1,8 @@
+"""The ``classpattern`` command line (``demo``, ``search``, ``scan``); ``python -m captum_classpattern.cli`` runs it too."""
+
+from ._main import build_parser, main
+
+__all__ = [
+    "main",
+    "build_parser",
+]

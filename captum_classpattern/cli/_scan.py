@@ -1,0 +1,145 @@
+"""The ``classpattern scan`` subcommand: a backdoor scan of a model with class patterns.
+
+``classpattern scan --demo-backdoor`` trains (and caches) a digits CNN with a BadNets patch
+backdoor and scans it; ``classpattern scan --model mypkg.nets:build --weights w.pt
+--data cifar10:PATH`` scans your own model on clean images you hold. Writes ``scan.json``
+and ``scan.png`` (each class's recovered pattern and its anomaly index) into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .._utils import save_figure_atomic, write_json_atomic
+from ..backdoor import demo_backdoor_model, scan
+from ..data import DIGIT_CLASSES, Split, load_digits
+from ..visualization import plot_scan
+from ._loaders import load_data, load_model
+
+
+def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``scan`` subcommand to an ``argparse`` subparsers object.
+
+    Args:
+        subparsers: the object returned by ``parser.add_subparsers()``.
+
+    Returns:
+        The ``scan`` subparser.
+    """
+    scan = subparsers.add_parser(
+        "scan", help="scan a model for backdoors with class patterns (clean images only)",
+        description="Search one class pattern per class on clean images, flag classes whose pattern is "
+                    "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png.")
+    source = scan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="module:factory returning the model, e.g. mypkg.nets:build")
+    source.add_argument("--demo-backdoor", action="store_true",
+                        help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it")
+    scan.add_argument("--weights", help="state_dict file to load into --model")
+    scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
+    scan.add_argument("--size", type=int, default=16, help="side of the digits images (default 16)")
+    scan.add_argument("--limit", type=int, default=2000, help="images read from cifar10/folder data (default 2000)")
+    scan.add_argument("--classes", help="comma-separated classes to scan (default: all, at least three)")
+    scan.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
+    scan.add_argument("--demo-target", type=int, default=0, help="target class of --demo-backdoor (default 0)")
+    scan.add_argument("--steps", type=int, default=150, help="search steps (default 150)")
+    scan.add_argument("--max-eval", type=int, default=300,
+                      help="held-out images per class the predictive power is measured on (default 300)")
+    scan.add_argument("--score", choices=("min_k", "power_at_k", "mask_l1"), default=None,
+                      help="class score (default: the scan's default)")
+    scan.add_argument("--threshold", type=float, default=2.0, help="anomaly-index threshold (default 2)")
+    scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    scan.add_argument("--out", default="classpattern_scan", help="output folder (default classpattern_scan)")
+    scan.add_argument("--fail-on-flag", action="store_true", help="exit with status 1 when a class is flagged")
+    scan.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return scan
+
+
+def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
+    info: Dict[str, Any] = {}
+    if args.demo_backdoor:
+        if args.data != "digits":
+            raise ValueError("--demo-backdoor trains on the digits: leave --data at its default.")
+        if args.size % 4:
+            raise ValueError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, "
+                             f"got {args.size}.")
+        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed,
+                                             show_progress=not args.no_progress)
+        model = model.to(args.device)
+        info = {"model": "SpatialCNN, patch-backdoored digits (demo)", "true_target": args.demo_target,
+                "trigger": repr(trigger), "trigger_mask": trigger.mask(args.size, args.size)}
+    else:
+        model = load_model(args.model, args.weights, args.device)
+        info = {"model": args.model, "weights": args.weights}
+    if args.data == "digits":
+        digits = load_digits(size=args.size)
+        search, held_out = digits.search, digits.eval
+        names: Sequence[str] = DIGIT_CLASSES
+    else:
+        search, held_out, names = load_data(args.data, args.limit)
+    device = torch.device(args.device)
+    search = Split(search.images.to(device), search.labels.to(device))
+    held_out = Split(held_out.images.to(device), held_out.labels.to(device))
+    return model, search, held_out, names, info
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    """Run ``classpattern scan`` with parsed arguments.
+
+    Returns:
+        The exit status: 0, or 1 with ``--fail-on-flag`` when a class is flagged.
+
+    Raises:
+        ValueError: bad options or data (the command line turns them into a message).
+    """
+    if args.weights and not args.model:
+        raise ValueError("--weights needs --model.")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be positive, got {args.steps}.")
+    model, search, held_out, names, info = _load(args)
+    classes: Optional[List[int]] = None
+    if args.classes:
+        try:
+            classes = [int(c) for c in args.classes.split(",")]
+        except ValueError as error:
+            raise ValueError(f"--classes must be comma-separated ints, got {args.classes!r}.") from error
+    trigger_mask = info.pop("trigger_mask", None)
+    options: Dict[str, Any] = {} if args.score is None else {"score": args.score}
+    started = time.perf_counter()
+    result = scan(model, search.images, search.labels, eval_images=held_out.images, eval_labels=held_out.labels,
+                  classes=classes, steps=args.steps, max_eval=args.max_eval, threshold=args.threshold, seed=args.seed,
+                  trigger_mask=trigger_mask, trigger_target=info.get("true_target"),
+                  show_progress=not args.no_progress, **options)
+    seconds = time.perf_counter() - started
+    class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
+
+    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}  flagged")
+    for row, cls in enumerate(result.classes):
+        mark = "  <-- flagged" if cls in result.flagged else ""
+        print(f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
+              f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{mark}")
+    verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
+    print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
+    for cls in result.flagged:
+        if cls in result.trigger_maps:
+            trigger = result.recovered_trigger(cls)
+            rows, cols = trigger.mask.nonzero(as_tuple=True)
+            where = (f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+                     if trigger.k else "empty")
+            print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
+    if result.trigger_jaccard is not None:
+        print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
+
+    os.makedirs(args.out, exist_ok=True)
+    report = {"command": "scan", "data": args.data, **info, "class_names": class_names,
+              "flagged_names": [class_names[result.classes.index(c)] for c in result.flagged],
+              "seconds": round(seconds, 2), "result": result.as_dict()}
+    json_path, png_path = os.path.join(args.out, "scan.json"), os.path.join(args.out, "scan.png")
+    write_json_atomic(json_path, report)
+    fig, _ = plot_scan(result, class_names, args.threshold)
+    save_figure_atomic(fig, png_path, dpi=120)
+    print(f"wrote {json_path} and {png_path}")
+    return 1 if args.fail_on_flag and result.flagged else 0

@@ -1,0 +1,21 @@
+"""Data without downloads: the embedded digits, CIFAR-10 and image folders already on disk."""
+
+from ._loaders import (
+    CIFAR10_CLASSES,
+    DIGIT_CLASSES,
+    Dataset3,
+    Split,
+    load_cifar10,
+    load_digits,
+    load_image_folder,
+)
+
+__all__ = [
+    "Split",
+    "Dataset3",
+    "load_digits",
+    "load_cifar10",
+    "load_image_folder",
+    "DIGIT_CLASSES",
+    "CIFAR10_CLASSES",
+]

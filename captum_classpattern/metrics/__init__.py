@@ -1,0 +1,39 @@
+"""How good a pattern is: predictive power and its floor and chance levels, curves over k, Captum baselines, anomaly indices, trigger Jaccard and shape simplicity."""
+
+from ._captum_baselines import CAPTUM_BASELINES, captum_attribution
+from ._jaccard import trigger_jaccard
+from ._outliers import anomaly_index, flag_outliers
+from ._power import (
+    PowerCurve,
+    floor_rate,
+    power_curve,
+    predictive_power,
+    random_pixel_power,
+)
+from ._simplicity import (
+    Simplicity,
+    compactness,
+    connected_components,
+    simplicity,
+    summarise_simplicity,
+    total_variation,
+)
+
+__all__ = [
+    "predictive_power",
+    "floor_rate",
+    "random_pixel_power",
+    "power_curve",
+    "PowerCurve",
+    "captum_attribution",
+    "CAPTUM_BASELINES",
+    "anomaly_index",
+    "flag_outliers",
+    "trigger_jaccard",
+    "simplicity",
+    "Simplicity",
+    "summarise_simplicity",
+    "connected_components",
+    "total_variation",
+    "compactness",
+]

@@ -1,0 +1,60 @@
+"""The median-absolute-deviation anomaly index and one-sided outlier flags (Neural Cleanse's rule)."""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from .._utils import check_choice
+
+
+def anomaly_index(scores: Sequence[float]) -> np.ndarray:
+    """Median-absolute-deviation anomaly index of each score (Neural Cleanse's rule).
+
+    ``A_c = |s_c - median(s)| / (1.4826 * median(|s - median(s)|))``; a score is an
+    outlier when ``A_c > 2``. Callers pick the suspicious direction.
+
+    Raises:
+        ValueError: fewer than three scores.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or values.size < 3:
+        raise ValueError("anomaly_index needs at least three scores (one per class).")
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    return np.abs(values - median) / max(spread, 1e-12)
+
+
+def flag_outliers(scores: Sequence[float], direction: str = "low",
+                  threshold: float = 2.0) -> Tuple[np.ndarray, List[int]]:
+    """MAD anomaly index of each score, and the positions that are one-sided outliers.
+
+    Args:
+        scores: one score per class (at least three).
+        direction: ``"low"`` when small scores are suspicious (pattern size, mask norm),
+            ``"high"`` when large ones are (predictive power at a fixed size).
+        threshold: a class is flagged when its index exceeds this (Neural Cleanse: 2).
+
+    Returns:
+        ``(index, flagged)``: the anomaly index of every score (a float array) and the
+        positions of the flagged scores, most anomalous first.
+
+    Raises:
+        ValueError: fewer than three scores, NaN, or an unknown direction.
+
+    Example:
+        >>> index, flagged = flag_outliers([40, 38, 5, 44, 41], direction="low")
+        >>> flagged
+        [2]
+    """
+    check_choice(direction, ("low", "high"), "direction")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or not np.all(np.isfinite(values)):
+        raise ValueError("scores must be a 1-d sequence of finite numbers.")
+    index = anomaly_index(values)
+    median = np.median(values)
+    side = values < median if direction == "low" else values > median
+    flagged = [int(i) for i in np.flatnonzero(side & (index > threshold))]
+    flagged.sort(key=lambda i: -index[i])
+    return index, flagged

@@ -1,0 +1,125 @@
+"""Metrics: predictive power of a pattern, its floor and chance levels, curves over k."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._utils import check_images, evaluation_mode
+from ..attr import Budget, Pattern, pixel_budget, pixel_scores, random_pattern, top_k_pattern
+
+
+def _other_class(images: Tensor, labels: Tensor, target: int):
+    check_images(images, "images")
+    labels = torch.as_tensor(labels).reshape(-1)
+    if labels.numel() != images.shape[0]:
+        raise ValueError(f"got {labels.numel()} labels for {images.shape[0]} images.")
+    keep = (labels != target).to(images.device)
+    if not bool(keep.any()):
+        raise ValueError(f"no images of classes other than {target} to measure on.")
+    return images[keep]
+
+
+def _share_predicted(model: Callable, images: Tensor, target: int, batch_size: int,
+                     transform: Optional[Callable[[Tensor], Tensor]] = None) -> float:
+    hits = 0
+    with evaluation_mode(model, "predictive_power"), torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size]
+            if transform is not None:
+                batch = transform(batch)
+            hits += int((model(batch).argmax(1) == target).sum())
+    return hits / images.shape[0]
+
+
+def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: Tensor, target: int,
+                     batch_size: int = 512) -> float:
+    """Share of other-class images classified as ``target`` once the pattern is stamped.
+
+    The denominator counts images whose label is not ``target`` only, as attack success
+    rates are counted (METHOD.md §1). Report it beside :func:`floor_rate` and
+    :func:`random_pixel_power`.
+
+    Args:
+        model: the classifier (its mode is left as found).
+        pattern: the :class:`~captum_classpattern.Pattern` to stamp.
+        images: held-out images N x C x H x W in [0, 1].
+        labels: their labels.
+        target: the pattern's class.
+        batch_size: images per model call.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: no other-class images, or images that do not fit the pattern.
+    """
+    others = _other_class(images, labels, target)
+    return _share_predicted(model, others, target, batch_size, pattern.stamp)
+
+
+def floor_rate(model: Callable, images: Tensor, labels: Tensor, target: int, batch_size: int = 512) -> float:
+    """Share of other-class images already classified as ``target`` without any pattern."""
+    return _share_predicted(model, _other_class(images, labels, target), target, batch_size)
+
+
+def random_pixel_power(model: Callable, canvas: Tensor, images: Tensor, labels: Tensor, target: int, k: Budget,
+                       trials: int = 5, seed: int = 0, batch_size: int = 512) -> float:
+    """Mean predictive power of ``k`` random canvas pixels over ``trials`` draws (chance)."""
+    generator = torch.Generator().manual_seed(seed)
+    powers = [
+        predictive_power(model, random_pattern(canvas, k, generator), images, labels, target, batch_size)
+        for _ in range(trials)
+    ]
+    return float(np.mean(powers))
+
+
+@dataclass
+class PowerCurve:
+    """Predictive power as a function of the pattern size.
+
+    Attributes:
+        ks: pattern sizes in pixels.
+        fractions: the same sizes as fractions of the image.
+        powers: predictive power at each size.
+        area: area under the power-vs-fraction curve, divided by the fraction range it
+            spans, so 1.0 means every size flips every image.
+    """
+
+    ks: List[int]
+    fractions: List[float]
+    powers: List[float]
+    area: float
+
+
+def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Tensor, labels: Tensor, target: int,
+                ks: Sequence[Budget] = (0.01, 0.02, 0.05, 0.1, 0.2), batch_size: int = 512) -> PowerCurve:
+    """Predictive power of the top-k pixels of ``attribution`` for several ``k``.
+
+    Works for a ClassPattern map and for any Captum attribution of the canvas.
+    """
+    height, width = canvas.shape[-2:]
+    counts = sorted({pixel_budget(k, height, width) for k in ks})
+    # One warning for the whole curve (below) instead of one per size.
+    powers = [
+        predictive_power(model, top_k_pattern(attribution, canvas, k, warn_filler=False), images, labels, target,
+                         batch_size)
+        for k in counts
+    ]
+    supporting = int((pixel_scores(attribution.detach(), False) > 0).sum())
+    if supporting < counts[-1]:
+        warnings.warn(f"the map has only {supporting} pixel(s) with a positive score: the curve's sizes above "
+                      f"{supporting} are filled up with arbitrary pixels.", RuntimeWarning, stacklevel=2)
+    fractions = [k / (height * width) for k in counts]
+    if len(counts) > 1:
+        steps = zip(powers[:-1], powers[1:], fractions[:-1], fractions[1:])
+        area = sum((a + b) / 2 * (f1 - f0) for a, b, f0, f1 in steps) / (fractions[-1] - fractions[0])
+    else:
+        area = float(powers[0])
+    return PowerCurve(counts, fractions, powers, area)
+
+

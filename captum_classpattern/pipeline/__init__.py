@@ -1,0 +1,32 @@
+"""Searching many classes: one call that searches, measures and reports, sharded over processes under ``torchrun``."""
+
+from ._distributed import (
+    all_gather,
+    barrier,
+    init_distributed,
+    is_main_process,
+    launched_with_several_processes,
+    local_device,
+    main_process_first,
+    shard,
+    world,
+)
+from ._report import ClassReport, SearchReport, load_report
+from ._search import SearchOutcome, search_classes
+
+__all__ = [
+    "search_classes",
+    "SearchOutcome",
+    "SearchReport",
+    "ClassReport",
+    "load_report",
+    "init_distributed",
+    "is_main_process",
+    "shard",
+    "world",
+    "all_gather",
+    "barrier",
+    "main_process_first",
+    "local_device",
+    "launched_with_several_processes",
+]

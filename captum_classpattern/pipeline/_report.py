@@ -1,0 +1,104 @@
+"""The search report: per-class predictive power beside its floor, chance and Captum baselines."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Union
+
+from .._utils import write_json_atomic
+
+
+@dataclass
+class ClassReport:
+    """One class's row of a report.
+
+    Attributes:
+        class_: the class index (``"class"`` in JSON).
+        k: pattern size in pixels.
+        predictive_power: share of held-out other-class images the pattern flips to the class.
+        floor: share already classified as the class without a pattern.
+        random: power of ``k`` random canvas pixels.
+        baselines: Captum method name to the power of its top-k pixels.
+        name: the class's name.
+    """
+
+    class_: int
+    k: int
+    predictive_power: float
+    floor: float
+    random: float
+    baselines: Dict[str, float] = field(default_factory=dict)
+    name: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping with the key ``"class"``."""
+        data = asdict(self)
+        data["class"] = data.pop("class_")
+        return {"class": data["class"], **{key: value for key, value in data.items() if key != "class"}}
+
+
+@dataclass
+class SearchReport:
+    """A report over classes, plus the model's test accuracy and free-form settings.
+
+    Attributes:
+        classes: one :class:`ClassReport` per class, in search order.
+        test_accuracy: the model's top-1 accuracy on held-out images.
+        settings: what produced the report (schedule, seed, data, ...).
+    """
+
+    classes: List[ClassReport]
+    test_accuracy: Optional[float] = None
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready mapping."""
+        return {
+            "test_accuracy": self.test_accuracy,
+            "settings": self.settings,
+            "classes": [row.to_dict() for row in self.classes],
+        }
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the report as JSON, atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    def mean(self, key: str) -> float:
+        """Mean of a per-class number (``"predictive_power"``, ``"floor"``, ``"random"``) or baseline name."""
+        if not self.classes:
+            raise ValueError("the report has no classes.")
+        values = [row.baselines[key] if key in row.baselines else getattr(row, key) for row in self.classes]
+        return sum(values) / len(values)
+
+    def table(self) -> str:
+        """A plain-text table, one row per class and a mean row."""
+        methods = list(self.classes[0].baselines) if self.classes else []
+        header = ["class", "k", "power", "floor", "random"] + methods
+        lines = [" ".join(f"{h:>19}" if i > 4 else f"{h:>7}" for i, h in enumerate(header))]
+        for row in self.classes:
+            cells = [row.name or str(row.class_), str(row.k), f"{row.predictive_power:.3f}", f"{row.floor:.3f}",
+                     f"{row.random:.3f}"] + [f"{row.baselines[m]:.3f}" for m in methods]
+            lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
+        if self.classes:
+            cells = ["mean", "", f"{self.mean('predictive_power'):.3f}", f"{self.mean('floor'):.3f}",
+                     f"{self.mean('random'):.3f}"] + [f"{self.mean(m):.3f}" for m in methods]
+            lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
+        return "\n".join(lines)
+
+
+def load_report(path: Union[str, os.PathLike]) -> SearchReport:
+    """Read a report written by :meth:`SearchReport.save`.
+
+    Raises:
+        ValueError: the file is not a search report.
+    """
+    with open(path) as stream:
+        data = json.load(stream)
+    if not isinstance(data, dict) or "classes" not in data:
+        raise ValueError(f"{path} is not a classpattern search report (no 'classes' entry).")
+    rows = []
+    for entry in data["classes"]:
+        entry = dict(entry)
+        rows.append(ClassReport(class_=entry.pop("class"), **entry))
+    return SearchReport(rows, data.get("test_accuracy"), data.get("settings", {}))

@@ -1,0 +1,22 @@
+"""Training classifiers: plain, cached by settings, and adversarially (PGD through ``captum.robust``)."""
+
+from ._adversarial import (
+    PGDPerturbation,
+    adversarial_train,
+    pgd_attack,
+    pgd_robust_accuracy,
+)
+from ._cache import cached_model, default_cache_dir, digits_model
+from ._train import accuracy, train_classifier
+
+__all__ = [
+    "train_classifier",
+    "accuracy",
+    "cached_model",
+    "digits_model",
+    "default_cache_dir",
+    "adversarial_train",
+    "pgd_attack",
+    "pgd_robust_accuracy",
+    "PGDPerturbation",
+]

@@ -1,0 +1,73 @@
+"""Predictive power, floor, chance, curves, Captum baselines and the anomaly index."""
+import numpy as np
+import pytest
+import torch
+
+from captum_classpattern import (
+    captum_attribution,
+    floor_rate,
+    power_curve,
+    predictive_power,
+    random_pixel_power,
+    top_k_pattern,
+)
+from captum_classpattern.metrics import anomaly_index
+
+
+class CornerModel(torch.nn.Module):
+    """Predicts class 1 when the top-left pixel is bright, else class 0 (class 2 never)."""
+
+    def forward(self, x):
+        bright = x[:, 0, 0, 0]
+        return torch.stack([1 - bright, bright, torch.full_like(bright, -1.0)], 1)
+
+
+def test_power_counts_other_class_images_only():
+    images = torch.zeros(6, 1, 4, 4)
+    labels = torch.tensor([0, 0, 2, 2, 1, 1])
+    canvas = torch.ones(1, 4, 4)
+    corner = torch.zeros(4, 4)
+    corner[0, 0] = 1
+    pattern = top_k_pattern(corner, canvas, 1)
+    assert predictive_power(CornerModel(), pattern, images, labels, 1) == 1.0
+    away = top_k_pattern(1 - corner, canvas, 3)
+    assert predictive_power(CornerModel(), away, images, labels, 1) == 0.0
+    assert floor_rate(CornerModel(), images, labels, 0) == 1.0  # both class-2 and class-1 images read as 0
+
+
+def test_random_pixels_and_curve():
+    images = torch.zeros(10, 1, 4, 4)
+    labels = torch.zeros(10, dtype=torch.long)
+    canvas = torch.ones(1, 4, 4)
+    chance = random_pixel_power(CornerModel(), canvas, images, labels, 1, 8, trials=50, seed=0)
+    assert 0.3 < chance < 0.7  # the corner is among 8 random pixels of 16 half the time
+    corner = torch.zeros(4, 4)
+    corner[0, 0] = 1
+    with pytest.warns(RuntimeWarning, match="only 1 pixel") as caught:  # one warning for the curve, not per size
+        curve = power_curve(CornerModel(), corner, canvas, images, labels, 1, ks=(1, 4, 16))
+    assert len(caught) == 1
+    assert curve.ks == [1, 4, 16] and curve.powers == [1.0, 1.0, 1.0] and curve.area == pytest.approx(1.0)
+
+
+def test_no_other_class_images_is_an_error():
+    with pytest.raises(ValueError, match="other than 1"):
+        floor_rate(CornerModel(), torch.zeros(2, 1, 4, 4), torch.ones(2, dtype=torch.long), 1)
+
+
+def test_captum_baselines_run(trained_digits_model, digits16):
+    canvas = digits16.search.images[0]
+    for name in ("Saliency", "IntegratedGradients", "Occlusion"):
+        attribution = captum_attribution(trained_digits_model, name, canvas, 3)
+        assert attribution.shape == canvas.shape and torch.isfinite(attribution).all()
+    with pytest.raises(ValueError, match="unknown Captum method"):
+        captum_attribution(trained_digits_model, "Nope", canvas, 3)
+
+
+def test_anomaly_index_matches_the_formula():
+    scores = np.array([1.0, 1.1, 0.95, 1.05, 1.02, 0.98, 5.0])
+    median = np.median(scores)
+    mad = 1.4826 * np.median(np.abs(scores - median))
+    np.testing.assert_allclose(anomaly_index(scores), np.abs(scores - median) / mad)
+    assert anomaly_index(scores)[-1] > 2 and (anomaly_index(scores)[:-1] < 2).all()
+    with pytest.raises(ValueError):
+        anomaly_index([1.0, 2.0])
