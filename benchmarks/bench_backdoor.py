@@ -7,9 +7,9 @@ linear head sees positions like the BadNets / Neural Cleanse MNIST models; ``--a
 (3 x 3 white square, bottom-right) or a Blended noise trigger (alpha 0.2), 10% all-to-one
 poisoning, several seeds and two target classes. On every model it runs
 
-* the class-pattern scan (:func:`captum_classpattern.scan.scan`) given only the clean
+* the class-pattern scan (:func:`captum_classpattern.backdoor.scan`) given only the clean
   held-out search split (patterns searched there, power measured on the eval split);
-* Neural Cleanse (:func:`captum_classpattern.neural_cleanse.neural_cleanse`) on the same
+* Neural Cleanse (:func:`captum_classpattern.backdoor.neural_cleanse`) on the same
   clean images;
 * on backdoored models, the per-image suspicion score over the poisoned training set.
 
@@ -40,8 +40,12 @@ import torch
 from captum_classpattern import load_digits
 from captum_classpattern.backdoor import (
     BlendTrigger,
+    NeuralCleanseSettings,
     PatchTrigger,
     PoisonedDataset,
+    ScanSettings,
+    ScoringSettings,
+    SuspicionSettings,
     backdoor_metrics,
     neural_cleanse,
     scan,
@@ -113,11 +117,11 @@ def run_main(args) -> Dict:
             row["clean_accuracy"] = accuracy(model, data.eval.images, data.eval.labels)
         else:
             metrics = backdoor_metrics(model, data.eval.images, data.eval.labels, bundle["trigger"], target)
-            row.update(metrics.as_dict())
+            row.update(metrics.to_dict())
         patch = kind == "patch"
-        result = scan(model, data.search.images, data.search.labels, eval_images=data.eval.images,
-                      eval_labels=data.eval.labels, steps=args.scan_steps, seed=0,
-                      trigger_mask=true_mask if patch else None, trigger_target=target if patch else None)
+        result = scan(model, data.search.images, data.search.labels, ScanSettings(steps=args.scan_steps),
+                      eval_images=data.eval.images, eval_labels=data.eval.labels,
+                      trigger_mask=true_mask if patch else None, trigger_target=target if patch else None, seed=0)
         row["scan"] = {"flagged": result.flagged, "scores": [round(s, 2) for s in result.scores],
                        "pattern_sizes": [p.k for p in result.patterns],
                        "powers": [round(p, 3) for p in result.powers],
@@ -128,15 +132,16 @@ def run_main(args) -> Dict:
                        "trigger_classes": sorted(result.trigger_maps),
                        "top3_inside": top_pixels_inside(result.trigger_maps.get(target, result.maps[target]), true_mask)
                        if patch else None}
-        nc = neural_cleanse(model, data.search.images, data.search.labels, steps=args.nc_steps, seed=0,
-                            trigger_mask=true_mask if patch else None, trigger_target=target if patch else None)
+        nc = neural_cleanse(model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=args.nc_steps),
+                            trigger_mask=true_mask if patch else None, trigger_target=target if patch else None, seed=0)
         row["nc"] = {"flagged": nc.flagged, "norms": [round(n, 2) for n in nc.norms],
                      "anomaly_index": [round(a, 2) for a in nc.anomaly_index],
                      "target_index": None if target is None else round(nc.anomaly_index[target], 2),
                      "jaccard": nc.trigger_jaccard, "seconds": round(nc.seconds, 2),
                      "top3_inside": top_pixels_inside(nc.masks[target], true_mask) if patch else None}
         if kind != "clean":
-            sus = suspicion_scores(model, bundle["images"], bundle["labels"], steps=args.suspicion_steps, seed=0)
+            sus = suspicion_scores(model, bundle["images"], bundle["labels"],
+                                   SuspicionSettings(steps=args.suspicion_steps), seed=0)
             precision, recall = sus.precision_recall(bundle["poisoned"])
             train_j = None
             if patch and sus.flagged.numel():
@@ -253,11 +258,13 @@ def run_variants(args) -> Dict:
     for kind, target, seed in plan:
         bundle = train_model(data, kind, 0 if target is None else target, seed, args.epochs, args.arch)
         for variant, options in VARIANTS.items():
-            base = scan(bundle["model"], data.search.images, data.search.labels, eval_images=data.eval.images,
-                        eval_labels=data.eval.labels, steps=args.scan_steps, seed=0, full_table=True, **options)
+            base = scan(bundle["model"], data.search.images, data.search.labels,
+                        ScanSettings(steps=args.scan_steps).replace(**options),
+                        scoring=ScoringSettings(full_table=True), eval_images=data.eval.images,
+                        eval_labels=data.eval.labels, seed=0)
             seconds[variant].append(base.seconds)
-            dump.append({"kind": kind, "target": target, "seed": seed, "variant": variant, "ks": base.ks,
-                         "power_table": base.power_table.tolist(), "l1": base.maps.sum((1, 2)).tolist(),
+            dump.append({"kind": kind, "target": target, "seed": seed, "variant": variant, "ks": base.table.ks,
+                         "power_table": base.table.powers.tolist(), "l1": base.maps.sum((1, 2)).tolist(),
                          "jaccard": base.jaccard(true_mask, target) if kind == "patch" else None,
                          "seconds": base.seconds})
             for name, scoring in SCORINGS.items():

@@ -77,7 +77,7 @@ class _GeneratedBatches:
 def _child(images: int, mode: str, device: str, threads: int) -> dict:
     import torch
 
-    from captum_classpattern.dissection import dissect
+    from captum_classpattern.dissection import ThresholdSettings, dissect
 
     torch.set_num_threads(threads)
     model = _model(device)
@@ -89,7 +89,7 @@ def _child(images: int, mode: str, device: str, threads: int) -> dict:
     before = _rss_bytes()
     sampler.start()
     started = time.perf_counter()
-    result = dissect(model, "4", data, exact=exact, batch_size=BATCH)
+    result = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=exact), batch_size=BATCH)
     seconds = time.perf_counter() - started
     sampler.running = False
     sampler.join()
@@ -114,15 +114,15 @@ def _estimate_errors(images: int, device: str, threads: int) -> list:
     import numpy as np
     import torch
 
-    from captum_classpattern.dissection import dissect
+    from captum_classpattern.dissection import ThresholdSettings, dissect
 
     torch.set_num_threads(threads)
     model = _model(device)
     data = _GeneratedBatches(images)
-    exact = dissect(model, "4", data, exact=True, batch_size=BATCH).thresholds
+    exact = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=True), batch_size=BATCH).thresholds
     rows = []
     for passes in (1, 2, 3):
-        result = dissect(model, "4", data, exact=False, max_exact_values=0, max_refine_passes=passes,
+        result = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=False, max_exact_values=0, max_refine_passes=passes),
                          batch_size=BATCH)
         error = np.abs(result.thresholds - exact)
         rows.append({

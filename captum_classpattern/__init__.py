@@ -38,7 +38,7 @@ from .metrics import (
     predictive_power,
     random_pixel_power,
 )
-from .pipeline import SearchReport, load_report, search_classes
+from .pipeline import SearchReport, search_classes
 from .visualization import plot_class_patterns, visualize_class_pattern
 
 __version__ = "0.2.0"
@@ -62,7 +62,6 @@ __all__ = [
     "load_digits",
     "search_classes",
     "SearchReport",
-    "load_report",
     "visualize_class_pattern",
     "plot_class_patterns",
     "attr",

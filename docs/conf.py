@@ -2,27 +2,31 @@
 
 Build (offline, warnings are errors)::
 
-    .venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
+    .venv/bin/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+
+(what ``make docs`` runs).
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
-from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Document the checkout being built, also when an older copy of the package is installed.
 sys.path.insert(0, os.path.dirname(HERE))
+# Local extensions (docs/_ext): the API pages' handling of the package's facades.
+sys.path.insert(0, os.path.join(HERE, "_ext"))
 # Examples and the method figure import matplotlib; never open a window while building.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import captum_classpattern  # noqa: E402
+
 project = "captum_classpattern"
-author = "captum_classpattern developers"
-copyright = "2025, captum_classpattern developers"
-try:
-    release = metadata.version("captum_classpattern")
-except metadata.PackageNotFoundError:  # building from a checkout that is not installed
-    release = "0.1.0"
+author = "the captum_classpattern developers"
+copyright = "2026, the captum_classpattern developers"
+# The version of the checkout being documented (also when another copy is installed).
+release = captum_classpattern.__version__
 version = ".".join(release.split(".")[:2])
 
 extensions = [
@@ -31,9 +35,14 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    "facades",
 ]
 
-exclude_patterns = ["_build", "_tools", "_intersphinx", "Thumbs.db", ".DS_Store"]
+# The files that design.rst pulls in with ``.. include:: design/NAME.rst`` are sections of
+# that page, not pages of their own.
+with open(os.path.join(HERE, "design.rst"), encoding="utf-8") as _design:
+    _design_sections = re.findall(r"^\.\. include:: (design/\S+\.rst)\s*$", _design.read(), re.M)
+exclude_patterns = ["_build", "_tools", "_ext", "_intersphinx", "Thumbs.db", ".DS_Store", *_design_sections]
 templates_path: list = []
 
 # -- autodoc and napoleon (Google-style docstrings) ------------------------------------

@@ -6,8 +6,8 @@ initial weights and data order) on the bundled digits: one naturally, one with M
 adversarial training (``captum.robust.PGD`` under the hood). It searches the ten class
 patterns of each model on the *same* canvases (the first image of each class) and prints,
 for the top 5% pixels of every pattern, the shape measures of
-:mod:`captum_classpattern.simplicity`: connected components, boundary length per pixel
-(total variation), bounding-box fill and spread.
+:func:`captum_classpattern.metrics.simplicity`: connected components, boundary length per
+pixel (total variation), bounding-box fill and spread.
 
 The digits are 8 x 8 images upsampled, so the usual CIFAR-10 radius of 8/255 is a weak
 attack here; the script uses ``eps = 0.1`` (steps of 0.025, 7 steps while training,
@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
+import json
 import os
 import time
 
 import torch
+from matplotlib.figure import Figure
 
 from captum_classpattern import load_digits, predictive_power
-from captum_classpattern._utils import save_figure_atomic, write_json_atomic
 from captum_classpattern.attr import (
     DEFAULT_SCHEDULE,
     ClassPattern,
@@ -85,7 +85,7 @@ def train_twins(data, seed: int, epochs: int, attack_steps: int):
 
 def patterns_of(model, data, canvases, seed: int, alpha: float):
     """The ten top-5% patterns of ``model`` on the given canvases, with their predictive power."""
-    schedule = dataclasses.replace(DEFAULT_SCHEDULE, alpha=alpha)
+    schedule = DEFAULT_SCHEDULE.replace(alpha=alpha)
     maps = ClassPattern(model).attribute(canvases, target=list(range(10)), baselines=data.search.images,
                                          baseline_labels=data.search.labels, seed=seed, schedule=schedule)
     # A collapsed map is reported below, per class, so top_k_pattern need not warn.
@@ -100,8 +100,6 @@ def patterns_of(model, data, canvases, seed: int, alpha: float):
 
 def draw(canvases, natural, robust, path: str) -> None:
     """Canvas, natural pattern and adversarial pattern of each class (light blue outside the pattern)."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(12, 4), layout="constrained")
     axes = fig.subplots(3, 10)
     rows = (("canvas", None), ("natural", natural), ("adversarial", robust))
@@ -119,10 +117,11 @@ def draw(canvases, natural, robust, path: str) -> None:
                 ax.set_ylabel(label, fontsize=9)
             if r == 0:
                 ax.set_title(f"digit {c}", fontsize=9)
-    save_figure_atomic(fig, path, dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
+    """Train the twins, search and measure their patterns, print the comparison and draw it."""
     args = parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -144,7 +143,7 @@ def main(argv=None) -> int:
     results = {}
     for name, model in (("natural", natural), ("adversarial", robust)):
         _, patterns, powers, collapsed = patterns_of(model, data, canvases, args.seed, args.alpha)
-        per_class = [simplicity(p).as_dict() for p in patterns]
+        per_class = [simplicity(p).to_dict() for p in patterns]
         results[name] = {"patterns": patterns, "powers": powers, "per_class": per_class, "collapsed": collapsed}
     # Compare the two models on the same classes only: those where neither map collapsed.
     kept = [c for c in range(10) if not (results["natural"]["collapsed"][c] or results["adversarial"]["collapsed"][c])]
@@ -182,14 +181,16 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     draw(canvases, results["natural"]["patterns"], results["adversarial"]["patterns"],
          os.path.join(args.out, "patterns.png"))
-    write_json_atomic(os.path.join(args.out, "results.json"), {
+    results_json = {
         "size": size, "eps": EPS, "step": STEP, "epochs": epochs, "attack_steps": attack_steps, "k": K,
         "alpha": args.alpha,
         "accuracy": summary, "means": means, "simpler": simpler, "compared_classes": kept,
         "collapsed": {name: results[name]["collapsed"] for name in results},
         "per_class": {name: results[name]["per_class"] for name in results},
         "powers": {name: results[name]["powers"] for name in results},
-        "seconds": round(time.perf_counter() - started, 1)})
+        "seconds": round(time.perf_counter() - started, 1)}
+    with open(os.path.join(args.out, "results.json"), "w") as stream:
+        json.dump(results_json, stream, indent=2)
     print(f"wrote {os.path.join(args.out, 'patterns.png')} and results.json ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -25,16 +25,18 @@ Writes ``scan_backdoored.png``, ``scan_clean.png``, ``poisoned_images.png`` and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
 import torch
 
 from captum_classpattern import load_digits
-from captum_classpattern._utils import save_figure_atomic, write_json_atomic
 from captum_classpattern.backdoor import (
+    NeuralCleanseSettings,
     PatchTrigger,
     PoisonedDataset,
+    ScanSettings,
     backdoor_metrics,
     neural_cleanse,
     scan,
@@ -46,6 +48,7 @@ from captum_classpattern.training import accuracy, train_classifier
 from captum_classpattern.visualization import plot_scan
 
 TARGET = 0
+TENSORS = ("maps", "values", "pattern_pixels", "trigger_maps", "trigger_values", "masks", "patterns")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder for the figures and results.json")
     parser.add_argument("--seed", type=int, default=0, help="seed of the poisoning, the weights and the search")
     return parser.parse_args(argv)
+
+
+def _summary(record: dict) -> dict:
+    """A result's ``to_dict()`` without its maps, masks and values, so that results.json stays readable."""
+    return {key: value for key, value in record.items() if key not in TENSORS}
 
 
 def draw_suspects(images, suspicion, poisoned, recovered, path: str) -> None:
@@ -79,10 +87,11 @@ def draw_suspects(images, suspicion, poisoned, recovered, path: str) -> None:
     axes[-1].set_yticks([])
     fig.suptitle(f"training images by suspicion (power of their own {suspicion.k}-pixel pattern): 6 highest, "
                  "6 lowest", fontsize=9)
-    save_figure_atomic(fig, path, dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
+    """Run the story: poison, scan both models, score the suspect training set; write figures and results."""
     args = parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -101,7 +110,7 @@ def main(argv=None) -> int:
         torch.manual_seed(args.seed)
         # A head that sees positions, as in the BadNets MNIST models: with global pooling the
         # model learns the trigger as "bright pixels near the right edge", and clean models
-        # more often carry natural backdoors (notes/issue4.md).
+        # more often carry natural backdoors.
         models[name] = train_classifier(SpatialCNN(16), images, labels, epochs=epochs, seed=args.seed)
     metrics = backdoor_metrics(models["backdoored"], data.eval.images, data.eval.labels, trigger, TARGET)
     clean_ca = accuracy(models["clean"], data.eval.images, data.eval.labels)
@@ -111,14 +120,15 @@ def main(argv=None) -> int:
           f"{metrics.attack_success_rate:.3f}, robust accuracy {metrics.robust_accuracy:.3f}")
 
     # 2. The scan, with clean held-out images only.
-    results = {"attack": {**metrics.as_dict(), "clean_model_accuracy": clean_ca,
+    results = {"attack": {**metrics.to_dict(), "clean_model_accuracy": clean_ca,
                           "poisoned": int(poisoned.poisoned_indices.numel())}}
     os.makedirs(args.out, exist_ok=True)
     for name, model in models.items():
-        result = scan(model, data.search.images, data.search.labels, eval_images=data.eval.images,
-                      eval_labels=data.eval.labels, steps=scan_steps, seed=args.seed,
-                      trigger_mask=true_mask, trigger_target=TARGET)
-        nc = neural_cleanse(model, data.search.images, data.search.labels, steps=nc_steps, seed=args.seed)
+        result = scan(model, data.search.images, data.search.labels, ScanSettings(steps=scan_steps),
+                      eval_images=data.eval.images, eval_labels=data.eval.labels, trigger_mask=true_mask,
+                      trigger_target=TARGET, seed=args.seed)
+        nc = neural_cleanse(model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=nc_steps),
+                            seed=args.seed)
         print(f"\n{name} model, class-pattern scan ({result.seconds:.0f} s): flagged {result.flagged or 'nothing'}")
         print("  anomaly index per class: " + " ".join(f"{a:.1f}" for a in result.anomaly_index))
         print(f"  smallest pattern of class {TARGET} flipping 80%: {result.patterns[TARGET].k} pixels "
@@ -132,9 +142,9 @@ def main(argv=None) -> int:
         print(f"{name} model, Neural Cleanse ({nc.seconds:.0f} s): flagged {nc.flagged or 'nothing'}; "
               f"mask norm of class {TARGET} {nc.norms[TARGET]:.1f} (median "
               f"{sorted(nc.norms)[len(nc.norms) // 2]:.1f})")
-        fig, _ = plot_scan(result, [str(c) for c in result.classes])
-        save_figure_atomic(fig, os.path.join(args.out, f"scan_{name}.png"), dpi=110)
-        results[name] = {"scan": result.as_dict(), "neural_cleanse": nc.as_dict()}
+        fig, _ = plot_scan(result, [str(c) for c in result.classes], use_pyplot=False)
+        fig.savefig(os.path.join(args.out, f"scan_{name}.png"), dpi=110)
+        results[name] = {"scan": _summary(result.to_dict()), "neural_cleanse": _summary(nc.to_dict())}
 
     # 3. The suspect training set: which images carry the trigger? The scan says where to look:
     # the training images labelled as a flagged class (all images if nothing was flagged).
@@ -153,7 +163,8 @@ def main(argv=None) -> int:
     results["suspicion"] = {"precision": precision, "recall": recall, "flagged": int(suspicion.flagged.numel()),
                             "trigger_jaccard": jaccard, "seconds": round(suspicion.seconds, 1)}
     results["seconds"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(os.path.join(args.out, "results.json"), results)
+    with open(os.path.join(args.out, "results.json"), "w") as stream:
+        json.dump(results, stream, indent=2)
     print(f"\nwrote figures and results.json to {args.out} ({results['seconds']:.0f} s)")
     return 0
 

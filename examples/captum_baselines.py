@@ -18,6 +18,7 @@ Writes ``power_curves.png`` (mean power against k, band = lowest to highest clas
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -32,7 +33,6 @@ from captum_classpattern import (
     power_curve,
     random_pixel_power,
 )
-from captum_classpattern._utils import save_figure_atomic, write_json_atomic
 from captum_classpattern.attr import ClassPattern, pixel_budget, select_canvases
 from captum_classpattern.data import DIGIT_CLASSES
 from captum_classpattern.training import digits_model
@@ -111,16 +111,17 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     names = [DIGIT_CLASSES[c] for c in classes]
     fig, _ = plot_power_curves(curves, title=f"top-k pixels stamped on other digits ({len(classes)} classes)",
-                               floor=floor, fig_size=(7, 4.5))
-    save_figure_atomic(fig, os.path.join(args.out, "power_curves.png"), dpi=110)
+                               floor=floor, fig_size=(7, 4.5), use_pyplot=False)
+    fig.savefig(os.path.join(args.out, "power_curves.png"), dpi=110)
     powers = {name: [c.powers[at_5] for c in curves[name]] for name in maps}
     fig, _ = plot_settings_comparison({name: (canvases, maps[name]) for name in maps}, class_names=names,
-                                      k=0.05, powers=powers)
-    save_figure_atomic(fig, os.path.join(args.out, "patterns.png"), dpi=110)
-    write_json_atomic(os.path.join(args.out, "results.json"), {
-        "classes": classes, "floor": floor,
-        "curves": {name: [vars(c) for c in group] for name, group in curves.items()},
-    })
+                                      k=0.05, powers=powers, use_pyplot=False)
+    fig.savefig(os.path.join(args.out, "patterns.png"), dpi=110)
+    with open(os.path.join(args.out, "results.json"), "w") as stream:
+        json.dump({
+            "classes": classes, "floor": floor,
+            "curves": {name: [vars(c) for c in group] for name, group in curves.items()},
+        }, stream, indent=2)
     print(f"\nwrote power_curves.png, patterns.png and results.json to {args.out} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0

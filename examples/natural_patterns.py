@@ -18,6 +18,7 @@ to ``--out`` (default ``examples_output/natural_patterns``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -30,7 +31,6 @@ from captum_classpattern import (
     predictive_power,
     random_pixel_power,
 )
-from captum_classpattern._utils import save_figure_atomic, write_json_atomic
 from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
 from captum_classpattern.data import DIGIT_CLASSES
 from captum_classpattern.training import accuracy, digits_model
@@ -99,13 +99,14 @@ def main(argv=None) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     fig, _ = plot_class_patterns(canvases, maps, patterns=[r["pattern"] for r in rows], class_names=DIGIT_CLASSES,
-                                 powers=[r["power"] for r in rows])
+                                 powers=[r["power"] for r in rows], use_pyplot=False)
     figure_path = os.path.join(args.out, "patterns.png")
-    save_figure_atomic(fig, figure_path, dpi=110)
-    write_json_atomic(os.path.join(args.out, "results.json"), {
-        "schedule": schedule, "seed": args.seed, "k_fraction": K,
-        "classes": [{key: value for key, value in r.items() if key != "pattern"} for r in rows],
-    })
+    fig.savefig(figure_path, dpi=110)
+    with open(os.path.join(args.out, "results.json"), "w") as stream:
+        json.dump({
+            "schedule": schedule, "seed": args.seed, "k_fraction": K,
+            "classes": [{key: value for key, value in r.items() if key != "pattern"} for r in rows],
+        }, stream, indent=2)
     print(f"\nwrote {figure_path} and results.json in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -1,7 +1,7 @@
 """The units behind a class: dissect a small CNN, ablate its units, and follow a class pattern.
 
 The story, on procedural images whose every pixel's concepts are known
-(:class:`~captum_classpattern.concepts.ConceptDataset`: coloured shapes on textured ground,
+(:class:`~captum_classpattern.dissection.ConceptDataset`: coloured shapes on textured ground,
 class = shape):
 
 1. train a small CNN to tell the shapes apart (seconds on a CPU);
@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
+from captum_classpattern import ClassPattern, top_k_pattern
 from captum_classpattern.dissection import (
     ConceptDataset,
     ablation_curves,
@@ -66,6 +67,7 @@ def small_cnn(num_classes: int, width: int = 128) -> nn.Module:
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
+    """Adam with a one-cycle schedule, batches of 64; returns the model in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * -(-len(images) // 64))
@@ -81,6 +83,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: 
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in one forward pass."""
     with torch.inference_mode():
         return float((model(images).argmax(1) == labels).float().mean())
 
@@ -91,12 +94,14 @@ def log(started: float, message: str) -> None:
 
 
 def save(fig: Figure, out: str, name: str) -> str:
+    """Save ``fig`` as ``out/name`` and return the path."""
     path = os.path.join(out, name)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
 def detector_figure(result, out: str) -> str:
+    """Bar chart of the detector units per concept."""
     counts = result.detectors()
     fig = Figure(figsize=(6, 3))
     ax = fig.subplots()
@@ -111,6 +116,7 @@ def detector_figure(result, out: str) -> str:
 
 
 def curves_figure(curves, out: str) -> str:
+    """Mean per-class balanced accuracy as k units are removed three ways."""
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
     for name, values, style in (("class's top-k units removed", curves.top_removed, "o-"),
@@ -126,6 +132,7 @@ def curves_figure(curves, out: str) -> str:
 
 
 def pattern_figure(patterns, found, class_names, out: str) -> str:
+    """Each class pattern above its power as found, without its units and without random units."""
     fig = Figure(figsize=(2.2 * len(patterns), 4.2), layout="constrained")
     axes = fig.subplots(2, len(patterns), squeeze=False, sharey="row")
     fig.suptitle("class patterns, and their power with the units that carry them removed", fontsize=9)
@@ -145,8 +152,6 @@ def pattern_figure(patterns, found, class_names, out: str) -> str:
 
 def search_patterns(model, test_images, test_labels, num_classes, k):
     """One class pattern per class with the core's ClassPattern (all classes batched)."""
-    from captum_classpattern import ClassPattern, top_k_pattern
-
     with torch.inference_mode():
         probabilities = model(test_images).softmax(1)
     canvases = torch.stack([test_images[(test_labels == c).nonzero()[:, 0][probabilities[test_labels == c, c].argmax()]]
@@ -157,6 +162,7 @@ def search_patterns(model, test_images, test_labels, num_classes, k):
 
 
 def main(argv=None) -> dict:
+    """Run the story and return the summary (also written to ``--out/summary.json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data and short training (< 1 minute)")
     parser.add_argument("--out", default="out/units_behind_a_class", help="folder for figures and summary.json")

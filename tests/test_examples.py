@@ -5,6 +5,9 @@ receives the figures. Each runs in its own process, as a user would run it, with
 headless matplotlib backend and a model cache private to this test session (so a stale
 cache cannot hide a training bug, and the user's cache is left alone). The quick-start
 script of the documentation runs here too, so that page cannot drift from the package.
+
+Running the scripts takes minutes, so those tests are marked ``slow`` (``make test-quick``,
+i.e. ``pytest -m "not slow"``, skips them; ``make test`` runs them).
 """
 from __future__ import annotations
 
@@ -50,9 +53,11 @@ def _pngs(folder):
 
 def test_there_are_examples():
     names = {os.path.basename(path) for path in EXAMPLES}
-    assert {"natural_patterns.py", "captum_baselines.py"} <= names
+    assert {"natural_patterns.py", "captum_baselines.py", "adversarial_patterns.py", "backdoor_scan.py",
+            "units_behind_a_class.py"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: os.path.basename(path))
 def test_example_runs_quick_and_writes_figures(script, script_env, tmp_path):
     out = tmp_path / "out"
@@ -66,6 +71,7 @@ def test_example_runs_quick_and_writes_figures(script, script_env, tmp_path):
     assert not _pngs(tmp_path / "examples_output"), "figures must go to --out, not the default folder"
 
 
+@pytest.mark.slow
 def test_quickstart_snippet_runs(script_env, tmp_path):
     result = _run([os.path.join(ROOT, "docs", "snippets", "quickstart.py")], cwd=tmp_path, env=script_env)
     assert "class 7: power" in result.stdout

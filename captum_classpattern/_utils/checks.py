@@ -51,9 +51,23 @@ def check_positive_float(value: Any, name: str) -> float:
 def check_labels(images: Tensor, labels: Any, name: str) -> Tensor:
     """Integer class labels, one per image, as a 1-d CPU long tensor.
 
+    Float labels are accepted when every value is a whole number (``3.0``), as some data
+    sets store them; anything else that is not a class index is refused, because a label
+    that never equals a class would silently stop the canvas's own class from being
+    excluded.
+
+    Args:
+        images: the images the labels belong to (only their number is used).
+        labels: a tensor, array or sequence of class indices.
+        name: names the labels in error messages (e.g. ``"baseline"``).
+
+    Returns:
+        The labels as a CPU ``torch.long`` tensor of length ``images.shape[0]``.
+
     Raises:
-        ValueError: no labels, or not one per image.
-        TypeError: labels that are not integer classes.
+        ValueError: no labels, not one per image, or negative classes.
+        TypeError: labels that are not integer class indices (strings, booleans,
+            fractional or non-finite floats).
     """
     if labels is None:
         raise ValueError(f"{name} labels are required.")
@@ -61,22 +75,35 @@ def check_labels(images: Tensor, labels: Any, name: str) -> Tensor:
         try:
             labels = torch.as_tensor(labels)
         except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"{name} labels must be a tensor or sequence of ints.") from error
-    if labels.is_floating_point() or labels.is_complex():
-        raise TypeError(f"{name} labels must hold integer classes, got {labels.dtype}.")
+            raise TypeError(
+                f"{name} labels must be integer class indices (a tensor or a sequence of ints), "
+                f"got {type(labels).__name__}: map class names to indices first."
+            ) from error
+    if labels.dtype == torch.bool or labels.is_complex():
+        raise TypeError(f"{name} labels must hold integer class indices, got {labels.dtype}.")
+    if labels.is_floating_point():
+        whole = torch.isfinite(labels) & (labels == labels.round())
+        if not bool(whole.all()):
+            bad = labels[~whole].reshape(-1)[0].item()
+            raise TypeError(
+                f"{name} labels must hold integer class indices, got the float {bad!r}: "
+                "pass integer labels (e.g. labels.long() if they are whole numbers)."
+            )
     labels = labels.reshape(-1).cpu().long()
     if labels.numel() != images.shape[0]:
-        raise ValueError(f"got {labels.numel()} {name} labels for {images.shape[0]} images.")
+        raise ValueError(f"got {labels.numel()} {name} labels for {images.shape[0]} images: give one label per image.")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{name} labels must be class indices >= 0, got {int(labels.min())}.")
     return labels
 
 
 def module_device(forward_func: Callable) -> Optional[torch.device]:
     """The device of a module's first parameter or buffer, or ``None`` if unknown."""
     if isinstance(forward_func, nn.Module):
-        for tensor in forward_func.parameters():
-            return tensor.device
-        for tensor in forward_func.buffers():
-            return tensor.device
+        for parameter in forward_func.parameters():
+            return parameter.device
+        for buffer in forward_func.buffers():
+            return buffer.device
     return None
 
 

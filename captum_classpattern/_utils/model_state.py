@@ -13,19 +13,25 @@ _STOCHASTIC = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, n
 
 
 @contextlib.contextmanager
-def evaluation_mode(forward_func: Callable, who: str) -> Iterator[None]:
+def evaluation_mode(forward_func: Callable, who: str, *, warn: bool = True) -> Iterator[None]:
     """Run in eval mode, restoring every submodule's own training flag afterwards.
 
     A model in training mode would update BatchNorm running statistics (a change to the
     caller's buffers) and sample dropout, so the work runs in eval mode and a warning says
     so. Each submodule's flag is restored individually, also on exceptions, because
     ``model.train(flag)`` would overwrite submodules the caller had set differently.
+
+    Args:
+        forward_func: the caller's model (anything else runs unchanged).
+        who: names the caller in the warning.
+        warn: warn about a model in training mode; ``False`` where training mode is
+            expected (an attack run inside a training loop).
     """
     if not isinstance(forward_func, nn.Module):
         yield
         return
     flags = [(module, module.training) for module in forward_func.modules()]
-    if any(training and isinstance(module, _STOCHASTIC) for module, training in flags):
+    if warn and any(training and isinstance(module, _STOCHASTIC) for module, training in flags):
         warnings.warn(
             f"{who}: the model is in training mode, so BatchNorm statistics would be updated "
             "and dropout sampled; it runs in eval mode and your training mode is restored "

@@ -3,6 +3,7 @@
 from ._candidates import CANVAS_STRATEGIES
 from ._canvas import select_canvases
 from ._class_pattern import ClassPattern, SearchStats
+from ._composite import canvas_mean_cross_entropy
 from ._pattern import (
     Budget,
     Pattern,
@@ -39,4 +40,5 @@ __all__ = [
     "random_pattern",
     "pixel_budget",
     "pixel_scores",
+    "canvas_mean_cross_entropy",
 ]

@@ -1,34 +1,35 @@
 """Candidate canvases of a class: by index, by confidence, or the best of several short searches."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .._utils import check_images, evaluation_mode, share_predicted
+from .._utils import check_images, check_labels, evaluation_mode, share_predicted
 from ._pattern import top_k_pattern
 
 ShortSearch = Callable[[Tensor, List[int], Tensor, Any, int, int], Tensor]
 
 CANVAS_STRATEGIES = ("index", "confident", "best_of_n")
+"""The ways a canvas is picked from its class's images: by position, most confident, best of short searches."""
 
 
 def _labelled_batches(images, labels):
     if isinstance(images, Tensor):
         if labels is None:
             raise ValueError("choosing a canvas needs labels: pass baseline_labels with a tensor search set.")
-        yield images, torch.as_tensor(labels).reshape(-1)
+        yield images, check_labels(images, labels, "baseline")
         return
     for batch in images:
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
             raise ValueError("choosing a canvas needs labels: the search set must yield (images, labels).")
-        yield batch[0], torch.as_tensor(batch[1]).reshape(-1)
+        yield batch[0], check_labels(batch[0], batch[1], "baseline batch")
 
 
 def _confident_candidates(model: Callable, images, labels, classes: Sequence[int], n: int, index: int = 0):
     """Per class, the ``n`` images with the highest probability of that class (streamed)."""
-    best = {c: (torch.empty(0), []) for c in classes}
+    best: Dict[int, Tuple[Tensor, List[Tensor]]] = {c: (torch.empty(0), []) for c in classes}
     with evaluation_mode(model, "select_canvases"), torch.inference_mode():
         for batch, batch_labels in _labelled_batches(images, labels):
             check_images(batch, "search images")
@@ -46,7 +47,7 @@ def _confident_candidates(model: Callable, images, labels, classes: Sequence[int
 
 
 def _first_of_class(images, labels, classes: Sequence[int], index: int):
-    found = {c: [] for c in classes}
+    found: Dict[int, List[Tensor]] = {c: [] for c in classes}
     for batch, batch_labels in _labelled_batches(images, labels):
         for c in set(classes):
             rows = torch.nonzero(batch_labels.cpu() == c).flatten().tolist()
@@ -68,31 +69,10 @@ def choose_canvases(
     search_steps: int = 20,
     short_search: Optional[ShortSearch] = None,
 ) -> Tensor:
-    """Pick one canvas per class from that class's own images.
+    """:func:`~captum_classpattern.attr.select_canvases` with the short search of ``"best_of_n"`` passed in.
 
-    Args:
-        model: the classifier.
-        images: labelled images (a tensor with ``labels``, or an iterable of
-            ``(images, labels)``).
-        labels: labels of a tensor of images.
-        classes: the classes to pick canvases for.
-        strategy: ``"index"`` (the ``index``-th image of the class, as the paper's code
-            does), ``"confident"`` (the image classified as the class with the highest
-            probability) or ``"best_of_n"`` (the ``n`` most confident images each get a
-            short batched search of ``search_steps`` steps on ``images``; the canvas whose
-            5% pattern flips most of them wins).
-        index: the position used by ``"index"``.
-        n: the number of candidates of ``"best_of_n"``.
-        seed: seeds the short searches.
-        search_steps: length of each short search.
-        short_search: ``short_search(canvases, targets, images, labels, steps, seed)``
-            returns one map per canvas; required by ``"best_of_n"``.
-
-    Returns:
-        len(classes) x C x H x W canvases.
-
-    Raises:
-        ValueError: unknown strategy, or a class with no (or too few) images.
+    ``short_search(canvases, targets, images, labels, steps, seed)`` returns one map per
+    canvas. Passing it in keeps this module below :class:`ClassPattern`, which also uses it.
     """
     if strategy not in CANVAS_STRATEGIES:
         raise ValueError(f"canvas strategy must be one of {CANVAS_STRATEGIES}, got {strategy!r}.")
@@ -127,7 +107,7 @@ def _best_of_n(model, images, labels, classes, best, seed, search_steps, short_s
     stack = torch.stack([canvas for _, canvas in candidates])
     targets = [c for c, _ in candidates]
     maps = short_search(stack, targets, images, labels, search_steps, seed)
-    labels = torch.as_tensor(labels).reshape(-1).to(images.device)
+    labels = check_labels(images, labels, "baseline").to(images.device)
     scores = []
     for i, target in enumerate(targets):
         pattern = top_k_pattern(maps[i], stack[i], 0.05)

@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
@@ -26,8 +25,9 @@ from .._utils import (
     num_classes_of,
 )
 from ._candidates import choose_canvases
+from ._composite import composite_loss
 from ._schedule import DEFAULT_SCHEDULE, SearchSchedule, resolve_schedule
-from ._search_data import make_search_set
+from ._search_data import NO_SEARCH_SET, make_search_set
 
 
 @dataclass
@@ -98,7 +98,7 @@ class ClassPattern(GradientAttribution):
         self.last_stats = SearchStats()
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Optional[TensorOrTuple] = None,
         target: Any = None,
@@ -170,6 +170,8 @@ class ClassPattern(GradientAttribution):
             if target is None:
                 raise ValueError("target is required: the class (int) or classes (list) to search.")
             classes = target if not isinstance(target, int) else [target]
+            if baselines is None:
+                raise ValueError(NO_SEARCH_SET)
             inputs = choose_canvases(
                 self.forward_func, baselines, baseline_labels, classes, strategy=canvas_strategy, seed=seed,
                 short_search=partial(short_search, self.forward_func),
@@ -262,13 +264,13 @@ class ClassPattern(GradientAttribution):
         return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
 
     def _row_grads(self, keep, canvases, targets, counts, images, extra, settings, alpha) -> Tensor:
-        """d loss / d map for each row: composites of ``images`` with their gathered canvases."""
+        """Gradient of the loss with respect to each row's map: ``images`` composited with their gathered canvases."""
+        forward = partial(self._forward, extra=extra, settings=settings)
         with torch.enable_grad():
             keep = keep.unsqueeze(1).requires_grad_(True)
-            logits = self._forward(images + keep * (canvases - images), extra, settings)
             # Mean over each canvas's own rows, so its loss does not depend on its neighbours.
-            ce = F.cross_entropy(logits.float(), targets, reduction="none") / counts
-            return torch.autograd.grad(alpha * ce.sum(), keep)[0][:, 0]
+            loss = composite_loss(forward, images, keep, canvases, targets, counts)
+            return torch.autograd.grad(alpha * loss, keep)[0][:, 0]
 
     def _uniform_row_grads(self, maps, canvases, targets, images, extra, settings, per_canvas, alpha) -> Tensor:
         """As :meth:`_row_grads` when every canvas has ``per_canvas`` consecutive rows.
@@ -277,25 +279,27 @@ class ClassPattern(GradientAttribution):
         the arithmetic is the same, so the numbers are too.
         """
         count, channels, height, width = canvases.shape
+        forward = partial(self._forward, extra=extra, settings=settings)
         with torch.enable_grad():
             keep = maps.view(count, 1, 1, height, width).expand(count, per_canvas, 1, height, width)
             keep = keep.contiguous().requires_grad_(True)
             base = images.reshape(count, per_canvas, channels, height, width)
-            composite = (base + keep * (canvases.unsqueeze(1) - base)).view(-1, channels, height, width)
-            logits = self._forward(composite, extra, settings)
-            ce = F.cross_entropy(logits.float(), targets.repeat_interleave(per_canvas), reduction="none") / float(
-                per_canvas
-            )
-            return torch.autograd.grad(alpha * ce.sum(), keep)[0].view(count, per_canvas, height, width)
+            loss = composite_loss(forward, base, keep, canvases.unsqueeze(1), targets.repeat_interleave(per_canvas),
+                                  float(per_canvas))
+            return torch.autograd.grad(alpha * loss, keep)[0].view(count, per_canvas, height, width)
 
-    def _forward(self, composite: Tensor, extra: Any, settings: "_RunSettings") -> Tensor:
-        """One model call, in the memory format and autocast precision the caller asked for."""
+    def _forward(self, composite: Tensor, extra: Any, settings: _RunSettings) -> Tensor:
+        """One model call, in the memory format and autocast precision the caller asked for.
+
+        The logits come back in float32, so that the loss is computed in float32 under autocast.
+        """
         if settings.channels_last:
             composite = composite.contiguous(memory_format=torch.channels_last)
         if settings.autocast_dtype is None:
-            return call_model(self.forward_func, (composite,), extra)
+            return call_model(self.forward_func, (composite,), extra).float()
         with torch.autocast(device_type=composite.device.type, dtype=settings.autocast_dtype):
-            return call_model(self.forward_func, (composite,), extra)
+            logits = call_model(self.forward_func, (composite,), extra)
+        return logits.float()
 
 
 def _pad_rows(row_grads: Tensor, owner: Tensor, count: int) -> Tensor:
@@ -387,7 +391,9 @@ class _MapOptimizer:
         """
         totals, self.group = torch.unique(planned.clamp(min=1), return_inverse=True)
         longest = int(totals.max())
-        table = torch.full((totals.numel(), longest), float(self.plan.final_step_size), dtype=torch.float64)
+        final = self.plan.final_step_size
+        assert final is not None  # only annealed plans build a table
+        table = torch.full((totals.numel(), longest), float(final), dtype=torch.float64)
         for row, total in enumerate(totals.tolist()):
             table[row, :total] = torch.tensor([self.plan.step_size_at(t / total) for t in range(total)],
                                               dtype=torch.float64)
@@ -438,7 +444,7 @@ class _MapOptimizer:
         else:
             stepped = self._adam(grad, size, keep)
         self.theta = stepped if keep is None else torch.where(keep, stepped, self.theta)
-        self.taken += 1 if keep is None else active.to(self.taken.dtype)
+        self.taken += 1 if active is None else active.to(self.taken.dtype)
         self.lockstep = self.lockstep + 1 if keep is None and self.lockstep is not None else None
 
     def _adam(self, grad: Tensor, size, keep: Optional[Tensor]) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 Budget = Union[int, float]
+"""A pattern size: a pixel count (int) or a fraction of the image in (0, 1] (float)."""
 
 
 def pixel_budget(k: Budget, height: int, width: int) -> int:
@@ -54,7 +55,7 @@ class Pattern:
         """Number of pixels in the pattern."""
         return int(self.mask.sum())
 
-    def to(self, device: Union[str, torch.device]) -> "Pattern":
+    def to(self, device: Union[str, torch.device]) -> Pattern:
         """The same pattern on another device."""
         return Pattern(self.mask.to(device), self.values.to(device))
 

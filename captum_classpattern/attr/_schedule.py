@@ -1,31 +1,25 @@
-"""Search schedules: how the class-pattern map is optimised.
+"""Search schedules: the settings of the class-pattern map optimisation.
 
-:data:`PAPER_SCHEDULE` reproduces Zhao et al. (2021) exactly: map initialised to 0.5,
-``alpha = 0.2``, signed gradient steps of 0.02 clamped to [0, 1], batches of 4
-other-class images, 5 epochs over the search set, one class at a time (the batched search
-gives each canvas its own stream, so searching several classes together does not change a
-class's result).
+A :class:`SearchSchedule` holds them; two are predefined:
 
-:data:`DEFAULT_SCHEDULE` is what :class:`~captum_classpattern.ClassPattern` uses when no
-schedule is given (and what ``SearchSchedule()`` builds): the paper's loss and signed,
-clamped steps, but 100 steps on batches of 2 other-class images per canvas, with the step
-cosine-annealed from 0.1 to 0.01, all classes batched together. It was chosen by
-measurement (``benchmarks/bench_search.py``, ``notes/issue3.md``) on the demo digits CNN,
-all 10 classes, mean predictive power at k = 5% on held-out images over six search seeds:
+* :data:`PAPER_SCHEDULE` reproduces Zhao et al. (2021) exactly: map initialised to 0.5,
+  ``alpha = 0.2``, signed gradient steps of 0.02 clamped to [0, 1], batches of 4
+  other-class images, 5 epochs over the search set (``schedule="paper"``);
+* :data:`DEFAULT_SCHEDULE` is what :class:`~captum_classpattern.attr.ClassPattern` uses
+  when no schedule is given, and what ``SearchSchedule()`` builds: the same loss and signed,
+  clamped steps, but 100 steps on batches of 2 other-class images per canvas, with the
+  step cosine-annealed from 0.1 to 0.01.
 
-* the paper's schedule forwards 1,615 images per class in 405 steps: 0.461 (0.427 to
-  0.504 over the seeds);
-* this schedule forwards 200 images per class in 100 steps: 0.481 (0.441 to 0.527), in
-  about a twelfth of the paper's wall time (paper run class by class, one thread).
+Whatever the schedule, all canvases are searched in one batched loop in which each canvas
+has its own stream of search images, so searching several classes together does not
+change a class's result.
 
-On two other models (the test suite's 16 x 16 CNN, a digits CNN trained from another
-seed) it also matched or beat the paper's schedule (0.274 vs 0.266, 0.548 vs 0.529).
-What mattered, in that order: the *number of steps* (the map moves by one signed step per
-step whatever the batch size, so at equal cost small batches and many steps beat large
-batches and few steps: 16 images x 20 steps gave about 0.32, 2 x 150 about 0.50, 2 x 60
-about 0.38), then a large first step annealed to a small one (about 0.03 better than a
-constant 0.05). Changing ``alpha`` or ``init``, Adam on a logit map (0.30 to 0.33) and
-breaking top-k ties by the accumulated gradient did not help.
+Example:
+    >>> from captum_classpattern.attr import DEFAULT_SCHEDULE, PAPER_SCHEDULE
+    >>> DEFAULT_SCHEDULE.steps, DEFAULT_SCHEDULE.batch_size
+    (100, 2)
+    >>> PAPER_SCHEDULE.replace(epochs=1).epochs
+    1
 """
 from __future__ import annotations
 
@@ -38,9 +32,10 @@ _OPTIMIZERS = ("sign", "adam")
 
 @dataclass(frozen=True)
 class SearchSchedule:
-    """Settings of the map optimisation.
+    """Settings of the map optimisation; frozen and validated when built.
 
-    The defaults are :data:`DEFAULT_SCHEDULE`; see the module documentation for why.
+    The field defaults are those of :data:`DEFAULT_SCHEDULE`. Derive a variant with
+    :meth:`replace`.
 
     Attributes:
         optimizer: ``"sign"`` (signed gradient descent on the map itself, clamped to
@@ -60,6 +55,11 @@ class SearchSchedule:
             steps; ``None`` keeps the step constant, as the paper does. With ``epochs``
             and a DataLoader the loader must have a length, so that the number of steps
             is known in advance.
+
+    Raises:
+        ValueError: an unknown optimizer, ``init`` outside (0, 1), ``alpha`` outside
+            [0, 1], a non-positive step size or batch size, or not exactly one of
+            ``epochs`` and ``steps`` set to a positive int.
     """
 
     optimizer: str = "sign"
@@ -110,7 +110,7 @@ class SearchSchedule:
         first, last = self.step_size, self.final_step_size
         return last + (first - last) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def replace(self, **changes) -> "SearchSchedule":
+    def replace(self, **changes) -> SearchSchedule:
         """A copy with some settings changed, e.g. ``PAPER_SCHEDULE.replace(epochs=1)``."""
         return replace(self, **changes)
 
@@ -121,7 +121,7 @@ PAPER_SCHEDULE = SearchSchedule(
 """Zhao et al.'s exact settings: signed steps of 0.02, batches of 4, 5 epochs, ``alpha = 0.2``."""
 
 DEFAULT_SCHEDULE = SearchSchedule()
-"""The measured default: 100 signed steps annealed from 0.1 to 0.01 on batches of 2 per canvas."""
+"""The default: 100 signed steps, cosine-annealed from 0.1 to 0.01, on batches of 2 per canvas, ``alpha = 0.2``."""
 
 _NAMED = {"paper": PAPER_SCHEDULE, "default": DEFAULT_SCHEDULE}
 

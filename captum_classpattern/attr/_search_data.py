@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._utils import check_images
+from .._utils import check_images, check_labels
 
 BaselineSource = Union[Tensor, Iterable]
 
@@ -72,9 +72,7 @@ def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
     if isinstance(batch, Tensor):
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) >= 1 and isinstance(batch[0], Tensor):
-        labels = batch[1] if len(batch) > 1 else None
-        if labels is not None and not isinstance(labels, Tensor):
-            labels = torch.as_tensor(labels)
+        labels = check_labels(batch[0], batch[1], "baseline batch") if len(batch) > 1 else None
         return batch[0], labels
     raise TypeError(
         "each item of an iterable search set must be an image tensor or an (images, labels) pair, "
@@ -94,9 +92,7 @@ class TensorSearchSet:
     def __init__(self, images: Tensor, labels: Optional[Tensor], targets: Tensor, batch_size: int, seed: int):
         _check_in_slices(images, "baselines")
         if labels is not None:
-            labels = torch.as_tensor(labels).reshape(-1).cpu()
-            if labels.numel() != images.shape[0]:
-                raise ValueError(f"baseline_labels has {labels.numel()} entries for {images.shape[0]} baseline images.")
+            labels = check_labels(images, labels, "baseline")
         self.images = images
         self.batch_size = batch_size
         classes, self._stream_of = torch.unique(targets.reshape(-1).cpu(), return_inverse=True)
@@ -121,6 +117,8 @@ class TensorSearchSet:
         """The number of steps each canvas will take (a 1-d tensor, one entry per canvas)."""
         if steps is not None:
             return torch.full((self._stream_of.numel(),), int(steps))
+        if epochs is None:
+            raise ValueError("a search needs either epochs or steps.")
         return torch.tensor([epochs * -(-n // self.batch_size) for n in self.pool_sizes()])
 
     def _index_stream(self, stream: int, epochs: Optional[int]) -> Iterator[Tensor]:
@@ -161,7 +159,7 @@ class TensorSearchSet:
                 if chunks[s] is not None or step == 0:
                     chunks[s] = next(stream, None)
             if all(c is not None and c.numel() == self.batch_size for c in chunks):
-                index = torch.stack(chunks)
+                index = torch.stack([c for c in chunks if c is not None])
                 if not in_order:
                     index = index.index_select(0, self._stream_of)
                 yield StepBatch(_rows(self.images, index.reshape(-1)), full_owner, self.batch_size), all_active
@@ -208,6 +206,8 @@ class IterableSearchSet:
             length = getattr(self.source, "__len__", None)
             if length is None:
                 return None
+            if epochs is None:
+                raise ValueError("a search needs either epochs or steps.")
             total = epochs * int(length())
         return torch.full((self.targets.numel(),), max(1, total))
 
@@ -252,14 +252,20 @@ class IterableSearchSet:
             )
 
 
+NO_SEARCH_SET = (
+    "no search set: pass baselines=images of other classes (a tensor or a DataLoader of "
+    "(images, labels)), or bind them once with ClassPattern(model, baselines=...)."
+)
+
+
 def make_search_set(
-    baselines: BaselineSource,
+    baselines: Optional[BaselineSource],
     baseline_labels: Optional[Tensor],
     targets: Tensor,
     canvas_shape: Tuple[int, ...],
     batch_size: int,
     seed: int,
-):
+) -> Union[TensorSearchSet, IterableSearchSet]:
     """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
 
     Raises:
@@ -267,10 +273,7 @@ def make_search_set(
         TypeError: the baselines are neither a tensor nor an iterable of batches.
     """
     if baselines is None:
-        raise ValueError(
-            "no search set: pass baselines=images of other classes (a tensor or a DataLoader of "
-            "(images, labels)), or bind them once with ClassPattern(model, baselines=...)."
-        )
+        raise ValueError(NO_SEARCH_SET)
     if isinstance(baselines, Tensor):
         if baselines.dim() != 4 or tuple(baselines.shape[1:]) != tuple(canvas_shape):
             raise ValueError(

@@ -1,4 +1,8 @@
-"""Backdoors: triggers, poisoned training sets, attack metrics, and finding them again with class patterns (:func:`scan`) or Neural Cleanse."""
+"""Backdoors: triggers, poisoned training sets, attack metrics, and finding them again.
+
+A backdoor is found with class patterns (:func:`scan`, :func:`suspicion_scores`) or with
+the Neural Cleanse baseline (:func:`neural_cleanse`); each takes a settings object.
+"""
 
 from ._attack_metrics import (
     BackdoorMetrics,
@@ -10,12 +14,17 @@ from ._attack_metrics import (
 from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
-from ._scan import (
-    ScanResult,
-    SuspicionResult,
-    scan,
-    suspicion_scores,
+from ._scan import scan
+from ._scan_result import ScanResult
+from ._scan_scores import PowerTable
+from ._settings import (
+    NeuralCleanseSettings,
+    ScanSettings,
+    ScoringSettings,
+    SuspicionSettings,
+    TriggerRecoverySettings,
 )
+from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 
 __all__ = [
@@ -29,10 +38,16 @@ __all__ = [
     "backdoor_metrics",
     "BackdoorMetrics",
     "scan",
+    "ScanSettings",
+    "ScoringSettings",
+    "TriggerRecoverySettings",
     "ScanResult",
+    "PowerTable",
     "suspicion_scores",
+    "SuspicionSettings",
     "SuspicionResult",
     "neural_cleanse",
+    "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
 ]

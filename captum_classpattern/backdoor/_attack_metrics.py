@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
-import torch
 from torch import Tensor
 
-from .._utils import check_images, evaluation_mode
-from ._poisoning import _check_index, _check_trigger
+from .._utils import check_images, check_labels, predict
+from ._checks import check_index, check_trigger
 
-
-def _predict(model: Callable, images: Tensor, batch_size: int, transform: Optional[Callable] = None) -> Tensor:
-    out = []
-    with evaluation_mode(model, "backdoor metrics"), torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            if transform is not None:
-                batch = transform(batch)
-            out.append(model(batch).argmax(1).cpu())
-    return torch.cat(out)
+_WHO = "backdoor metrics"
 
 
 def _checked(images: Tensor, labels: Tensor) -> Tensor:
     check_images(images, "images")
-    if not isinstance(labels, Tensor):
-        labels = torch.as_tensor(labels)
-    labels = labels.reshape(-1).cpu().long()
-    if labels.numel() != images.shape[0]:
-        raise ValueError(f"got {labels.numel()} labels for {images.shape[0]} images.")
-    return labels
+    return check_labels(images, labels, "test")
 
 
 def _non_target(images: Tensor, labels: Tensor, target: int) -> Tuple[Tensor, Tensor]:
@@ -53,7 +38,7 @@ def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: 
         A float in [0, 1].
     """
     labels = _checked(images, labels)
-    return float((_predict(model, images, batch_size) == labels).float().mean())
+    return float((predict(model, images, batch_size=batch_size, who=_WHO) == labels).float().mean())
 
 
 def attack_success_rate(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
@@ -63,7 +48,7 @@ def attack_success_rate(model: Callable, images: Tensor, labels: Tensor, trigger
     Args:
         model: the classifier.
         images: clean test images in [0, 1].
-        labels: their labels; images of the target class are left out (METHOD.md §2).
+        labels: their labels; images of the target class are left out.
         trigger: the trigger to apply.
         target: the backdoor's target class.
         batch_size: images per model call.
@@ -74,10 +59,10 @@ def attack_success_rate(model: Callable, images: Tensor, labels: Tensor, trigger
     Raises:
         ValueError: no test image outside the target class.
     """
-    _check_trigger(trigger)
-    target = _check_index(target, "target")
+    check_trigger(trigger)
+    target = check_index(target, "target")
     images, labels = _non_target(images, _checked(images, labels), target)
-    return float((_predict(model, images, batch_size, trigger) == target).float().mean())
+    return float((predict(model, images, batch_size=batch_size, transform=trigger, who=_WHO) == target).float().mean())
 
 
 def trigger_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
@@ -95,10 +80,10 @@ def trigger_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, tri
     Returns:
         A float in [0, 1].
     """
-    _check_trigger(trigger)
-    target = _check_index(target, "target")
+    check_trigger(trigger)
+    target = check_index(target, "target")
     images, labels = _non_target(images, _checked(images, labels), target)
-    return float((_predict(model, images, batch_size, trigger) == labels).float().mean())
+    return float((predict(model, images, batch_size=batch_size, transform=trigger, who=_WHO) == labels).float().mean())
 
 
 @dataclass
@@ -115,10 +100,24 @@ class BackdoorMetrics:
     attack_success_rate: float
     robust_accuracy: float
 
-    def as_dict(self) -> Dict[str, float]:
-        """The metrics as a plain dict (for JSON)."""
+    def to_dict(self) -> Dict[str, float]:
+        """The metrics as a plain, JSON-ready dict."""
         return {"clean_accuracy": self.clean_accuracy, "attack_success_rate": self.attack_success_rate,
                 "robust_accuracy": self.robust_accuracy}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, float]) -> BackdoorMetrics:
+        """Rebuild the metrics from :meth:`to_dict`'s output.
+
+        Args:
+            data: the dict.
+
+        Returns:
+            The :class:`BackdoorMetrics`.
+        """
+        return cls(clean_accuracy=float(data["clean_accuracy"]),
+                   attack_success_rate=float(data["attack_success_rate"]),
+                   robust_accuracy=float(data["robust_accuracy"]))
 
 
 def backdoor_metrics(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
@@ -144,12 +143,12 @@ def backdoor_metrics(model: Callable, images: Tensor, labels: Tensor, trigger: C
         >>> m = backdoor_metrics(model, test.images, test.labels, PatchTrigger(), target=0)
         >>> print(f"CA {m.clean_accuracy:.3f} ASR {m.attack_success_rate:.3f}")
     """
-    _check_trigger(trigger)
-    target = _check_index(target, "target")
+    check_trigger(trigger)
+    target = check_index(target, "target")
     labels = _checked(images, labels)
-    clean = _predict(model, images, batch_size)
+    clean = predict(model, images, batch_size=batch_size, who=_WHO)
     others_images, others_labels = _non_target(images, labels, target)
-    triggered = _predict(model, others_images, batch_size, trigger)
+    triggered = predict(model, others_images, batch_size=batch_size, transform=trigger, who=_WHO)
     return BackdoorMetrics(
         clean_accuracy=float((clean == labels).float().mean()),
         attack_success_rate=float((triggered == target).float().mean()),

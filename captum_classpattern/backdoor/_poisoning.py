@@ -8,16 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-
-def _check_trigger(trigger: Any) -> None:
-    if not callable(trigger):
-        raise TypeError(f"trigger must be a Trigger (or a callable on images), got {type(trigger).__name__}.")
-
-
-def _check_index(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int class index, got {type(value).__name__}.")
-    return value
+from .._utils import check_labels
+from ._checks import check_index, check_number, check_trigger
 
 
 class PoisonedDataset(Dataset):
@@ -53,20 +45,16 @@ class PoisonedDataset(Dataset):
 
     def __init__(self, data: Union[Dataset, Tuple[Tensor, Tensor]], trigger: Callable[[Tensor], Tensor],
                  target: int, rate: float = 0.1, seed: int = 0) -> None:
-        _check_trigger(trigger)
-        self.target = _check_index(target, "target")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be a float in [0, 1], got {rate!r}.")
+        check_trigger(trigger)
+        self.target = check_index(target, "target")
+        rate = check_number(rate, "rate", 0.0, 1.0)
         if isinstance(data, (tuple, list)):
             if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
                 raise TypeError("tensor data must be an (images, labels) pair of tensors.")
             images, labels = data
-            labels = labels.reshape(-1)
-            if images.shape[0] != labels.numel():
-                raise ValueError(f"got {labels.numel()} labels for {images.shape[0]} images.")
             self._images: Optional[Tensor] = images
             self._dataset: Optional[Dataset] = None
-            all_labels = labels.detach().cpu().long()
+            all_labels = check_labels(images, labels.detach(), "data")
         elif isinstance(data, Dataset):
             self._images, self._dataset = None, data
             # Reading every label once is the only portable way to know the classes.

@@ -1,16 +1,14 @@
-"""Backdoor triggers, all-to-one poisoning and the attack metrics (CA, ASR, RA).
+"""Backdoor triggers: functions from clean to triggered images, in pixel space.
 
-Everything works in pixel space, on images in [0, 1] before any normalisation
-(METHOD.md §2). Triggers never modify the caller's tensors: they return new ones.
+Triggers work on images in [0, 1], before any normalisation, and never modify the
+caller's tensors: they return new ones.
 
 * :class:`PatchTrigger`: BadNets, a small patch pasted at a fixed place (default a 3 x 3
   white square flush at the bottom-right, as BackdoorBench does).
 * :class:`BlendTrigger`: Blended, ``x' = (1 - alpha) x + alpha t`` with a fixed image or
   seeded noise ``t`` (``alpha = 0.2``).
-* :class:`PoisonedDataset`: an all-to-one poisoned view of an ``(image, label)`` data set.
-* :func:`backdoor_metrics`: clean accuracy, attack success rate and robust accuracy, the
-  last two counted on non-target test images only.
 """
+
 from __future__ import annotations
 
 from typing import Tuple, Union
@@ -78,7 +76,7 @@ class PatchTrigger(Trigger):
         sizes = (size, size) if isinstance(size, int) else tuple(size)
         if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise ValueError(f"size must be a positive int or a (height, width) pair of them, got {size!r}.")
-        self.size: Tuple[int, int] = sizes  # type: ignore[assignment]
+        self.size: Tuple[int, int] = sizes
         if isinstance(position, str):
             if position not in _CORNERS:
                 raise ValueError(f"position must be one of {_CORNERS} or a (row, column) pair, got {position!r}.")

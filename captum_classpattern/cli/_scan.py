@@ -3,8 +3,11 @@
 ``classpattern scan --demo-backdoor`` trains (and caches) a digits CNN with a BadNets patch
 backdoor and scans it; ``classpattern scan --model mypkg.nets:build --weights w.pt
 --data cifar10:PATH`` scans your own model on clean images you hold. Writes ``scan.json``
-and ``scan.png`` (each class's recovered pattern and its anomaly index) into ``--out``.
+(the run's settings and the :class:`~captum_classpattern.backdoor.ScanResult` under
+``"result"``, readable with ``ScanResult.from_dict``) and ``scan.png`` (each class's
+recovered pattern and its anomaly index) into ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .._utils import save_figure_atomic, write_json_atomic
-from ..backdoor import demo_backdoor_model, scan
+from ..backdoor import ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import DIGIT_CLASSES, Split, load_digits
 from ..visualization import plot_scan
 from ._loaders import load_data, load_model
@@ -48,8 +51,8 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     scan.add_argument("--steps", type=int, default=150, help="search steps (default 150)")
     scan.add_argument("--max-eval", type=int, default=300,
                       help="held-out images per class the predictive power is measured on (default 300)")
-    scan.add_argument("--score", choices=("min_k", "power_at_k", "mask_l1"), default=None,
-                      help="class score (default: the scan's default)")
+    scan.add_argument("--score", choices=("power_auc", "min_k", "power_at_k", "mask_l1"), default="power_auc",
+                      help="class score (default power_auc)")
     scan.add_argument("--threshold", type=float, default=2.0, help="anomaly-index threshold (default 2)")
     scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     scan.add_argument("--out", default="classpattern_scan", help="output folder (default classpattern_scan)")
@@ -107,12 +110,12 @@ def run_scan(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise ValueError(f"--classes must be comma-separated ints, got {args.classes!r}.") from error
     trigger_mask = info.pop("trigger_mask", None)
-    options: Dict[str, Any] = {} if args.score is None else {"score": args.score}
+    scoring = ScoringSettings(score=args.score, max_eval=args.max_eval, threshold=args.threshold)
     started = time.perf_counter()
-    result = scan(model, search.images, search.labels, eval_images=held_out.images, eval_labels=held_out.labels,
-                  classes=classes, steps=args.steps, max_eval=args.max_eval, threshold=args.threshold, seed=args.seed,
-                  trigger_mask=trigger_mask, trigger_target=info.get("true_target"),
-                  show_progress=not args.no_progress, **options)
+    result = scan(model, search.images, search.labels, ScanSettings(steps=args.steps), scoring=scoring,
+                  eval_images=held_out.images, eval_labels=held_out.labels, classes=classes,
+                  trigger_mask=trigger_mask, trigger_target=info.get("true_target"), seed=args.seed,
+                  show_progress=not args.no_progress)
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
@@ -136,10 +139,10 @@ def run_scan(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     report = {"command": "scan", "data": args.data, **info, "class_names": class_names,
               "flagged_names": [class_names[result.classes.index(c)] for c in result.flagged],
-              "seconds": round(seconds, 2), "result": result.as_dict()}
+              "seconds": round(seconds, 2), "result": result.to_dict()}
     json_path, png_path = os.path.join(args.out, "scan.json"), os.path.join(args.out, "scan.png")
     write_json_atomic(json_path, report)
-    fig, _ = plot_scan(result, class_names, args.threshold)
+    fig, _ = plot_scan(result, class_names, args.threshold, use_pyplot=False)
     save_figure_atomic(fig, png_path, dpi=120)
     print(f"wrote {json_path} and {png_path}")
     return 1 if args.fail_on_flag and result.flagged else 0

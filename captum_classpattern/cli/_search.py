@@ -41,7 +41,7 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
                        **extra_settings}
     print(report.table())
     os.makedirs(args.out, exist_ok=True)
-    report.save(os.path.join(args.out, "report.json"))
+    report.to_json(os.path.join(args.out, "report.json"))
     fig, _ = plot_class_patterns(
         outcome.canvases.cpu(), outcome.maps.cpu(), [p.to("cpu") for p in outcome.patterns],
         class_names=[str(class_names[c]) for c in classes],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
+"""Class names of the digits: ``"0"`` to ``"9"``."""
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+"""Class names of CIFAR-10, in its label order."""
 
 
 @dataclass
@@ -61,7 +64,7 @@ def load_digits(size: int = 32, seed: int = 0, fractions: Tuple[float, float] = 
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
     labels = torch.tensor(bunch.target, dtype=torch.long)
     rng = np.random.default_rng(seed)
-    parts = ([], [], [])
+    parts: Tuple[List[int], List[int], List[int]] = ([], [], [])
     for cls in range(10):
         index = np.flatnonzero(bunch.target == cls)
         rng.shuffle(index)
@@ -70,7 +73,7 @@ def load_digits(size: int = 32, seed: int = 0, fractions: Tuple[float, float] = 
         for part, chunk in zip(parts, (index[:cut1], index[cut1:cut2], index[cut2:])):
             part.extend(chunk.tolist())
     splits = [Split(images[torch.tensor(sorted(p))], labels[torch.tensor(sorted(p))]) for p in parts]
-    return Dataset3(*splits, classes=DIGIT_CLASSES)
+    return Dataset3(splits[0], splits[1], splits[2], DIGIT_CLASSES)
 
 
 def _stack(dataset, limit: Optional[int]) -> Split:

@@ -1,24 +1,24 @@
-"""Network dissection (Bau et al. 2020): which concept each unit detects, which units a class needs, procedural concept data."""
+"""Network dissection (Bau et al. 2020): which concept each unit detects, which units a class needs.
 
-from ._ablation import (
-    AblationCurves,
-    PatternUnits,
-    UnitRanking,
-    ablate_units,
-    ablation_curves,
-    balanced_accuracy_per_class,
-    rank_units_for_class,
-    units_responding_to_pattern,
-)
+Also the link from class patterns to the units that carry them, and procedural concept data.
+"""
+
+from ._ablate import ablate_units
 from ._activations import unit_activations
+from ._balanced import balanced_accuracy_per_class
 from ._concepts import ConceptDataset
-from ._dissect import DissectionResult, dissect
+from ._dissect import dissect
 from ._hooks import LayerSpec
+from ._pattern_units import PatternUnits, units_responding_to_pattern
+from ._ranking import AblationCurves, UnitRanking, ablation_curves, rank_units_for_class
+from ._result import DissectionResult
+from ._settings import ThresholdSettings
 
 __all__ = [
     "unit_activations",
     "dissect",
     "DissectionResult",
+    "ThresholdSettings",
     "LayerSpec",
     "ablate_units",
     "balanced_accuracy_per_class",

@@ -7,14 +7,14 @@ from typing import Iterable, Iterator, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .._utils import evaluation_mode
-from ._hooks import LayerSpec, _LayerTap, _model_device, _resolve_layer
+from .._utils import check_positive_int, evaluation_mode
+from ._hooks import LayerSpec, LayerTap, resolve_layer, run_device
 
 
 def _layer_features(model: nn.Module, module: nn.Module, name: str, images: Tensor, device: torch.device,
                     batch_size: int, units: Tensor) -> Iterable[Tuple[int, Tensor]]:
     """Yield ``(start, features of the chosen units)`` batch by batch."""
-    with evaluation_mode(model, "plot_top_activations"), _LayerTap(module, name) as tap, torch.inference_mode():
+    with evaluation_mode(model, "unit_activations"), LayerTap(module, name) as tap, torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
             features = tap.features(model, images[start:start + batch_size].to(device))
             yield start, features.index_select(1, units.to(features.device)).float()
@@ -45,10 +45,15 @@ def unit_activations(
     Yields:
         The index of the batch's first image and its B x len(units) x h x w activations (float32).
 
+    Raises:
+        ValueError: an unknown layer, a layer whose output is not N x C x H x W, or a bad
+            ``batch_size``.
+
     Example:
         >>> for start, acts in unit_activations(model, "features.2", images, [0, 5]):
         ...     peaks[start:start + len(acts)] = acts.amax((2, 3))
     """
-    name, module = _resolve_layer(model, layer)
+    check_positive_int(batch_size, "batch_size")
+    name, module = resolve_layer(model, layer)
     index = torch.tensor([int(u) for u in units], dtype=torch.long)
-    yield from _layer_features(model, module, name, images, _model_device(model, device), batch_size, index)
+    yield from _layer_features(model, module, name, images, run_device(model, device), batch_size, index)

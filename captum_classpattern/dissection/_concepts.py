@@ -8,12 +8,14 @@ its index.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
+
+from .._utils import check_positive_int
 
 SHAPES: Tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
 COLORS: Dict[str, Tuple[float, float, float]] = {
@@ -108,8 +110,7 @@ class ConceptDataset(Dataset):
 
     def __init__(self, size: int = 500, image_size: int = 32, seed: int = 0, *, texture_level: str = "pixel",
                  noise: float = 0.03, shapes: Optional[Sequence[str]] = None) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}.")
+        check_positive_int(size, "size")
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
             raise ValueError(f"image_size must be an int >= 16, got {image_size!r}.")
         if texture_level not in ("pixel", "image"):
@@ -167,7 +168,7 @@ class ConceptDataset(Dataset):
         del params["rng"]
         return params
 
-    def _draw(self, index: int) -> Dict[str, object]:
+    def _draw(self, index: int) -> Dict[str, Any]:
         if not -self.size <= index < self.size:
             raise IndexError(f"index {index} out of range for {self.size} images.")
         index %= self.size
@@ -186,11 +187,11 @@ class ConceptDataset(Dataset):
 
     def __getitem__(self, index: int) -> Tuple[Tensor, Tensor, Tensor]:
         params = self._draw(index)
-        rng: np.random.Generator = params["rng"]  # type: ignore[assignment]
+        rng: np.random.Generator = params["rng"]
         side = self.image_size
         y, x = np.mgrid[0:side, 0:side].astype(float) + 0.5
-        cx, cy = params["center"]  # type: ignore[misc]
-        obj = _shape_mask(str(params["shape"]), x, y, cx, cy, float(params["radius"]))  # type: ignore[arg-type]
+        cx, cy = params["center"]
+        obj = _shape_mask(str(params["shape"]), x, y, cx, cy, float(params["radius"]))
         # Grey ground with a slight tint, so colour concepts stay on the object.
         base = rng.uniform(0.3, 0.7)
         contrast = rng.uniform(0.18, 0.3) * rng.choice([-1.0, 1.0])

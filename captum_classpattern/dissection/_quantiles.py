@@ -1,11 +1,10 @@
-"""The two counting passes of network dissection: per-unit thresholds, then IoU counts.
+"""The first pass of network dissection: each unit's top-quantile threshold.
 
-Pass 1 (``_TopQuantile``) finds each unit's top-quantile threshold exactly as
-``numpy.quantile(method="hazen")`` would, from one buffered pass or, with bounded memory,
-from histogram refinement passes; pass 2 (``_IoUCounts``) adds up the integer intersection
-and area counts of the pooled IoU. Both work on tensors only (no model, no data loading),
-so the numerics can be read apart from :mod:`captum_classpattern.dissection`.
+:class:`TopQuantile` finds each unit's threshold exactly as ``numpy.quantile(method="hazen")``
+would, from one buffered pass or, with bounded memory, from histogram refinement passes. It
+works on tensors only (no model, no data loading).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,10 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# ----------------------------------------------------------------------------------------
-# Pass 1: per-unit thresholds (numpy's "hazen" quantile, exact or bounded-memory)
-# ----------------------------------------------------------------------------------------
+from ._batches import DATA_CHANGED
 
+_HIST_CHUNK = 2**21  # values binned at once in a refinement pass
 
 def _hazen_ranks(count: int, level: float) -> Tuple[int, int, float]:
     """Order statistics (0-based) and weight numpy.quantile(method="hazen") interpolates."""
@@ -32,14 +30,14 @@ def _hazen_ranks(count: int, level: float) -> Tuple[int, int, float]:
 
 
 def _lerp(lower: np.ndarray, upper: np.ndarray, weight: float) -> np.ndarray:
-    """numpy's interpolation formula, so thresholds agree with numpy.quantile bit for bit."""
+    """Interpolate as numpy does, so thresholds agree with ``numpy.quantile`` bit for bit."""
     diff = upper - lower
     if weight >= 0.5:
         return upper - diff * (1 - weight)
     return lower + diff * weight
 
 
-class _TopQuantile:
+class TopQuantile:
     """Streams N x U x P blocks of values and finds each unit's (1 - quantile) level.
 
     Stages: ``scan`` (count, min, max, and a buffer of all values while they fit), then, if
@@ -48,6 +46,18 @@ class _TopQuantile:
     values inside those intervals once they fit, which gives the exact answer again.
     Per-unit state of the units still unresolved lives in ``self.state``, in the order of
     ``self.active``.
+
+    Args:
+        quantile: the top share of values above each threshold, in (0, 1).
+        exact: ``None`` (buffer while the values fit ``budget``), ``True`` (always buffer),
+            ``False`` (never buffer: always refine).
+        budget: most values kept in memory.
+        bins: histogram bins per unit in a refinement pass.
+        max_refine: most refinement passes before thresholds are interpolated.
+
+    Raises:
+        ValueError: non-finite values.
+        RuntimeError: the values changed between passes.
     """
 
     def __init__(self, quantile: float, exact: Optional[bool], budget: int, bins: int, max_refine: int) -> None:
@@ -188,7 +198,7 @@ class _TopQuantile:
         target = torch.full((hist.shape[0], 1), rank, dtype=cumulative.dtype, device=cumulative.device)
         index = torch.searchsorted(cumulative, target, right=True)
         if bool((index < 1).any()) or bool((index > self.bins + 1).any()):
-            raise RuntimeError(_CHANGED)
+            raise RuntimeError(DATA_CHANGED)
         before = cumulative.gather(1, index - 1)[:, 0]
         low = self.bin_min.view_as(hist).gather(1, index)[:, 0]
         high = self.bin_max.view_as(hist).gather(1, index)[:, 0]
@@ -203,7 +213,7 @@ class _TopQuantile:
         hist = self.hist.view(self.active.numel(), self.bins + 3)
         if not (torch.equal(hist[:, 0], self.state["below"])
                 and torch.equal(hist[:, 1:-1].sum(1), self.state["inside"])):
-            raise RuntimeError(_CHANGED)
+            raise RuntimeError(DATA_CHANGED)
         cumulative = hist.cumsum(1)
         first = self._locate(self.ranks[0], hist, cumulative)
         last = self._locate(self.ranks[1], hist, cumulative)
@@ -232,7 +242,7 @@ class _TopQuantile:
     def _finish_collect(self) -> None:
         counts = torch.stack(self.kept_units)  # batches x A
         if not torch.equal(counts.sum(0), self.state["inside"].cpu()):
-            raise RuntimeError(_CHANGED)
+            raise RuntimeError(DATA_CHANGED)
         ends = counts.cumsum(1).numpy()
         starts = ends - counts.numpy()
         below = self.state["below"].cpu().numpy()
@@ -255,6 +265,7 @@ class _TopQuantile:
             getattr(self, "_update_" + self.stage)(values)
 
     def finish_pass(self) -> None:
+        """End a pass over the data; sets ``done`` once every threshold is known."""
         getattr(self, "_finish_" + self.stage)()
 
     def thresholds(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -262,73 +273,9 @@ class _TopQuantile:
         return _lerp(self.lower.numpy(), self.upper.numpy(), self.ranks[2]), self.error.numpy().copy()
 
 
-_HIST_CHUNK = 2**21  # values binned at once in a refinement pass
-
-_CHANGED = (
-    "the data changed between dissection passes (random augmentation?); dissect needs data "
-    "that yields the same images and masks every time it is iterated."
-)
-
-
-def _strictly_below(thresholds: np.ndarray, device: torch.device) -> Tensor:
+def strictly_below(thresholds: np.ndarray, device: torch.device) -> Tensor:
     """float32 ``t`` with ``x > t`` exactly when ``x > threshold`` for every float32 ``x``."""
     as_float = thresholds.astype(np.float32)
     rounded_up = as_float.astype(np.float64) > thresholds
     as_float[rounded_up] = np.nextafter(as_float[rounded_up], np.float32(-np.inf))
     return torch.from_numpy(as_float).to(device)
-
-
-# ----------------------------------------------------------------------------------------
-# Pass 2: integer intersection and area counts
-# ----------------------------------------------------------------------------------------
-
-
-class _IoUCounts:
-    """Integer counts per source (mask channel, or image-level labels) for pooled IoU."""
-
-    def __init__(self, units: int, concepts: int, channels: int, has_labels: bool, device: torch.device) -> None:
-        sources = channels + int(has_labels)
-        self.units, self.concepts, self.channels = units, concepts, channels
-        self.inter = torch.zeros(sources, units * concepts, dtype=torch.long, device=device)
-        self.unit_area = torch.zeros(sources, units, dtype=torch.long, device=device)
-        self.concept_area = torch.zeros(sources, concepts, dtype=torch.long, device=device)
-
-    def update(self, active: Tensor, masks: Tensor, labels: Optional[Tensor]) -> None:
-        """Add one batch: ``active`` N x U x Hm x Wm bool, ``masks`` N x K x Hm x Wm ids."""
-        image, unit, row, col = active.nonzero(as_tuple=True)
-        active_total = active.sum((0, 2, 3))
-        for channel in range(self.channels):
-            ids = masks[:, channel]
-            annotated = ids >= 0
-            self.concept_area[channel] += torch.bincount(ids[annotated], minlength=self.concepts)[: self.concepts]
-            if bool(annotated.all()):
-                self.unit_area[channel] += active_total
-            else:  # pixels without annotation in this category count for none of its concepts
-                self.unit_area[channel] += (active & annotated[:, None]).sum((0, 2, 3))
-            hit = ids[image, row, col]
-            keep = hit > 0
-            if keep.any() and int(hit.max()) >= self.concepts:
-                raise RuntimeError(_CHANGED)
-            flat = unit[keep] * self.concepts + hit[keep]
-            self.inter[channel] += torch.bincount(flat, minlength=self.inter.shape[1])
-        if labels is not None:  # image-level concepts: the whole activated area intersects
-            per_image = active.sum((2, 3)).double()  # N x U, exact integers in float64
-            inter = per_image.t() @ labels.double()
-            self.inter[self.channels] += inter.round().long().reshape(-1)
-            self.unit_area[self.channels] += active_total
-            pixels = active.shape[2] * active.shape[3]
-            self.concept_area[self.channels] += labels.sum(0).long() * pixels
-
-    def ious(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Per (unit, concept) IoU, each concept taken from the source where it appears most."""
-        inter = self.inter.view(-1, self.units, self.concepts).cpu().numpy()
-        unit_area = self.unit_area.cpu().numpy()
-        concept_area = self.concept_area.cpu().numpy()
-        source = concept_area.argmax(0)  # a concept is expected to belong to one category
-        columns = np.arange(self.concepts)
-        inter = inter[source, :, columns].T  # U x C
-        union = unit_area[source].T + concept_area[source, columns][None, :] - inter
-        ious = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
-        ious[:, 0] = 0.0  # id 0 means "no concept"
-        seen = concept_area.max(0) > 0
-        return ious, np.where(seen, source, -1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable, Dict, Union
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch import Tensor
 from .._utils import evaluation_mode
 
 CAPTUM_BASELINES = ("Saliency", "IntegratedGradients", "InputXGradient", "Occlusion", "GuidedBackprop")
+"""Captum methods with settings suited to images in :func:`captum_attribution`."""
 
 
 def captum_attribution(model: Callable, method: Union[str, type], canvas: Tensor, target: int) -> Tensor:
@@ -30,12 +31,14 @@ def captum_attribution(model: Callable, method: Union[str, type], canvas: Tensor
     if isinstance(method, str):
         if method not in attr.__all__:
             raise ValueError(f"unknown Captum method {method!r}; try one of {CAPTUM_BASELINES}.")
-        method = getattr(attr, method)
-    explainer = method(model)
+        method_class = getattr(attr, method)
+    else:
+        method_class = method
+    explainer = method_class(model)
     # A leaf that requires grad, so gradient methods do not warn about setting it themselves.
     batch = canvas.detach().unsqueeze(0).clone().requires_grad_(True)
-    name = method.__name__
-    kwargs = {}
+    name = method_class.__name__
+    kwargs: Dict[str, Any] = {}
     if name == "Occlusion":
         side = max(2, canvas.shape[-1] // 8)
         kwargs = {"sliding_window_shapes": (canvas.shape[0], side, side), "strides": (canvas.shape[0], max(1, side // 2), max(1, side // 2))}

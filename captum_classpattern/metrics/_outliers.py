@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._utils import check_choice
 
 
-def anomaly_index(scores: Sequence[float]) -> np.ndarray:
+def anomaly_index(scores: Union[Sequence[float], np.ndarray]) -> np.ndarray:
     """Median-absolute-deviation anomaly index of each score (Neural Cleanse's rule).
 
     ``A_c = |s_c - median(s)| / (1.4826 * median(|s - median(s)|))``; a score is an

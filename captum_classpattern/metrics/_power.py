@@ -3,37 +3,23 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import check_images, evaluation_mode
+from .._utils import check_images, check_labels, share_predicted
 from ..attr import Budget, Pattern, pixel_budget, pixel_scores, random_pattern, top_k_pattern
 
 
-def _other_class(images: Tensor, labels: Tensor, target: int):
+def _other_class(images: Tensor, labels: Tensor, target: int) -> Tensor:
     check_images(images, "images")
-    labels = torch.as_tensor(labels).reshape(-1)
-    if labels.numel() != images.shape[0]:
-        raise ValueError(f"got {labels.numel()} labels for {images.shape[0]} images.")
+    labels = check_labels(images, labels, "held-out")
     keep = (labels != target).to(images.device)
     if not bool(keep.any()):
         raise ValueError(f"no images of classes other than {target} to measure on.")
     return images[keep]
-
-
-def _share_predicted(model: Callable, images: Tensor, target: int, batch_size: int,
-                     transform: Optional[Callable[[Tensor], Tensor]] = None) -> float:
-    hits = 0
-    with evaluation_mode(model, "predictive_power"), torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            if transform is not None:
-                batch = transform(batch)
-            hits += int((model(batch).argmax(1) == target).sum())
-    return hits / images.shape[0]
 
 
 def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: Tensor, target: int,
@@ -41,7 +27,7 @@ def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: 
     """Share of other-class images classified as ``target`` once the pattern is stamped.
 
     The denominator counts images whose label is not ``target`` only, as attack success
-    rates are counted (METHOD.md §1). Report it beside :func:`floor_rate` and
+    rates are counted. Report it beside :func:`floor_rate` and
     :func:`random_pixel_power`.
 
     Args:
@@ -59,12 +45,14 @@ def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: 
         ValueError: no other-class images, or images that do not fit the pattern.
     """
     others = _other_class(images, labels, target)
-    return _share_predicted(model, others, target, batch_size, pattern.stamp)
+    return share_predicted(model, others, target, batch_size=batch_size, transform=pattern.stamp,
+                           who="predictive_power")
 
 
 def floor_rate(model: Callable, images: Tensor, labels: Tensor, target: int, batch_size: int = 512) -> float:
     """Share of other-class images already classified as ``target`` without any pattern."""
-    return _share_predicted(model, _other_class(images, labels, target), target, batch_size)
+    return share_predicted(model, _other_class(images, labels, target), target, batch_size=batch_size,
+                           who="floor_rate")
 
 
 def random_pixel_power(model: Callable, canvas: Tensor, images: Tensor, labels: Tensor, target: int, k: Budget,

@@ -1,7 +1,7 @@
 """How simple is a pattern's shape? Measures of a top-k pixel mask.
 
 Zhao et al. (2021) observe that adversarially trained models have simpler class
-patterns than naturally trained ones (METHOD.md §3). These measures make "simpler"
+patterns than naturally trained ones. These measures make "simpler"
 countable for a boolean H x W mask (e.g. :attr:`Pattern.mask`):
 
 * :func:`connected_components`: number of 8-connected blobs (fewer is simpler);
@@ -142,7 +142,7 @@ class Simplicity:
     bbox_fill: float
     spread: float
 
-    def as_dict(self) -> Dict[str, float]:
+    def to_dict(self) -> Dict[str, float]:
         """The measures as a plain dict."""
         return asdict(self)
 
@@ -189,5 +189,5 @@ def summarise_simplicity(masks: Iterable[MaskLike]) -> Dict[str, float]:
     measures: List[Simplicity] = [simplicity(m) for m in masks]
     if not measures:
         raise ValueError("no masks to summarise.")
-    keys = measures[0].as_dict().keys()
-    return {key: float(np.mean([m.as_dict()[key] for m in measures])) for key in keys}
+    keys = measures[0].to_dict().keys()
+    return {key: float(np.mean([m.to_dict()[key] for m in measures])) for key in keys}

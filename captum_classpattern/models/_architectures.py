@@ -1,4 +1,4 @@
-"""Models that need no download: small CNNs for digits and CIFAR-style ResNets."""
+"""Models that need no download: small CNNs for the digits and CIFAR-style ResNets, all with random weights."""
 from __future__ import annotations
 
 from typing import Tuple
@@ -30,6 +30,12 @@ class SmallCNN(nn.Module):
         in_channels: image channels.
         num_classes: output classes.
         width: channels of the first block (doubled in each later block).
+
+    Example:
+        >>> import torch
+        >>> from captum_classpattern.models import SmallCNN
+        >>> SmallCNN(in_channels=1, num_classes=10)(torch.zeros(2, 1, 32, 32)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
@@ -46,10 +52,9 @@ class SpatialCNN(nn.Module):
     """The conv blocks of :class:`SmallCNN` with a linear head on the flattened feature map.
 
     The head sees every position, as in the MNIST models of the BadNets and Neural Cleanse
-    papers, so a trigger is tied to where it was stamped. It also has fewer "natural
-    backdoors" (a class that a handful of pixels flips most images to): on the 16 x 16
-    digits the backdoor scan flagged 6 of 16 clean :class:`SmallCNN` development models and
-    2 of 16 clean models with this head (``notes/issue4.md``).
+    papers, so a trigger is tied to where it was stamped, and fewer classes have "natural
+    backdoors" (a handful of pixels that flip most images to the class) than with the global
+    pooling of :class:`SmallCNN`. The model is built for one image size.
 
     Args:
         image_size: side of the square input images (a multiple of 4).
@@ -58,7 +63,14 @@ class SpatialCNN(nn.Module):
         width: channels of the first block (doubled in each later block).
 
     Raises:
-        ValueError: ``image_size`` not a positive multiple of 4.
+        ValueError: ``image_size`` not a positive multiple of 4; in ``forward``, images of
+            another size.
+
+    Example:
+        >>> import torch
+        >>> from captum_classpattern.models import SpatialCNN
+        >>> SpatialCNN(16)(torch.zeros(2, 1, 16, 16)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, image_size: int, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:

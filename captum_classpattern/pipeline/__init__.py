@@ -11,7 +11,7 @@ from ._distributed import (
     shard,
     world,
 )
-from ._report import ClassReport, SearchReport, load_report
+from ._report import ClassReport, SearchReport
 from ._search import SearchOutcome, search_classes
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "SearchOutcome",
     "SearchReport",
     "ClassReport",
-    "load_report",
     "init_distributed",
     "is_main_process",
     "shard",

@@ -11,7 +11,7 @@ changes. The process group is set up from the environment ``torchrun`` provides 
 none exists yet: NCCL for models on CUDA, gloo otherwise.
 
 Example:
-    >>> from captum_classpattern.distributed import init_distributed, is_main_process
+    >>> from captum_classpattern.pipeline import init_distributed, is_main_process
     >>> init_distributed()          # a no-op in a single process
     False
     >>> is_main_process()           # only this rank prints and writes files

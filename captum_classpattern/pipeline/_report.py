@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Union
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Union
 
 from .._utils import write_json_atomic
 
@@ -31,11 +31,31 @@ class ClassReport:
     baselines: Dict[str, float] = field(default_factory=dict)
     name: Optional[str] = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """JSON-ready mapping with the key ``"class"``."""
         data = asdict(self)
         data["class"] = data.pop("class_")
         return {"class": data["class"], **{key: value for key, value in data.items() if key != "class"}}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ClassReport:
+        """Rebuild a row from :meth:`to_dict`'s mapping.
+
+        Raises:
+            ValueError: the mapping lacks a field or has unknown ones.
+        """
+        entry = dict(data)
+        if "class" not in entry:
+            raise ValueError("a class report needs a 'class' entry.")
+        entry["class_"] = entry.pop("class")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise ValueError(f"unknown class report fields: {unknown}.")
+        try:
+            return cls(**entry)
+        except TypeError as error:
+            raise ValueError(f"incomplete class report: {error}.") from error
 
 
 @dataclass
@@ -52,7 +72,7 @@ class SearchReport:
     test_accuracy: Optional[float] = None
     settings: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """JSON-ready mapping."""
         return {
             "test_accuracy": self.test_accuracy,
@@ -60,9 +80,39 @@ class SearchReport:
             "classes": [row.to_dict() for row in self.classes],
         }
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the report as JSON, atomically."""
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> SearchReport:
+        """Rebuild a report from :meth:`to_dict`'s mapping.
+
+        Raises:
+            ValueError: the mapping is not a search report.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+            raise ValueError("not a classpattern search report (no 'classes' list).")
+        rows = [ClassReport.from_dict(entry) for entry in data["classes"]]
+        return cls(rows, data.get("test_accuracy"), dict(data.get("settings") or {}))
+
+    def to_json(self, path: Union[str, os.PathLike]) -> None:
+        """Write the report as JSON, atomically (a reader never sees half a file)."""
         write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: Union[str, os.PathLike]) -> SearchReport:
+        """Read a report written by :meth:`to_json`.
+
+        Raises:
+            ValueError: the file is not JSON or not a search report.
+            FileNotFoundError: no such file.
+        """
+        with open(path) as stream:
+            try:
+                data = json.load(stream)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not a JSON file: {error}.") from error
+        try:
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
     def mean(self, key: str) -> float:
         """Mean of a per-class number (``"predictive_power"``, ``"floor"``, ``"random"``) or baseline name."""
@@ -85,20 +135,3 @@ class SearchReport:
                      f"{self.mean('random'):.3f}"] + [f"{self.mean(m):.3f}" for m in methods]
             lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
         return "\n".join(lines)
-
-
-def load_report(path: Union[str, os.PathLike]) -> SearchReport:
-    """Read a report written by :meth:`SearchReport.save`.
-
-    Raises:
-        ValueError: the file is not a search report.
-    """
-    with open(path) as stream:
-        data = json.load(stream)
-    if not isinstance(data, dict) or "classes" not in data:
-        raise ValueError(f"{path} is not a classpattern search report (no 'classes' entry).")
-    rows = []
-    for entry in data["classes"]:
-        entry = dict(entry)
-        rows.append(ClassReport(class_=entry.pop("class"), **entry))
-    return SearchReport(rows, data.get("test_accuracy"), data.get("settings", {}))

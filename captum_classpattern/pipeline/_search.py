@@ -58,9 +58,9 @@ def search_classes(
     initialised) the classes are split between the ranks, each rank searches and
     measures its share, and every rank returns the gathered outcome, the same as a
     single process computes with the same seed. A missing process group is created
-    (see :func:`~captum_classpattern.distributed.init_distributed`). Only rank 0 shows
+    (see :func:`~captum_classpattern.pipeline.init_distributed`). Only rank 0 shows
     progress bars; let only rank 0 write files
-    (:func:`~captum_classpattern.distributed.is_main_process`).
+    (:func:`~captum_classpattern.pipeline.is_main_process`).
 
     Args:
         model: the classifier (pixels in [0, 1] in, logits out); its device is used.

@@ -1,8 +1,8 @@
 """PGD adversarial training and robust accuracy, built on :class:`captum.robust.PGD`.
 
-Madry et al.'s recipe in pixel space [0, 1] (METHOD.md §3): L-inf radius ``eps`` (8/255 on
-CIFAR-10), steps of ``2/255``, 7 to 10 steps with a random start while training, PGD-20 to
-evaluate. Two details Captum leaves to the caller are handled here:
+Madry et al.'s recipe in pixel space [0, 1]: L-inf radius ``eps`` (default 8/255), steps of
+``2/255``, 7 to 10 steps with a random start while training, PGD-20 to evaluate. Two
+details Captum leaves to the caller are handled here:
 
 * ``captum.robust.PGD``'s default loss is ``-log(output)``, meant for probabilities; our
   models return logits, so the loss is ``CrossEntropyLoss(reduction="none")``;
@@ -12,57 +12,33 @@ evaluate. Two details Captum leaves to the caller are handled here:
 
 The gradients are taken by Captum with ``torch.autograd.grad`` with respect to the
 images only, so the model's parameters never receive a ``.grad`` from an attack.
-
-On the bundled digits (8 x 8 images upsampled, one channel) ``8/255`` is a weak attack: the
-examples use ``eps = 0.1`` with steps of ``0.025``.
 """
+
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from captum.robust import PGD
 from torch import Tensor, nn
 
-from .._utils import check_device, check_images
+from .._utils import check_device, check_images, check_labels, check_positive_int, evaluation_mode, predict
 from ._train import train_classifier
 
-
-@contextlib.contextmanager
-def attack_mode(model: Callable) -> Iterator[None]:
-    """Put every submodule in eval mode for an attack; restore each one's flag afterwards.
-
-    Unlike :func:`~captum_classpattern._helpers.evaluation_mode` it does not warn: during
-    adversarial training the model is in training mode on purpose.
-    """
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
+_WHO = "pgd_attack"  # names the attack in evaluation_mode's training-mode warning
 
 
 def _check_settings(eps: float, step_size: float, steps: int) -> None:
     for name, value in (("eps", eps), ("step_size", step_size)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be a number in [0, 1] (pixel units), got {value!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}.")
+    check_positive_int(steps, "steps")
 
 
-def _check_labels(images: Tensor, labels: Tensor) -> Tensor:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a tensor of class indices, got {type(labels).__name__}.")
-    if labels.is_floating_point() or labels.dim() != 1 or labels.numel() != images.shape[0]:
-        raise ValueError(f"labels must be a 1-d integer tensor with one class per image ({images.shape[0]}).")
-    return labels.to(images.device)
+def _labels_for(images: Tensor, labels: Any) -> Tensor:
+    """One integer class per image, on the images' device."""
+    return check_labels(images, labels, "images'").to(images.device)
 
 
 def pgd_attack(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 8 / 255, step_size: float = 2 / 255,
@@ -81,6 +57,10 @@ def pgd_attack(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 
     Returns:
         Adversarial images, detached, within ``eps`` of ``images`` and within [0, 1].
 
+    Warns:
+        UserWarning: the model is in training mode; the attack runs in eval mode and the
+            mode is restored afterwards.
+
     Raises:
         TypeError: images or labels of the wrong type.
         ValueError: bad shapes, pixels outside [0, 1], or bad settings.
@@ -88,12 +68,17 @@ def pgd_attack(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 
     Example:
         >>> adversarial = pgd_attack(model, images, labels, eps=0.1, step_size=0.025, steps=10)
     """
+    return _attack(model, images, labels, eps, step_size, steps, random_start, warn=True)
+
+
+def _attack(model: Callable, images: Tensor, labels: Tensor, eps: float, step_size: float, steps: int,
+            random_start: bool, *, warn: bool) -> Tensor:
     check_images(images, "images")
-    labels = _check_labels(images, labels)
+    labels = _labels_for(images, labels)
     _check_settings(eps, step_size, steps)
     check_device(model, images, "images")
     attack = PGD(model, loss_func=nn.CrossEntropyLoss(reduction="none"), lower_bound=0.0, upper_bound=1.0)
-    with attack_mode(model), warnings.catch_warnings():
+    with evaluation_mode(model, _WHO, warn=warn), warnings.catch_warnings():
         # Captum warns at every step that it switched requires_grad on; that is expected here.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
         # A copy: Captum toggles requires_grad on the tensor it is given.
@@ -124,8 +109,8 @@ class PGDPerturbation:
         self.eps, self.step_size, self.steps, self.random_start = eps, step_size, steps, random_start
 
     def __call__(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
-        return pgd_attack(model, images, labels, eps=self.eps, step_size=self.step_size, steps=self.steps,
-                          random_start=self.random_start)
+        # During adversarial training the model is in training mode on purpose: no warning.
+        return _attack(model, images, labels, self.eps, self.step_size, self.steps, self.random_start, warn=False)
 
     def __repr__(self) -> str:
         return (f"PGDPerturbation(eps={self.eps:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
@@ -162,7 +147,7 @@ def adversarial_train(model: nn.Module, images: Tensor, labels: Tensor, *, eps: 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module to train, got {type(model).__name__}.")
     check_images(images, "images")
-    labels = _check_labels(images, labels)
+    labels = _labels_for(images, labels)
     perturb = PGDPerturbation(eps, step_size, steps)
     flags = [(module, module.training) for module in model.modules()]
     try:
@@ -194,16 +179,20 @@ def pgd_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, *, eps:
     Returns:
         The share of images still classified correctly, in [0, 1].
 
+    Warns:
+        UserWarning: the model is in training mode; it is attacked and measured in eval
+            mode and the mode is restored afterwards.
+
     Raises:
         TypeError: images or labels of the wrong type.
         ValueError: bad shapes or settings.
     """
     check_images(images, "images")
-    labels = _check_labels(images, labels)
+    labels = _labels_for(images, labels)
+    check_positive_int(steps, "steps")
     step_size = 2.5 * eps / steps if step_size is None else step_size
     _check_settings(eps, step_size, steps)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    check_positive_int(batch_size, "batch_size")
     devices = [images.device] if images.device.type == "cuda" else []
     correct = 0
     with torch.random.fork_rng(devices=devices):
@@ -212,6 +201,6 @@ def pgd_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, *, eps:
             batch, target = images[start:start + batch_size], labels[start:start + batch_size]
             adversarial = pgd_attack(model, batch, target, eps=eps, step_size=step_size, steps=steps,
                                      random_start=random_start)
-            with attack_mode(model), torch.no_grad():
-                correct += int((model(adversarial).argmax(1) == target).sum())
+            predicted = predict(model, adversarial, batch_size=batch_size, who="pgd_robust_accuracy")
+            correct += int((predicted == target.cpu()).sum())
     return correct / images.shape[0]

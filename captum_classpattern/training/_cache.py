@@ -45,7 +45,6 @@ def cached_model(name: str, settings: dict, build: Callable[[], nn.Module], trai
 def digits_model(epochs: int = 12, seed: int = 0, size: int = 32, cache_dir: Optional[str] = None,
                  show_progress: bool = False) -> nn.Module:
     """The demo's SmallCNN trained on the digits' training split, cached by its settings."""
-
     settings = {"model": "SmallCNN", "width": 16, "epochs": epochs, "seed": seed, "size": size, "lr": 2e-3, "v": 1}
 
     def build() -> nn.Module:

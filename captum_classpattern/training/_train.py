@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._utils import evaluation_mode
+from .._utils import check_images, check_labels, predict
 
 Perturb = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -73,13 +73,22 @@ def train_classifier(
 
 
 def accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy; the model's mode is left as found."""
-    correct = 0
-    with evaluation_mode(model, "accuracy"), torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            predicted = model(batch).argmax(1).cpu()
-            correct += int((predicted == labels[start:start + batch_size].cpu()).sum())
-    return correct / max(1, images.shape[0])
+    """Top-1 accuracy of ``model`` on labelled images; the model's mode is left as found.
 
+    Args:
+        model: the classifier.
+        images: N x C x H x W images.
+        labels: N integer class labels.
+        batch_size: images per model call.
 
+    Returns:
+        The share of images classified as their label, in [0, 1].
+
+    Raises:
+        ValueError: empty images, or not one label per image.
+        TypeError: labels that are not integer classes.
+    """
+    check_images(images, "images", unit_range=False)
+    labels = check_labels(images, labels, "accuracy")
+    predicted = predict(model, images, batch_size=batch_size, who="accuracy")
+    return float((predicted == labels).double().mean())

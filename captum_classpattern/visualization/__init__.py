@@ -1,23 +1,17 @@
 """Figures in the vocabulary of Captum's ``visualize_image_attr``: patterns, maps, curves, scans, dissection."""
 
+from ._anomaly import plot_anomaly_indices
 from ._dissection import plot_top_activations
-from ._patterns import (
-    GRAY_GROUND,
-    IMAGE_METHODS,
-    RGB_GROUND,
-    SIGNS,
-    pattern_image,
-    plot_anomaly_indices,
-    plot_class_patterns,
-    plot_power_curves,
-    plot_settings_comparison,
-    visualize_class_pattern,
-)
+from ._grids import PATTERN_ROWS, plot_class_patterns, plot_settings_comparison
+from ._pattern_image import GRAY_GROUND, RGB_GROUND, pattern_image
+from ._power_curves import plot_power_curves
 from ._scan import plot_scan
+from ._single_panel import IMAGE_METHODS, SIGNS, visualize_class_pattern
 
 __all__ = [
     "IMAGE_METHODS",
     "SIGNS",
+    "PATTERN_ROWS",
     "RGB_GROUND",
     "GRAY_GROUND",
     "visualize_class_pattern",

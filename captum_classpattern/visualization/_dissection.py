@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._utils import check_positive_int
 from ..dissection import DissectionResult, LayerSpec, unit_activations
+from ._figure import FloatPair, finish, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _as_rgb(image: Tensor) -> np.ndarray:
+    """H x W x 3 for a 3-channel image, else the H x W mean over channels (drawn in gray)."""
     array = image.detach().float().cpu().clamp(0, 1)
     if array.shape[0] == 3:
         return array.permute(1, 2, 0).numpy()
@@ -31,13 +37,12 @@ def plot_top_activations(
     device: Optional[Union[str, torch.device]] = None,
     use_pyplot: bool = True,
     outline_color: str = "yellow",
-    figsize: Optional[Tuple[float, float]] = None,
-) -> Tuple[Any, np.ndarray]:
+    fig_size: Optional[FloatPair] = None,
+) -> Tuple[Figure, np.ndarray]:
     """Draw each unit's top-activating images with the region above its threshold outlined.
 
-    Images are ranked by the unit's maximum activation (as NetDissect-Lite does); the
-    outline is the unit's map upsampled bilinearly to the image and cut at its
-    dissection threshold.
+    Images are ranked by the unit's maximum activation; the outline is the unit's map
+    upsampled bilinearly to the image and cut at its dissection threshold.
 
     Args:
         model: the dissected network (left as found).
@@ -48,16 +53,18 @@ def plot_top_activations(
         num_images: images per unit (columns).
         batch_size: images per model call.
         device: where to run; default the model's device.
-        use_pyplot: create the figure with ``matplotlib.pyplot``; ``False`` builds a
-            ``matplotlib.figure.Figure`` directly (no global state, safe in servers).
+        use_pyplot: create the figure through pyplot and show it (Captum's default);
+            ``False`` builds a :class:`matplotlib.figure.Figure` directly (no global
+            state, safe in threads and servers).
         outline_color: colour of the outline.
-        figsize: figure size in inches; default from the grid.
+        fig_size: figure size in inches; by default 1.6 x 1.7 inches per panel.
 
     Returns:
         ``(fig, axes)`` with ``axes`` a len(units) x num_images array.
 
     Raises:
-        ValueError: units out of range, ``num_images`` out of range, images of the wrong shape.
+        ValueError: units out of range, ``num_images`` or ``batch_size`` out of range, images
+            of the wrong shape.
 
     Example:
         >>> fig, axes = plot_top_activations(model, "features.relu4", result, images,
@@ -70,6 +77,7 @@ def plot_top_activations(
         raise ValueError(f"units must be a non-empty list of unit indices in 0..{result.num_units - 1}, got {units}.")
     if isinstance(num_images, bool) or not isinstance(num_images, int) or not 1 <= num_images <= images.shape[0]:
         raise ValueError(f"num_images must be an int in 1..{images.shape[0]}, got {num_images!r}.")
+    check_positive_int(batch_size, "batch_size")
     scores = torch.empty(images.shape[0], len(chosen))
     for start, features in unit_activations(model, layer, images, chosen, batch_size=batch_size, device=device):
         scores[start:start + features.shape[0]] = features.amax((2, 3)).cpu()
@@ -81,7 +89,8 @@ def plot_top_activations(
         upsampled = F.interpolate(features, size=tuple(images.shape[2:]), mode="bilinear", align_corners=False)
         for offset, image_index in enumerate(picked[start:start + features.shape[0]]):
             maps[image_index] = upsampled[offset].cpu()
-    fig, axes = _grid(len(chosen), num_images, use_pyplot, figsize)
+    fig = new_figure(use_pyplot, fig_size or (1.6 * num_images, 1.7 * len(chosen)))
+    axes = fig.subplots(len(chosen), num_images, squeeze=False)
     concepts, ious = result.unit_concepts, result.unit_ious
     for row, unit in enumerate(chosen):
         for col in range(num_images):
@@ -95,18 +104,5 @@ def plot_top_activations(
             ax.set_yticks([])
             if col == 0:
                 ax.set_title(f"unit {unit}: {concepts[unit] or '-'} (IoU {ious[unit]:.2f})", fontsize=8, loc="left")
-    return fig, axes
-
-
-def _grid(rows: int, cols: int, use_pyplot: bool, figsize: Optional[Tuple[float, float]]) -> Tuple[Any, np.ndarray]:
-    size = figsize or (1.6 * cols, 1.7 * rows)
-    if use_pyplot:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
-    else:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=size)
-        axes = fig.subplots(rows, cols, squeeze=False)
+    finish(use_pyplot)
     return fig, axes

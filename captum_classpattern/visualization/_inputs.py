@@ -2,11 +2,12 @@
 
 Images and maps arrive as numpy arrays (Captum's H x W x C) or tensors (PyTorch's C x H x W);
 these helpers check them, convert them to one layout and raise a clear error up front, so
-the drawing code in ``visualization`` only ever sees valid, converted data.
+the drawing code only ever sees valid, converted data.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -14,12 +15,8 @@ from torch import Tensor
 
 from ..attr import Budget, Pattern, top_k_pattern
 
-# --------------------------------------------------------------------------------------
-# Argument checking and conversion
-# --------------------------------------------------------------------------------------
 
-
-def _as_hwc(array: Any, name: str) -> np.ndarray:
+def as_hwc(array: Any, name: str) -> np.ndarray:
     """Convert an image-like argument to a float H x W x C numpy array.
 
     Numpy arrays follow Captum's convention (H x W or H x W x C); tensors follow PyTorch's
@@ -62,7 +59,7 @@ def _as_hwc(array: Any, name: str) -> np.ndarray:
     return result
 
 
-def _as_unit_image(image: np.ndarray, name: str) -> np.ndarray:
+def as_unit_image(image: np.ndarray, name: str) -> np.ndarray:
     """Check an H x W x C image and return it scaled to [0, 1] (Captum accepts 0-1 or 0-255)."""
     if image.shape[2] not in (1, 3):
         raise ValueError(f"{name} must have 1 (grayscale) or 3 (RGB) channels, got {image.shape[2]}.")
@@ -72,7 +69,7 @@ def _as_unit_image(image: np.ndarray, name: str) -> np.ndarray:
     return image / 255.0 if high > 1.0 else image
 
 
-def _as_batch(images: Any, name: str) -> Tensor:
+def as_batch(images: Any, name: str) -> Tensor:
     """N x C x H x W float CPU tensor from a tensor or a list of C x H x W tensors."""
     if isinstance(images, (list, tuple)) and images and all(isinstance(t, Tensor) for t in images):
         images = torch.stack([t.detach() for t in images])
@@ -90,7 +87,7 @@ def _as_batch(images: Any, name: str) -> Tensor:
     return images
 
 
-def _signed(scores: np.ndarray, sign: str) -> np.ndarray:
+def signed(scores: np.ndarray, sign: str) -> np.ndarray:
     """The part of per-pixel scores a sign selects (as Captum filters before normalising)."""
     if sign == "positive":
         return np.maximum(scores, 0)
@@ -101,9 +98,11 @@ def _signed(scores: np.ndarray, sign: str) -> np.ndarray:
     return scores
 
 
-def _gray_to_rgb(image: np.ndarray) -> np.ndarray:
-    # Captum shows a 1-channel image with matplotlib's default colormap (false colour) and
-    # cannot mask or alpha-scale it; three equal channels render as true gray everywhere.
+def gray_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Three equal channels for a 1-channel H x W x 1 image, so that Captum draws it in gray.
+
+    Captum shows a 1-channel image in false colour and cannot mask or alpha-scale it.
+    """
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
 
@@ -112,13 +111,14 @@ def _gray_to_rgb(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def _check_lengths(count: int, **sequences: Optional[Sequence]) -> None:
+def check_lengths(count: int, **sequences: Optional[Sequence]) -> None:
+    """Raise a ValueError unless every given sequence has ``count`` entries (one per canvas)."""
     for name, values in sequences.items():
         if values is not None and len(values) != count:
             raise ValueError(f"{name} has {len(values)} entries for {count} classes (one per canvas is needed).")
 
 
-def _patterns_for(canvases: Tensor, maps: Tensor, patterns: Optional[Sequence[Pattern]], k: Budget):
+def _patterns_for(canvases: Tensor, maps: Tensor, patterns: Optional[Sequence[Pattern]], k: Budget) -> List[Pattern]:
     if patterns is None:
         return [top_k_pattern(maps[i], canvases[i], k) for i in range(canvases.shape[0])]
     if not all(isinstance(p, Pattern) for p in patterns):
@@ -126,9 +126,19 @@ def _patterns_for(canvases: Tensor, maps: Tensor, patterns: Optional[Sequence[Pa
     return list(patterns)
 
 
-def _prepare_setting(canvases: Any, maps: Any, patterns: Optional[Sequence[Pattern]], k: Budget, label: str):
-    canvases = _as_batch(canvases, f"{label}canvases")
-    maps = _as_batch(maps, f"{label}maps")
+def prepare_setting(canvases: Any, maps: Any, patterns: Optional[Sequence[Pattern]], k: Budget,
+                    label: str) -> Tuple[Tensor, Tensor, List[Pattern]]:
+    """Check one setting's canvases, maps and patterns (the top-``k`` of each map if ``None``).
+
+    Returns:
+        N x C x H x W canvases and maps (float, CPU) and N patterns.
+
+    Raises:
+        TypeError: canvases or maps that are not tensors, patterns that are not Patterns.
+        ValueError: shapes that disagree, pixels outside [0, 1].
+    """
+    canvases = as_batch(canvases, f"{label}canvases")
+    maps = as_batch(maps, f"{label}maps")
     if maps.shape[0] != canvases.shape[0] or maps.shape[2:] != canvases.shape[2:]:
         raise ValueError(
             f"{label}maps {tuple(maps.shape)} do not match canvases {tuple(canvases.shape)}: "
@@ -137,12 +147,13 @@ def _prepare_setting(canvases: Any, maps: Any, patterns: Optional[Sequence[Patte
     if float(canvases.min()) < 0.0 or float(canvases.max()) > 1.0:
         raise ValueError(f"{label}canvases must hold pixels in [0, 1].")
     patterns = _patterns_for(canvases, maps, patterns, k)
-    _check_lengths(canvases.shape[0], patterns=patterns)
+    check_lengths(canvases.shape[0], patterns=patterns)
     return canvases, maps, patterns
 
 
-def _unpack_setting(name: str, value: Any, k: Budget):
+def unpack_setting(name: str, value: Any, k: Budget) -> Tuple[Tensor, Tensor, List[Pattern]]:
+    """Check one entry ``(canvases, maps[, patterns])`` of a settings comparison (see :func:`prepare_setting`)."""
     if not isinstance(value, (tuple, list)) or len(value) not in (2, 3):
         raise ValueError(f"setting {name!r} must be (canvases, maps) or (canvases, maps, patterns).")
     patterns = value[2] if len(value) == 3 else None
-    return _prepare_setting(value[0], value[1], patterns, k, f"setting {name!r}: ")
+    return prepare_setting(value[0], value[1], patterns, k, f"setting {name!r}: ")

@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
-import torch
+from ._figure import FloatPair, finish, new_figure
+from ._pattern_image import pattern_image
 
-GROUND = (0.75, 0.85, 1.0)  # colour of the pixels outside a pattern in scan.png
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+GROUND = (0.75, 0.85, 1.0)
+"""Colour of the pixels outside a pattern in the scan figure: light blue, so white and black pattern pixels show."""
 
 
-def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: float = 2.0):
+def plot_scan(
+    result: Any,
+    class_names: Optional[Sequence[str]] = None,
+    threshold: float = 2.0,
+    *,
+    fig_size: Optional[FloatPair] = None,
+    use_pyplot: bool = True,
+) -> Tuple[Figure, List[Axes]]:
     """Each class's recovered pattern above a bar chart of the anomaly indices.
 
     Flagged classes show their recovered trigger (see ``ScanResult.recovered_trigger``),
     the others the smallest pattern that reached the power threshold. Pattern pixels are
-    drawn with their values; the rest of the image is light blue, so that white and black
-    pattern pixels both show.
+    drawn with their values; the rest of the image is light blue (:data:`GROUND`), so that
+    white and black pattern pixels both show.
 
     Args:
-        result: a :class:`~captum_classpattern.scan.ScanResult`.
+        result: a :class:`~captum_classpattern.backdoor.ScanResult`.
         class_names: a name per scanned class (default the class indices).
         threshold: drawn as a dashed line; flagged classes are drawn in red.
+        fig_size: size in inches; by default 1.1 inches per class (at least 6) by 4.2.
+        use_pyplot: create the figure through pyplot and show it (Captum's default);
+            ``False`` builds a :class:`matplotlib.figure.Figure` without touching pyplot.
 
     Returns:
-        ``(figure, axes)``: a :class:`matplotlib.figure.Figure` (pyplot is not used) and
-        the list of its axes.
-    """
-    from matplotlib.figure import Figure
+        ``(figure, axes)``: the figure and the list of its axes, one per class and the
+        bar chart last.
 
+    Example:
+        >>> fig, axes = plot_scan(scan(model, images, labels), use_pyplot=False)
+        >>> fig.savefig("scan.png")
+    """
     count = len(result.classes)
     names = [str(c) for c in result.classes] if class_names is None else [str(n) for n in class_names]
-    fig = Figure(figsize=(max(6.0, 1.1 * count), 4.2), layout="constrained")
+    fig = new_figure(use_pyplot, fig_size or (max(6.0, 1.1 * count), 4.2))
+    fig.set_layout_engine("constrained")
     grid = fig.add_gridspec(2, count, height_ratios=(1.0, 1.4))
     axes = []
     for column, pattern in enumerate(result.patterns):
@@ -41,12 +60,7 @@ def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: fl
             pattern = result.recovered_trigger(cls)
             label = f"trigger {pattern.k}px"
         ax = fig.add_subplot(grid[0, column])
-        values = pattern.values.detach().cpu().clamp(0, 1)
-        rgb = values.expand(3, -1, -1) if values.shape[0] == 1 else values[:3]
-        # A tinted ground, so that white and black pattern pixels both show.
-        ground = torch.tensor(GROUND).view(3, 1, 1).expand_as(rgb)
-        shown = torch.where(pattern.mask.cpu(), rgb, ground)
-        ax.imshow(shown.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.imshow(pattern_image(pattern, GROUND), interpolation="nearest")
         ax.set_title(f"{names[column]}\n{label}", fontsize=8, color="red" if flagged else "black")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -64,4 +78,5 @@ def plot_scan(result, class_names: Optional[Sequence[str]] = None, threshold: fl
     bars.set_title(f"score: {result.score} ({side} is suspicious); red: flagged", fontsize=9)
     bars.legend(fontsize=8, loc="upper right")
     axes.append(bars)
+    finish(use_pyplot)
     return fig, axes

@@ -1,8 +1,9 @@
-"""Check a finished HTML build: every public name has an entry with text in the API pages.
+"""Check a finished HTML build: every public name has an entry with text in its API page.
 
 ``tests/test_docs.py`` checks the docstrings without building; this checks what Sphinx
-actually rendered (a name autodoc skipped, e.g. a constant without a docstring or a module
-that failed to import, shows up here). Run after ``make docs``::
+actually rendered (a name autodoc skipped, e.g. a constant without a docstring or a
+subpackage that failed to import, shows up here). Each name of a subpackage's ``__all__``
+must have an entry in ``api/<subpackage>.html``. Run after ``make docs``::
 
     .venv/bin/python docs/_tools/check_rendered.py [docs/_build/html]
 
@@ -14,7 +15,6 @@ import html
 import importlib
 import inspect
 import os
-import pkgutil
 import re
 import sys
 
@@ -26,24 +26,19 @@ import captum_classpattern  # noqa: E402
 
 
 def expected_names():
-    """(module, dotted name) of each public class, function and exported name."""
+    """(subpackage, dotted name) of every name in every public subpackage's ``__all__``.
+
+    The root's everyday names are the same objects; they are documented once, in their
+    subpackage, and the root page links to those entries.
+    """
     wanted = set()
-    for info in pkgutil.iter_modules(captum_classpattern.__path__):
-        if info.name.startswith("_"):
+    for sub in captum_classpattern.__all__:
+        package = getattr(captum_classpattern, sub)
+        if not inspect.ismodule(package):
             continue
-        module = importlib.import_module(f"captum_classpattern.{info.name}")
-        for name, obj in vars(module).items():
-            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
-                continue
-            if inspect.isclass(obj) or inspect.isfunction(obj):
-                wanted.add((info.name, f"{module.__name__}.{name}"))
-    for name in getattr(captum_classpattern, "__all__", []):
-        for info in pkgutil.iter_modules(captum_classpattern.__path__):
-            module = importlib.import_module(f"captum_classpattern.{info.name}")
-            if not info.name.startswith("_") and name in vars(module) and (
-                    getattr(vars(module)[name], "__module__", module.__name__) == module.__name__
-                    or not (inspect.isclass(vars(module)[name]) or inspect.isfunction(vars(module)[name]))):
-                wanted.add((info.name, f"{module.__name__}.{name}"))
+        package = importlib.import_module(package.__name__)
+        for name in package.__all__:
+            wanted.add((sub, f"{package.__name__}.{name}"))
     return sorted(wanted)
 
 

@@ -31,12 +31,7 @@ STATIC = os.path.join(DOCS, "_static")
 sys.path.insert(0, ROOT)
 
 from captum_classpattern import load_digits  # noqa: E402
-from captum_classpattern._utils import save_figure_atomic  # noqa: E402
-from captum_classpattern.attr import (
-    ClassPattern,  # noqa: E402
-    select_canvases,  # noqa: E402
-    top_k_pattern,  # noqa: E402
-)
+from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern  # noqa: E402
 from captum_classpattern.training import digits_model  # noqa: E402
 from captum_classpattern.visualization import pattern_image  # noqa: E402
 
@@ -87,7 +82,7 @@ def method_figure(path: str) -> None:
     axes[4].imshow(pattern_image(pattern), interpolation="nearest")
     _label(axes[4], f"pattern\n(top {pattern.k} pixels, 5%)")
     _gray(axes[5], stamped, f"$x$ stamped with the pattern\n(predicted {after})")
-    save_figure_atomic(fig, path, dpi=100)
+    fig.savefig(path, dpi=100)
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
 
 

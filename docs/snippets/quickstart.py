@@ -55,7 +55,7 @@ print(f"class 7, top 5% IntegratedGradients pixels: power {power:.2f}")
 
 # [draw]
 fig, axes = plot_class_patterns(canvases, maps, patterns=patterns, class_names=[str(c) for c in classes],
-                                powers=powers)
+                                powers=powers, use_pyplot=False)
 fig.savefig("quickstart_patterns.png", dpi=110)
 fig, ax = visualize_class_pattern(maps[2], canvases[2], method="blended_heat_map", use_pyplot=False,
                                   title="class 7: map over its canvas")

@@ -59,7 +59,7 @@ def test_target_list_matches_per_class_calls(trained_digits_model, digits16):
 
 
 def test_paper_schedule_update_rule_by_hand(linear_model, toy_split):
-    """One signed step of 0.02 from 0.5, in the direction METHOD.md's loss gradient says."""
+    """One signed step of 0.02 from 0.5, in the direction the loss gradient says."""
     with torch.no_grad():  # large weights so the cross-entropy term can beat the size term
         linear_model[1].weight.copy_(torch.randn(3, 16, generator=torch.Generator().manual_seed(3)) * 10)
     canvas = toy_split.images[:1]

@@ -166,7 +166,7 @@ def test_metrics_count_non_target_images_only():
     assert metrics.attack_success_rate == 0.5 and metrics.robust_accuracy == 0.5
     assert metrics.clean_accuracy == 1.0
     assert model.training  # mode restored
-    assert set(metrics.as_dict()) == {"clean_accuracy", "attack_success_rate", "robust_accuracy"}
+    assert set(metrics.to_dict()) == {"clean_accuracy", "attack_success_rate", "robust_accuracy"}
 
 
 def test_metric_errors():

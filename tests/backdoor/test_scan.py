@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from captum_classpattern.backdoor import (
+    NeuralCleanseResult,
+    NeuralCleanseSettings,
     PatchTrigger,
     PoisonedDataset,
+    ScanResult,
+    ScanSettings,
+    ScoringSettings,
+    SuspicionResult,
+    TriggerRecoverySettings,
     neural_cleanse,
     scan,
     suspicion_scores,
@@ -20,12 +27,15 @@ from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-STEPS = 60  # short searches keep the file fast; the benchmark uses the defaults
+# Short searches keep the file fast; the benchmark uses the defaults.
+QUICK = ScanSettings(steps=60)
+QUICK_SCORING = ScoringSettings(max_eval=150)
 TARGET = 0
+TRUE_MASK = PatchTrigger().mask(16, 16)
 
 
 @pytest.fixture(scope="module")
-def backdoored(digits16):
+def backdoored(digits16, one_thread):
     """A tiny SmallCNN trained on 16 x 16 digits with a 3 x 3 patch backdoor to class 0."""
     view = PoisonedDataset((digits16.train.images, digits16.train.labels), PatchTrigger(), target=TARGET, rate=0.1,
                            seed=0)
@@ -33,6 +43,12 @@ def backdoored(digits16):
     torch.manual_seed(0)
     model = train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=10, seed=0)
     return model, images, labels, view.poisoned_indices
+
+
+@pytest.fixture(scope="module")
+def planted_scan(backdoored, digits16):
+    """The quick scan of the backdoored model, with the true trigger mask."""
+    return _scan(backdoored[0], digits16, trigger_mask=TRUE_MASK)
 
 
 def _grads(model):
@@ -47,14 +63,13 @@ def _same_grads(before, model):
             torch.testing.assert_close(p.grad, before[name], msg=name)
 
 
-def _scan(model, data, **kwargs):
-    return scan(model, data.search.images, data.search.labels, eval_images=data.eval.images,
-                eval_labels=data.eval.labels, steps=STEPS, max_eval=150, **kwargs)
+def _scan(model, data, settings=QUICK, scoring=QUICK_SCORING, **kwargs):
+    return scan(model, data.search.images, data.search.labels, settings, scoring=scoring,
+                eval_images=data.eval.images, eval_labels=data.eval.labels, **kwargs)
 
 
-def test_backdoored_model_is_flagged_at_its_target(backdoored, digits16):
-    model = backdoored[0]
-    result = _scan(model, digits16, trigger_mask=PatchTrigger().mask(16, 16))
+def test_backdoored_model_is_flagged_at_its_target(planted_scan, backdoored, digits16):
+    model, result = backdoored[0], planted_scan
     assert result.flagged == [TARGET]
     assert result.anomaly_index[TARGET] > 2.5
     assert result.most_suspicious() == TARGET and result.jaccard_class == TARGET
@@ -64,18 +79,35 @@ def test_backdoored_model_is_flagged_at_its_target(backdoored, digits16):
     assert pattern.k <= 9 and result.powers[TARGET] >= 0.8
     stamped = pattern.stamp(digits16.eval.images[digits16.eval.labels != TARGET])
     assert (model(stamped).argmax(1) == TARGET).float().mean() >= 0.8
-    summary = json.loads(json.dumps(result.as_dict()))
+    summary = json.loads(json.dumps(result.to_dict()))
     assert summary["flagged"] == [TARGET] and len(summary["anomaly_index"]) == 10
     assert summary["trigger_classes"] == [TARGET]
+    assert result.settings == QUICK and result.recovery == TriggerRecoverySettings() and result.seed == 0
+    assert result.scoring == QUICK_SCORING.replace(k=5, auc_k=result.scoring.auc_k)
+    assert isinstance(result.scoring.auc_k, int)
 
 
-def test_recovered_trigger_lies_at_the_right_edge_and_works(backdoored, digits16):
-    model = backdoored[0]
-    result = _scan(model, digits16, trigger_mask=PatchTrigger().mask(16, 16))
+def test_default_scan_reproduces_the_keyword_api_results(backdoored, digits16):
+    # Recorded with the keyword-argument API (scan(model, images, labels, eval_images=..., eval_labels=...,
+    # trigger_mask=...), every setting at its default) on this model: the settings objects keep the numbers.
+    result = scan(backdoored[0], digits16.search.images, digits16.search.labels, eval_images=digits16.eval.images,
+                  eval_labels=digits16.eval.labels, trigger_mask=TRUE_MASK)
+    assert result.settings == ScanSettings() and result.scoring.replace(k=0.02, auc_k="median") == ScoringSettings()
+    assert result.flagged == [TARGET] and result.jaccard_class == TARGET
+    assert [p.k for p in result.patterns] == [2, 256, 44, 256, 11, 16, 11, 25, 133, 16]
+    assert result.powers[TARGET] == pytest.approx(0.94)
+    assert result.anomaly_index[TARGET] == pytest.approx(3.124, abs=1e-3)
+    assert result.scores[TARGET] == pytest.approx(5.5471, abs=1e-4)
+    assert {c: int((m >= 0.5).sum()) for c, m in result.trigger_maps.items()} == {TARGET: 4}
+    assert result.trigger_jaccard == pytest.approx(0.125)
+
+
+def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdoored, digits16):
+    model, result = backdoored[0], planted_scan
     trigger = result.recovered_trigger(TARGET)
     rows, cols = trigger.mask.nonzero(as_tuple=True)
     # The true patch is the bottom-right 3 x 3. This pooled model learned "bright pixels at
-    # the right edge" (notes/issue4.md), and that is where the recovered region lies.
+    # the right edge", and that is where the recovered region lies.
     assert trigger.k >= 2 and bool((cols >= 8).all())
     others = digits16.eval.images[digits16.eval.labels != TARGET]
     assert (model(trigger.stamp(others)).argmax(1) == TARGET).float().mean() >= 0.8
@@ -83,9 +115,30 @@ def test_recovered_trigger_lies_at_the_right_edge_and_works(backdoored, digits16
     with pytest.raises(ValueError, match="no trigger was recovered"):
         result.recovered_trigger(3)
     # Without the second search the Jaccard falls back to the detection map.
-    plain = _scan(model, digits16, trigger_mask=PatchTrigger().mask(16, 16), trigger_smoothness=0.0)
+    plain = _scan(model, digits16, trigger_mask=TRUE_MASK, recovery=TriggerRecoverySettings(smoothness=0.0))
     assert plain.trigger_maps == {}
-    assert plain.trigger_jaccard == plain.jaccard(PatchTrigger().mask(16, 16), TARGET, source="search")
+    assert plain.trigger_jaccard == plain.jaccard(TRUE_MASK, TARGET, source="search")
+
+
+def test_scan_result_round_trips_through_json(planted_scan, tmp_path):
+    result = planted_scan
+    path = tmp_path / "sub" / "scan.json"
+    result.to_json(path)
+    again = ScanResult.from_json(path)
+    assert json.loads(path.read_text())["flagged"] == [TARGET]
+    for name in ("classes", "scores", "anomaly_index", "flagged", "powers", "score", "direction", "trigger_jaccard",
+                 "jaccard_class", "seconds", "settings", "scoring", "recovery", "seed"):
+        assert getattr(again, name) == getattr(result, name), name
+    assert torch.equal(again.maps, result.maps) and torch.equal(again.values, result.values)
+    assert (again.table.ks, again.table.counts) == (result.table.ks, result.table.counts)
+    np.testing.assert_array_equal(again.table.powers, result.table.powers)
+    for mine, theirs in zip(again.patterns, result.patterns):
+        assert torch.equal(mine.mask, theirs.mask) and torch.equal(mine.values, theirs.values)
+    assert set(again.trigger_maps) == {TARGET}
+    assert torch.equal(again.trigger_maps[TARGET], result.trigger_maps[TARGET])
+    assert torch.equal(again.trigger_values[TARGET], result.trigger_values[TARGET])
+    # NaN entries of the table (sizes not measured) are written as null: strict JSON.
+    json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
 
 
 def test_clean_model_is_not_flagged(trained_digits_model, digits16):
@@ -100,7 +153,7 @@ def test_scan_leaves_the_model_untouched(backdoored, digits16):
     state = copy.deepcopy(model.state_dict())
     grads = _grads(model)
     with pytest.warns(UserWarning, match="training mode"):
-        scan(model, digits16.search.images, digits16.search.labels, steps=3, classes=[0, 1, 2])
+        scan(model, digits16.search.images, digits16.search.labels, ScanSettings(steps=3), classes=[0, 1, 2])
     assert model.training and not model.features[1].training
     _same_grads(grads, model)
     for name, value in model.state_dict().items():
@@ -108,15 +161,19 @@ def test_scan_leaves_the_model_untouched(backdoored, digits16):
 
 
 def test_rescore_reuses_the_search(backdoored, digits16):
-    result = _scan(backdoored[0], digits16, classes=[0, 3, 5, 8], full_table=True)
+    result = _scan(backdoored[0], digits16, scoring=QUICK_SCORING.replace(full_table=True), classes=[0, 3, 5, 8])
     by_size = result.rescore("min_k", power_threshold=0.5)
     assert by_size.direction == "low" and by_size.maps is result.maps
     assert by_size.scores[0] == min(by_size.scores)
+    assert by_size.scoring.score == "min_k" and by_size.scoring.power_threshold == 0.5
+    assert by_size.settings == result.settings and by_size.table is result.table
     by_l1 = result.rescore("mask_l1")
     torch.testing.assert_close(torch.tensor(by_l1.scores, dtype=torch.float32), result.maps.sum((1, 2)).float(),
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="not evaluated"):
         result.rescore("power_at_k", k=10_000)
+    with pytest.raises(ValueError, match="score"):
+        result.rescore("loudness")
 
 
 def test_suspicion_finds_the_poisoned_images(backdoored):
@@ -126,24 +183,33 @@ def test_suspicion_finds_the_poisoned_images(backdoored):
     assert torch.all(labels[result.indices] == TARGET)
     precision, recall = result.precision_recall(poisoned)
     assert precision >= 0.9 and recall >= 0.9
-    true_mask = PatchTrigger().mask(16, 16)
-    assert trigger_jaccard(result.recovered_trigger(9), true_mask) >= 0.5
+    assert trigger_jaccard(result.recovered_trigger(9), TRUE_MASK) >= 0.5
+    again = SuspicionResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert torch.equal(again.indices, result.indices) and torch.equal(again.flagged, result.flagged)
+    assert torch.equal(again.scores, result.scores) and torch.equal(again.maps, result.maps)
+    assert (again.k, again.threshold) == (result.k, result.threshold)
 
 
 def test_neural_cleanse_runs_batched_and_leaves_model_alone(backdoored, digits16):
     model = backdoored[0]
     state = copy.deepcopy(model.state_dict())
     grads = _grads(model)
-    result = neural_cleanse(model, digits16.search.images, digits16.search.labels, steps=60, classes=[0, 3, 5, 8],
-                            trigger_mask=PatchTrigger().mask(16, 16), trigger_target=TARGET)
+    result = neural_cleanse(model, digits16.search.images, digits16.search.labels, NeuralCleanseSettings(steps=60),
+                            classes=[0, 3, 5, 8], trigger_mask=TRUE_MASK, trigger_target=TARGET)
     assert result.classes == [0, 3, 5, 8] and result.masks.shape == (4, 16, 16)
     assert result.patterns.shape == (4, 1, 16, 16)
     assert result.masks.min() >= 0 and result.masks.max() <= 1
     assert len(result.norms) == 4 and result.jaccard_class == TARGET
+    # Recorded with the keyword-argument API (steps=60, the same classes and trigger).
+    assert result.flagged == [TARGET]
+    assert result.norms[0] == pytest.approx(85.3675, abs=1e-3)
+    assert result.trigger_jaccard == pytest.approx(1 / 17)
     _same_grads(grads, model)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, state[name], msg=name)
-    json.dumps(result.as_dict())
+    again = NeuralCleanseResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.norms == result.norms and again.flagged == result.flagged and again.settings == result.settings
+    assert torch.equal(again.masks, result.masks) and torch.equal(again.patterns, result.patterns)
 
 
 def test_flag_outliers_is_one_sided():
@@ -172,14 +238,17 @@ def test_trigger_jaccard():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(score="loudness"), ValueError, "score"),
-        (dict(values="canvas", init="grey"), ValueError, "grey canvas"),
         (dict(classes=[0, 1]), ValueError, "three classes"),
         (dict(classes=[0, 0, 1]), ValueError, "repeat"),
         (dict(classes=[0, 1, 12]), ValueError, "out of range"),
-        (dict(steps=0), ValueError, "steps"),
-        (dict(power_threshold=1.5), ValueError, "power_threshold"),
+        (dict(scoring=ScoringSettings(k=1000)), ValueError, r"^k: k must lie in 1\.\.256"),
+        (dict(scoring=ScoringSettings(auc_k=300)), ValueError, "^auc_k: "),
+        (dict(settings={"steps": 3}), TypeError, "settings must be a ScanSettings"),
+        (dict(scoring=ScanSettings()), TypeError, "scoring must be a ScoringSettings"),
+        (dict(recovery=ScanSettings()), TypeError, "recovery must be a TriggerRecoverySettings"),
         (dict(trigger_mask=torch.ones(3, 3, dtype=torch.bool)), ValueError, "trigger_mask"),
+        (dict(trigger_mask=torch.zeros(16, 16, dtype=torch.bool)), ValueError, "trigger_mask is empty"),
+        (dict(classes=[0, 1, 2], trigger_target=7), ValueError, "trigger_target 7 is not among"),
     ],
 )
 def test_scan_rejects_bad_settings(trained_digits_model, digits16, kwargs, error, match):
@@ -196,19 +265,18 @@ def test_scan_rejects_bad_inputs(trained_digits_model, digits16):
     with pytest.raises(ValueError, match="labels"):
         scan(trained_digits_model, images, labels[:5])
     with pytest.raises(TypeError, match="integer"):
-        scan(trained_digits_model, images, labels.float())
+        scan(trained_digits_model, images, labels.float() + 0.5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         scan(trained_digits_model, images * 3, labels)
     with pytest.raises(ValueError, match="eval_labels"):
         scan(trained_digits_model, images, labels, eval_labels=labels)
-    with pytest.raises(ValueError, match="threshold"):
-        suspicion_scores(trained_digits_model, images, labels, threshold=0.0)
-    with pytest.raises(ValueError, match="trigger_smoothness"):
-        scan(trained_digits_model, images, labels, trigger_smoothness=-1.0)
-    with pytest.raises(ValueError, match="trigger_target 7 is not among"):
-        scan(trained_digits_model, images, labels, classes=[0, 1, 2], trigger_target=7)
-    with pytest.raises(ValueError, match="steps"):
-        neural_cleanse(trained_digits_model, images, labels, steps=0)
+    with pytest.raises(TypeError, match="settings must be a SuspicionSettings"):
+        suspicion_scores(trained_digits_model, images, labels, ScanSettings())
+    with pytest.raises(ValueError, match="three classes"):
+        neural_cleanse(trained_digits_model, images, labels, classes=[0, 1])
+    with pytest.raises(ValueError, match="trigger_target 7 was not scanned"):
+        neural_cleanse(trained_digits_model, images, labels, classes=[0, 1, 2], trigger_target=7,
+                       trigger_mask=TRUE_MASK)
 
 
 def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
@@ -223,6 +291,8 @@ def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     assert status == 1  # --fail-on-flag: a flagged class fails the command
     assert (out / "scan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(report["result"]["anomaly_index"]).all()
+    result = ScanResult.from_dict(report["result"])
+    assert result.flagged == [0] and result.settings.steps == 40 and result.scoring.max_eval == 150
     capsys.readouterr()
     assert main(["scan", "--demo-backdoor", "--weights", "w.pt", "--out", str(out)]) == 2
     assert "--weights needs --model" in capsys.readouterr().err

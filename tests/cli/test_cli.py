@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from captum_classpattern import load_digits, load_report
+from captum_classpattern import SearchReport, load_digits
 from captum_classpattern.cli import main
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import digits_model, train_classifier
@@ -36,7 +36,7 @@ def test_search_writes_report_and_figure(user_model, tmp_path, capsys):
     code = main(["search", "--model", "user_nets:build", "--weights", str(user_model / "weights.pt"),
                  "--classes", "1,7", "--k", "0.05", "--out", str(out), "--no-progress"])
     assert code == 0
-    report = load_report(out / "report.json")
+    report = SearchReport.from_json(out / "report.json")
     assert [row.class_ for row in report.classes] == [1, 7]
     row = report.classes[0]
     assert row.k == 51 and set(row.baselines) == {"Saliency", "IntegratedGradients"}
@@ -51,7 +51,7 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSPATTERN_CACHE", str(tmp_path / "cache"))
     code = main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"])
     assert code == 0
-    report = load_report(tmp_path / "demo" / "report.json")
+    report = SearchReport.from_json(tmp_path / "demo" / "report.json")
     assert len(report.classes) == 10
     # The demo's headline: patterns beat random pixels and the better Captum baseline.
     assert report.mean("predictive_power") > 3 * report.mean("random")

@@ -7,6 +7,9 @@ import torch
 from torch import nn
 
 from captum_classpattern.dissection import (
+    AblationCurves,
+    PatternUnits,
+    UnitRanking,
     ablate_units,
     ablation_curves,
     balanced_accuracy_per_class,
@@ -225,3 +228,37 @@ def test_model_state_untouched_by_ranking():
     assert [m.training for m in model.modules()] == flags
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_results_round_trip_through_json(tmp_path):
+    model, images, labels = planted_classifier()
+    ranking = rank_units_for_class(model, "features", images, labels, 5, units=[3, 0, 5])
+    curves = ablation_curves(model, "features", images, labels, 5, ranking, ks=[1, 2], classes=[0, 1, 2, 3])
+    pattern_net, pattern_images, pattern_labels = pattern_model()
+    found = units_responding_to_pattern(pattern_net, "1", RedPatch(), pattern_images, pattern_labels, target=1, top=2,
+                                        rank_by="contribution")
+    for result in (ranking, curves, found):
+        path = tmp_path / f"{type(result).__name__}.json"
+        result.to_json(path)
+        again = type(result).from_json(path)
+        for key, value in vars(result).items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(getattr(again, key), value)  # NaN included
+            else:
+                assert getattr(again, key) == value, key
+    assert np.isnan(ranking.baseline[4])  # class 4 has no images: NaN survives the file
+    assert UnitRanking.from_json(tmp_path / "UnitRanking.json").top(0, 1) == ranking.top(0, 1)
+    assert AblationCurves.from_dict(curves.to_dict()).summary(1) == curves.summary(1)
+    assert PatternUnits.from_dict(found.to_dict()).contribution is not None
+    with pytest.raises(ValueError, match="missing"):
+        UnitRanking.from_dict({"units": []})
+
+
+def test_bad_counts_are_refused():
+    model, images, labels = planted_classifier()
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        rank_units_for_class(model, "features", images, labels, 5, batch_size=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        balanced_accuracy_per_class(model, images, labels, 1)
+    with pytest.raises(TypeError, match="integer class"):
+        balanced_accuracy_per_class(model, images, labels + 0.5, 5)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captum_classpattern.dissection import DissectionResult, dissect
+from captum_classpattern.dissection import DissectionResult, ThresholdSettings, dissect
 from captum_classpattern.visualization import plot_top_activations
 
 
@@ -74,8 +74,9 @@ def random_data():
 
 
 @pytest.mark.parametrize("quantile", [0.005, 0.05, 0.3])
-@pytest.mark.parametrize("mode", [dict(), dict(exact=False), dict(exact=False, max_exact_values=50, refine_bins=4,
-                                                                  max_refine_passes=6)])
+@pytest.mark.parametrize("mode", [dict(), dict(threshold_settings=ThresholdSettings(exact=False)),
+                                  dict(threshold_settings=ThresholdSettings(exact=False, max_exact_values=50, refine_bins=4,
+                                                                    max_refine_passes=6))])
 def test_thresholds_equal_numpy_hazen(random_data, quantile, mode):
     acts, masks, _ = random_data
     rows, _ = upsampled_rows(acts, (12, 12))
@@ -99,8 +100,9 @@ def test_bounded_estimate_error_within_documented_bound(random_data):
     rows, _ = upsampled_rows(acts, (12, 12))
     expected = np.quantile(rows, 0.995, axis=1, method="hazen")
     for bins, passes in ((16, 1), (2048, 1), (64, 2)):
-        result = dissect(PassThrough(), "layer", batches_of(acts, masks, size=4), exact=False,
-                         max_exact_values=0, refine_bins=bins, max_refine_passes=passes)
+        result = dissect(PassThrough(), "layer", batches_of(acts, masks, size=4),
+                         threshold_settings=ThresholdSettings(exact=False, max_exact_values=0, refine_bins=bins,
+                                                      max_refine_passes=passes))
         error = np.abs(result.thresholds - expected)
         assert np.all(error <= result.threshold_errors + 1e-12)
         spread = rows.max(1) - rows.min(1)
@@ -109,7 +111,7 @@ def test_bounded_estimate_error_within_documented_bound(random_data):
 
 def test_ious_equal_brute_force(random_data):
     acts, masks, labels = random_data
-    for mode in (dict(), dict(exact=False, max_exact_values=100)):
+    for mode in (dict(), dict(threshold_settings=ThresholdSettings(exact=False, max_exact_values=100))):
         result = dissect(PassThrough(), "layer", batches_of(acts, masks, labels, size=4), quantile=0.05, **mode)
         _, up = upsampled_rows(acts, (12, 12))
         expected = brute_force_ious(up, result.thresholds, masks, labels, 9)
@@ -193,6 +195,16 @@ def test_result_table_json_roundtrip(tmp_path):
     assert result.table(detectors_only=True, sort_by="iou").count("yes") == int(result.is_detector.sum())
     assert result.units_for("sky") == [3]
     assert sum(result.detectors(by="category").values()) == int(result.is_detector.sum())
+    assert DissectionResult.from_dict(result.to_dict()).rows() == rows
+    with pytest.raises(ValueError, match="sort_by must be one of"):
+        result.table(sort_by="name")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON file"):
+        DissectionResult.from_json(broken)
+    broken.write_text(json.dumps({"layer": "x"}))
+    with pytest.raises(ValueError, match="missing quantile"):
+        DissectionResult.from_json(broken)
 
 
 def test_dataset_input_and_model_state_untouched():
@@ -258,11 +270,33 @@ def test_plot_top_activations_without_pyplot():
     result = dissect(model, "planted", (images, ids), quantile=0.02, concept_names=names)
     fig, axes = plot_top_activations(model, "planted", result, images, [0, 1, 8], num_images=3, use_pyplot=False)
     assert axes.shape == (3, 3)
+    assert tuple(fig.get_size_inches()) == pytest.approx((1.6 * 3, 1.7 * 3))  # default: 1.6 x 1.7 per panel
     assert "unit 1: disk" in axes[1, 0].get_title(loc="left")
     fig.canvas.draw() if hasattr(fig.canvas, "draw") else None
     with pytest.raises(ValueError, match="units"):
         plot_top_activations(model, "planted", result, images, [99], use_pyplot=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        plot_top_activations(model, "planted", result, images, [0], batch_size=0, use_pyplot=False)
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_plot_top_activations_honours_fig_size_and_pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, (images, ids), names, _ = planted_model_and_data()
+    result = dissect(model, "planted", (images, ids), quantile=0.02, concept_names=names)
+    fig, _ = plot_top_activations(model, "planted", result, images, [0, 1], num_images=2, fig_size=(3.0, 2.5),
+                                  use_pyplot=False)
+    assert tuple(fig.get_size_inches()) == pytest.approx((3.0, 2.5))
+    before = set(plt.get_fignums())
+    fig, _ = plot_top_activations(model, "planted", result, images, [0], num_images=2)  # Captum's default: pyplot
+    try:
+        assert fig.number in set(plt.get_fignums()) - before
+    finally:
+        plt.close(fig)
 
 
 class ChangingData:
@@ -279,7 +313,8 @@ class ChangingData:
 
 def test_data_that_changes_between_passes_is_detected():
     with pytest.raises(RuntimeError, match="changed between dissection passes"):
-        dissect(PassThrough(), "layer", ChangingData(), exact=False, max_exact_values=10)
+        dissect(PassThrough(), "layer", ChangingData(),
+                threshold_settings=ThresholdSettings(exact=False, max_exact_values=10))
 
 
 def test_progress_bar_and_explicit_device(capsys):

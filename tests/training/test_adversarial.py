@@ -1,5 +1,6 @@
 """PGD attack and adversarial training on top of captum.robust.PGD."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from captum_classpattern.training import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-EPS = 0.1  # 8/255 is weak on the 8 x 8 upsampled digits; see adversarial.py
+EPS = 0.1  # 8/255 is a weak attack on the 8 x 8 upsampled digits
 
 
 def test_attack_stays_in_ball_and_box_and_leaves_model_alone(trained_digits_model, digits16):
@@ -23,7 +24,8 @@ def test_attack_stays_in_ball_and_box_and_leaves_model_alone(trained_digits_mode
     grads = {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
     images, labels = digits16.eval.images[:64], digits16.eval.labels[:64]
     before = images.clone()
-    adversarial = pgd_attack(model, images, labels, eps=EPS, step_size=0.025, steps=5)
+    with pytest.warns(UserWarning, match="pgd_attack: the model is in training mode"):
+        adversarial = pgd_attack(model, images, labels, eps=EPS, step_size=0.025, steps=5)
     assert torch.all((adversarial - images).abs() <= EPS + 1e-6)
     assert adversarial.min() >= 0 and adversarial.max() <= 1
     torch.testing.assert_close(images, before)
@@ -53,12 +55,16 @@ def test_adversarial_training_raises_robust_accuracy_and_restores_mode(digits16)
     train_classifier(natural, train.images, train.labels, epochs=8, seed=0)
     robust.train()
     # A short attack (2 steps of 0.06 from a random start) keeps the test fast.
-    adversarial_train(robust, train.images, train.labels, eps=EPS, step_size=0.06, steps=2, epochs=8, seed=0)
+    with warnings.catch_warnings():
+        # Training mode is intended while training: the attacks must not warn about it.
+        warnings.filterwarnings("error", message=".*the model is in training mode")
+        adversarial_train(robust, train.images, train.labels, eps=EPS, step_size=0.06, steps=2, epochs=8, seed=0)
     assert robust.training  # the caller's mode comes back
     kwargs = dict(eps=EPS, steps=10, seed=0)
     images, labels = test.images[:150], test.labels[:150]
     natural_robust = pgd_robust_accuracy(natural, images, labels, **kwargs)
-    robust_robust = pgd_robust_accuracy(robust, images, labels, **kwargs)
+    with pytest.warns(UserWarning, match="the model is in training mode"):  # measured in eval mode all the same
+        robust_robust = pgd_robust_accuracy(robust, images, labels, **kwargs)
     assert robust_robust > natural_robust + 0.15
     assert robust.training
 
@@ -90,10 +96,17 @@ def test_bad_inputs(trained_digits_model, digits16):
     images, labels = digits16.eval.images[:4], digits16.eval.labels[:4]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         pgd_attack(trained_digits_model, images * 255, labels)
-    with pytest.raises(TypeError):
-        pgd_attack(trained_digits_model, images, [0, 1, 2, 3])
-    with pytest.raises(ValueError, match="one class per image"):
+    with pytest.raises(TypeError, match="integer class"):
+        pgd_attack(trained_digits_model, images, labels.float() + 0.5)
+    with pytest.raises(ValueError, match="2 images' labels for 4 images"):
         pgd_attack(trained_digits_model, images, labels[:2])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        pgd_robust_accuracy(trained_digits_model, images, labels, batch_size=0)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        pgd_robust_accuracy(trained_digits_model, images, labels, steps=0)
+    # A list of ints is as good as a label tensor, as everywhere in the package.
+    torch.testing.assert_close(pgd_attack(trained_digits_model, images, labels.tolist(), random_start=False, steps=2),
+                               pgd_attack(trained_digits_model, images, labels, random_start=False, steps=2))
     with pytest.raises(TypeError):
         adversarial_train(lambda x: x, images, labels)
     with pytest.raises(ValueError):

@@ -5,6 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless, whatever the developer's default backend is
 
+import inspect  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -19,8 +22,8 @@ from captum_classpattern import (
     visualize_class_pattern,
 )
 from captum_classpattern._utils import save_figure_atomic  # noqa: E402
-from captum_classpattern.attr import top_k_pattern  # noqa: E402
-from captum_classpattern.visualization import (
+from captum_classpattern.attr import Pattern, top_k_pattern  # noqa: E402
+from captum_classpattern.visualization import (  # noqa: E402
     GRAY_GROUND,
     IMAGE_METHODS,
     RGB_GROUND,
@@ -28,7 +31,9 @@ from captum_classpattern.visualization import (
     pattern_image,
     plot_anomaly_indices,
     plot_power_curves,
+    plot_scan,
     plot_settings_comparison,
+    plot_top_activations,
 )
 
 SIZE = 12
@@ -313,3 +318,61 @@ def test_anomaly_indices():
 def test_public_constants():
     assert IMAGE_METHODS[:5] == tuple(m.name for m in captum_viz.ImageVisualizationMethod)
     assert set(SIGNS) == {s.name for s in captum_viz.VisualizeSign}
+
+
+# ------------------------------------------------------------------ Captum's vocabulary
+
+FIGURE_FUNCTIONS = [visualize_class_pattern, plot_class_patterns, plot_settings_comparison, plot_power_curves,
+                    plot_anomaly_indices, plot_scan, plot_top_activations]
+
+
+@pytest.mark.parametrize("function", FIGURE_FUNCTIONS, ids=lambda f: f.__name__)
+def test_figure_functions_use_captums_names(function):
+    signature = inspect.signature(function)
+    assert signature.parameters["use_pyplot"].default is True, "Captum's default"
+    assert "fig_size" in signature.parameters and "figsize" not in signature.parameters
+    assert signature.return_annotation is not inspect.Signature.empty
+
+
+def test_fig_size_is_honoured(gray):
+    canvases, maps = gray
+    fig, _ = plot_class_patterns(canvases, maps, fig_size=(5.0, 4.0), use_pyplot=False)
+    assert tuple(fig.get_size_inches()) == pytest.approx((5.0, 4.0))
+    fig, _ = plot_settings_comparison({"a": (canvases, maps)}, fig_size=(4.0, 2.0), use_pyplot=False)
+    assert tuple(fig.get_size_inches()) == pytest.approx((4.0, 2.0))
+    fig, _ = plot_anomaly_indices([0.5, 3.0, 1.0], fig_size=(3.0, 2.0), use_pyplot=False)
+    assert tuple(fig.get_size_inches()) == pytest.approx((3.0, 2.0))
+    fig, _ = visualize_class_pattern(maps[0], canvases[0], method="pattern", fig_size=(2.0, 2.0), use_pyplot=False)
+    assert tuple(fig.get_size_inches()) == pytest.approx((2.0, 2.0))
+
+
+def test_plots_go_through_pyplot_by_default(gray):
+    canvases, maps = gray
+    before = set(plt.get_fignums())
+    fig, _ = plot_class_patterns(canvases, maps)
+    _, ax = plot_power_curves({"x": _curve([0.1, 0.2, 0.3])})
+    assert {fig.number, ax.figure.number} <= set(plt.get_fignums()) - before
+    fig, ax = plt.subplots()
+    assert plot_anomaly_indices([1.0, 3.0], plt_fig_axis=(fig, ax), use_pyplot=False) == (fig, ax)
+
+
+def _scan_result():
+    """A stand-in for backdoor.ScanResult with what plot_scan reads: class 1 flagged, with a trigger."""
+    def pattern(k):
+        mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+        mask.view(-1)[:k] = True
+        return Pattern(mask, mask[None].float())
+
+    return SimpleNamespace(classes=[0, 1, 2], patterns=[pattern(5), pattern(2), pattern(6)], flagged=[1],
+                           trigger_maps={1: None}, recovered_trigger=lambda cls: pattern(3),
+                           anomaly_index=[0.2, 3.5, 0.4], direction="low", score="k")
+
+
+def test_plot_scan():
+    fig, axes = plot_scan(_scan_result(), ["a", "b", "c"], fig_size=(7.0, 4.0), use_pyplot=False)
+    assert isinstance(fig, Figure) and len(axes) == 4
+    assert tuple(fig.get_size_inches()) == pytest.approx((7.0, 4.0))
+    assert axes[1].get_title() == "b\ntrigger 3px" and axes[0].get_title() == "a\nk=5"
+    drawn = _drawn(axes[0])
+    assert int((~np.all(np.isclose(drawn, (0.75, 0.85, 1.0)), axis=2)).sum()) == 5
+    fig.canvas.draw()

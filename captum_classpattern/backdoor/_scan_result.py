@@ -1,0 +1,289 @@
+"""What a backdoor scan found: :class:`ScanResult`, scored from the search's maps and power table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._utils import check_choice, write_json_atomic
+from ..attr import Pattern, pixel_budget, top_k_mask
+from ..metrics import flag_outliers, trigger_jaccard
+from ._scan_scores import DIRECTION, PowerTable
+from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySettings
+
+
+@dataclass
+class ScanResult:
+    """What :func:`~captum_classpattern.backdoor.scan` found.
+
+    The scores, anomaly indices, flags and recovered patterns are computed from the power
+    table and :attr:`scoring` when the result is built (:meth:`rescore` builds another one).
+
+    Attributes:
+        classes: the scanned classes, in order; every per-class list follows it.
+        maps: K x H x W learned maps (pixel importance of each class's pattern).
+        values: K x C x H x W pasted values (learned, or the fixed canvases).
+        table: the predictive power of each class's top-k patterns (:class:`PowerTable`).
+        scoring: the scoring settings, ``k`` and ``auc_k`` as pixel counts.
+        settings: the search settings the scan ran with.
+        recovery: the trigger-recovery settings it ran with.
+        seed: the seed it ran with.
+        trigger_maps: the recovered trigger of each flagged class (and of the class the
+            Jaccard is measured on): an H x W map from a second search whose size penalty
+            also counts the map's total variation (see :class:`TriggerRecoverySettings`).
+        trigger_values: the pasted values C x H x W of those triggers.
+        trigger_jaccard: Jaccard index between the recovered top-k trigger pixels (k =
+            trigger area) and the true trigger mask, when one was given; ``None`` otherwise.
+        jaccard_class: the class whose pattern ``trigger_jaccard`` was measured on.
+        seconds: wall time of the scan.
+        scores: the score of each class (see :attr:`score`): mean log-odds of the power for
+            ``"power_auc"``, a pattern size in pixels for ``"min_k"``, a power for
+            ``"power_at_k"``, the map's L1 norm for ``"mask_l1"``.
+        anomaly_index: the MAD anomaly index of each class's score.
+        flagged: flagged classes (one-sided outliers with index above the threshold),
+            most anomalous first.
+        patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
+            top-k pixels with the searched values, ``k`` the smallest evaluated size that
+            reaches the power threshold (``k`` itself for ``score="power_at_k"``).
+        powers: predictive power of each recovered pattern on the held-out images.
+
+    Raises:
+        ValueError: a ``scoring.k`` that was not evaluated, or a score that needs powers
+            the scan did not measure (scan with ``ScoringSettings(full_table=True)``).
+    """
+
+    classes: List[int]
+    maps: Tensor
+    values: Tensor
+    table: PowerTable
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    settings: ScanSettings = field(default_factory=ScanSettings)
+    recovery: TriggerRecoverySettings = field(default_factory=TriggerRecoverySettings)
+    seed: int = 0
+    trigger_maps: Dict[int, Tensor] = field(default_factory=dict)
+    trigger_values: Dict[int, Tensor] = field(default_factory=dict)
+    trigger_jaccard: Optional[float] = None
+    jaccard_class: Optional[int] = None
+    seconds: float = 0.0
+    scores: List[float] = field(init=False)
+    anomaly_index: List[float] = field(init=False)
+    flagged: List[int] = field(init=False)
+    patterns: List[Pattern] = field(init=False)
+    powers: List[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Score the classes from the power table, flag outliers and cut the recovered patterns."""
+        ks, height, width = self.table.ks, self.maps.shape[-2], self.maps.shape[-1]
+        k = self.scoring.k
+        fixed_k = k if isinstance(k, int) else pixel_budget(k, height, width)
+        if fixed_k not in ks:
+            raise ValueError(f"k={k} was not evaluated; choose one of {ks}.")
+        self.scoring = self.scoring.replace(k=fixed_k, auc_k=self.table.auc_size(self.scoring.auc_k, height, width))
+        score = self.scoring.score
+        sizes = self.table.smallest_sizes(self.scoring.power_threshold)
+        raw = self.table.class_scores(score, self.maps, sizes, fixed_k, int(self.scoring.auc_k))
+        index, flagged_rows = flag_outliers(raw.tolist(), DIRECTION[score], self.scoring.threshold)
+        # The recovered pattern: the smallest evaluated size reaching the power threshold (the
+        # largest size if none does), or the fixed size for score="power_at_k".
+        if score == "power_at_k":
+            pattern_sizes = [fixed_k] * len(sizes)
+        else:
+            pattern_sizes = [next((k for k in ks if k >= size), ks[-1]) for size in sizes]
+        self.patterns, self.powers = [], []
+        for row, size in enumerate(pattern_sizes):
+            mask = top_k_mask(self.maps[row], size)
+            self.patterns.append(Pattern(mask, torch.where(mask, self.values[row], torch.zeros_like(self.values[row]))))
+            self.powers.append(float(self.table.powers[row, ks.index(size)]))
+        shown = raw if score in ("power_auc", "power_at_k") else np.exp(raw)
+        self.scores = [float(v) for v in shown]
+        self.anomaly_index = [float(a) for a in index]
+        self.flagged = [self.classes[r] for r in flagged_rows]
+
+    @property
+    def score(self) -> str:
+        """The score used: ``"power_auc"``, ``"min_k"``, ``"power_at_k"`` or ``"mask_l1"``."""
+        return self.scoring.score
+
+    @property
+    def direction(self) -> str:
+        """``"low"`` or ``"high"``: which end of the score is suspicious."""
+        return DIRECTION[self.scoring.score]
+
+    def most_suspicious(self) -> int:
+        """The class with the largest anomaly index on the suspicious side."""
+        values = np.asarray(self.scores)
+        median = np.median(values)
+        side = values < median if self.direction == "low" else values > median
+        index = np.where(side, np.asarray(self.anomaly_index), -1.0)
+        return self.classes[int(np.argmax(index))]
+
+    def recovered_trigger(self, cls: int, k: Optional[int] = None) -> Pattern:
+        """The recovered trigger of class ``cls`` as a pattern with its learned values.
+
+        Args:
+            cls: a class with a recovered trigger (a flagged class, or the Jaccard class).
+            k: keep the top ``k`` pixels of the trigger map; by default the pixels the
+                search selected (map >= 0.5).
+
+        Returns:
+            The trigger as a :class:`~captum_classpattern.Pattern`.
+
+        Raises:
+            ValueError: no trigger was recovered for ``cls``.
+        """
+        if cls not in self.trigger_maps:
+            raise ValueError(f"no trigger was recovered for class {cls}; recovered: {sorted(self.trigger_maps)} "
+                             "(triggers are recovered for flagged classes and the trigger_target).")
+        trigger_map, values = self.trigger_maps[cls], self.trigger_values[cls]
+        mask = trigger_map >= 0.5 if k is None else top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
+        return Pattern(mask, torch.where(mask, values, torch.zeros_like(values)))
+
+    def jaccard(self, true_mask: Tensor, cls: int, source: str = "trigger") -> float:
+        """Jaccard index of class ``cls``'s top-k pixels (k = mask area) with ``true_mask``.
+
+        Args:
+            true_mask: the true H x W trigger mask.
+            cls: the class to compare.
+            source: ``"trigger"`` (default): the recovered trigger map when ``cls`` has one,
+                else the detection search's map; ``"search"``: always the detection map.
+
+        Returns:
+            The Jaccard index, in [0, 1].
+
+        Raises:
+            ValueError: ``cls`` was not scanned, the mask does not fit the images, or an
+                unknown ``source``.
+        """
+        check_choice(source, ("trigger", "search"), "source")
+        if cls not in self.classes:
+            raise ValueError(f"class {cls} was not scanned (scanned: {self.classes}).")
+        if not isinstance(true_mask, Tensor) or tuple(true_mask.shape) != tuple(self.maps.shape[1:]):
+            raise ValueError(f"true_mask must be an H x W tensor of shape {tuple(self.maps.shape[1:])}.")
+        area = int(true_mask.bool().sum())
+        if area == 0:
+            raise ValueError("true_mask is empty.")
+        if source == "trigger" and cls in self.trigger_maps:
+            scores = self.trigger_maps[cls]
+        else:
+            scores = self.maps[self.classes.index(cls)]
+        return trigger_jaccard(top_k_mask(scores.cpu(), area), true_mask)
+
+    def rescore(self, score: str, *, power_threshold: Optional[float] = None, k: Optional[int] = None,
+                auc_k: Union[int, float, str, None] = None, threshold: Optional[float] = None) -> ScanResult:
+        """The same search scored another way (no new search).
+
+        Args:
+            score: ``"power_auc"``, ``"min_k"``, ``"power_at_k"`` or ``"mask_l1"``.
+            power_threshold: the power ``"min_k"`` asks for (default: the scan's).
+            k: the size of ``"power_at_k"``, one of the table's sizes (default: the scan's).
+            auc_k: the largest size ``"power_auc"`` averages over: pixels, a fraction of
+                the image or ``"median"`` (default: the size the scan used).
+            threshold: the anomaly-index threshold (default: the scan's).
+
+        Returns:
+            A new :class:`ScanResult` sharing this one's maps and values.
+
+        Raises:
+            ValueError: an unknown score, a ``k`` that was not evaluated, or powers the
+                scan stopped computing early (scan with ``ScoringSettings(full_table=True)``).
+        """
+        check_choice(score, SCORES, "score")
+        changes: Dict[str, Any] = {"score": score}
+        for name, value in (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k),
+                            ("threshold", threshold)):
+            if value is not None:
+                changes[name] = value
+        # The triggers were recovered for this scan's flags; they are kept as they are.
+        return dataclasses.replace(self, scoring=self.scoring.replace(**changes),
+                                   trigger_maps=dict(self.trigger_maps), trigger_values=dict(self.trigger_values))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict: the summary first, then the power table, maps and values.
+
+        :meth:`from_dict` rebuilds the result exactly (tensors on the CPU); NaN entries of
+        the power table are written as ``None``.
+        """
+        return {
+            "classes": list(self.classes),
+            "score": self.score,
+            "direction": self.direction,
+            "scores": list(self.scores),
+            "anomaly_index": list(self.anomaly_index),
+            "flagged": list(self.flagged),
+            "pattern_sizes": [p.k for p in self.patterns],
+            "powers": list(self.powers),
+            "trigger_classes": sorted(self.trigger_maps),
+            "trigger_sizes": {str(c): int((m >= 0.5).sum()) for c, m in sorted(self.trigger_maps.items())},
+            "trigger_jaccard": self.trigger_jaccard,
+            "jaccard_class": self.jaccard_class,
+            "seconds": self.seconds,
+            "scoring": self.scoring.to_dict(),
+            "settings": self.settings.to_dict(),
+            "recovery": self.recovery.to_dict(),
+            "seed": self.seed,
+            "table": self.table.to_dict(),
+            "dtype": str(self.maps.dtype).replace("torch.", ""),
+            "maps": self.maps.tolist(),
+            "values": self.values.tolist(),
+            "trigger_maps": {str(c): m.tolist() for c, m in sorted(self.trigger_maps.items())},
+            "trigger_values": {str(c): v.tolist() for c, v in sorted(self.trigger_values.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ScanResult:
+        """Rebuild a result from :meth:`to_dict`'s output.
+
+        The scores, flags and patterns are computed again from the table and the scoring
+        settings, so they come out as they were.
+
+        Args:
+            data: the dict (e.g. read back from JSON).
+
+        Returns:
+            The :class:`ScanResult`, its tensors on the CPU.
+        """
+        dtype = getattr(torch, data.get("dtype", "float32"))
+        return cls(
+            classes=[int(c) for c in data["classes"]],
+            maps=torch.tensor(data["maps"], dtype=dtype),
+            values=torch.tensor(data["values"], dtype=dtype),
+            table=PowerTable.from_dict(data["table"]),
+            scoring=ScoringSettings.from_dict(data.get("scoring", {})),
+            settings=ScanSettings.from_dict(data.get("settings", {})),
+            recovery=TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+            seed=int(data.get("seed", 0)),
+            trigger_maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
+            trigger_values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
+            trigger_jaccard=data.get("trigger_jaccard"),
+            jaccard_class=data.get("jaccard_class"),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def to_json(self, path: Union[str, os.PathLike]) -> None:
+        """Write :meth:`to_dict` as JSON, atomically; the folder is created if needed.
+
+        Args:
+            path: the file to write.
+        """
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: Union[str, os.PathLike]) -> ScanResult:
+        """Read a result written by :meth:`to_json`.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The :class:`ScanResult`.
+        """
+        with open(path, encoding="utf-8") as stream:
+            return cls.from_dict(json.load(stream))
+

@@ -1,0 +1,256 @@
+"""Settings of the backdoor searches: frozen, validated on creation, changed with ``.replace``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Type, TypeVar, Union
+
+from .._utils import check_choice, check_positive_float, check_positive_int
+from ._checks import check_budget, check_number
+
+VALUE_MODES = ("learned", "canvas")
+INITS = ("image", "grey")
+SCORES = ("power_auc", "min_k", "power_at_k", "mask_l1")
+
+_S = TypeVar("_S", bound="_Settings")
+
+
+class _Settings:
+    """``replace``, ``to_dict`` and ``from_dict`` for the frozen settings dataclasses below."""
+
+    def replace(self: _S, **changes: Any) -> _S:
+        """A copy with some fields changed (and checked again), e.g. ``settings.replace(steps=60)``."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields as a plain, JSON-ready dict."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: Type[_S], data: Dict[str, Any]) -> _S:
+        """Settings from :meth:`to_dict`'s output (missing fields take their defaults).
+
+        Raises:
+            TypeError: an unknown field.
+            ValueError: a field that fails its check.
+        """
+        return cls(**data)
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}.")
+
+
+@dataclass(frozen=True)
+class ScanSettings(_Settings):
+    """Settings of the pattern search of :func:`~captum_classpattern.backdoor.scan`.
+
+    Every field is checked when the settings are created (or changed with :meth:`replace`);
+    a bad value raises a ``ValueError`` or ``TypeError`` naming the field. How the searched
+    patterns are scored is set by :class:`ScoringSettings`.
+
+    Attributes:
+        values: ``"learned"`` (default: the pasted values are optimised with the map) or
+            ``"canvas"`` (the paper's search: values copied from a clean canvas).
+        init: the starting values: ``"grey"`` (default: 0.5 everywhere; only with
+            ``values="learned"``) or ``"image"`` (the class's most confidently classified
+            image).
+        steps: optimisation steps, all classes stepping together (default 150).
+        batch_size: other-class images per class per step (default 24).
+        step_size: signed step on the map (default 0.05).
+        value_step: signed step on the values with ``values="learned"`` (default 0.05).
+        alpha: weight of the cross-entropy; ``1 - alpha`` weighs the map's size (default 0.2).
+        harden: share of the steps, at the end, in which the composite uses the binarised
+            map, so that the searched composite is a real top-k stamp (default 0.5; 0 keeps
+            the map soft throughout).
+
+    Example:
+        >>> quick = ScanSettings(steps=60)
+        >>> result = scan(model, images, labels, quick.replace(init="image"))
+    """
+
+    values: str = "learned"
+    init: str = "grey"
+    steps: int = 150
+    batch_size: int = 24
+    step_size: float = 0.05
+    value_step: float = 0.05
+    alpha: float = 0.2
+    harden: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_choice(self.values, VALUE_MODES, "values")
+        check_choice(self.init, INITS, "init")
+        if self.values == "canvas" and self.init == "grey":
+            raise ValueError("a fixed grey canvas carries no class information: use init='image' with values='canvas'.")
+        for name in ("steps", "batch_size"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("step_size", "value_step"):
+            check_positive_float(getattr(self, name), name)
+        check_number(self.alpha, "alpha", 0.0, 1.0)
+        check_number(self.harden, "harden", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ScoringSettings(_Settings):
+    """How :func:`~captum_classpattern.backdoor.scan` measures and scores the searched patterns, and flags classes.
+
+    Each class's top-k patterns are stamped on held-out images of the other classes; the
+    share classified as the class is the pattern's predictive power. The score turns the
+    powers (or the map) into one number per class, and classes whose score is a one-sided
+    outlier of the MAD anomaly index are flagged.
+    :meth:`~captum_classpattern.backdoor.ScanResult.rescore` scores a finished scan again.
+
+    Attributes:
+        score: how a class is scored (default ``"power_auc"``): ``"power_auc"`` (mean
+            log-odds of the predictive power of the top-k patterns over sizes 1 to
+            ``auc_k`` pixels; high is suspicious), ``"min_k"`` (smallest size whose power
+            reaches ``power_threshold``, log scale; low is suspicious), ``"power_at_k"``
+            (power at size ``k``; high is suspicious) or ``"mask_l1"`` (L1 norm of the
+            learned map, log scale; low is suspicious).
+        power_threshold: the power ``"min_k"`` and the recovered patterns ask for (default 0.8).
+        k: the pattern size of ``"power_at_k"``: pixels, or a fraction of the image
+            (default 0.02).
+        auc_k: the largest pattern size ``"power_auc"`` averages over: pixels, a fraction
+            of the image, or ``"median"`` (default): the median over the classes of the
+            smallest size whose power reaches 0.5, where a typical class starts to flip
+            images.
+        max_fraction: the largest pattern size evaluated, as a fraction of the image
+            (default 1.0).
+        max_eval: at most this many held-out images per class measure the power (default 300).
+        threshold: the anomaly-index threshold for flagging, as in Neural Cleanse (default 2.0).
+        full_table: measure the power of every size for every class (slower; default
+            ``False``); needed to rescore with scores that use large sizes.
+
+    Example:
+        >>> scan(model, images, labels, scoring=ScoringSettings(score="min_k", max_eval=150))
+    """
+
+    score: str = "power_auc"
+    power_threshold: float = 0.8
+    k: Union[int, float] = 0.02
+    auc_k: Union[int, float, str] = "median"
+    max_fraction: float = 1.0
+    max_eval: int = 300
+    threshold: float = 2.0
+    full_table: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice(self.score, SCORES, "score")
+        check_number(self.power_threshold, "power_threshold", 0.0, 1.0, low_open=True)
+        check_budget(self.k, "k")
+        if self.auc_k != "median":
+            check_budget(self.auc_k, "auc_k")
+        check_number(self.max_fraction, "max_fraction", 0.0, 1.0, low_open=True)
+        check_positive_int(self.max_eval, "max_eval")
+        check_positive_float(self.threshold, "threshold")
+        _check_bool(self.full_table, "full_table")
+
+
+@dataclass(frozen=True)
+class TriggerRecoverySettings(_Settings):
+    """Settings of the second search :func:`~captum_classpattern.backdoor.scan` runs for each flagged class.
+
+    The detection search stops at the fewest pixels that work; this search recovers the
+    trigger as one compact region by adding the map's total variation to its size
+    penalty. It runs with the detection search's steps, batch size, step sizes and
+    ``harden`` (:class:`ScanSettings`), only with ``values="learned"``.
+
+    Attributes:
+        smoothness: the multiple of the map's total variation added to its size penalty
+            (default 2.0); 0 skips the second search.
+        alpha: the weight of the cross-entropy in this search (default 0.5); a larger
+            value than the detection search's keeps pushing the region to where the model
+            responds most once it already works.
+
+    Example:
+        >>> scan(model, images, labels, recovery=TriggerRecoverySettings(smoothness=0.0))  # no second search
+    """
+
+    smoothness: float = 2.0
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_number(self.smoothness, "smoothness", 0.0, math.inf, high_open=True)
+        check_number(self.alpha, "alpha", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SuspicionSettings(_Settings):
+    """Settings of :func:`~captum_classpattern.backdoor.suspicion_scores`.
+
+    Attributes:
+        k: the pattern size: pixels, or a fraction of the image (default 0.015: 4 of 256
+            pixels, a part of a 3 x 3 trigger, too few for a clean image to flip most
+            others).
+        threshold: images whose score (a predictive power) reaches this are flagged; in
+            (0, 1] (default 0.8).
+        steps: search steps per canvas (default 10; a trigger is found fast).
+        step_size: the first signed step on the map, annealed to a tenth of it (default 0.1).
+        batch_size: reference images per canvas per step (default 8).
+        chunk: canvases searched per batched call, which bounds memory (default 128).
+        max_reference: reference images per class the power is measured on, a seeded
+            random subset that bounds the cost (default 128).
+
+    Example:
+        >>> suspicion_scores(model, images, labels, SuspicionSettings(k=9, threshold=0.9))
+    """
+
+    k: Union[int, float] = 0.015
+    threshold: float = 0.8
+    steps: int = 10
+    step_size: float = 0.1
+    batch_size: int = 8
+    chunk: int = 128
+    max_reference: int = 128
+
+    def __post_init__(self) -> None:
+        check_budget(self.k, "k")
+        check_number(self.threshold, "threshold", 0.0, 1.0, low_open=True)
+        for name in ("steps", "batch_size", "chunk", "max_reference"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_float(self.step_size, "step_size")
+
+
+@dataclass(frozen=True)
+class NeuralCleanseSettings(_Settings):
+    """Settings of :func:`~captum_classpattern.backdoor.neural_cleanse` (the authors' values by default).
+
+    Attributes:
+        steps: optimisation steps, all classes stepping together (default 300).
+        steps_per_epoch: steps per "epoch", the unit over which the attack success is
+            averaged and ``lambda`` adjusted (default 10).
+        batch_size: other-class images per class per step (default 32).
+        lr: Adam's learning rate (default 0.1).
+        init_cost: the first non-zero ``lambda`` (default 1e-3).
+        cost_multiplier: ``lambda`` is multiplied by this to go up and divided by its power
+            1.5 to go down; above 1 (default 1.5).
+        patience: epochs of success (or failure) before ``lambda`` moves (default 5).
+        success_threshold: the attack success a mask must reach to be kept, in (0, 1]
+            (default 0.99).
+        threshold: the anomaly-index threshold for flagging (default 2.0).
+
+    Example:
+        >>> neural_cleanse(model, images, labels, NeuralCleanseSettings(steps=150))
+    """
+
+    steps: int = 300
+    steps_per_epoch: int = 10
+    batch_size: int = 32
+    lr: float = 0.1
+    init_cost: float = 1e-3
+    cost_multiplier: float = 1.5
+    patience: int = 5
+    success_threshold: float = 0.99
+    threshold: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "steps_per_epoch", "batch_size", "patience"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("lr", "init_cost", "threshold"):
+            check_positive_float(getattr(self, name), name)
+        check_number(self.cost_multiplier, "cost_multiplier", 1.0, math.inf, low_open=True)
+        check_number(self.success_threshold, "success_threshold", 0.0, 1.0, low_open=True)
