@@ -26,6 +26,7 @@ Usage::
     python benchmarks/bench_backdoor.py --quick    # 3 models, under 2 minutes
     python benchmarks/bench_backdoor.py --variants # design comparison
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,14 @@ def train_model(data, kind: str, target: int, seed: int, epochs: int, arch: str 
     model = ARCHITECTURES[arch](images.shape[-1])
     started = time.perf_counter()
     train_classifier(model, images, labels, epochs=epochs, seed=seed)
-    return {"model": model, "images": images, "labels": labels, "poisoned": poisoned, "trigger": trigger,
-            "train_seconds": time.perf_counter() - started}
+    return {
+        "model": model,
+        "images": images,
+        "labels": labels,
+        "poisoned": poisoned,
+        "trigger": trigger,
+        "train_seconds": time.perf_counter() - started,
+    }
 
 
 def top_pixels_inside(scores: torch.Tensor, true_mask: torch.Tensor, k: int = 3) -> float:
@@ -105,8 +112,10 @@ def run_main(args) -> Dict:
     true_mask = PatchTrigger().mask(args.size, args.size)
     rows = []
     started = time.perf_counter()
-    header = (f"{'model':<16}{'CA':>6}{'ASR':>6}{'RA':>6} | {'scan flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | "
-              f"{'NC flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | {'prec':>5}{'rec':>6}{'J_tr':>6}{'s':>6}")
+    header = (
+        f"{'model':<16}{'CA':>6}{'ASR':>6}{'RA':>6} | {'scan flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | "
+        f"{'NC flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | {'prec':>5}{'rec':>6}{'J_tr':>6}{'s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for kind, target, seed in model_plan(args.quick, args.seeds, args.clean_seeds, args.targets):
@@ -119,56 +128,91 @@ def run_main(args) -> Dict:
             metrics = backdoor_metrics(model, data.eval.images, data.eval.labels, bundle["trigger"], target)
             row.update(metrics.to_dict())
         patch = kind == "patch"
-        result = scan(model, data.search.images, data.search.labels, ScanSettings(steps=args.scan_steps),
-                      eval_images=data.eval.images, eval_labels=data.eval.labels,
-                      trigger_mask=true_mask if patch else None, trigger_target=target if patch else None, seed=0)
-        row["scan"] = {"flagged": result.flagged, "scores": [round(s, 2) for s in result.scores],
-                       "pattern_sizes": [p.k for p in result.patterns],
-                       "powers": [round(p, 3) for p in result.powers],
-                       "anomaly_index": [round(a, 2) for a in result.anomaly_index],
-                       "target_index": None if target is None else round(result.anomaly_index[target], 2),
-                       "jaccard": result.trigger_jaccard, "seconds": round(result.seconds, 2),
-                       "jaccard_search": result.jaccard(true_mask, target, source="search") if patch else None,
-                       "trigger_classes": sorted(result.trigger_maps),
-                       "top3_inside": top_pixels_inside(result.trigger_maps.get(target, result.maps[target]), true_mask)
-                       if patch else None}
-        nc = neural_cleanse(model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=args.nc_steps),
-                            trigger_mask=true_mask if patch else None, trigger_target=target if patch else None, seed=0)
-        row["nc"] = {"flagged": nc.flagged, "norms": [round(n, 2) for n in nc.norms],
-                     "anomaly_index": [round(a, 2) for a in nc.anomaly_index],
-                     "target_index": None if target is None else round(nc.anomaly_index[target], 2),
-                     "jaccard": nc.trigger_jaccard, "seconds": round(nc.seconds, 2),
-                     "top3_inside": top_pixels_inside(nc.masks[target], true_mask) if patch else None}
+        result = scan(
+            model,
+            data.search.images,
+            data.search.labels,
+            ScanSettings(steps=args.scan_steps),
+            eval_images=data.eval.images,
+            eval_labels=data.eval.labels,
+            trigger_mask=true_mask if patch else None,
+            trigger_target=target if patch else None,
+            seed=0,
+        )
+        row["scan"] = {
+            "flagged": result.flagged,
+            "scores": [round(s, 2) for s in result.scores],
+            "pattern_sizes": [p.k for p in result.patterns],
+            "powers": [round(p, 3) for p in result.powers],
+            "anomaly_index": [round(a, 2) for a in result.anomaly_index],
+            "target_index": None if target is None else round(result.anomaly_index[target], 2),
+            "jaccard": result.trigger_jaccard,
+            "seconds": round(result.seconds, 2),
+            "jaccard_search": result.jaccard(true_mask, target, source="search") if patch else None,
+            "trigger_classes": sorted(result.trigger_maps),
+            "top3_inside": top_pixels_inside(result.trigger_maps.get(target, result.maps[target]), true_mask)
+            if patch
+            else None,
+        }
+        nc = neural_cleanse(
+            model,
+            data.search.images,
+            data.search.labels,
+            NeuralCleanseSettings(steps=args.nc_steps),
+            trigger_mask=true_mask if patch else None,
+            trigger_target=target if patch else None,
+            seed=0,
+        )
+        row["nc"] = {
+            "flagged": nc.flagged,
+            "norms": [round(n, 2) for n in nc.norms],
+            "anomaly_index": [round(a, 2) for a in nc.anomaly_index],
+            "target_index": None if target is None else round(nc.anomaly_index[target], 2),
+            "jaccard": nc.trigger_jaccard,
+            "seconds": round(nc.seconds, 2),
+            "top3_inside": top_pixels_inside(nc.masks[target], true_mask) if patch else None,
+        }
         if kind != "clean":
-            sus = suspicion_scores(model, bundle["images"], bundle["labels"],
-                                   SuspicionSettings(steps=args.suspicion_steps), seed=0)
+            sus = suspicion_scores(
+                model, bundle["images"], bundle["labels"], SuspicionSettings(steps=args.suspicion_steps), seed=0
+            )
             precision, recall = sus.precision_recall(bundle["poisoned"])
             train_j = None
             if patch and sus.flagged.numel():
                 train_j = trigger_jaccard(sus.recovered_trigger(int(true_mask.sum())), true_mask)
-            row["suspicion"] = {"precision": round(precision, 4), "recall": round(recall, 4),
-                                "flagged": int(sus.flagged.numel()), "poisoned": int(bundle["poisoned"].numel()),
-                                "train_jaccard": train_j, "seconds": round(sus.seconds, 2)}
+            row["suspicion"] = {
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                "flagged": int(sus.flagged.numel()),
+                "poisoned": int(bundle["poisoned"].numel()),
+                "train_jaccard": train_j,
+                "seconds": round(sus.seconds, 2),
+            }
         rows.append(row)
         name = f"{kind}{'' if target is None else '/t' + str(target)}/s{seed}"
         sus_row = row.get("suspicion", {})
-        print(f"{name:<16}{row['clean_accuracy']:>6.3f}{fmt(row.get('attack_success_rate'), '.3f'):>6}"
-              f"{fmt(row.get('robust_accuracy'), '.3f'):>6} | "
-              f"{str(row['scan']['flagged']):<12}{fmt(row['scan']['target_index'], '.1f'):>7}"
-              f"{fmt(row['scan']['jaccard']):>6}{fmt(row['scan']['top3_inside'], '.2f'):>5}"
-              f"{row['scan']['seconds']:>6.1f} | "
-              f"{str(row['nc']['flagged']):<12}{fmt(row['nc']['target_index'], '.1f'):>7}"
-              f"{fmt(row['nc']['jaccard']):>6}{fmt(row['nc']['top3_inside'], '.2f'):>5}{row['nc']['seconds']:>6.1f} | "
-              f"{fmt(sus_row.get('precision'), '.2f'):>5}{fmt(sus_row.get('recall'), '.2f'):>6}"
-              f"{fmt(sus_row.get('train_jaccard')):>6}{fmt(sus_row.get('seconds'), '.1f'):>6}", flush=True)
+        print(
+            f"{name:<16}{row['clean_accuracy']:>6.3f}{fmt(row.get('attack_success_rate'), '.3f'):>6}"
+            f"{fmt(row.get('robust_accuracy'), '.3f'):>6} | "
+            f"{str(row['scan']['flagged']):<12}{fmt(row['scan']['target_index'], '.1f'):>7}"
+            f"{fmt(row['scan']['jaccard']):>6}{fmt(row['scan']['top3_inside'], '.2f'):>5}"
+            f"{row['scan']['seconds']:>6.1f} | "
+            f"{str(row['nc']['flagged']):<12}{fmt(row['nc']['target_index'], '.1f'):>7}"
+            f"{fmt(row['nc']['jaccard']):>6}{fmt(row['nc']['top3_inside'], '.2f'):>5}{row['nc']['seconds']:>6.1f} | "
+            f"{fmt(sus_row.get('precision'), '.2f'):>5}{fmt(sus_row.get('recall'), '.2f'):>6}"
+            f"{fmt(sus_row.get('train_jaccard')):>6}{fmt(sus_row.get('seconds'), '.1f'):>6}",
+            flush=True,
+        )
     natural = [(r, c) for r in rows for c in r["scan"]["flagged"] if c != r["target"]]
     if natural:
         print("\nflagged classes that are not an injected target (the smallest pattern reaching power 0.8):")
         for r, c in natural:
             name = f"{r['kind']}{'' if r['target'] is None else '/t' + str(r['target'])}/s{r['seed']}"
-            print(f"  {name:<14} class {c}: {r['scan']['pattern_sizes'][c]} pixels flip "
-                  f"{r['scan']['powers'][c]:.0%} of held-out images of other classes (anomaly index "
-                  f"{r['scan']['anomaly_index'][c]:.1f})")
+            print(
+                f"  {name:<14} class {c}: {r['scan']['pattern_sizes'][c]} pixels flip "
+                f"{r['scan']['powers'][c]:.0%} of held-out images of other classes (anomaly index "
+                f"{r['scan']['anomaly_index'][c]:.1f})"
+            )
     return summarise(rows, time.perf_counter() - started, args)
 
 
@@ -181,11 +225,17 @@ def summarise(rows: List[Dict], seconds: float, args) -> Dict:
     attacked = [r for r in rows if r["kind"] != "clean"]
     clean_ca = statistics.mean(r["clean_accuracy"] for r in clean) if clean else None
     summary = {
-        "bench": "backdoor", "quick": args.quick, "arch": args.arch, "size": args.size, "models": len(rows),
-        "clean_models": len(clean), "backdoored_models": len(attacked),
+        "bench": "backdoor",
+        "quick": args.quick,
+        "arch": args.arch,
+        "size": args.size,
+        "models": len(rows),
+        "clean_models": len(clean),
+        "backdoored_models": len(attacked),
         "clean_accuracy_clean_models": None if clean_ca is None else round(clean_ca, 4),
-        "max_ca_drop": None if clean_ca is None or not attacked else
-        round(max(clean_ca - r["clean_accuracy"] for r in attacked), 4),
+        "max_ca_drop": None
+        if clean_ca is None or not attacked
+        else round(max(clean_ca - r["clean_accuracy"] for r in attacked), 4),
         "min_asr": None if not attacked else round(min(r["attack_success_rate"] for r in attacked), 4),
     }
     for method in ("scan", "nc"):
@@ -197,9 +247,11 @@ def summarise(rows: List[Dict], seconds: float, args) -> Dict:
             group = [r for r in attacked if r["kind"] == kind]
             jaccards = [r[method]["jaccard"] for r in group if r[method]["jaccard"] is not None]
             inside = [r[method]["top3_inside"] for r in group if r[method]["top3_inside"] is not None]
-            by_kind[kind] = {"detected": _rate(sum(r["target"] in r[method]["flagged"] for r in group), len(group)),
-                             "mean_jaccard": None if not jaccards else round(float(np.mean(jaccards)), 4),
-                             "mean_top3_inside": None if not inside else round(float(np.mean(inside)), 4)}
+            by_kind[kind] = {
+                "detected": _rate(sum(r["target"] in r[method]["flagged"] for r in group), len(group)),
+                "mean_jaccard": None if not jaccards else round(float(np.mean(jaccards)), 4),
+                "mean_top3_inside": None if not inside else round(float(np.mean(inside)), 4),
+            }
         summary[method] = {
             "detection_rate": _rate(detected, len(attacked)),
             "clean_false_alarm_rate": _rate(false_clean, len(clean)),
@@ -258,23 +310,47 @@ def run_variants(args) -> Dict:
     for kind, target, seed in plan:
         bundle = train_model(data, kind, 0 if target is None else target, seed, args.epochs, args.arch)
         for variant, options in VARIANTS.items():
-            base = scan(bundle["model"], data.search.images, data.search.labels,
-                        ScanSettings(steps=args.scan_steps).replace(**options),
-                        scoring=ScoringSettings(full_table=True), eval_images=data.eval.images,
-                        eval_labels=data.eval.labels, seed=0)
+            base = scan(
+                bundle["model"],
+                data.search.images,
+                data.search.labels,
+                ScanSettings(steps=args.scan_steps).replace(**options),
+                scoring=ScoringSettings(full_table=True),
+                eval_images=data.eval.images,
+                eval_labels=data.eval.labels,
+                seed=0,
+            )
             seconds[variant].append(base.seconds)
-            dump.append({"kind": kind, "target": target, "seed": seed, "variant": variant, "ks": base.table.ks,
-                         "power_table": base.table.powers.tolist(), "l1": base.maps.sum((1, 2)).tolist(),
-                         "jaccard": base.jaccard(true_mask, target) if kind == "patch" else None,
-                         "seconds": base.seconds})
+            dump.append(
+                {
+                    "kind": kind,
+                    "target": target,
+                    "seed": seed,
+                    "variant": variant,
+                    "ks": base.table.ks,
+                    "power_table": base.table.powers.tolist(),
+                    "l1": base.maps.sum((1, 2)).tolist(),
+                    "jaccard": base.jaccard(true_mask, target) if kind == "patch" else None,
+                    "seconds": base.seconds,
+                }
+            )
             for name, scoring in SCORINGS.items():
                 result = base.rescore(**scoring)
                 jaccard = result.jaccard(true_mask, target) if kind == "patch" else None
-                records[(variant, name)].append({
-                    "kind": kind, "target": target, "flagged": result.flagged,
-                    "target_index": None if target is None else result.anomaly_index[target], "jaccard": jaccard})
-            print(f"{kind}/t{target}/s{seed} {variant}: " + ", ".join(
-                f"{n}={records[(variant, n)][-1]['flagged']}" for n in SCORINGS), flush=True)
+                records[(variant, name)].append(
+                    {
+                        "kind": kind,
+                        "target": target,
+                        "flagged": result.flagged,
+                        "target_index": None if target is None else result.anomaly_index[target],
+                        "jaccard": jaccard,
+                    }
+                )
+            print(
+                f"{kind}/t{target}/s{seed} {variant}: "
+                + ", ".join(f"{n}={records[(variant, n)][-1]['flagged']}" for n in SCORINGS),
+                flush=True,
+            )
     if args.dump:
         with open(args.dump, "w") as stream:
             json.dump(dump, stream)
@@ -289,16 +365,29 @@ def run_variants(args) -> Dict:
         extra = sum(len([c for c in r["flagged"] if c != r["target"]]) for r in attacked)
         median_index = float(np.median([r["target_index"] for r in attacked])) if attacked else None
         jaccards = [r["jaccard"] for r in attacked if r["jaccard"] is not None]
-        entry = {"variant": variant, "score": name, "detected": f"{detected}/{len(attacked)}",
-                 "clean_false_alarms": f"{false_alarm}/{len(clean)}", "extra_flags": extra,
-                 "median_target_index": None if median_index is None else round(median_index, 2),
-                 "patch_jaccard": None if not jaccards else round(float(np.mean(jaccards)), 3),
-                 "mean_seconds": round(float(np.mean(seconds[variant])), 2)}
+        entry = {
+            "variant": variant,
+            "score": name,
+            "detected": f"{detected}/{len(attacked)}",
+            "clean_false_alarms": f"{false_alarm}/{len(clean)}",
+            "extra_flags": extra,
+            "median_target_index": None if median_index is None else round(median_index, 2),
+            "patch_jaccard": None if not jaccards else round(float(np.mean(jaccards)), 3),
+            "mean_seconds": round(float(np.mean(seconds[variant])), 2),
+        }
         table.append(entry)
-        print(f"{variant:<22}{name:<11}{entry['detected']:>8}{entry['clean_false_alarms']:>10}{extra:>7}"
-              f"{fmt(median_index, '.1f'):>9}{fmt(entry['patch_jaccard'], '.2f'):>9}")
-    return {"bench": "backdoor_variants", "arch": args.arch, "size": args.size, "models": len(plan), "rows": table,
-            "total_seconds": round(time.perf_counter() - started, 1)}
+        print(
+            f"{variant:<22}{name:<11}{entry['detected']:>8}{entry['clean_false_alarms']:>10}{extra:>7}"
+            f"{fmt(median_index, '.1f'):>9}{fmt(entry['patch_jaccard'], '.2f'):>9}"
+        )
+    return {
+        "bench": "backdoor_variants",
+        "arch": args.arch,
+        "size": args.size,
+        "models": len(plan),
+        "rows": table,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main(argv=None) -> int:
@@ -308,8 +397,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=16, help="digits image side (16 or 32)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of backdoored models")
     parser.add_argument("--clean-seeds", type=int, nargs="+", default=list(range(10)), help="seeds of clean models")
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="spatial",
-                        help="spatial: SpatialCNN (linear head on the feature map); gap: SmallCNN (global pooling)")
+    parser.add_argument(
+        "--arch",
+        choices=sorted(ARCHITECTURES),
+        default="spatial",
+        help="spatial: SpatialCNN (linear head on the feature map); gap: SmallCNN (global pooling)",
+    )
     parser.add_argument("--targets", type=int, nargs="+", default=[0, 5], help="backdoor target classes")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--dump", help="with --variants: write every search's raw powers to this JSON file")
@@ -328,8 +421,10 @@ def main(argv=None) -> int:
         print()
         for method, label in (("scan", "class-pattern scan"), ("nc", "Neural Cleanse")):
             s = summary[method]
-            print(f"{label:<20} detected {s['detection_rate']}  clean false alarms {s['clean_false_alarm_rate']}  "
-                  f"extra flags {s['extra_flags_on_backdoored']}  mean {s['mean_seconds']} s")
+            print(
+                f"{label:<20} detected {s['detection_rate']}  clean false alarms {s['clean_false_alarm_rate']}  "
+                f"extra flags {s['extra_flags_on_backdoored']}  mean {s['mean_seconds']} s"
+            )
     print(json.dumps(summary))
     return 0
 

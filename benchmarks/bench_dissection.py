@@ -23,6 +23,7 @@ Usage::
 
 The last line printed is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,16 +123,23 @@ def _estimate_errors(images: int, device: str, threads: int) -> list:
     exact = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=True), batch_size=BATCH).thresholds
     rows = []
     for passes in (1, 2, 3):
-        result = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=False, max_exact_values=0, max_refine_passes=passes),
-                         batch_size=BATCH)
+        result = dissect(
+            model,
+            "4",
+            data,
+            threshold_settings=ThresholdSettings(exact=False, max_exact_values=0, max_refine_passes=passes),
+            batch_size=BATCH,
+        )
         error = np.abs(result.thresholds - exact)
-        rows.append({
-            "refine_passes": passes,
-            "max_abs_error": float(error.max()),
-            "max_relative_error": float((error / np.maximum(np.abs(exact), 1e-12)).max()),
-            "max_reported_bound": float(result.threshold_errors.max()),
-            "within_bound": bool((error <= result.threshold_errors).all()),
-        })
+        rows.append(
+            {
+                "refine_passes": passes,
+                "max_abs_error": float(error.max()),
+                "max_relative_error": float((error / np.maximum(np.abs(exact), 1e-12)).max()),
+                "max_reported_bound": float(result.threshold_errors.max()),
+                "within_bound": bool((error <= result.threshold_errors).all()),
+            }
+        )
     return rows
 
 
@@ -140,9 +148,21 @@ def _model(device: str):
     from torch import nn
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, UNITS, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(UNITS, 10)).to(device).eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, UNITS, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(UNITS, 10),
+        )
+        .to(device)
+        .eval()
+    )
 
 
 def main() -> None:
@@ -162,37 +182,65 @@ def main() -> None:
     runs = []
     for mode in args.modes.split(","):
         for images in (args.images, 10 * args.images):
-            command = [sys.executable, __file__, "--child", str(images), mode, "--device", args.device,
-                       "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(images),
+                mode,
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+            ]
             # A fixed mmap threshold makes glibc return freed large blocks at once, so the RSS
             # follows live memory instead of the heap glibc keeps for reuse.
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
             output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
             runs.append(json.loads(output.strip().splitlines()[-1]))
-            print(f"{mode:>8} {images:>6} images: peak +{runs[-1]['peak_rss_increase_mib']:8.1f} MiB, "
-                  f"{runs[-1]['seconds']:6.1f} s, activations {runs[-1]['activation_mib']:8.1f} MiB", flush=True)
-    command = [sys.executable, __file__, "--child", str(args.images), "estimate", "--device", args.device,
-               "--threads", str(args.threads)]
+            print(
+                f"{mode:>8} {images:>6} images: peak +{runs[-1]['peak_rss_increase_mib']:8.1f} MiB, "
+                f"{runs[-1]['seconds']:6.1f} s, activations {runs[-1]['activation_mib']:8.1f} MiB",
+                flush=True,
+            )
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(args.images),
+        "estimate",
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+    ]
     estimate = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     for row in estimate:
-        print(f"estimate after {row['refine_passes']} refinement pass(es): max error {row['max_abs_error']:.3g} "
-              f"(bound {row['max_reported_bound']:.3g})", flush=True)
+        print(
+            f"estimate after {row['refine_passes']} refinement pass(es): max error {row['max_abs_error']:.3g} "
+            f"(bound {row['max_reported_bound']:.3g})",
+            flush=True,
+        )
     ratios = {}
     for mode in args.modes.split(","):
         small, large = [r for r in runs if r["mode"] == mode]
         ratios[mode] = round(large["peak_rss_increase_mib"] / max(small["peak_rss_increase_mib"], 1e-9), 2)
-    print(json.dumps({
-        "benchmark": "dissection_memory",
-        "device": args.device,
-        "threads": args.threads,
-        "units": UNITS,
-        "mask_size": [MASK, MASK],
-        "batch_size": BATCH,
-        "max_exact_values": 2**24,
-        "runs": runs,
-        "peak_ratio_10x_over_1x": ratios,
-        "estimate_error_without_collect_pass": estimate,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "dissection_memory",
+                "device": args.device,
+                "threads": args.threads,
+                "units": UNITS,
+                "mask_size": [MASK, MASK],
+                "batch_size": BATCH,
+                "max_exact_values": 2**24,
+                "runs": runs,
+                "peak_ratio_10x_over_1x": ratios,
+                "estimate_error_without_collect_pass": estimate,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ cores of an otherwise idle machine.
 
 The last line printed is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,16 @@ def run_paper(model, data, canvases):
     maps, images = [], 0
     start = time.perf_counter()
     for i, c in enumerate(CLASSES):
-        maps.append(explainer.attribute(canvases[i:i + 1], target=c, baselines=data.search.images,
-                                        baseline_labels=data.search.labels, schedule=PAPER_SCHEDULE, seed=SEED))
+        maps.append(
+            explainer.attribute(
+                canvases[i : i + 1],
+                target=c,
+                baselines=data.search.images,
+                baseline_labels=data.search.labels,
+                schedule=PAPER_SCHEDULE,
+                seed=SEED,
+            )
+        )
         images += explainer.last_stats.images_forwarded
     return time.perf_counter() - start, images, torch.cat(maps)
 
@@ -103,8 +112,14 @@ def run_default(model, data, canvases):
     """The default schedule, all classes in one call: ``(seconds, images, maps, loop images/s)``."""
     explainer = ClassPattern(model)
     start = time.perf_counter()
-    maps = explainer.attribute(canvases, target=CLASSES, baselines=data.search.images,
-                               baseline_labels=data.search.labels, schedule=DEFAULT_SCHEDULE, seed=SEED)
+    maps = explainer.attribute(
+        canvases,
+        target=CLASSES,
+        baselines=data.search.images,
+        baseline_labels=data.search.labels,
+        schedule=DEFAULT_SCHEDULE,
+        seed=SEED,
+    )
     seconds = time.perf_counter() - start
     return seconds, explainer.last_stats.images_forwarded, maps, explainer.last_stats.images_per_second
 
@@ -129,11 +144,19 @@ def _memory_child(scale: int, schedule_name: str) -> None:
     before = _status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as stream:
         stream.write("5")  # resets VmHWM, the peak resident set, to the current resident set
-    ClassPattern(model).attribute(canvases, target=CLASSES, baselines=images, baseline_labels=labels,
-                                  schedule=schedule, seed=SEED)
+    ClassPattern(model).attribute(
+        canvases, target=CLASSES, baselines=images, baseline_labels=labels, schedule=schedule, seed=SEED
+    )
     peak = _status_kb("VmHWM")
-    print(json.dumps({"search_peak_mb": (peak - before) / 1024, "process_peak_mb": peak / 1024,
-                      "search_set_mb": images.numel() * images.element_size() / 2**20}))
+    print(
+        json.dumps(
+            {
+                "search_peak_mb": (peak - before) / 1024,
+                "process_peak_mb": peak / 1024,
+                "search_set_mb": images.numel() * images.element_size() / 2**20,
+            }
+        )
+    )
 
 
 def _status_kb(key: str) -> int:
@@ -147,8 +170,16 @@ def _status_kb(key: str) -> int:
 def measure_memory(scale: int, schedule_name: str, threads: int) -> dict:
     """Run :func:`_memory_child` in a fresh interpreter and return its numbers."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    command = [sys.executable, os.path.abspath(__file__), "--memory-child", str(scale),
-               "--memory-schedule", schedule_name, "--threads", str(threads)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        str(scale),
+        "--memory-schedule",
+        schedule_name,
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -157,22 +188,36 @@ def _settings_speed(model, data, canvases, rounds: int) -> dict:
     """Best wall time of the default search with the optional GPU settings, here on the CPU."""
     best = {}
     for _ in range(rounds):
-        for name, settings in (("fp32", {}), ("bf16_autocast", {"autocast_dtype": torch.bfloat16}),
-                               ("channels_last", {"channels_last": True})):
+        for name, settings in (
+            ("fp32", {}),
+            ("bf16_autocast", {"autocast_dtype": torch.bfloat16}),
+            ("channels_last", {"channels_last": True}),
+        ):
             explainer = ClassPattern(model)
-            explainer.attribute(canvases, target=CLASSES, baselines=data.search.images,
-                                baseline_labels=data.search.labels, seed=SEED, **settings)
+            explainer.attribute(
+                canvases,
+                target=CLASSES,
+                baselines=data.search.images,
+                baseline_labels=data.search.labels,
+                seed=SEED,
+                **settings,
+            )
             best[name] = min(best.get(name, float("inf")), explainer.last_stats.seconds)
     return {f"cpu_loop_seconds_{name}": round(seconds, 3) for name, seconds in best.items()}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats, the default schedule's memory only (well under a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats, the default schedule's memory only (well under a minute)"
+    )
     parser.add_argument("--repeats", type=int, help="paper/default timing rounds (default 3, or 2 with --quick)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help=f"torch threads (default 1, robust on a shared machine; this one has {os.cpu_count()})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help=f"torch threads (default 1, robust on a shared machine; this one has {os.cpu_count()})",
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-schedule", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -247,18 +292,26 @@ def main(argv=None) -> int:
 
 
 def _print_table(result: dict, paper_times, default_times) -> None:
-    print(f"paper schedule, class by class: {result['paper_seconds']:.2f} s best "
-          f"({', '.join(f'{t:.2f}' for t in paper_times)}), {result['paper_images']} images, "
-          f"power {result['paper_power']:.3f}")
-    print(f"default schedule, batched:      {result['default_seconds']:.2f} s best "
-          f"({', '.join(f'{t:.2f}' for t in default_times)}), {result['default_images']} images, "
-          f"power {result['default_power']:.3f}")
+    print(
+        f"paper schedule, class by class: {result['paper_seconds']:.2f} s best "
+        f"({', '.join(f'{t:.2f}' for t in paper_times)}), {result['paper_images']} images, "
+        f"power {result['paper_power']:.3f}"
+    )
+    print(
+        f"default schedule, batched:      {result['default_seconds']:.2f} s best "
+        f"({', '.join(f'{t:.2f}' for t in default_times)}), {result['default_images']} images, "
+        f"power {result['default_power']:.3f}"
+    )
     print(f"speedup {result['speedup']:.1f}x, power ratio {result['power_ratio']:.3f}")
-    print(f"search loop {result['search_images_per_second']:.0f} images/s vs bare forward+backward "
-          f"{result['bare_images_per_second']:.0f} images/s at batch {result['throughput_batch']}: "
-          f"ratio {result['throughput_ratio']:.2f}")
-    print(f"search peak memory {result['peak_mb_1x']:.1f} MB (1x) vs {result['peak_mb_10x']:.1f} MB (10x); "
-          f"whole process {result['process_peak_mb_1x']:.0f} / {result['process_peak_mb_10x']:.0f} MB")
+    print(
+        f"search loop {result['search_images_per_second']:.0f} images/s vs bare forward+backward "
+        f"{result['bare_images_per_second']:.0f} images/s at batch {result['throughput_batch']}: "
+        f"ratio {result['throughput_ratio']:.2f}"
+    )
+    print(
+        f"search peak memory {result['peak_mb_1x']:.1f} MB (1x) vs {result['peak_mb_10x']:.1f} MB (10x); "
+        f"whole process {result['process_peak_mb_1x']:.0f} / {result['process_peak_mb_10x']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Build (offline, warnings are errors)::
 
 (what ``make docs`` runs).
 """
+
 from __future__ import annotations
 
 import os

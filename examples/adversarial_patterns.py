@@ -26,6 +26,7 @@ Run::
 Writes ``patterns.png`` (natural and adversarial patterns side by side, on light blue) and
 ``results.json`` to ``--out`` (default ``examples_output/adversarial_patterns``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,11 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options: ``--quick``, ``--out DIR`` and ``--seed``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 x 16 digits and short training (< 60 s)")
-    parser.add_argument("--out", default=os.path.join("examples_output", "adversarial_patterns"),
-                        help="folder for patterns.png and results.json")
+    parser.add_argument(
+        "--out",
+        default=os.path.join("examples_output", "adversarial_patterns"),
+        help="folder for patterns.png and results.json",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and the search")
-    parser.add_argument("--alpha", type=float, default=0.5,
-                        help="weight of the class loss in the search, for both models (default 0.5)")
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="weight of the class loss in the search, for both models (default 0.5)"
+    )
     return parser.parse_args(argv)
 
 
@@ -78,16 +83,30 @@ def train_twins(data, seed: int, epochs: int, attack_steps: int):
     natural = SmallCNN(1, 10, 16)
     robust = copy.deepcopy(natural)
     train_classifier(natural, data.train.images, data.train.labels, epochs=epochs, seed=seed)
-    adversarial_train(robust, data.train.images, data.train.labels, eps=EPS, step_size=STEP, steps=attack_steps,
-                      epochs=epochs, seed=seed)
+    adversarial_train(
+        robust,
+        data.train.images,
+        data.train.labels,
+        eps=EPS,
+        step_size=STEP,
+        steps=attack_steps,
+        epochs=epochs,
+        seed=seed,
+    )
     return natural.eval(), robust.eval()
 
 
 def patterns_of(model, data, canvases, seed: int, alpha: float):
     """The ten top-5% patterns of ``model`` on the given canvases, with their predictive power."""
     schedule = DEFAULT_SCHEDULE.replace(alpha=alpha)
-    maps = ClassPattern(model).attribute(canvases, target=list(range(10)), baselines=data.search.images,
-                                         baseline_labels=data.search.labels, seed=seed, schedule=schedule)
+    maps = ClassPattern(model).attribute(
+        canvases,
+        target=list(range(10)),
+        baselines=data.search.images,
+        baseline_labels=data.search.labels,
+        seed=seed,
+        schedule=schedule,
+    )
     # A collapsed map is reported below, per class, so top_k_pattern need not warn.
     patterns = [top_k_pattern(maps[c], canvases[c], K, warn_filler=False) for c in range(10)]
     powers = [predictive_power(model, p, data.eval.images, data.eval.labels, c) for c, p in enumerate(patterns)]
@@ -131,12 +150,16 @@ def main(argv=None) -> int:
     evaluation = data.eval.images[:200], data.eval.labels[:200]
     summary = {}
     for name, model in (("natural", natural), ("adversarial", robust)):
-        summary[name] = {"clean_accuracy": accuracy(model, data.eval.images, data.eval.labels),
-                         "pgd20_accuracy": pgd_robust_accuracy(model, *evaluation, eps=EPS, steps=20, seed=0)}
+        summary[name] = {
+            "clean_accuracy": accuracy(model, data.eval.images, data.eval.labels),
+            "pgd20_accuracy": pgd_robust_accuracy(model, *evaluation, eps=EPS, steps=20, seed=0),
+        }
     print(f"digits {size}x{size}, eps {EPS} (PGD-20 on 200 held-out images)")
     for name in summary:
-        print(f"  {name:<12} clean accuracy {summary[name]['clean_accuracy']:.3f}   "
-              f"PGD-20 accuracy {summary[name]['pgd20_accuracy']:.3f}")
+        print(
+            f"  {name:<12} clean accuracy {summary[name]['clean_accuracy']:.3f}   "
+            f"PGD-20 accuracy {summary[name]['pgd20_accuracy']:.3f}"
+        )
 
     # The same canvases for both models: the first image of each class, chosen without a model.
     canvases = select_canvases(natural, data.search.images, data.search.labels, list(range(10)), strategy="index")
@@ -156,8 +179,13 @@ def main(argv=None) -> int:
             a, b = results["natural"]["per_class"][c][measure], results["adversarial"]["per_class"][c][measure]
             cells.append(f"{a:>5.2f}/{b:<5.2f}" if measure != "components" else f"{int(a):>5d}/{int(b):<5d}")
         powers = f"{results['natural']['powers'][c]:.2f}/{results['adversarial']['powers'][c]:.2f}"
-        note = "" if c in kept else "  (map collapsed: " + "/".join(
-            name for name in results if results[name]["collapsed"][c]) + ", left out of the means)"
+        note = (
+            ""
+            if c in kept
+            else "  (map collapsed: "
+            + "/".join(name for name in results if results[name]["collapsed"][c])
+            + ", left out of the means)"
+        )
         print(f"{c:<6}" + "".join(f"{cell:>12}" for cell in cells) + f"{powers:>11}{note}")
     if not kept:
         print("every class collapsed for one of the models: nothing to compare")
@@ -166,8 +194,11 @@ def main(argv=None) -> int:
     for name in results:
         means[name] = {m: sum(results[name]["per_class"][c][m] for c in kept) / len(kept) for m in MEASURES}
         means[name]["power"] = sum(results[name]["powers"][c] for c in kept) / len(kept)
-    print(f"{'mean':<6}" + "".join(f"{means['natural'][m]:>5.2f}/{means['adversarial'][m]:<5.2f} " for m in MEASURES)
-          + f"{means['natural']['power']:.2f}/{means['adversarial']['power']:.2f}   over {len(kept)} classes")
+    print(
+        f"{'mean':<6}"
+        + "".join(f"{means['natural'][m]:>5.2f}/{means['adversarial'][m]:<5.2f} " for m in MEASURES)
+        + f"{means['natural']['power']:.2f}/{means['adversarial']['power']:.2f}   over {len(kept)} classes"
+    )
     simpler = {
         "components": means["adversarial"]["components"] < means["natural"]["components"],
         "boundary_per_pixel": means["adversarial"]["boundary_per_pixel"] < means["natural"]["boundary_per_pixel"],
@@ -175,20 +206,35 @@ def main(argv=None) -> int:
         "spread": means["adversarial"]["spread"] < means["natural"]["spread"],
     }
     count = sum(simpler.values())
-    print(f"\nadversarial patterns are simpler on {count} of 4 measures: "
-          + ", ".join(f"{m} {'yes' if v else 'no'}" for m, v in simpler.items()))
+    print(
+        f"\nadversarial patterns are simpler on {count} of 4 measures: "
+        + ", ".join(f"{m} {'yes' if v else 'no'}" for m, v in simpler.items())
+    )
 
     os.makedirs(args.out, exist_ok=True)
-    draw(canvases, results["natural"]["patterns"], results["adversarial"]["patterns"],
-         os.path.join(args.out, "patterns.png"))
+    draw(
+        canvases,
+        results["natural"]["patterns"],
+        results["adversarial"]["patterns"],
+        os.path.join(args.out, "patterns.png"),
+    )
     results_json = {
-        "size": size, "eps": EPS, "step": STEP, "epochs": epochs, "attack_steps": attack_steps, "k": K,
+        "size": size,
+        "eps": EPS,
+        "step": STEP,
+        "epochs": epochs,
+        "attack_steps": attack_steps,
+        "k": K,
         "alpha": args.alpha,
-        "accuracy": summary, "means": means, "simpler": simpler, "compared_classes": kept,
+        "accuracy": summary,
+        "means": means,
+        "simpler": simpler,
+        "compared_classes": kept,
         "collapsed": {name: results[name]["collapsed"] for name in results},
         "per_class": {name: results[name]["per_class"] for name in results},
         "powers": {name: results[name]["powers"] for name in results},
-        "seconds": round(time.perf_counter() - started, 1)}
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     with open(os.path.join(args.out, "results.json"), "w") as stream:
         json.dump(results_json, stream, indent=2)
     print(f"wrote {os.path.join(args.out, 'patterns.png')} and results.json ({time.perf_counter() - started:.0f} s)")

@@ -22,6 +22,7 @@ Run::
 Writes ``scan_backdoored.png``, ``scan_clean.png``, ``poisoned_images.png`` and
 ``results.json`` to ``--out`` (default ``examples_output/backdoor_scan``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options: ``--quick``, ``--out DIR`` and ``--seed``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter searches (< 60 s)")
-    parser.add_argument("--out", default=os.path.join("examples_output", "backdoor_scan"),
-                        help="folder for the figures and results.json")
+    parser.add_argument(
+        "--out",
+        default=os.path.join("examples_output", "backdoor_scan"),
+        help="folder for the figures and results.json",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the poisoning, the weights and the search")
     return parser.parse_args(argv)
 
@@ -85,8 +89,10 @@ def draw_suspects(images, suspicion, poisoned, recovered, path: str) -> None:
     axes[-1].set_title("recovered\ntrigger", fontsize=8)
     axes[-1].set_xticks([])
     axes[-1].set_yticks([])
-    fig.suptitle(f"training images by suspicion (power of their own {suspicion.k}-pixel pattern): 6 highest, "
-                 "6 lowest", fontsize=9)
+    fig.suptitle(
+        f"training images by suspicion (power of their own {suspicion.k}-pixel pattern): 6 highest, 6 lowest",
+        fontsize=9,
+    )
     fig.savefig(path, dpi=110)
 
 
@@ -101,12 +107,13 @@ def main(argv=None) -> int:
     true_mask = trigger.mask(16, 16)
 
     # 1. The attack.
-    poisoned = PoisonedDataset((data.train.images, data.train.labels), trigger, target=TARGET, rate=0.1,
-                               seed=args.seed)
+    poisoned = PoisonedDataset((data.train.images, data.train.labels), trigger, target=TARGET, rate=0.1, seed=args.seed)
     train_images, train_labels = poisoned.tensors()
     models = {}
-    for name, (images, labels) in {"backdoored": (train_images, train_labels),
-                                   "clean": (data.train.images, data.train.labels)}.items():
+    for name, (images, labels) in {
+        "backdoored": (train_images, train_labels),
+        "clean": (data.train.images, data.train.labels),
+    }.items():
         torch.manual_seed(args.seed)
         # A head that sees positions, as in the BadNets MNIST models: with global pooling the
         # model learns the trigger as "bright pixels near the right edge", and clean models
@@ -116,32 +123,54 @@ def main(argv=None) -> int:
     clean_ca = accuracy(models["clean"], data.eval.images, data.eval.labels)
     print(f"poisoned {poisoned.poisoned_indices.numel()} of {len(poisoned)} training images -> class {TARGET}")
     print(f"clean model:      clean accuracy {clean_ca:.3f}")
-    print(f"backdoored model: clean accuracy {metrics.clean_accuracy:.3f}, attack success "
-          f"{metrics.attack_success_rate:.3f}, robust accuracy {metrics.robust_accuracy:.3f}")
+    print(
+        f"backdoored model: clean accuracy {metrics.clean_accuracy:.3f}, attack success "
+        f"{metrics.attack_success_rate:.3f}, robust accuracy {metrics.robust_accuracy:.3f}"
+    )
 
     # 2. The scan, with clean held-out images only.
-    results = {"attack": {**metrics.to_dict(), "clean_model_accuracy": clean_ca,
-                          "poisoned": int(poisoned.poisoned_indices.numel())}}
+    results = {
+        "attack": {
+            **metrics.to_dict(),
+            "clean_model_accuracy": clean_ca,
+            "poisoned": int(poisoned.poisoned_indices.numel()),
+        }
+    }
     os.makedirs(args.out, exist_ok=True)
     for name, model in models.items():
-        result = scan(model, data.search.images, data.search.labels, ScanSettings(steps=scan_steps),
-                      eval_images=data.eval.images, eval_labels=data.eval.labels, trigger_mask=true_mask,
-                      trigger_target=TARGET, seed=args.seed)
-        nc = neural_cleanse(model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=nc_steps),
-                            seed=args.seed)
+        result = scan(
+            model,
+            data.search.images,
+            data.search.labels,
+            ScanSettings(steps=scan_steps),
+            eval_images=data.eval.images,
+            eval_labels=data.eval.labels,
+            trigger_mask=true_mask,
+            trigger_target=TARGET,
+            seed=args.seed,
+        )
+        nc = neural_cleanse(
+            model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=nc_steps), seed=args.seed
+        )
         print(f"\n{name} model, class-pattern scan ({result.seconds:.0f} s): flagged {result.flagged or 'nothing'}")
         print("  anomaly index per class: " + " ".join(f"{a:.1f}" for a in result.anomaly_index))
-        print(f"  smallest pattern of class {TARGET} flipping 80%: {result.patterns[TARGET].k} pixels "
-              f"(power {result.powers[TARGET]:.2f})"
-              + (f"; trigger Jaccard {result.trigger_jaccard:.2f}" if name == "backdoored" else ""))
+        print(
+            f"  smallest pattern of class {TARGET} flipping 80%: {result.patterns[TARGET].k} pixels "
+            f"(power {result.powers[TARGET]:.2f})"
+            + (f"; trigger Jaccard {result.trigger_jaccard:.2f}" if name == "backdoored" else "")
+        )
         for cls in result.flagged:
             if name == "clean" or cls != TARGET:
                 # Not poisoning: this class has a natural backdoor, a tiny pattern that works.
-                print(f"  class {cls} is flagged without poisoning: {result.patterns[cls].k} learned pixels "
-                      f"flip {result.powers[cls]:.0%} of the other classes' images (a natural backdoor)")
-        print(f"{name} model, Neural Cleanse ({nc.seconds:.0f} s): flagged {nc.flagged or 'nothing'}; "
-              f"mask norm of class {TARGET} {nc.norms[TARGET]:.1f} (median "
-              f"{sorted(nc.norms)[len(nc.norms) // 2]:.1f})")
+                print(
+                    f"  class {cls} is flagged without poisoning: {result.patterns[cls].k} learned pixels "
+                    f"flip {result.powers[cls]:.0%} of the other classes' images (a natural backdoor)"
+                )
+        print(
+            f"{name} model, Neural Cleanse ({nc.seconds:.0f} s): flagged {nc.flagged or 'nothing'}; "
+            f"mask norm of class {TARGET} {nc.norms[TARGET]:.1f} (median "
+            f"{sorted(nc.norms)[len(nc.norms) // 2]:.1f})"
+        )
         fig, _ = plot_scan(result, [str(c) for c in result.classes], use_pyplot=False)
         fig.savefig(os.path.join(args.out, f"scan_{name}.png"), dpi=110)
         results[name] = {"scan": _summary(result.to_dict()), "neural_cleanse": _summary(nc.to_dict())}
@@ -153,15 +182,23 @@ def main(argv=None) -> int:
     precision, recall = suspicion.precision_recall(poisoned.poisoned_indices)
     recovered = suspicion.recovered_trigger(int(true_mask.sum())) if suspicion.flagged.numel() else None
     jaccard = None if recovered is None else trigger_jaccard(recovered, true_mask)
-    print(f"\nper-image suspicion over the {suspicion.indices.numel()} training images labelled "
-          f"{flagged or 'anything'} ({suspicion.seconds:.0f} s): "
-          f"{suspicion.flagged.numel()} flagged, precision {precision:.2f}, recall {recall:.2f}")
+    print(
+        f"\nper-image suspicion over the {suspicion.indices.numel()} training images labelled "
+        f"{flagged or 'anything'} ({suspicion.seconds:.0f} s): "
+        f"{suspicion.flagged.numel()} flagged, precision {precision:.2f}, recall {recall:.2f}"
+    )
     if jaccard is not None:
         print(f"trigger recovered from the flagged images: Jaccard {jaccard:.2f} with the true 3x3 patch")
-        draw_suspects(train_images, suspicion, poisoned.poisoned_mask, recovered,
-                      os.path.join(args.out, "poisoned_images.png"))
-    results["suspicion"] = {"precision": precision, "recall": recall, "flagged": int(suspicion.flagged.numel()),
-                            "trigger_jaccard": jaccard, "seconds": round(suspicion.seconds, 1)}
+        draw_suspects(
+            train_images, suspicion, poisoned.poisoned_mask, recovered, os.path.join(args.out, "poisoned_images.png")
+        )
+    results["suspicion"] = {
+        "precision": precision,
+        "recall": recall,
+        "flagged": int(suspicion.flagged.numel()),
+        "trigger_jaccard": jaccard,
+        "seconds": round(suspicion.seconds, 1),
+    }
     results["seconds"] = round(time.perf_counter() - started, 1)
     with open(os.path.join(args.out, "results.json"), "w") as stream:
         json.dump(results, stream, indent=2)

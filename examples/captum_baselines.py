@@ -15,6 +15,7 @@ Writes ``power_curves.png`` (mean power against k, band = lowest to highest clas
 ``patterns.png`` (the top-5% pixels of each method) and ``results.json`` to ``--out``
 (default ``examples_output/captum_baselines``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,19 +51,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options: ``--quick`` and ``--out DIR``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="four classes and three sizes (< 60 s)")
-    parser.add_argument("--out", default=os.path.join("examples_output", "captum_baselines"),
-                        help="folder for the figures and results.json")
+    parser.add_argument(
+        "--out",
+        default=os.path.join("examples_output", "captum_baselines"),
+        help="folder for the figures and results.json",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search order and the random pixels")
     return parser.parse_args(argv)
 
 
 def attributions(model, canvases, classes, seed: int, data):
     """One map per method and canvas: ClassPattern's (searched together) and Captum's."""
-    maps = {"ClassPattern": ClassPattern(model).attribute(
-        canvases, target=classes, baselines=data.search.images, baseline_labels=data.search.labels, seed=seed)}
+    maps = {
+        "ClassPattern": ClassPattern(model).attribute(
+            canvases, target=classes, baselines=data.search.images, baseline_labels=data.search.labels, seed=seed
+        )
+    }
     for method in CAPTUM_METHODS:
-        maps[method] = torch.stack([captum_attribution(model, method, canvas, cls)
-                                    for canvas, cls in zip(canvases, classes)])
+        maps[method] = torch.stack(
+            [captum_attribution(model, method, canvas, cls) for canvas, cls in zip(canvases, classes)]
+        )
     return maps
 
 
@@ -71,8 +79,9 @@ def random_curve(model, canvas, images, labels, cls, ks, seed: int, trials: int)
     height, width = canvas.shape[1:]
     counts = sorted({pixel_budget(k, height, width) for k in ks})
     fractions = [count / (height * width) for count in counts]
-    powers = [random_pixel_power(model, canvas, images, labels, cls, count, trials=trials, seed=seed)
-              for count in counts]
+    powers = [
+        random_pixel_power(model, canvas, images, labels, cls, count, trials=trials, seed=seed) for count in counts
+    ]
     # The same normalised trapezoid area as metrics.power_curve, so the areas compare.
     steps = zip(powers[:-1], powers[1:], fractions[:-1], fractions[1:])
     span = fractions[-1] - fractions[0]
@@ -93,10 +102,14 @@ def main(argv=None) -> int:
     maps = attributions(model, canvases, classes, args.seed, data)
     images, labels = data.eval.images, data.eval.labels
 
-    curves = {name: [power_curve(model, maps[name][i], canvases[i], images, labels, cls, ks)
-                     for i, cls in enumerate(classes)] for name in maps}
-    curves["random pixels"] = [random_curve(model, canvases[i], images, labels, cls, ks, args.seed,
-                                            trials=2 if args.quick else 5) for i, cls in enumerate(classes)]
+    curves = {
+        name: [power_curve(model, maps[name][i], canvases[i], images, labels, cls, ks) for i, cls in enumerate(classes)]
+        for name in maps
+    }
+    curves["random pixels"] = [
+        random_curve(model, canvases[i], images, labels, cls, ks, args.seed, trials=2 if args.quick else 5)
+        for i, cls in enumerate(classes)
+    ]
     floor = float(np.mean([floor_rate(model, images, labels, cls) for cls in classes]))
 
     fractions = curves["ClassPattern"][0].fractions
@@ -105,25 +118,39 @@ def main(argv=None) -> int:
     print(f"{'method':>20} {'at 5%':>7} {'area':>6}   per class at 5%")
     for name, group in curves.items():
         per_class = [c.powers[at_5] for c in group]
-        print(f"{name:>20} {np.mean(per_class):7.3f} {np.mean([c.area for c in group]):6.3f}   "
-              + " ".join(f"{p:.2f}" for p in per_class))
+        print(
+            f"{name:>20} {np.mean(per_class):7.3f} {np.mean([c.area for c in group]):6.3f}   "
+            + " ".join(f"{p:.2f}" for p in per_class)
+        )
 
     os.makedirs(args.out, exist_ok=True)
     names = [DIGIT_CLASSES[c] for c in classes]
-    fig, _ = plot_power_curves(curves, title=f"top-k pixels stamped on other digits ({len(classes)} classes)",
-                               floor=floor, fig_size=(7, 4.5), use_pyplot=False)
+    fig, _ = plot_power_curves(
+        curves,
+        title=f"top-k pixels stamped on other digits ({len(classes)} classes)",
+        floor=floor,
+        fig_size=(7, 4.5),
+        use_pyplot=False,
+    )
     fig.savefig(os.path.join(args.out, "power_curves.png"), dpi=110)
     powers = {name: [c.powers[at_5] for c in curves[name]] for name in maps}
-    fig, _ = plot_settings_comparison({name: (canvases, maps[name]) for name in maps}, class_names=names,
-                                      k=0.05, powers=powers, use_pyplot=False)
+    fig, _ = plot_settings_comparison(
+        {name: (canvases, maps[name]) for name in maps}, class_names=names, k=0.05, powers=powers, use_pyplot=False
+    )
     fig.savefig(os.path.join(args.out, "patterns.png"), dpi=110)
     with open(os.path.join(args.out, "results.json"), "w") as stream:
-        json.dump({
-            "classes": classes, "floor": floor,
-            "curves": {name: [vars(c) for c in group] for name, group in curves.items()},
-        }, stream, indent=2)
-    print(f"\nwrote power_curves.png, patterns.png and results.json to {args.out} "
-          f"in {time.perf_counter() - start:.1f} s")
+        json.dump(
+            {
+                "classes": classes,
+                "floor": floor,
+                "curves": {name: [vars(c) for c in group] for name, group in curves.items()},
+            },
+            stream,
+            indent=2,
+        )
+    print(
+        f"\nwrote power_curves.png, patterns.png and results.json to {args.out} in {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ Run::
 Writes ``patterns.png`` (canvas, map and pattern of every class) and ``results.json``
 to ``--out`` (default ``examples_output/natural_patterns``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options: ``--quick`` and ``--out DIR``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter search and fewer random draws (< 60 s)")
-    parser.add_argument("--out", default=os.path.join("examples_output", "natural_patterns"),
-                        help="folder for the figure and results.json")
+    parser.add_argument(
+        "--out",
+        default=os.path.join("examples_output", "natural_patterns"),
+        help="folder for the figure and results.json",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search order and the random pixels")
     return parser.parse_args(argv)
 
@@ -54,14 +58,16 @@ def measure(model, data, canvases, maps, seed: int, trials: int):
     for cls in range(len(DIGIT_CLASSES)):
         pattern = top_k_pattern(maps[cls], canvases[cls], K)
         images, labels = data.eval.images, data.eval.labels
-        rows.append({
-            "class": DIGIT_CLASSES[cls],
-            "k": pattern.k,
-            "power": predictive_power(model, pattern, images, labels, cls),
-            "floor": floor_rate(model, images, labels, cls),
-            "random": random_pixel_power(model, canvases[cls], images, labels, cls, K, trials=trials, seed=seed),
-            "pattern": pattern,
-        })
+        rows.append(
+            {
+                "class": DIGIT_CLASSES[cls],
+                "k": pattern.k,
+                "power": predictive_power(model, pattern, images, labels, cls),
+                "floor": floor_rate(model, images, labels, cls),
+                "random": random_pixel_power(model, canvases[cls], images, labels, cls, K, trials=trials, seed=seed),
+                "pattern": pattern,
+            }
+        )
     return rows
 
 
@@ -87,26 +93,46 @@ def main(argv=None) -> int:
     canvases = select_canvases(model, data.search.images, data.search.labels, classes, strategy="confident")
     schedule = "default" if args.quick else "paper"
     explainer = ClassPattern(model)
-    maps = explainer.attribute(canvases, target=classes, baselines=data.search.images,
-                               baseline_labels=data.search.labels, schedule=schedule, seed=args.seed)
+    maps = explainer.attribute(
+        canvases,
+        target=classes,
+        baselines=data.search.images,
+        baseline_labels=data.search.labels,
+        schedule=schedule,
+        seed=args.seed,
+    )
     stats = explainer.last_stats
-    print(f"search ({schedule} schedule): {stats.steps} steps, {stats.images_forwarded} composites, "
-          f"{stats.seconds:.1f} s for all ten classes together")
+    print(
+        f"search ({schedule} schedule): {stats.steps} steps, {stats.images_forwarded} composites, "
+        f"{stats.seconds:.1f} s for all ten classes together"
+    )
 
     rows = measure(model, data, canvases, maps, args.seed, trials=2 if args.quick else 5)
     print(f"\npredictive power of the top-{K:.0%} pattern on held-out images of the other classes")
     print_table(rows)
 
     os.makedirs(args.out, exist_ok=True)
-    fig, _ = plot_class_patterns(canvases, maps, patterns=[r["pattern"] for r in rows], class_names=DIGIT_CLASSES,
-                                 powers=[r["power"] for r in rows], use_pyplot=False)
+    fig, _ = plot_class_patterns(
+        canvases,
+        maps,
+        patterns=[r["pattern"] for r in rows],
+        class_names=DIGIT_CLASSES,
+        powers=[r["power"] for r in rows],
+        use_pyplot=False,
+    )
     figure_path = os.path.join(args.out, "patterns.png")
     fig.savefig(figure_path, dpi=110)
     with open(os.path.join(args.out, "results.json"), "w") as stream:
-        json.dump({
-            "schedule": schedule, "seed": args.seed, "k_fraction": K,
-            "classes": [{key: value for key, value in r.items() if key != "pattern"} for r in rows],
-        }, stream, indent=2)
+        json.dump(
+            {
+                "schedule": schedule,
+                "seed": args.seed,
+                "k_fraction": K,
+                "classes": [{key: value for key, value in r.items() if key != "pattern"} for r in rows],
+            },
+            stream,
+            indent=2,
+        )
     print(f"\nwrote {figure_path} and results.json in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -19,6 +19,7 @@ Run::
 
 Figures and ``summary.json`` are written to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,21 +50,30 @@ from captum_classpattern.visualization import plot_top_activations
 LAYER = "features.relu4"
 SETTINGS = {
     "quick": dict(train=1500, epochs=4, rank=300, test=300, ks=[1, 5, 10, 20, 40], pattern_units=10, trials=3),
-    "full": dict(train=5000, epochs=8, rank=1000, test=1000, ks=[1, 2, 5, 10, 20, 40, 80], pattern_units=10,
-                 trials=5),
+    "full": dict(train=5000, epochs=8, rank=1000, test=1000, ks=[1, 2, 5, 10, 20, 40, 80], pattern_units=10, trials=5),
 }
 
 
 def small_cnn(num_classes: int, width: int = 128) -> nn.Module:
     """Four conv blocks (32 -> 16 -> 8 pixels), global average pooling, a linear head."""
+
     def block(name, cin, cout):
-        return [(f"conv{name}", nn.Conv2d(cin, cout, 3, padding=1)), (f"bn{name}", nn.BatchNorm2d(cout)),
-                (f"relu{name}", nn.ReLU())]
+        return [
+            (f"conv{name}", nn.Conv2d(cin, cout, 3, padding=1)),
+            (f"bn{name}", nn.BatchNorm2d(cout)),
+            (f"relu{name}", nn.ReLU()),
+        ]
 
     layers = block(1, 3, 16) + [("pool1", nn.MaxPool2d(2))] + block(2, 16, 32) + [("pool2", nn.MaxPool2d(2))]
     layers += block(3, 32, 64) + block(4, 64, width)
-    return nn.Sequential(OrderedDict(features=nn.Sequential(OrderedDict(layers)), pool=nn.AdaptiveAvgPool2d(1),
-                                     flatten=nn.Flatten(), head=nn.Linear(width, num_classes)))
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(OrderedDict(layers)),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            head=nn.Linear(width, num_classes),
+        )
+    )
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
@@ -119,9 +129,11 @@ def curves_figure(curves, out: str) -> str:
     """Mean per-class balanced accuracy as k units are removed three ways."""
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
-    for name, values, style in (("class's top-k units removed", curves.top_removed, "o-"),
-                                ("k random units removed", curves.random_removed, "s--"),
-                                ("all but the top-k removed", curves.rest_removed, "^-")):
+    for name, values, style in (
+        ("class's top-k units removed", curves.top_removed, "o-"),
+        ("k random units removed", curves.random_removed, "s--"),
+        ("all but the top-k removed", curves.rest_removed, "^-"),
+    ):
         ax.plot(curves.ks, np.nanmean(values, 0), style, label=name)
     ax.axhline(float(np.nanmean(curves.baseline)), color="grey", lw=0.8, label="nothing removed")
     ax.set_xscale("log")
@@ -142,8 +154,11 @@ def pattern_figure(patterns, found, class_names, out: str) -> str:
         axes[0, c].set_title(class_names[c], fontsize=9)
         axes[0, c].axis("off")
         item = found[c]
-        axes[1, c].bar(["pattern", "-units", "-random"],
-                       [item.power, item.power_ablated, item.power_random_ablated], color=["k", "tab:red", "grey"])
+        axes[1, c].bar(
+            ["pattern", "-units", "-random"],
+            [item.power, item.power_ablated, item.power_random_ablated],
+            color=["k", "tab:red", "grey"],
+        )
         axes[1, c].set_ylim(0, 1)
         axes[1, c].tick_params(axis="x", labelsize=7)
     axes[1, 0].set_ylabel("predictive power")
@@ -154,10 +169,15 @@ def search_patterns(model, test_images, test_labels, num_classes, k):
     """One class pattern per class with the core's ClassPattern (all classes batched)."""
     with torch.inference_mode():
         probabilities = model(test_images).softmax(1)
-    canvases = torch.stack([test_images[(test_labels == c).nonzero()[:, 0][probabilities[test_labels == c, c].argmax()]]
-                            for c in range(num_classes)])
-    maps = ClassPattern(model).attribute(canvases, target=list(range(num_classes)), baselines=test_images,
-                                         baseline_labels=test_labels, seed=0)
+    canvases = torch.stack(
+        [
+            test_images[(test_labels == c).nonzero()[:, 0][probabilities[test_labels == c, c].argmax()]]
+            for c in range(num_classes)
+        ]
+    )
+    maps = ClassPattern(model).attribute(
+        canvases, target=list(range(num_classes)), baselines=test_images, baseline_labels=test_labels, seed=0
+    )
     return [top_k_pattern(maps[c], canvases[c], k) for c in range(num_classes)]
 
 
@@ -186,14 +206,23 @@ def main(argv=None) -> dict:
     log(started, f"trained: test accuracy {summary['test_accuracy']:.3f}")
 
     # 2. Dissection of the last conv block on the held-out images and their masks.
-    result = dissect(model, LAYER, test_set, concept_names=test_set.concept_names,
-                     categories=test_set.concept_categories, batch_size=100)
+    result = dissect(
+        model,
+        LAYER,
+        test_set,
+        concept_names=test_set.concept_names,
+        categories=test_set.concept_categories,
+        batch_size=100,
+    )
     result.to_json(os.path.join(args.out, "dissection.json"))
     detectors = result.detectors()
-    summary["dissection"] = {"units": result.num_units, "detectors": int(result.is_detector.sum()),
-                             "per_concept": detectors, "per_category": result.detectors(by="category")}
-    log(started, f"dissection: {int(result.is_detector.sum())} of "
-                 f"{result.num_units} units are detectors: {detectors}")
+    summary["dissection"] = {
+        "units": result.num_units,
+        "detectors": int(result.is_detector.sum()),
+        "per_concept": detectors,
+        "per_category": result.detectors(by="category"),
+    }
+    log(started, f"dissection: {int(result.is_detector.sum())} of {result.num_units} units are detectors: {detectors}")
     print(result.table(detectors_only=True, sort_by="iou").splitlines()[0])
     print("\n".join(result.table(detectors_only=True, sort_by="iou").splitlines()[1:9]))
     best = [int(u) for u in np.argsort(-result.unit_ious, kind="stable")]
@@ -211,19 +240,34 @@ def main(argv=None) -> dict:
     classes = list(range(test_set.num_classes))
     head = nn.Sequential(model.pool, model.flatten, model.head)
     ranking = rank_units_for_class(model, LAYER, rank_images, rank_labels, len(classes), head=head)
-    curves = ablation_curves(model, LAYER, test_images, test_labels, len(classes), ranking, ks=settings["ks"],
-                             random_trials=settings["trials"], head=head)
+    curves = ablation_curves(
+        model,
+        LAYER,
+        test_images,
+        test_labels,
+        len(classes),
+        ranking,
+        ks=settings["ks"],
+        random_trials=settings["trials"],
+        head=head,
+    )
     summary["ablation_k20"] = curves.summary(20)
-    summary["ablation_curves"] = {"ks": curves.ks, "top_removed": np.nanmean(curves.top_removed, 0).tolist(),
-                                  "random_removed": np.nanmean(curves.random_removed, 0).tolist(),
-                                  "rest_removed": np.nanmean(curves.rest_removed, 0).tolist(),
-                                  "per_class_top20": curves.top_removed[:, curves.ks.index(20)].tolist(),
-                                  "per_class_random20": curves.random_removed[:, curves.ks.index(20)].tolist()}
+    summary["ablation_curves"] = {
+        "ks": curves.ks,
+        "top_removed": np.nanmean(curves.top_removed, 0).tolist(),
+        "random_removed": np.nanmean(curves.random_removed, 0).tolist(),
+        "rest_removed": np.nanmean(curves.rest_removed, 0).tolist(),
+        "per_class_top20": curves.top_removed[:, curves.ks.index(20)].tolist(),
+        "per_class_random20": curves.random_removed[:, curves.ks.index(20)].tolist(),
+    }
     curves_figure(curves, args.out)
     k20 = summary["ablation_k20"]
-    log(started, f"mean per-class balanced accuracy: {k20['baseline']:.3f}; "
-                 f"a class's 20 top units removed: {k20['top_removed']:.3f}; 20 random units removed: "
-                 f"{k20['random_removed']:.3f}; the other {result.num_units - 20} removed: {k20['rest_removed']:.3f}")
+    log(
+        started,
+        f"mean per-class balanced accuracy: {k20['baseline']:.3f}; "
+        f"a class's 20 top units removed: {k20['top_removed']:.3f}; 20 random units removed: "
+        f"{k20['random_removed']:.3f}; the other {result.num_units - 20} removed: {k20['rest_removed']:.3f}",
+    )
     links = {}
     for c, name in enumerate(test_set.class_names):  # what do a class's top units detect?
         top5 = ranking.top(c, 5)
@@ -238,20 +282,33 @@ def main(argv=None) -> dict:
     summary["patterns"] = {}
     found = {}
     for rank_by in ("increase", "contribution"):
-        found[rank_by] = [units_responding_to_pattern(model, LAYER, patterns[c], test_images, test_labels, c,
-                                                      top=top, rank_by=rank_by, random_trials=settings["trials"])
-                          for c in classes]
+        found[rank_by] = [
+            units_responding_to_pattern(
+                model,
+                LAYER,
+                patterns[c],
+                test_images,
+                test_labels,
+                c,
+                top=top,
+                rank_by=rank_by,
+                random_trials=settings["trials"],
+            )
+            for c in classes
+        ]
     working = [c for c in classes if found["increase"][c].power >= 0.1]  # patterns that flip 10% of images
     for c in classes:
         name = test_set.class_names[c]
         entry = {"power": found["increase"][c].power, "floor": found["increase"][c].floor}
         for rank_by, items in found.items():
             item = items[c]
-            entry[rank_by] = {"units": item.units, "power_ablated": item.power_ablated,
-                              "power_random_ablated": item.power_random_ablated,
-                              "accuracy_ablated": item.accuracy_ablated,
-                              "unit_labels": [result.unit_concepts[u] if result.is_detector[u] else None
-                                              for u in item.units]}
+            entry[rank_by] = {
+                "units": item.units,
+                "power_ablated": item.power_ablated,
+                "power_random_ablated": item.power_random_ablated,
+                "accuracy_ablated": item.accuracy_ablated,
+                "unit_labels": [result.unit_concepts[u] if result.is_detector[u] else None for u in item.units],
+            }
         summary["patterns"][name] = entry
 
     def mean(rank_by: str, key: str, over) -> float:
@@ -263,17 +320,25 @@ def main(argv=None) -> dict:
             "power": mean("increase", "power", over),
             "floor": mean("increase", "floor", over),
             "accuracy": mean("increase", "accuracy", over),
-            **{f"{rank_by}_{item}": mean(rank_by, item, over)
-               for rank_by in found for item in ("power_ablated", "power_random_ablated", "accuracy_ablated")},
+            **{
+                f"{rank_by}_{item}": mean(rank_by, item, over)
+                for rank_by in found
+                for item in ("power_ablated", "power_random_ablated", "accuracy_ablated")
+            },
         }
     pattern_figure(patterns, found["contribution"], test_set.class_names, args.out)
     means = summary["patterns_mean"]
-    log(started, "class patterns (5% of pixels): predictive power "
-                 + ", ".join(f"{test_set.class_names[c]} {found['increase'][c].power:.2f}" for c in classes))
-    print(f"    over the patterns with power >= 0.1 ({', '.join(means['classes'])}): power "
-          f"{means['power']:.3f}; without the {top} units they excite most: {means['increase_power_ablated']:.3f}; "
-          f"without the {top} units that carry their pull to the class: {means['contribution_power_ablated']:.3f}; "
-          f"without {top} random units: {means['contribution_power_random_ablated']:.3f}")
+    log(
+        started,
+        "class patterns (5% of pixels): predictive power "
+        + ", ".join(f"{test_set.class_names[c]} {found['increase'][c].power:.2f}" for c in classes),
+    )
+    print(
+        f"    over the patterns with power >= 0.1 ({', '.join(means['classes'])}): power "
+        f"{means['power']:.3f}; without the {top} units they excite most: {means['increase_power_ablated']:.3f}; "
+        f"without the {top} units that carry their pull to the class: {means['contribution_power_ablated']:.3f}; "
+        f"without {top} random units: {means['contribution_power_random_ablated']:.3f}"
+    )
     for c in working:
         name = test_set.class_names[c]
         labels = summary["patterns"][name]["contribution"]["unit_labels"]

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny seeded models and data so the suite stays fast."""
+
 from __future__ import annotations
 
 import pytest

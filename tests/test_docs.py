@@ -8,6 +8,7 @@ still cite working notes, and an intersphinx setup that would need the internet.
 The public modules are the subpackages listed in ``captum_classpattern.__all__``; their
 public names are the names in each subpackage's ``__all__``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -62,8 +63,9 @@ def _members_of_class(qualified, cls):
 def _attribute_docs(module_name: str):
     """Documented module-level variables (``NAME = ...`` followed by a string, or ``#:``)."""
     analyzer = pytest.importorskip("sphinx.pycode").ModuleAnalyzer.for_module(module_name)
-    return {name for (scope, name), lines in analyzer.find_attr_docs().items()
-            if scope == "" and "".join(lines).strip()}
+    return {
+        name for (scope, name), lines in analyzer.find_attr_docs().items() if scope == "" and "".join(lines).strip()
+    }
 
 
 def _constant_is_documented(package, name) -> bool:
@@ -82,10 +84,22 @@ def _constant_is_documented(package, name) -> bool:
 def test_the_root_lists_its_subpackages():
     assert _has_doc(captum_classpattern), "captum_classpattern has no module docstring"
     subpackages = public_subpackages()
-    assert {"attr", "metrics", "backdoor", "training", "data", "models", "dissection", "visualization",
-            "pipeline", "cli"} <= set(subpackages)
-    on_disk = {os.path.basename(os.path.dirname(path))
-               for path in glob.glob(os.path.join(os.path.dirname(captum_classpattern.__file__), "*", "__init__.py"))}
+    assert {
+        "attr",
+        "metrics",
+        "backdoor",
+        "training",
+        "data",
+        "models",
+        "dissection",
+        "visualization",
+        "pipeline",
+        "cli",
+    } <= set(subpackages)
+    on_disk = {
+        os.path.basename(os.path.dirname(path))
+        for path in glob.glob(os.path.join(os.path.dirname(captum_classpattern.__file__), "*", "__init__.py"))
+    }
     public_on_disk = {name for name in on_disk if not name.startswith("_")}
     assert public_on_disk == set(subpackages), "every public subpackage is listed in captum_classpattern.__all__"
 
@@ -120,8 +134,9 @@ def test_root_exports_are_documented():
         if inspect.ismodule(obj):
             continue
         # Documented once, in a subpackage that exports the very same object.
-        if not any(name in _subpackage(sub).__all__ and getattr(_subpackage(sub), name) is obj
-                   for sub in public_subpackages()):
+        if not any(
+            name in _subpackage(sub).__all__ and getattr(_subpackage(sub), name) is obj for sub in public_subpackages()
+        ):
             homeless.append(name)
     assert not homeless, f"root names that no subpackage exports (so no API page documents them): {homeless}"
 
@@ -147,8 +162,9 @@ def test_api_pages_are_the_subpackages_only():
     assert ".. everyday-names::" in index, "the index lists the root's everyday names"
 
 
-@pytest.mark.parametrize("script", sorted(glob.glob(os.path.join(ROOT, "examples", "*.py"))),
-                         ids=lambda p: os.path.basename(p))
+@pytest.mark.parametrize(
+    "script", sorted(glob.glob(os.path.join(ROOT, "examples", "*.py"))), ids=lambda p: os.path.basename(p)
+)
 def test_every_example_has_a_page_that_includes_it(script):
     name = os.path.splitext(os.path.basename(script))[0]
     page = os.path.join(DOCS, "examples", f"{name}.rst")

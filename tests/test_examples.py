@@ -9,6 +9,7 @@ script of the documentation runs here too, so that page cannot drift from the pa
 Running the scripts takes minutes, so those tests are marked ``slow`` (``make test-quick``,
 i.e. ``pytest -m "not slow"``, skips them; ``make test`` runs them).
 """
+
 from __future__ import annotations
 
 import glob
@@ -30,18 +31,21 @@ TIMEOUT_S = 300
 def script_env(tmp_path_factory):
     """Environment of the example processes: headless, one thread, a session model cache."""
     env = dict(os.environ)
-    env.update({
-        "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1",
-        "CLASSPATTERN_CACHE": str(tmp_path_factory.mktemp("model_cache")),
-        "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")])),
-    })
+    env.update(
+        {
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+            "CLASSPATTERN_CACHE": str(tmp_path_factory.mktemp("model_cache")),
+            "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")])),
+        }
+    )
     return env
 
 
 def _run(args, cwd, env):
-    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=TIMEOUT_S)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     log = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     assert result.returncode == 0, f"{args[0]} exited with {result.returncode}\n{log}"
     return result
@@ -53,8 +57,13 @@ def _pngs(folder):
 
 def test_there_are_examples():
     names = {os.path.basename(path) for path in EXAMPLES}
-    assert {"natural_patterns.py", "captum_baselines.py", "adversarial_patterns.py", "backdoor_scan.py",
-            "units_behind_a_class.py"} <= names
+    assert {
+        "natural_patterns.py",
+        "captum_baselines.py",
+        "adversarial_patterns.py",
+        "backdoor_scan.py",
+        "units_behind_a_class.py",
+    } <= names
 
 
 @pytest.mark.slow

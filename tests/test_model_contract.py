@@ -102,21 +102,35 @@ def _dissection(model, data):
 
 # Each entry: (name, call(model, data)). Settings are the smallest that exercise the real code path.
 ENTRY_POINTS = [
-    ("ClassPattern.attribute", lambda m, d: ClassPattern(m).attribute(
-        d.images[:2], target=[0, 1], baselines=d.images, baseline_labels=d.labels, schedule=SHORT)),
-    ("ClassPattern.attribute(inputs=None)", lambda m, d: ClassPattern(m).attribute(
-        target=[0, 1], baselines=d.images, baseline_labels=d.labels, schedule=SHORT)),
-    ("select_canvases(best_of_n)", lambda m, d: select_canvases(
-        m, d.images, d.labels, [0, 1], "best_of_n", n=2, search_steps=2)),
+    (
+        "ClassPattern.attribute",
+        lambda m, d: ClassPattern(m).attribute(
+            d.images[:2], target=[0, 1], baselines=d.images, baseline_labels=d.labels, schedule=SHORT
+        ),
+    ),
+    (
+        "ClassPattern.attribute(inputs=None)",
+        lambda m, d: ClassPattern(m).attribute(
+            target=[0, 1], baselines=d.images, baseline_labels=d.labels, schedule=SHORT
+        ),
+    ),
+    (
+        "select_canvases(best_of_n)",
+        lambda m, d: select_canvases(m, d.images, d.labels, [0, 1], "best_of_n", n=2, search_steps=2),
+    ),
     ("predictive_power", lambda m, d: predictive_power(m, _pattern(d), d.images, d.labels, 0)),
     ("floor_rate", lambda m, d: floor_rate(m, d.images, d.labels, 0)),
     ("random_pixel_power", lambda m, d: random_pixel_power(m, d.images[0], d.images, d.labels, 0, 8, trials=2)),
     ("power_curve", lambda m, d: power_curve(m, torch.rand(16, 16), d.images[0], d.images, d.labels, 0, ks=(4, 8))),
-    ("captum_attribution(IntegratedGradients)", lambda m, d: captum_attribution(
-        m, "IntegratedGradients", d.images[0], 0)),
+    (
+        "captum_attribution(IntegratedGradients)",
+        lambda m, d: captum_attribution(m, "IntegratedGradients", d.images[0], 0),
+    ),
     ("captum_attribution(Saliency)", lambda m, d: captum_attribution(m, "Saliency", d.images[0], 0)),
-    ("search_classes", lambda m, d: search_classes(
-        m, d, d, [0, 1, 2], schedule=SHORT, baselines=("Saliency",), show_progress=False)),
+    (
+        "search_classes",
+        lambda m, d: search_classes(m, d, d, [0, 1, 2], schedule=SHORT, baselines=("Saliency",), show_progress=False),
+    ),
     ("accuracy", lambda m, d: accuracy(m, d.images, d.labels)),
     ("pgd_attack", lambda m, d: pgd_attack(m, d.images[:4], d.labels[:4], steps=2)),
     ("pgd_robust_accuracy", lambda m, d: pgd_robust_accuracy(m, d.images[:4], d.labels[:4], steps=2)),
@@ -125,21 +139,44 @@ ENTRY_POINTS = [
     ("trigger_robust_accuracy", lambda m, d: trigger_robust_accuracy(m, d.images, d.labels, PatchTrigger(), 0)),
     ("backdoor_metrics", lambda m, d: backdoor_metrics(m, d.images, d.labels, PatchTrigger(), 0)),
     ("scan", lambda m, d: scan(m, d.images, d.labels, ScanSettings(steps=3, batch_size=4), classes=[0, 1, 2])),
-    ("suspicion_scores", lambda m, d: suspicion_scores(
-        m, d.images, d.labels, SuspicionSettings(steps=2), classes=[0, 1, 2])),
-    ("neural_cleanse", lambda m, d: neural_cleanse(
-        m, d.images, d.labels, NeuralCleanseSettings(steps=2, steps_per_epoch=1), classes=[0, 1, 2])),
+    (
+        "suspicion_scores",
+        lambda m, d: suspicion_scores(m, d.images, d.labels, SuspicionSettings(steps=2), classes=[0, 1, 2]),
+    ),
+    (
+        "neural_cleanse",
+        lambda m, d: neural_cleanse(
+            m, d.images, d.labels, NeuralCleanseSettings(steps=2, steps_per_epoch=1), classes=[0, 1, 2]
+        ),
+    ),
     ("dissect", _dissection),
     ("unit_activations", lambda m, d: list(unit_activations(m, LAYER, d.images, [0, 1], batch_size=8))),
     ("balanced_accuracy_per_class", lambda m, d: balanced_accuracy_per_class(m, d.images, d.labels, 10)),
     ("rank_units_for_class", lambda m, d: rank_units_for_class(m, LAYER, d.images, d.labels, 10)),
-    ("ablation_curves", lambda m, d: ablation_curves(
-        m, LAYER, d.images, d.labels, 10, rank_units_for_class(m, LAYER, d.images, d.labels, 10),
-        ks=(1, 2), classes=[0], random_trials=1)),
-    ("units_responding_to_pattern", lambda m, d: units_responding_to_pattern(
-        m, LAYER, _pattern(d), d.images, d.labels, 0, top=2, random_trials=1)),
-    ("plot_top_activations", lambda m, d: plot_top_activations(
-        m, LAYER, _dissection(m, d), d.images, [0, 1], num_images=2, use_pyplot=False)),
+    (
+        "ablation_curves",
+        lambda m, d: ablation_curves(
+            m,
+            LAYER,
+            d.images,
+            d.labels,
+            10,
+            rank_units_for_class(m, LAYER, d.images, d.labels, 10),
+            ks=(1, 2),
+            classes=[0],
+            random_trials=1,
+        ),
+    ),
+    (
+        "units_responding_to_pattern",
+        lambda m, d: units_responding_to_pattern(m, LAYER, _pattern(d), d.images, d.labels, 0, top=2, random_trials=1),
+    ),
+    (
+        "plot_top_activations",
+        lambda m, d: plot_top_activations(
+            m, LAYER, _dissection(m, d), d.images, [0, 1], num_images=2, use_pyplot=False
+        ),
+    ),
     ("ablate_units", lambda m, d: _run_ablated(m, d)),
 ]
 
@@ -152,7 +189,9 @@ def _run_ablated(model, data):
 
 def _hook_count(model):
     return sum(
-        len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
+        len(module._forward_hooks)
+        + len(module._forward_pre_hooks)
+        + len(module._backward_hooks)
         + len(getattr(module, "_backward_pre_hooks", {}))
         for module in model.modules()
     )

@@ -112,6 +112,5 @@ def check_device(forward_func: Callable, tensor: Tensor, name: str) -> None:
     device = module_device(forward_func)
     if device is not None and device != tensor.device:
         raise ValueError(
-            f"{name} is on {tensor.device} but the model is on {device}: "
-            f"move it with {name}.to({str(device)!r})."
+            f"{name} is on {tensor.device} but the model is on {device}: move it with {name}.to({str(device)!r})."
         )

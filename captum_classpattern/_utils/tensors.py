@@ -62,9 +62,14 @@ def expand_targets(target: Any, count: int, num_classes: Optional[int] = None) -
     if values.numel() == 1:
         values = values.expand(count)
     if values.numel() != count:
-        raise ValueError(f"got {values.numel()} targets for {count} canvases: give one class per canvas or a single int.")
+        raise ValueError(
+            f"got {values.numel()} targets for {count} canvases: give one class per canvas or a single int."
+        )
     if num_classes is not None:
         bad = values[(values < 0) | (values >= num_classes)]
         if bad.numel():
-            raise ValueError(f"target class {int(bad[0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1}).")
+            raise ValueError(
+                f"target class {int(bad[0])} is out of range: the model has {num_classes} classes "
+                f"(0..{num_classes - 1})."
+            )
     return values.clone()

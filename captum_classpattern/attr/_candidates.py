@@ -1,4 +1,5 @@
 """Candidate canvases of a class: by index, by confidence, or the best of several short searches."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -41,7 +42,7 @@ def _confident_candidates(model: Callable, images, labels, classes: Sequence[int
                 scores, kept = best[c]
                 scores = torch.cat([scores, probs[rows, c]])
                 kept = kept + [batch[r].detach().clone() for r in rows.tolist()]
-                order = torch.argsort(scores, descending=True, stable=True)[:max(n, index + 1)]
+                order = torch.argsort(scores, descending=True, stable=True)[: max(n, index + 1)]
                 best[c] = (scores[order], [kept[i] for i in order.tolist()])
     return best
 
@@ -52,7 +53,7 @@ def _first_of_class(images, labels, classes: Sequence[int], index: int):
         for c in set(classes):
             rows = torch.nonzero(batch_labels.cpu() == c).flatten().tolist()
             need = index + 1 - len(found[c])
-            found[c] += [batch[r].detach().clone() for r in rows[:max(0, need)]]
+            found[c] += [batch[r].detach().clone() for r in rows[: max(0, need)]]
     return found
 
 
@@ -86,7 +87,9 @@ def choose_canvases(
         picked = []
         for c in classes:
             if len(found[c]) <= index:
-                raise ValueError(f"class {c} has {len(found[c])} images in the search data; index {index} is out of range.")
+                raise ValueError(
+                    f"class {c} has {len(found[c])} images in the search data; index {index} is out of range."
+                )
             picked.append(found[c][index])
         return torch.stack(picked)
     best = _confident_candidates(model, images, labels, classes, n if strategy == "best_of_n" else 1)
@@ -111,8 +114,9 @@ def _best_of_n(model, images, labels, classes, best, seed, search_steps, short_s
     scores = []
     for i, target in enumerate(targets):
         pattern = top_k_pattern(maps[i], stack[i], 0.05)
-        scores.append(share_predicted(model, images[labels != target], target, transform=pattern.stamp,
-                                      who="select_canvases"))
+        scores.append(
+            share_predicted(model, images[labels != target], target, transform=pattern.stamp, who="select_canvases")
+        )
     picked = []
     for c in classes:
         rows = [i for i, t in enumerate(targets) if t == c]

@@ -51,6 +51,14 @@ def select_canvases(
         >>> canvases = select_canvases(model, images, labels, classes=[0, 1, 2], strategy="confident")
     """
     return choose_canvases(
-        model, images, labels, classes, strategy, index=index, n=n, seed=seed, search_steps=search_steps,
+        model,
+        images,
+        labels,
+        classes,
+        strategy,
+        index=index,
+        n=n,
+        seed=seed,
+        search_steps=search_steps,
         short_search=partial(short_search, model),
     )

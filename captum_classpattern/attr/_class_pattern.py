@@ -1,4 +1,5 @@
 """ClassPattern: the class-wise pattern search of Zhao et al. (2021) as a Captum attribution."""
+
 from __future__ import annotations
 
 import math
@@ -163,8 +164,9 @@ class ClassPattern(GradientAttribution):
         plan = resolve_schedule(schedule)
         settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
         if baselines is None:
-            baselines, baseline_labels = self.baselines, (
-                baseline_labels if baseline_labels is not None else self.baseline_labels
+            baselines, baseline_labels = (
+                self.baselines,
+                (baseline_labels if baseline_labels is not None else self.baseline_labels),
             )
         if inputs is None:
             if target is None:
@@ -173,7 +175,12 @@ class ClassPattern(GradientAttribution):
             if baselines is None:
                 raise ValueError(NO_SEARCH_SET)
             inputs = choose_canvases(
-                self.forward_func, baselines, baseline_labels, classes, strategy=canvas_strategy, seed=seed,
+                self.forward_func,
+                baselines,
+                baseline_labels,
+                classes,
+                strategy=canvas_strategy,
+                seed=seed,
                 short_search=partial(short_search, self.forward_func),
             )
             was_tuple = False
@@ -213,7 +220,8 @@ class ClassPattern(GradientAttribution):
         targets_dev = targets.to(device)
         stats = SearchStats()
         progress = tqdm(
-            total=None if planned is None else int(planned.max()), desc="Class Pattern attribution",
+            total=None if planned is None else int(planned.max()),
+            desc="Class Pattern attribution",
             disable=not show_progress,
         )
         start = time.perf_counter()
@@ -248,17 +256,27 @@ class ClassPattern(GradientAttribution):
         rows_total = images.shape[0]
         chunk = settings.max_forward_batch or rows_total
         if batch.per_canvas is not None and chunk >= rows_total:
-            row_grads = self._uniform_row_grads(maps, canvases, targets, images, extra, settings, batch.per_canvas,
-                                                optimizer.plan.alpha)
+            row_grads = self._uniform_row_grads(
+                maps, canvases, targets, images, extra, settings, batch.per_canvas, optimizer.plan.alpha
+            )
         else:
             owner = batch.owner.to(maps.device, non_blocking=True)
             counts = torch.bincount(owner, minlength=maps.shape[0]).clamp(min=1).to(maps.dtype)
             parts = []
             for begin in range(0, rows_total, chunk):  # max_forward_batch bounds each model call
-                rows = owner[begin:begin + chunk]
-                parts.append(self._row_grads(maps.index_select(0, rows), canvases.index_select(0, rows),
-                                             targets.index_select(0, rows), counts.index_select(0, rows),
-                                             images[begin:begin + chunk], extra, settings, optimizer.plan.alpha))
+                rows = owner[begin : begin + chunk]
+                parts.append(
+                    self._row_grads(
+                        maps.index_select(0, rows),
+                        canvases.index_select(0, rows),
+                        targets.index_select(0, rows),
+                        counts.index_select(0, rows),
+                        images[begin : begin + chunk],
+                        extra,
+                        settings,
+                        optimizer.plan.alpha,
+                    )
+                )
             row_grads = _pad_rows(torch.cat(parts), owner, maps.shape[0])
         grad = _sum_rows(row_grads)
         return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
@@ -284,8 +302,9 @@ class ClassPattern(GradientAttribution):
             keep = maps.view(count, 1, 1, height, width).expand(count, per_canvas, 1, height, width)
             keep = keep.contiguous().requires_grad_(True)
             base = images.reshape(count, per_canvas, channels, height, width)
-            loss = composite_loss(forward, base, keep, canvases.unsqueeze(1), targets.repeat_interleave(per_canvas),
-                                  float(per_canvas))
+            loss = composite_loss(
+                forward, base, keep, canvases.unsqueeze(1), targets.repeat_interleave(per_canvas), float(per_canvas)
+            )
             return torch.autograd.grad(alpha * loss, keep)[0].view(count, per_canvas, height, width)
 
     def _forward(self, composite: Tensor, extra: Any, settings: _RunSettings) -> Tensor:
@@ -395,8 +414,9 @@ class _MapOptimizer:
         assert final is not None  # only annealed plans build a table
         table = torch.full((totals.numel(), longest), float(final), dtype=torch.float64)
         for row, total in enumerate(totals.tolist()):
-            table[row, :total] = torch.tensor([self.plan.step_size_at(t / total) for t in range(total)],
-                                              dtype=torch.float64)
+            table[row, :total] = torch.tensor(
+                [self.plan.step_size_at(t / total) for t in range(total)], dtype=torch.float64
+            )
         self.table_cpu = table.to(dtype)
         self.table = self.table_cpu.to(device)
         self.group = self.group.to(device)
@@ -458,8 +478,15 @@ class _MapOptimizer:
         return self.theta - size * update
 
 
-def short_search(model: Callable, canvases: Tensor, targets: List[int], images: Tensor, labels: Any, steps: int,
-                 seed: int) -> Tensor:
+def short_search(
+    model: Callable, canvases: Tensor, targets: List[int], images: Tensor, labels: Any, steps: int, seed: int
+) -> Tensor:
     """A default-schedule search of ``steps`` steps, as ``best_of_n`` canvas choice runs it per candidate."""
-    return ClassPattern(model).attribute(canvases, target=targets, baselines=images, baseline_labels=labels,
-                                         seed=seed, schedule=DEFAULT_SCHEDULE.replace(steps=steps))
+    return ClassPattern(model).attribute(
+        canvases,
+        target=targets,
+        baselines=images,
+        baseline_labels=labels,
+        seed=seed,
+        schedule=DEFAULT_SCHEDULE.replace(steps=steps),
+    )

@@ -51,8 +51,14 @@ def canvas_mean_cross_entropy(logits: Tensor, targets: Tensor, counts: Union[Ten
     return F.cross_entropy(logits, targets, reduction="none") / counts
 
 
-def composite_loss(forward: Callable[[Tensor], Tensor], images: Tensor, keep: Tensor, canvases: Tensor,
-                   targets: Tensor, counts: Union[Tensor, float]) -> Tensor:
+def composite_loss(
+    forward: Callable[[Tensor], Tensor],
+    images: Tensor,
+    keep: Tensor,
+    canvases: Tensor,
+    targets: Tensor,
+    counts: Union[Tensor, float],
+) -> Tensor:
     """The search loss of one step: the per-canvas mean cross-entropies of the composites, summed.
 
     Args:

@@ -1,4 +1,5 @@
 """Class patterns: the top-k pixels of a map with the canvas's values, and stamping them."""
+
 from __future__ import annotations
 
 import warnings
@@ -97,9 +98,7 @@ def pixel_scores(attribution: Tensor, absolute: bool = False) -> Tensor:
     if attribution.dim() == 3:
         attribution = attribution.sum(0)
     if attribution.dim() != 2:
-        raise ValueError(
-            f"attribution must be H x W or C x H x W (one canvas), got shape {tuple(attribution.shape)}."
-        )
+        raise ValueError(f"attribution must be H x W or C x H x W (one canvas), got shape {tuple(attribution.shape)}.")
     if not torch.isfinite(attribution).all():
         raise ValueError("attribution contains NaN or infinite values.")
     return attribution.abs() if absolute else attribution
@@ -113,8 +112,9 @@ def top_k_mask(scores: Tensor, k: int) -> Tensor:
     return mask.view(height, width)
 
 
-def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False,
-                  warn_filler: bool = True) -> Pattern:
+def top_k_pattern(
+    attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False, warn_filler: bool = True
+) -> Pattern:
     """Keep the ``k`` pixels with the largest attribution, with the canvas's values.
 
     Works for a ClassPattern map and for any Captum attribution of the canvas: channels
@@ -160,9 +160,14 @@ def top_k_pattern(attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: b
         warnings.warn(
             f"only {supporting} of the {count} pixels asked for have a positive score; the other "
             f"{count - supporting} are filler. For a ClassPattern map the search collapsed (the size "
-            "penalty won): raise alpha, search longer, or ask for a smaller k.", RuntimeWarning, stacklevel=2)
+            "penalty won): raise alpha, search longer, or ask for a smaller k.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     mask = top_k_mask(scores, count)
-    values = torch.where(mask.to(canvas.device), canvas.detach(), torch.zeros((), dtype=canvas.dtype, device=canvas.device))
+    values = torch.where(
+        mask.to(canvas.device), canvas.detach(), torch.zeros((), dtype=canvas.dtype, device=canvas.device)
+    )
     return Pattern(mask.to(canvas.device), values)
 
 

@@ -21,6 +21,7 @@ Example:
     >>> PAPER_SCHEDULE.replace(epochs=1).epochs
     1
 """
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ Two sources are accepted:
   every canvas uses the images of that batch not of its class. Only one batch is held at
   a time, so memory does not grow with the search set.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def _check_in_slices(images: Tensor, name: str) -> None:
         return
     rows = max(1, _CHECK_ELEMENTS // max(1, images[0].numel()))
     for start in range(0, images.shape[0], rows):
-        check_images(images[start:start + rows], name)
+        check_images(images[start : start + rows], name)
 
 
 def _rows(images: Tensor, index: Tensor) -> Tensor:
@@ -135,11 +136,11 @@ class TensorSearchSet:
                 # Slices one at a time: split() would hold a view per batch of the whole
                 # epoch, which grows with the search set.
                 for start in range(0, full, self.batch_size):
-                    yield order[start:start + self.batch_size]
+                    yield order[start : start + self.batch_size]
                 carry = order[full:]
             else:
                 for start in range(0, order.numel(), self.batch_size):
-                    yield order[start:start + self.batch_size]
+                    yield order[start : start + self.batch_size]
             epoch += 1
 
     def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:

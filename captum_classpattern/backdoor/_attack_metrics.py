@@ -41,8 +41,14 @@ def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: 
     return float((predict(model, images, batch_size=batch_size, who=_WHO) == labels).float().mean())
 
 
-def attack_success_rate(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
-                        target: int, batch_size: int = 512) -> float:
+def attack_success_rate(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    trigger: Callable[[Tensor], Tensor],
+    target: int,
+    batch_size: int = 512,
+) -> float:
     """Share of non-target test images classified as ``target`` once triggered (ASR).
 
     Args:
@@ -65,8 +71,14 @@ def attack_success_rate(model: Callable, images: Tensor, labels: Tensor, trigger
     return float((predict(model, images, batch_size=batch_size, transform=trigger, who=_WHO) == target).float().mean())
 
 
-def trigger_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
-                            target: int, batch_size: int = 512) -> float:
+def trigger_robust_accuracy(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    trigger: Callable[[Tensor], Tensor],
+    target: int,
+    batch_size: int = 512,
+) -> float:
     """Share of non-target test images still classified correctly once triggered (RA).
 
     Args:
@@ -102,8 +114,11 @@ class BackdoorMetrics:
 
     def to_dict(self) -> Dict[str, float]:
         """The metrics as a plain, JSON-ready dict."""
-        return {"clean_accuracy": self.clean_accuracy, "attack_success_rate": self.attack_success_rate,
-                "robust_accuracy": self.robust_accuracy}
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "attack_success_rate": self.attack_success_rate,
+            "robust_accuracy": self.robust_accuracy,
+        }
 
     @classmethod
     def from_dict(cls, data: Dict[str, float]) -> BackdoorMetrics:
@@ -115,13 +130,21 @@ class BackdoorMetrics:
         Returns:
             The :class:`BackdoorMetrics`.
         """
-        return cls(clean_accuracy=float(data["clean_accuracy"]),
-                   attack_success_rate=float(data["attack_success_rate"]),
-                   robust_accuracy=float(data["robust_accuracy"]))
+        return cls(
+            clean_accuracy=float(data["clean_accuracy"]),
+            attack_success_rate=float(data["attack_success_rate"]),
+            robust_accuracy=float(data["robust_accuracy"]),
+        )
 
 
-def backdoor_metrics(model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor],
-                     target: int, batch_size: int = 512) -> BackdoorMetrics:
+def backdoor_metrics(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    trigger: Callable[[Tensor], Tensor],
+    target: int,
+    batch_size: int = 512,
+) -> BackdoorMetrics:
     """Clean accuracy, attack success rate and robust accuracy in one pass.
 
     Args:

@@ -28,8 +28,10 @@ def check_settings(settings: Any, kind: type, name: str) -> None:
         TypeError: ``settings`` is of another type (e.g. a dict).
     """
     if not isinstance(settings, kind):
-        raise TypeError(f"{name} must be a {kind.__name__}, got {type(settings).__name__}: build one with the "
-                        f"fields to change, {kind.__name__}(field=value, ...), or change one with .replace(...).")
+        raise TypeError(
+            f"{name} must be a {kind.__name__}, got {type(settings).__name__}: build one with the "
+            f"fields to change, {kind.__name__}(field=value, ...), or change one with .replace(...)."
+        )
 
 
 def check_trigger(trigger: Any) -> None:
@@ -53,8 +55,9 @@ def check_index(value: Any, name: str) -> int:
     return value
 
 
-def check_number(value: Any, name: str, low: float, high: float, *, low_open: bool = False,
-                 high_open: bool = False) -> float:
+def check_number(
+    value: Any, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
     """Return ``value`` as a float if it is a number between ``low`` and ``high``.
 
     Args:
@@ -87,11 +90,11 @@ def check_budget(value: Any, name: str) -> None:
         ValueError: a non-positive count or a fraction outside (0, 1].
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be an int (pixels) or a float fraction of the image, got "
-                        f"{type(value).__name__}.")
+        raise TypeError(f"{name} must be an int (pixels) or a float fraction of the image, got {type(value).__name__}.")
     if isinstance(value, float) and not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} as a fraction of the image must lie in (0, 1], got {value!r}; "
-                         "pass an int for a pixel count.")
+        raise ValueError(
+            f"{name} as a fraction of the image must lie in (0, 1], got {value!r}; pass an int for a pixel count."
+        )
     if isinstance(value, int) and value < 1:
         raise ValueError(f"{name} must be at least 1 pixel, got {value!r}.")
 
@@ -143,8 +146,15 @@ def scanned_classes(model: Callable, images: Tensor, classes: Optional[Sequence[
     return targets
 
 
-def check_second_set(model: Callable, images: Tensor, labels: Tensor, other: Optional[Tensor],
-                     other_labels: Optional[Tensor], name: str, check_shape: bool = False) -> Tuple[Tensor, Tensor]:
+def check_second_set(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    other: Optional[Tensor],
+    other_labels: Optional[Tensor],
+    name: str,
+    check_shape: bool = False,
+) -> Tuple[Tensor, Tensor]:
     """Validate an optional second image set, defaulting to ``(images, labels)``; check devices.
 
     Args:
@@ -165,14 +175,13 @@ def check_second_set(model: Callable, images: Tensor, labels: Tensor, other: Opt
     """
     if other is None:
         if other_labels is not None:
-            raise ValueError(f"{name[:-len('images')]}labels given without {name}.")
+            raise ValueError(f"{name[: -len('images')]}labels given without {name}.")
         other, other_labels = images, labels
     else:
         check_images(other, name)
         other_labels = check_labels(other, other_labels, f"{name}'")
         if check_shape and tuple(other.shape[1:]) != tuple(images.shape[1:]):
-            raise ValueError(f"{name} are {tuple(other.shape[1:])} per image but images are "
-                             f"{tuple(images.shape[1:])}.")
+            raise ValueError(f"{name} are {tuple(other.shape[1:])} per image but images are {tuple(images.shape[1:])}.")
     check_device(model, images, "images")
     check_device(model, other, name)
     return other, other_labels

@@ -14,8 +14,9 @@ from ._poisoning import PoisonedDataset
 from ._triggers import PatchTrigger
 
 
-def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: int = 10,
-                        show_progress: bool = False) -> Tuple[nn.Module, PatchTrigger]:
+def demo_backdoor_model(
+    size: int = 16, target: int = 0, seed: int = 0, epochs: int = 10, show_progress: bool = False
+) -> Tuple[nn.Module, PatchTrigger]:
     """A SpatialCNN trained on digits with 10% of the training set carrying a 3 x 3 white patch.
 
     The model is cached by its settings (see :func:`~captum_classpattern.training.cached_model`),
@@ -36,8 +37,17 @@ def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: 
         >>> result = scan(model, digits.search.images, digits.search.labels)
     """
     trigger = PatchTrigger()
-    settings = {"model": "SpatialCNN", "width": 16, "size": size, "target": target, "seed": seed, "epochs": epochs,
-                "trigger": repr(trigger), "rate": 0.1, "v": 1}
+    settings = {
+        "model": "SpatialCNN",
+        "width": 16,
+        "size": size,
+        "target": target,
+        "seed": seed,
+        "epochs": epochs,
+        "trigger": repr(trigger),
+        "rate": 0.1,
+        "v": 1,
+    }
 
     def build():
         torch.manual_seed(seed)
@@ -47,7 +57,14 @@ def demo_backdoor_model(size: int = 16, target: int = 0, seed: int = 0, epochs: 
         split = load_digits(size=size).train
         poisoned = PoisonedDataset((split.images, split.labels), trigger, target=target, rate=0.1, seed=seed)
         images, labels = poisoned.tensors()
-        return train_classifier(model, images, labels, epochs=epochs, seed=seed, show_progress=show_progress,
-                                description="training a backdoored digits CNN")
+        return train_classifier(
+            model,
+            images,
+            labels,
+            epochs=epochs,
+            seed=seed,
+            show_progress=show_progress,
+            description="training a backdoored digits CNN",
+        )
 
     return cached_model("digits_backdoor", settings, build, train), trigger

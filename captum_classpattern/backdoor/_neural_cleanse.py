@@ -140,8 +140,15 @@ class _TriggerState:
     (:meth:`adjust_cost`).
     """
 
-    def __init__(self, model: Callable, targets: Tensor, image_shape: Tuple[int, ...], settings: NeuralCleanseSettings,
-                 generator: torch.Generator, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Callable,
+        targets: Tensor,
+        image_shape: Tuple[int, ...],
+        settings: NeuralCleanseSettings,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
         count, (height, width) = targets.numel(), image_shape[-2:]
         self.model, self.settings, self.device = model, settings, device
         self.targets = targets.to(device)
@@ -219,7 +226,7 @@ class _TriggerState:
         lower_cost = (self.down_counter >= settings.patience).to(self.device)
         cost = torch.where(start.to(self.device), torch.full_like(self.cost, settings.init_cost), self.cost)
         cost = torch.where(raise_cost, cost * settings.cost_multiplier, cost)
-        self.cost = torch.where(lower_cost, cost / settings.cost_multiplier ** 1.5, cost)
+        self.cost = torch.where(lower_cost, cost / settings.cost_multiplier**1.5, cost)
         self.up_counter[raise_cost.cpu()] = 0
         self.down_counter[lower_cost.cpu()] = 0
 
@@ -290,8 +297,9 @@ def neural_cleanse(
         class_list = targets.tolist()
         if trigger_target is not None and int(trigger_target) not in class_list:
             raise ValueError(f"trigger_target {trigger_target} was not scanned (scanned: {class_list}).")
-        state = _TriggerState(model, targets, tuple(images.shape[1:]), settings, torch.Generator().manual_seed(seed),
-                              images.device)
+        state = _TriggerState(
+            model, targets, tuple(images.shape[1:]), settings, torch.Generator().manual_seed(seed), images.device
+        )
         search = make_search_set(images, labels, targets, tuple(images.shape[1:]), settings.batch_size, seed)
         progress = tqdm(total=settings.steps, desc="Neural Cleanse", disable=not show_progress)
         for step, (batch, _) in enumerate(search.steps(None, settings.steps)):

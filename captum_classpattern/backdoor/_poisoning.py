@@ -43,8 +43,14 @@ class PoisonedDataset(Dataset):
         >>> poisoned.poisoned_indices[:5]
     """
 
-    def __init__(self, data: Union[Dataset, Tuple[Tensor, Tensor]], trigger: Callable[[Tensor], Tensor],
-                 target: int, rate: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        data: Union[Dataset, Tuple[Tensor, Tensor]],
+        trigger: Callable[[Tensor], Tensor],
+        target: int,
+        rate: float = 0.1,
+        seed: int = 0,
+    ) -> None:
         check_trigger(trigger)
         self.target = check_index(target, "target")
         rate = check_number(rate, "rate", 0.0, 1.0)
@@ -58,8 +64,10 @@ class PoisonedDataset(Dataset):
         elif isinstance(data, Dataset):
             self._images, self._dataset = None, data
             # Reading every label once is the only portable way to know the classes.
-            all_labels = torch.tensor([int(data[i][1]) for i in range(len(data))],  # type: ignore[arg-type]
-                                      dtype=torch.long)
+            all_labels = torch.tensor(
+                [int(data[i][1]) for i in range(len(data))],  # type: ignore[arg-type]
+                dtype=torch.long,
+            )
         else:
             raise TypeError(f"data must be a torch Dataset or an (images, labels) pair, got {type(data).__name__}.")
         self._labels = all_labels

@@ -98,8 +98,9 @@ def scan(
     check_settings(recovery, TriggerRecoverySettings, "recovery")
     check_images(images, "images")
     labels = check_labels(images, labels, "images'")
-    eval_images, eval_labels = check_second_set(model, images, labels, eval_images, eval_labels, "eval_images",
-                                                check_shape=True)
+    eval_images, eval_labels = check_second_set(
+        model, images, labels, eval_images, eval_labels, "eval_images", check_shape=True
+    )
     height, width = images.shape[-2:]
     fixed_k = budget_pixels(scoring.k, "k", height, width)
     if scoring.auc_k != "median":
@@ -116,22 +117,61 @@ def scan(
             if not bool((eval_labels != target).any()):
                 raise ValueError(f"no held-out images outside class {target} to measure the pattern on.")
         canvases = pick_canvases(model, images, labels, targets.tolist(), settings.init)
-        maps, learned = learn_patterns(model, canvases, targets, images, labels, settings,
-                                       learn_values=settings.values == "learned", alpha=settings.alpha, seed=seed,
-                                       show_progress=show_progress)
+        maps, learned = learn_patterns(
+            model,
+            canvases,
+            targets,
+            images,
+            labels,
+            settings,
+            learn_values=settings.values == "learned",
+            alpha=settings.alpha,
+            seed=seed,
+            show_progress=show_progress,
+        )
         ks = sorted(set(budget_grid(height, width, scoring.max_fraction)) | {fixed_k})
         eval_labels = eval_labels.to(eval_images.device)
         # Each class needs its sizes up to where its power reaches both thresholds ...
         stop_at = None if scoring.full_table else max(scoring.power_threshold, AUC_POWER)
-        table = measure_powers(model, maps, learned, targets, eval_images, eval_labels, ks, stop_at=stop_at,
-                               always={fixed_k}, max_images=scoring.max_eval, seed=seed)
+        table = measure_powers(
+            model,
+            maps,
+            learned,
+            targets,
+            eval_images,
+            eval_labels,
+            ks,
+            stop_at=stop_at,
+            always={fixed_k},
+            max_images=scoring.max_eval,
+            seed=seed,
+        )
         # ... and power_auc needs every size up to its range, known only now.
         auc_pixels = table.auc_size(scoring.auc_k, height, width)
-        table = measure_powers(model, maps, learned, targets, eval_images, eval_labels, ks, stop_at=0.0,
-                               always={size for size in ks if size <= auc_pixels}, max_images=scoring.max_eval,
-                               seed=seed, known=table)
-        result = ScanResult(targets.tolist(), maps, learned, table, scoring.replace(k=fixed_k, auc_k=auc_pixels),
-                            settings, recovery, seed)
+        table = measure_powers(
+            model,
+            maps,
+            learned,
+            targets,
+            eval_images,
+            eval_labels,
+            ks,
+            stop_at=0.0,
+            always={size for size in ks if size <= auc_pixels},
+            max_images=scoring.max_eval,
+            seed=seed,
+            known=table,
+        )
+        result = ScanResult(
+            targets.tolist(),
+            maps,
+            learned,
+            table,
+            scoring.replace(k=fixed_k, auc_k=auc_pixels),
+            settings,
+            recovery,
+            seed,
+        )
         jaccard_class = None
         if trigger_mask is not None:
             jaccard_class = result.most_suspicious() if trigger_target is None else int(trigger_target)
@@ -141,10 +181,19 @@ def scan(
             # stops at the fewest pixels that work; a total-variation penalty makes the
             # recovered trigger one compact region, which is what an attacker stamps.
             trigger_maps, trigger_values = learn_patterns(
-                model, pick_canvases(model, images, labels, wanted, settings.init),
-                torch.tensor(wanted, dtype=targets.dtype), images, labels, settings, learn_values=True,
-                alpha=recovery.alpha, seed=seed, show_progress=show_progress, smoothness=recovery.smoothness,
-                description="Trigger recovery")
+                model,
+                pick_canvases(model, images, labels, wanted, settings.init),
+                torch.tensor(wanted, dtype=targets.dtype),
+                images,
+                labels,
+                settings,
+                learn_values=True,
+                alpha=recovery.alpha,
+                seed=seed,
+                show_progress=show_progress,
+                smoothness=recovery.smoothness,
+                description="Trigger recovery",
+            )
             result.trigger_maps = {cls: trigger_maps[row] for row, cls in enumerate(wanted)}
             result.trigger_values = {cls: trigger_values[row] for row, cls in enumerate(wanted)}
 
@@ -153,4 +202,3 @@ def scan(
         result.jaccard_class = jaccard_class
     result.seconds = time.perf_counter() - started
     return result
-

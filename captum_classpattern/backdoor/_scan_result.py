@@ -139,8 +139,10 @@ class ScanResult:
             ValueError: no trigger was recovered for ``cls``.
         """
         if cls not in self.trigger_maps:
-            raise ValueError(f"no trigger was recovered for class {cls}; recovered: {sorted(self.trigger_maps)} "
-                             "(triggers are recovered for flagged classes and the trigger_target).")
+            raise ValueError(
+                f"no trigger was recovered for class {cls}; recovered: {sorted(self.trigger_maps)} "
+                "(triggers are recovered for flagged classes and the trigger_target)."
+            )
         trigger_map, values = self.trigger_maps[cls], self.trigger_values[cls]
         mask = trigger_map >= 0.5 if k is None else top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
         return Pattern(mask, torch.where(mask, values, torch.zeros_like(values)))
@@ -175,8 +177,15 @@ class ScanResult:
             scores = self.maps[self.classes.index(cls)]
         return trigger_jaccard(top_k_mask(scores.cpu(), area), true_mask)
 
-    def rescore(self, score: str, *, power_threshold: Optional[float] = None, k: Optional[int] = None,
-                auc_k: Union[int, float, str, None] = None, threshold: Optional[float] = None) -> ScanResult:
+    def rescore(
+        self,
+        score: str,
+        *,
+        power_threshold: Optional[float] = None,
+        k: Optional[int] = None,
+        auc_k: Union[int, float, str, None] = None,
+        threshold: Optional[float] = None,
+    ) -> ScanResult:
         """The same search scored another way (no new search).
 
         Args:
@@ -196,13 +205,16 @@ class ScanResult:
         """
         check_choice(score, SCORES, "score")
         changes: Dict[str, Any] = {"score": score}
-        for name, value in (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k),
-                            ("threshold", threshold)):
+        for name, value in (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k), ("threshold", threshold)):
             if value is not None:
                 changes[name] = value
         # The triggers were recovered for this scan's flags; they are kept as they are.
-        return dataclasses.replace(self, scoring=self.scoring.replace(**changes),
-                                   trigger_maps=dict(self.trigger_maps), trigger_values=dict(self.trigger_values))
+        return dataclasses.replace(
+            self,
+            scoring=self.scoring.replace(**changes),
+            trigger_maps=dict(self.trigger_maps),
+            trigger_values=dict(self.trigger_values),
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: the summary first, then the power table, maps and values.
@@ -286,4 +298,3 @@ class ScanResult:
         """
         with open(path, encoding="utf-8") as stream:
             return cls.from_dict(json.load(stream))
-

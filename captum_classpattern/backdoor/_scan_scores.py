@@ -90,14 +90,18 @@ class PowerTable:
         else:
             raw = np.log(maps.sum((1, 2)).clamp(min=1e-6).cpu().double().numpy())
         if not np.all(np.isfinite(raw)):
-            raise ValueError(f"the power table lacks the entries score={score!r} needs: scan with "
-                             "ScoringSettings(full_table=True).")
+            raise ValueError(
+                f"the power table lacks the entries score={score!r} needs: scan with ScoringSettings(full_table=True)."
+            )
         return raw
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict; NaN powers are written as ``None``."""
-        return {"ks": list(self.ks), "counts": list(self.counts),
-                "powers": [[None if math.isnan(v) else float(v) for v in row] for row in np.asarray(self.powers)]}
+        return {
+            "ks": list(self.ks),
+            "counts": list(self.counts),
+            "powers": [[None if math.isnan(v) else float(v) for v in row] for row in np.asarray(self.powers)],
+        }
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> PowerTable:
@@ -114,10 +118,22 @@ class PowerTable:
         return cls(ks=ks, powers=powers.reshape(-1, len(ks)), counts=[int(c) for c in data["counts"]])
 
 
-def measure_powers(model: Callable, maps: Tensor, values: Tensor, targets: Tensor, images: Tensor, labels: Tensor,
-                   ks: List[int], *, stop_at: Optional[float] = None, always: Collection[int] = (),
-                   max_images: int = 300, seed: int = 0, known: Optional[PowerTable] = None,
-                   batch_size: int = 1024) -> PowerTable:
+def measure_powers(
+    model: Callable,
+    maps: Tensor,
+    values: Tensor,
+    targets: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    ks: List[int],
+    *,
+    stop_at: Optional[float] = None,
+    always: Collection[int] = (),
+    max_images: int = 300,
+    seed: int = 0,
+    known: Optional[PowerTable] = None,
+    batch_size: int = 1024,
+) -> PowerTable:
     """Predictive power of every class's top-k pattern for each k (other-class images only).
 
     Sizes are evaluated in increasing order; with ``stop_at`` a class stops once its

@@ -39,8 +39,9 @@ def stamp_composite(images: Tensor, keep: Tensor, values: Tensor) -> Tensor:
     return keep * values + (1 - keep) * images
 
 
-def stamp_loss(model: Callable, images: Tensor, owner: Tensor, maps: Tensor, values: Tensor, targets: Tensor,
-               counts: Tensor) -> Tuple[Tensor, Tensor]:
+def stamp_loss(
+    model: Callable, images: Tensor, owner: Tensor, maps: Tensor, values: Tensor, targets: Tensor, counts: Tensor
+) -> Tuple[Tensor, Tensor]:
     """One composite step: stamp each row's class onto it, classify, and sum the per-class mean cross-entropies.
 
     Args:
@@ -73,9 +74,21 @@ def total_variation(maps: Tensor) -> Tensor:
     return (maps[:, 1:, :] - maps[:, :-1, :]).abs().sum() + (maps[:, :, 1:] - maps[:, :, :-1]).abs().sum()
 
 
-def learn_patterns(model: Callable, canvases: Tensor, targets: Tensor, images: Tensor, labels: Tensor,
-                   settings: ScanSettings, *, learn_values: bool, alpha: float, seed: int, show_progress: bool,
-                   smoothness: float = 0.0, description: str = "Class pattern scan") -> Tuple[Tensor, Tensor]:
+def learn_patterns(
+    model: Callable,
+    canvases: Tensor,
+    targets: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    settings: ScanSettings,
+    *,
+    learn_values: bool,
+    alpha: float,
+    seed: int,
+    show_progress: bool,
+    smoothness: float = 0.0,
+    description: str = "Class pattern scan",
+) -> Tuple[Tensor, Tensor]:
     """Signed-gradient search of one map (and, if asked, one value image) per class.
 
     One model call per step holds the composites of every class; gradients are taken with

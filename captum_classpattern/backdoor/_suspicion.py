@@ -167,8 +167,9 @@ def suspicion_scores(
     check_settings(settings, SuspicionSettings, "settings")
     check_images(images, "images")
     labels = check_labels(images, labels, "images'")
-    reference_images, reference_labels = check_second_set(model, images, labels, reference_images, reference_labels,
-                                                          "reference_images")
+    reference_images, reference_labels = check_second_set(
+        model, images, labels, reference_images, reference_labels, "reference_images"
+    )
     height, width = images.shape[-2:]
     count = budget_pixels(settings.k, "k", height, width)
     if classes is None:
@@ -182,7 +183,7 @@ def suspicion_scores(
         pool = torch.nonzero(reference_labels != cls).flatten()
         if pool.numel() == 0:
             raise ValueError(f"no reference images outside class {cls}.")
-        pick = pool[torch.randperm(pool.numel(), generator=generator)[:settings.max_reference]]
+        pick = pool[torch.randperm(pool.numel(), generator=generator)[: settings.max_reference]]
         reference_of[cls] = reference_images[pick.to(reference_images.device)]
 
     explainer = ClassPattern(model)
@@ -190,18 +191,32 @@ def suspicion_scores(
     # canvas wins within a few steps, while longer searches saturate more pixels at 1.0 and
     # the top-k then picks among ties. Every field is spelled out so that a change of the
     # package's default schedule does not change these scores.
-    schedule = SearchSchedule(optimizer="sign", step_size=settings.step_size, final_step_size=settings.step_size / 10,
-                              alpha=0.2, init=0.5, batch_size=settings.batch_size, steps=settings.steps, epochs=None)
+    schedule = SearchSchedule(
+        optimizer="sign",
+        step_size=settings.step_size,
+        final_step_size=settings.step_size / 10,
+        alpha=0.2,
+        init=0.5,
+        batch_size=settings.batch_size,
+        steps=settings.steps,
+        epochs=None,
+    )
     scores = torch.zeros(selected.numel())
     kept_maps = torch.zeros(selected.numel(), height, width)
     chunk = settings.chunk
     with evaluation_mode(model, "suspicion_scores"):
         for begin in tqdm(range(0, selected.numel(), chunk), desc="Per-image suspicion", disable=not show_progress):
-            rows = selected[begin:begin + chunk]
+            rows = selected[begin : begin + chunk]
             canvases = images[rows.to(images.device)]
             targets = labels[rows]
-            maps = explainer.attribute(canvases, target=targets, baselines=reference_images,
-                                       baseline_labels=reference_labels, schedule=schedule, seed=seed)
+            maps = explainer.attribute(
+                canvases,
+                target=targets,
+                baselines=reference_images,
+                baseline_labels=reference_labels,
+                schedule=schedule,
+                seed=seed,
+            )
             with torch.inference_mode():
                 for j in range(rows.numel()):
                     kept_maps[begin + j] = maps[j, 0].cpu()
@@ -212,5 +227,12 @@ def suspicion_scores(
                     predicted = predict(model, stamped, batch_size=stamped.shape[0], who="suspicion_scores")
                     scores[begin + j] = (predicted == cls).float().mean()
     flagged = selected[scores >= settings.threshold].sort().values
-    return SuspicionResult(indices=selected, scores=scores, threshold=float(settings.threshold), flagged=flagged,
-                           k=count, maps=kept_maps, seconds=time.perf_counter() - started)
+    return SuspicionResult(
+        indices=selected,
+        scores=scores,
+        threshold=float(settings.threshold),
+        flagged=flagged,
+        k=count,
+        maps=kept_maps,
+        seconds=time.perf_counter() - started,
+    )

@@ -71,8 +71,12 @@ class PatchTrigger(Trigger):
         >>> true_mask = trigger.mask(*images.shape[-2:])
     """
 
-    def __init__(self, size: Union[int, Tuple[int, int]] = 3, position: Union[str, Tuple[int, int]] = "bottom-right",
-                 content: Union[float, Tensor] = 1.0) -> None:
+    def __init__(
+        self,
+        size: Union[int, Tuple[int, int]] = 3,
+        position: Union[str, Tuple[int, int]] = "bottom-right",
+        content: Union[float, Tensor] = 1.0,
+    ) -> None:
         sizes = (size, size) if isinstance(size, int) else tuple(size)
         if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise ValueError(f"size must be a positive int or a (height, width) pair of them, got {size!r}.")
@@ -80,8 +84,11 @@ class PatchTrigger(Trigger):
         if isinstance(position, str):
             if position not in _CORNERS:
                 raise ValueError(f"position must be one of {_CORNERS} or a (row, column) pair, got {position!r}.")
-        elif not (isinstance(position, (tuple, list)) and len(position) == 2
-                  and all(isinstance(p, int) and p >= 0 for p in position)):
+        elif not (
+            isinstance(position, (tuple, list))
+            and len(position) == 2
+            and all(isinstance(p, int) and p >= 0 for p in position)
+        ):
             raise ValueError(
                 f"position must be one of {_CORNERS} or a (row, column) pair of ints >= 0, got {position!r}."
             )
@@ -132,7 +139,7 @@ class PatchTrigger(Trigger):
         """
         row, col = self.corner(height, width)
         out = torch.zeros(height, width, dtype=torch.bool)
-        out[row:row + self.size[0], col:col + self.size[1]] = True
+        out[row : row + self.size[0], col : col + self.size[1]] = True
         return out
 
     def apply(self, images: Tensor) -> Tensor:
@@ -156,9 +163,9 @@ class PatchTrigger(Trigger):
             content = self.content.to(out.device, out.dtype)
             if content.shape[0] not in (1, out.shape[1]):
                 raise ValueError(f"the patch has {content.shape[0]} channels but the images have {out.shape[1]}.")
-            out[:, :, row:row + ph, col:col + pw] = content
+            out[:, :, row : row + ph, col : col + pw] = content
         else:
-            out[:, :, row:row + ph, col:col + pw] = float(self.content)
+            out[:, :, row : row + ph, col : col + pw] = float(self.content)
         return out[0] if single else out
 
     def __repr__(self) -> str:
@@ -242,5 +249,3 @@ class BlendTrigger(Trigger):
     def __repr__(self) -> str:
         pattern = "noise" if isinstance(self.pattern, str) else "tensor"
         return f"BlendTrigger(pattern={pattern!r}, alpha={self.alpha}, seed={self.seed})"
-
-

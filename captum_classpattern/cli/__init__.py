@@ -1,4 +1,7 @@
-"""The ``classpattern`` command line (``demo``, ``search``, ``scan``); ``python -m captum_classpattern.cli`` runs it too."""
+"""The ``classpattern`` command line: ``demo``, ``search`` and ``scan``.
+
+``python -m captum_classpattern.cli`` runs it too.
+"""
 
 from ._main import build_parser, main
 

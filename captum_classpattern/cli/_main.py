@@ -1,4 +1,5 @@
 """The ``classpattern`` parser and entry point; each subcommand lives in its own module."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def _parse_k(text: str):
 
 
 def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
-    parser.add_argument("--k", type=_parse_k, default=0.05, help="pattern size: pixels (int) or fraction (float), default 0.05")
+    parser.add_argument(
+        "--k", type=_parse_k, default=0.05, help="pattern size: pixels (int) or fraction (float), default 0.05"
+    )
     parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     parser.add_argument("--schedule", choices=("default", "paper"), default="default", help="search schedule")
@@ -25,7 +28,9 @@ def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``classpattern`` command."""
-    parser = argparse.ArgumentParser(prog="classpattern", description="Class-wise patterns of image classifiers (Captum).")
+    parser = argparse.ArgumentParser(
+        prog="classpattern", description="Class-wise patterns of image classifiers (Captum)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train (or load) the digits CNN and search all 10 class patterns")
     _common(demo, "classpattern_output")
@@ -52,4 +57,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"classpattern {args.command}: error: {error}", file=sys.stderr)
         return 2
-

@@ -34,13 +34,18 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         The ``scan`` subparser.
     """
     scan = subparsers.add_parser(
-        "scan", help="scan a model for backdoors with class patterns (clean images only)",
+        "scan",
+        help="scan a model for backdoors with class patterns (clean images only)",
         description="Search one class pattern per class on clean images, flag classes whose pattern is "
-                    "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png.")
+        "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png.",
+    )
     source = scan.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="module:factory returning the model, e.g. mypkg.nets:build")
-    source.add_argument("--demo-backdoor", action="store_true",
-                        help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it")
+    source.add_argument(
+        "--demo-backdoor",
+        action="store_true",
+        help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it",
+    )
     scan.add_argument("--weights", help="state_dict file to load into --model")
     scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
     scan.add_argument("--size", type=int, default=16, help="side of the digits images (default 16)")
@@ -49,10 +54,18 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     scan.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
     scan.add_argument("--demo-target", type=int, default=0, help="target class of --demo-backdoor (default 0)")
     scan.add_argument("--steps", type=int, default=150, help="search steps (default 150)")
-    scan.add_argument("--max-eval", type=int, default=300,
-                      help="held-out images per class the predictive power is measured on (default 300)")
-    scan.add_argument("--score", choices=("power_auc", "min_k", "power_at_k", "mask_l1"), default="power_auc",
-                      help="class score (default power_auc)")
+    scan.add_argument(
+        "--max-eval",
+        type=int,
+        default=300,
+        help="held-out images per class the predictive power is measured on (default 300)",
+    )
+    scan.add_argument(
+        "--score",
+        choices=("power_auc", "min_k", "power_at_k", "mask_l1"),
+        default="power_auc",
+        help="class score (default power_auc)",
+    )
     scan.add_argument("--threshold", type=float, default=2.0, help="anomaly-index threshold (default 2)")
     scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     scan.add_argument("--out", default="classpattern_scan", help="output folder (default classpattern_scan)")
@@ -67,13 +80,17 @@ def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str,
         if args.data != "digits":
             raise ValueError("--demo-backdoor trains on the digits: leave --data at its default.")
         if args.size % 4:
-            raise ValueError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, "
-                             f"got {args.size}.")
-        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed,
-                                             show_progress=not args.no_progress)
+            raise ValueError(
+                f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {args.size}."
+            )
+        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=not args.no_progress)
         model = model.to(args.device)
-        info = {"model": "SpatialCNN, patch-backdoored digits (demo)", "true_target": args.demo_target,
-                "trigger": repr(trigger), "trigger_mask": trigger.mask(args.size, args.size)}
+        info = {
+            "model": "SpatialCNN, patch-backdoored digits (demo)",
+            "true_target": args.demo_target,
+            "trigger": repr(trigger),
+            "trigger_mask": trigger.mask(args.size, args.size),
+        }
     else:
         model = load_model(args.model, args.weights, args.device)
         info = {"model": args.model, "weights": args.weights}
@@ -112,34 +129,55 @@ def run_scan(args: argparse.Namespace) -> int:
     trigger_mask = info.pop("trigger_mask", None)
     scoring = ScoringSettings(score=args.score, max_eval=args.max_eval, threshold=args.threshold)
     started = time.perf_counter()
-    result = scan(model, search.images, search.labels, ScanSettings(steps=args.steps), scoring=scoring,
-                  eval_images=held_out.images, eval_labels=held_out.labels, classes=classes,
-                  trigger_mask=trigger_mask, trigger_target=info.get("true_target"), seed=args.seed,
-                  show_progress=not args.no_progress)
+    result = scan(
+        model,
+        search.images,
+        search.labels,
+        ScanSettings(steps=args.steps),
+        scoring=scoring,
+        eval_images=held_out.images,
+        eval_labels=held_out.labels,
+        classes=classes,
+        trigger_mask=trigger_mask,
+        trigger_target=info.get("true_target"),
+        seed=args.seed,
+        show_progress=not args.no_progress,
+    )
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
     print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}  flagged")
     for row, cls in enumerate(result.classes):
         mark = "  <-- flagged" if cls in result.flagged else ""
-        print(f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
-              f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{mark}")
+        print(
+            f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
+            f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{mark}"
+        )
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
     for cls in result.flagged:
         if cls in result.trigger_maps:
             trigger = result.recovered_trigger(cls)
             rows, cols = trigger.mask.nonzero(as_tuple=True)
-            where = (f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
-                     if trigger.k else "empty")
+            where = (
+                f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+                if trigger.k
+                else "empty"
+            )
             print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 
     os.makedirs(args.out, exist_ok=True)
-    report = {"command": "scan", "data": args.data, **info, "class_names": class_names,
-              "flagged_names": [class_names[result.classes.index(c)] for c in result.flagged],
-              "seconds": round(seconds, 2), "result": result.to_dict()}
+    report = {
+        "command": "scan",
+        "data": args.data,
+        **info,
+        "class_names": class_names,
+        "flagged_names": [class_names[result.classes.index(c)] for c in result.flagged],
+        "seconds": round(seconds, 2),
+        "result": result.to_dict(),
+    }
     json_path, png_path = os.path.join(args.out, "scan.json"), os.path.join(args.out, "scan.png")
     write_json_atomic(json_path, report)
     fig, _ = plot_scan(result, class_names, args.threshold, use_pyplot=False)

@@ -30,26 +30,45 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
         test_accuracy = accuracy(model, held_out.images.to(device), held_out.labels.to(device))
         print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
     start = time.perf_counter()
-    outcome = search_classes(model, search, held_out, classes, k=args.k, class_names=class_names,
-                             schedule=args.schedule, seed=args.seed, show_progress=not args.no_progress)
+    outcome = search_classes(
+        model,
+        search,
+        held_out,
+        classes,
+        k=args.k,
+        class_names=class_names,
+        schedule=args.schedule,
+        seed=args.seed,
+        show_progress=not args.no_progress,
+    )
     seconds = time.perf_counter() - start
     if not main_process:
         return 0
     report = outcome.report
     report.test_accuracy = test_accuracy
-    report.settings = {"schedule": args.schedule, "seed": args.seed, "k": args.k, "seconds": round(seconds, 2),
-                       **extra_settings}
+    report.settings = {
+        "schedule": args.schedule,
+        "seed": args.seed,
+        "k": args.k,
+        "seconds": round(seconds, 2),
+        **extra_settings,
+    }
     print(report.table())
     os.makedirs(args.out, exist_ok=True)
     report.to_json(os.path.join(args.out, "report.json"))
     fig, _ = plot_class_patterns(
-        outcome.canvases.cpu(), outcome.maps.cpu(), [p.to("cpu") for p in outcome.patterns],
+        outcome.canvases.cpu(),
+        outcome.maps.cpu(),
+        [p.to("cpu") for p in outcome.patterns],
         class_names=[str(class_names[c]) for c in classes],
-        powers=[row.predictive_power for row in report.classes], use_pyplot=False,
+        powers=[row.predictive_power for row in report.classes],
+        use_pyplot=False,
     )
     save_figure_atomic(fig, os.path.join(args.out, "patterns.png"), dpi=120, bbox_inches="tight")
-    print(f"wrote {os.path.join(args.out, 'report.json')} and {os.path.join(args.out, 'patterns.png')} "
-          f"(search and measurement took {seconds:.1f} s)")
+    print(
+        f"wrote {os.path.join(args.out, 'report.json')} and {os.path.join(args.out, 'patterns.png')} "
+        f"(search and measurement took {seconds:.1f} s)"
+    )
     return 0
 
 
@@ -61,8 +80,15 @@ def run_demo(args) -> int:
     with main_process_first():
         model = digits_model(show_progress=not args.no_progress and is_main_process())
     data = load_digits()
-    return run_search(model, data.search, data.eval, DIGIT_CLASSES, list(range(10)), args,
-                      {"data": "digits", "model": "SmallCNN (cached)"})
+    return run_search(
+        model,
+        data.search,
+        data.eval,
+        DIGIT_CLASSES,
+        list(range(10)),
+        args,
+        {"data": "digits", "model": "SmallCNN (cached)"},
+    )
 
 
 def run_user_search(args) -> int:

@@ -1,4 +1,5 @@
 """Data without internet: bundled digits, CIFAR-10 and image folders already on disk."""
+
 from __future__ import annotations
 
 import os

@@ -43,9 +43,7 @@ def unit_index(units: Units, width: Optional[int]) -> Tensor:
     if index.numel() and int(index.min()) < 0:
         raise ValueError(f"units must be non-negative channel indices, got {index.tolist()}.")
     if width is not None and index.numel() and int(index.max()) >= width:
-        raise ValueError(
-            f"unit {int(index.max())} is out of range: the layer has {width} units (0..{width - 1})."
-        )
+        raise ValueError(f"unit {int(index.max())} is out of range: the layer has {width} units (0..{width - 1}).")
     return index
 
 
@@ -135,8 +133,9 @@ def layer_width(model: nn.Module, module: nn.Module, name: str, images: Tensor, 
     return int(output.shape[1])
 
 
-def _head_input(model: nn.Module, module: nn.Module, name: str, batch: Tensor, head: Callable[[Tensor], Tensor],
-                check: bool) -> Tensor:
+def _head_input(
+    model: nn.Module, module: nn.Module, name: str, batch: Tensor, head: Callable[[Tensor], Tensor], check: bool
+) -> Tensor:
     """The layer's output for ``batch``; on the first chunk, check that ``head`` finishes the model."""
     if not check:
         with LayerTap(module, name) as tap:
@@ -154,8 +153,11 @@ def _head_input(model: nn.Module, module: nn.Module, name: str, batch: Tensor, h
     if "output" not in captured:
         raise ValueError(f"layer {name!r} did not run during the forward pass; pick a layer the model uses.")
     rebuilt = head(captured["output"])
-    if not (isinstance(rebuilt, Tensor) and rebuilt.shape == logits.shape
-            and torch.allclose(rebuilt.float(), logits.float(), rtol=1e-4, atol=1e-4)):
+    if not (
+        isinstance(rebuilt, Tensor)
+        and rebuilt.shape == logits.shape
+        and torch.allclose(rebuilt.float(), logits.float(), rtol=1e-4, atol=1e-4)
+    ):
         raise ValueError(
             "head(layer output) does not reproduce model(images): head must be the rest of the network after the "
             "layer, e.g. nn.Sequential(model.pool, model.flatten, model.fc); or pass head=None."
@@ -163,10 +165,20 @@ def _head_input(model: nn.Module, module: nn.Module, name: str, batch: Tensor, h
     return captured["output"]
 
 
-def ablated_predictions(model: nn.Module, module: nn.Module, name: str, images: Tensor, labels: Tensor,
-                        ablations: Sequence[Tensor], width: int, device: torch.device, batch_size: int,
-                        head: Optional[Callable[[Tensor], Tensor]] = None, show_progress: bool = False,
-                        desc: str = "Unit ablation") -> Tuple[Tensor, Tensor]:
+def ablated_predictions(
+    model: nn.Module,
+    module: nn.Module,
+    name: str,
+    images: Tensor,
+    labels: Tensor,
+    ablations: Sequence[Tensor],
+    width: int,
+    device: torch.device,
+    batch_size: int,
+    head: Optional[Callable[[Tensor], Tensor]] = None,
+    show_progress: bool = False,
+    desc: str = "Unit ablation",
+) -> Tuple[Tensor, Tensor]:
     """Top-1 predictions and log-probabilities of the true labels with each set of units removed.
 
     Both are len(ablations) x N. Several ablations share one model call: the image chunk is
@@ -196,8 +208,8 @@ def ablated_predictions(model: nn.Module, module: nn.Module, name: str, images: 
     group = max(1, batch_size // chunk)
     keeps = []
     for first in range(0, len(ablations), group):
-        keep = torch.ones(len(ablations[first:first + group]), width)
-        for row, units in enumerate(ablations[first:first + group]):
+        keep = torch.ones(len(ablations[first : first + group]), width)
+        for row, units in enumerate(ablations[first : first + group]):
             keep[row, units] = 0.0
         keeps.append(keep.to(device))
     predictions = torch.empty(len(ablations), count, dtype=torch.long)
@@ -212,8 +224,8 @@ def ablated_predictions(model: nn.Module, module: nn.Module, name: str, images: 
     try:
         with evaluation_mode(model, "unit ablation"), torch.inference_mode():
             for start in range(0, count, chunk):
-                batch = images[start:start + chunk].to(device)
-                target = labels[start:start + chunk].to(device)
+                batch = images[start : start + chunk].to(device)
+                target = labels[start : start + chunk].to(device)
                 features = None if head is None else _head_input(model, module, name, batch, head, start == 0)
                 row = 0
                 for keep in keeps:
@@ -225,8 +237,8 @@ def ablated_predictions(model: nn.Module, module: nn.Module, name: str, images: 
                         logits = head(keep_factors(stacked, keep))  # type: ignore[misc]
                     logits = logits.view(keep.shape[0], batch.shape[0], -1).double()
                     log_prob = logits.log_softmax(2).gather(2, target[None, :, None].expand(keep.shape[0], -1, 1))
-                    predictions[row:row + keep.shape[0], start:start + batch.shape[0]] = logits.argmax(2).cpu()
-                    log_probs[row:row + keep.shape[0], start:start + batch.shape[0]] = log_prob[..., 0].cpu()
+                    predictions[row : row + keep.shape[0], start : start + batch.shape[0]] = logits.argmax(2).cpu()
+                    log_probs[row : row + keep.shape[0], start : start + batch.shape[0]] = log_prob[..., 0].cpu()
                     row += keep.shape[0]
                     progress.update()
     finally:

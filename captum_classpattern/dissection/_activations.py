@@ -11,12 +11,13 @@ from .._utils import check_positive_int, evaluation_mode
 from ._hooks import LayerSpec, LayerTap, resolve_layer, run_device
 
 
-def _layer_features(model: nn.Module, module: nn.Module, name: str, images: Tensor, device: torch.device,
-                    batch_size: int, units: Tensor) -> Iterable[Tuple[int, Tensor]]:
+def _layer_features(
+    model: nn.Module, module: nn.Module, name: str, images: Tensor, device: torch.device, batch_size: int, units: Tensor
+) -> Iterable[Tuple[int, Tensor]]:
     """Yield ``(start, features of the chosen units)`` batch by batch."""
     with evaluation_mode(model, "unit_activations"), LayerTap(module, name) as tap, torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
-            features = tap.features(model, images[start:start + batch_size].to(device))
+            features = tap.features(model, images[start : start + batch_size].to(device))
             yield start, features.index_select(1, units.to(features.device)).float()
 
 

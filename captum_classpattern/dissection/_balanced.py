@@ -39,8 +39,11 @@ def check_labelled(images: Tensor, labels: Any, num_classes: Optional[int] = Non
 
 def balanced_from_predictions(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """(recall + true-negative rate) / 2 per class, one-vs-rest; NaN where undefined."""
-    confusion = torch.bincount(labels * num_classes + predictions.clamp(0, num_classes - 1),
-                               minlength=num_classes**2).view(num_classes, num_classes).double()
+    confusion = (
+        torch.bincount(labels * num_classes + predictions.clamp(0, num_classes - 1), minlength=num_classes**2)
+        .view(num_classes, num_classes)
+        .double()
+    )
     hits = confusion.diagonal()
     positives = confusion.sum(1)
     predicted = confusion.sum(0)
@@ -50,8 +53,15 @@ def balanced_from_predictions(predictions: Tensor, labels: Tensor, num_classes: 
     return (recall + true_negative_rate) / 2
 
 
-def balanced_accuracy_per_class(model: nn.Module, images: Tensor, labels: Tensor, num_classes: int, *,
-                                batch_size: int = 256, device: Optional[Union[str, torch.device]] = None) -> Tensor:
+def balanced_accuracy_per_class(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    *,
+    batch_size: int = 256,
+    device: Optional[Union[str, torch.device]] = None,
+) -> Tensor:
     """Balanced accuracy of each class, one-vs-rest from top-1 predictions.
 
     For class ``c``: ``(recall + true-negative rate) / 2``, where recall is the share of
@@ -79,6 +89,7 @@ def balanced_accuracy_per_class(model: nn.Module, images: Tensor, labels: Tensor
     """
     labels = check_labelled(images, labels, num_classes)
     check_positive_int(batch_size, "batch_size")
-    predictions = predict(model, images, batch_size=batch_size, device=run_device(model, device),
-                          who="balanced_accuracy_per_class")
+    predictions = predict(
+        model, images, batch_size=batch_size, device=run_device(model, device), who="balanced_accuracy_per_class"
+    )
     return balanced_from_predictions(predictions, labels, num_classes)

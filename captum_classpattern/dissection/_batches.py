@@ -35,7 +35,7 @@ def batches(data: Any, batch_size: int) -> Iterable:
     """Iterate batches: whole tensors are split, map-style data sets go through a DataLoader."""
     if isinstance(data, tuple) and data and all(isinstance(item, Tensor) for item in data):
         count = data[0].shape[0]
-        return (tuple(item[start:start + batch_size] for item in data) for start in range(0, count, batch_size))
+        return (tuple(item[start : start + batch_size] for item in data) for start in range(0, count, batch_size))
     if isinstance(data, Dataset):
         return DataLoader(data, batch_size=batch_size, shuffle=False)
     return data

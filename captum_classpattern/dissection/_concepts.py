@@ -6,6 +6,7 @@ so network dissection can be checked against the truth, and the shape is a class
 small CNN learns in seconds. Nothing is downloaded; an item depends only on ``seed`` and
 its index.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -108,8 +109,16 @@ class ConceptDataset(Dataset):
 
     category_names: Tuple[str, ...] = ("shape", "color", "texture")
 
-    def __init__(self, size: int = 500, image_size: int = 32, seed: int = 0, *, texture_level: str = "pixel",
-                 noise: float = 0.03, shapes: Optional[Sequence[str]] = None) -> None:
+    def __init__(
+        self,
+        size: int = 500,
+        image_size: int = 32,
+        seed: int = 0,
+        *,
+        texture_level: str = "pixel",
+        noise: float = 0.03,
+        shapes: Optional[Sequence[str]] = None,
+    ) -> None:
         check_positive_int(size, "size")
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
             raise ValueError(f"image_size must be an int >= 16, got {image_size!r}.")

@@ -40,8 +40,9 @@ def _check_settings(quantile: float, iou_threshold: float, batch_size: int, budg
         raise TypeError(f"threshold_settings must be a ThresholdSettings, got {type(budget).__name__}.")
 
 
-def _concept_metadata(layout: Layout, concept_names: Optional[Sequence[str]],
-                      categories: Optional[Sequence[str]]) -> Tuple[int, List[str]]:
+def _concept_metadata(
+    layout: Layout, concept_names: Optional[Sequence[str]], categories: Optional[Sequence[str]]
+) -> Tuple[int, List[str]]:
     count = max(layout.max_id + 1, layout.label_width or 0, 1)
     if concept_names is not None:
         names = [str(name) for name in concept_names]
@@ -90,12 +91,13 @@ def dissect(
     pooled IoU ``inter / (|A_u| + |M_k| - inter)``.
 
     Thresholds are exact as long as the values that decide them fit in
-    ``threshold_settings.max_exact_values``: with ``exact=None`` pass 1 keeps all values while they fit (one extra copy of the
-    upsampled activations, at most ``max_exact_values`` floats). Beyond that the data are read
-    again: histogram passes (``refine_bins`` bins per unit, at most ``max_refine_passes``)
-    narrow each unit's interval around the two order statistics it needs, then one pass
-    keeps only the values inside those intervals and the result is exact again. Only when
-    the refinement budget (``threshold_settings``) runs out first is a threshold interpolated inside its last bin;
+    ``threshold_settings.max_exact_values``: with ``exact=None`` pass 1 keeps all values
+    while they fit (one extra copy of the upsampled activations, at most
+    ``max_exact_values`` floats). Beyond that the data are read again: histogram passes
+    (``refine_bins`` bins per unit, at most ``max_refine_passes``) narrow each unit's
+    interval around the two order statistics it needs, then one pass keeps only the values
+    inside those intervals and the result is exact again. Only when the refinement budget
+    (``threshold_settings``) runs out first is a threshold interpolated inside its last bin;
     ``DissectionResult.threshold_errors`` then holds a strict per-unit bound on the error
     (the width of its last bin, typically about ``range / 2048**3`` with the defaults).
     Memory is bounded by the batch, the histograms (units x ``refine_bins``) and

@@ -76,21 +76,30 @@ class PatternUnits(JsonFile):
         numbers = ("power", "power_ablated", "power_random_ablated", "floor", "accuracy", "accuracy_ablated")
         check_keys(data, ("target", "units", "rank_by", "increase", "contribution", *numbers), "PatternUnits")
         contribution = data["contribution"]
-        return cls(target=int(data["target"]), units=[int(u) for u in data["units"]], rank_by=str(data["rank_by"]),
-                   increase=float_array(data["increase"]),
-                   contribution=None if contribution is None else float_array(contribution),
-                   **{key: float(data[key]) for key in numbers})
+        return cls(
+            target=int(data["target"]),
+            units=[int(u) for u in data["units"]],
+            rank_by=str(data["rank_by"]),
+            increase=float_array(data["increase"]),
+            contribution=None if contribution is None else float_array(contribution),
+            **{key: float(data[key]) for key in numbers},
+        )
 
 
-def _mean_channel_activation(model: nn.Module, module: nn.Module, name: str, images: Tensor,
-                             stamp: Optional[Callable[[Tensor], Tensor]], device: torch.device,
-                             batch_size: int) -> Tensor:
+def _mean_channel_activation(
+    model: nn.Module,
+    module: nn.Module,
+    name: str,
+    images: Tensor,
+    stamp: Optional[Callable[[Tensor], Tensor]],
+    device: torch.device,
+    batch_size: int,
+) -> Tensor:
     """Per-image, per-unit activation (spatial mean for feature maps): N x U."""
     rows = []
-    with evaluation_mode(model, "units_responding_to_pattern"), LayerTap(module, name) as tap, \
-            torch.inference_mode():
+    with evaluation_mode(model, "units_responding_to_pattern"), LayerTap(module, name) as tap, torch.inference_mode():
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device)
+            batch = images[start : start + batch_size].to(device)
             if stamp is not None:
                 batch = stamp(batch)
             output = tap.run(model, batch)
@@ -100,8 +109,15 @@ def _mean_channel_activation(model: nn.Module, module: nn.Module, name: str, ima
     return torch.cat(rows)
 
 
-def _pattern_contributions(model: nn.Module, module: nn.Module, others: Tensor, stamp: Callable[[Tensor], Tensor],
-                           target: int, device: torch.device, batch_size: int) -> Tensor:
+def _pattern_contributions(
+    model: nn.Module,
+    module: nn.Module,
+    others: Tensor,
+    stamp: Callable[[Tensor], Tensor],
+    target: int,
+    device: torch.device,
+    batch_size: int,
+) -> Tensor:
     """Per unit, a first-order estimate of how much of the pattern's pull towards ``target`` passes through it.
 
     That is (stamped - clean activation) x d log p(target) / d activation, summed over
@@ -119,7 +135,7 @@ def _pattern_contributions(model: nn.Module, module: nn.Module, others: Tensor, 
     try:
         with evaluation_mode(model, "units_responding_to_pattern"):
             for start in range(0, others.shape[0], batch_size):
-                batch = others[start:start + batch_size].to(device)
+                batch = others[start : start + batch_size].to(device)
                 with torch.no_grad():
                     model(batch)
                 clean = captured["leaf"].detach()
@@ -127,8 +143,11 @@ def _pattern_contributions(model: nn.Module, module: nn.Module, others: Tensor, 
                     log_prob = model(stamp(batch)).log_softmax(1)[:, target].sum()
                     leaf = captured["leaf"]
                     (gradient,) = torch.autograd.grad(log_prob, leaf)
-                share = ((leaf.detach() - clean) * gradient).flatten(2).sum(2) if leaf.dim() > 2 else \
-                    (leaf.detach() - clean) * gradient
+                share = (
+                    ((leaf.detach() - clean) * gradient).flatten(2).sum(2)
+                    if leaf.dim() > 2
+                    else (leaf.detach() - clean) * gradient
+                )
                 batch_total = share.double().sum(0).cpu()
                 total = batch_total if total is None else total + batch_total
     finally:
@@ -137,10 +156,21 @@ def _pattern_contributions(model: nn.Module, module: nn.Module, others: Tensor, 
     return total / others.shape[0]
 
 
-def units_responding_to_pattern(model: nn.Module, layer: LayerSpec, pattern: Any, images: Tensor, labels: Tensor,
-                                target: int, *, top: int = 10, rank_by: str = "increase", random_trials: int = 3,
-                                seed: int = 0, batch_size: int = 256,
-                                device: Optional[Union[str, torch.device]] = None) -> PatternUnits:
+def units_responding_to_pattern(
+    model: nn.Module,
+    layer: LayerSpec,
+    pattern: Any,
+    images: Tensor,
+    labels: Tensor,
+    target: int,
+    *,
+    top: int = 10,
+    rank_by: str = "increase",
+    random_trials: int = 3,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: Optional[Union[str, torch.device]] = None,
+) -> PatternUnits:
     """Find the units a class pattern drives and measure how much of its power they carry.
 
     The pattern is stamped on the images whose label is not ``target``. With
@@ -198,16 +228,22 @@ def units_responding_to_pattern(model: nn.Module, layer: LayerSpec, pattern: Any
     increase = (stamped - clean).mean(0).double().numpy()
     contribution = None
     if rank_by == "contribution":
-        contribution = _pattern_contributions(model, module, others, pattern.stamp, target, run_on,
-                                              batch_size).numpy()
+        contribution = _pattern_contributions(model, module, others, pattern.stamp, target, run_on, batch_size).numpy()
     scores = increase if contribution is None else contribution
     chosen = [int(u) for u in np.lexsort((np.arange(width), -scores))[:top]]
 
     def power(stamp: Optional[Callable[[Tensor], Tensor]] = pattern.stamp) -> float:
         # Other-class images only in the denominator, as metrics.predictive_power defines it;
         # computed here so that the ablation hooks apply and any object with stamp() works.
-        return share_predicted(model, others, target, transform=stamp, device=run_on, batch_size=batch_size,
-                               who="units_responding_to_pattern")
+        return share_predicted(
+            model,
+            others,
+            target,
+            transform=stamp,
+            device=run_on,
+            batch_size=batch_size,
+            who="units_responding_to_pattern",
+        )
 
     def accuracy() -> float:
         predictions = predict(model, images, device=run_on, batch_size=batch_size, who="units_responding_to_pattern")

@@ -18,6 +18,7 @@ from ._batches import DATA_CHANGED
 
 _HIST_CHUNK = 2**21  # values binned at once in a refinement pass
 
+
 def _hazen_ranks(count: int, level: float) -> Tuple[int, int, float]:
     """Order statistics (0-based) and weight numpy.quantile(method="hazen") interpolates."""
     virtual = count * level + (0.5 + level * (1 - 0.5 - 0.5)) - 1  # numpy's own expression
@@ -115,16 +116,18 @@ class TopQuantile:
         step = max(1, min(units, (self.budget // 8) // max(self.count, 1)))
         taken = self.count - self.ranks[0]  # values at or above the lower order statistic
         for first in range(0, units, step):
-            rows = torch.cat([b[:, first:first + step].transpose(0, 1).reshape(-1, b.shape[0] * b.shape[2])
-                              for b in self.buffer], 1)
+            rows = torch.cat(
+                [b[:, first : first + step].transpose(0, 1).reshape(-1, b.shape[0] * b.shape[2]) for b in self.buffer],
+                1,
+            )
             if taken <= self.count // 10:  # top quantiles: a small top-k beats a full selection
                 top = rows.topk(taken, dim=1).values
                 lower, upper = top[:, taken - 1], top[:, taken - 1 - (self.ranks[1] - self.ranks[0])]
             else:
                 lower = rows.kthvalue(self.ranks[0] + 1, dim=1).values
                 upper = rows.kthvalue(self.ranks[1] + 1, dim=1).values
-            self.lower[first:first + step] = lower.double().cpu()
-            self.upper[first:first + step] = upper.double().cpu()
+            self.lower[first : first + step] = lower.double().cpu()
+            self.upper[first : first + step] = upper.double().cpu()
         self.buffer = None
         self.done = True
 
@@ -179,7 +182,7 @@ class TopQuantile:
         # A few images at a time: the temporaries (about 24 bytes a value) stay small.
         step = max(1, _HIST_CHUNK // max(1, rows.shape[1] * rows.shape[2]))
         for first in range(0, rows.shape[0], step):
-            self._histogram(rows[first:first + step])
+            self._histogram(rows[first : first + step])
 
     def _histogram(self, rows: Tensor) -> None:
         lo, hi = self.state["lo"][None, :, None], self.state["hi"][None, :, None]
@@ -205,14 +208,20 @@ class TopQuantile:
         size = hist.gather(1, index)[:, 0]
         # Interpolated guess inside the bin, used only if the refinement budget runs out.
         guess = low + (high - low) * ((rank - before).float() + 0.5) / size.float()
-        return {"index": index[:, 0], "before": before, "low": low, "high": high,
-                "guess": torch.minimum(torch.maximum(guess, low), high)}
+        return {
+            "index": index[:, 0],
+            "before": before,
+            "low": low,
+            "high": high,
+            "guess": torch.minimum(torch.maximum(guess, low), high),
+        }
 
     def _finish_hist(self) -> None:
         self.refinements += 1
         hist = self.hist.view(self.active.numel(), self.bins + 3)
-        if not (torch.equal(hist[:, 0], self.state["below"])
-                and torch.equal(hist[:, 1:-1].sum(1), self.state["inside"])):
+        if not (
+            torch.equal(hist[:, 0], self.state["below"]) and torch.equal(hist[:, 1:-1].sum(1), self.state["inside"])
+        ):
             raise RuntimeError(DATA_CHANGED)
         cumulative = hist.cumsum(1)
         first = self._locate(self.ranks[0], hist, cumulative)

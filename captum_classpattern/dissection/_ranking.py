@@ -74,16 +74,28 @@ class UnitRanking(JsonFile):
         check_keys(data, ("units", "num_units", "baseline", "drops", "log_prob_drops"), "UnitRanking")
         units = [int(u) for u in data["units"]]
         shape = (len(units), len(data["baseline"]))
-        return cls(baseline=float_array(data["baseline"]), drops=float_array(data["drops"], shape),
-                   log_prob_drops=float_array(data["log_prob_drops"], shape), units=units,
-                   num_units=int(data["num_units"]))
+        return cls(
+            baseline=float_array(data["baseline"]),
+            drops=float_array(data["drops"], shape),
+            log_prob_drops=float_array(data["log_prob_drops"], shape),
+            units=units,
+            num_units=int(data["num_units"]),
+        )
 
 
-def rank_units_for_class(model: nn.Module, layer: LayerSpec, images: Tensor, labels: Tensor, num_classes: int, *,
-                         units: Optional[Sequence[int]] = None, batch_size: int = 256,
-                         head: Optional[Callable[[Tensor], Tensor]] = None,
-                         device: Optional[Union[str, torch.device]] = None,
-                         show_progress: bool = False) -> UnitRanking:
+def rank_units_for_class(
+    model: nn.Module,
+    layer: LayerSpec,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    *,
+    units: Optional[Sequence[int]] = None,
+    batch_size: int = 256,
+    head: Optional[Callable[[Tensor], Tensor]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    show_progress: bool = False,
+) -> UnitRanking:
     """Rank the units of ``layer`` for every class by the damage their removal does.
 
     Each unit is removed alone (its channel zeroed) and the images are evaluated once; the
@@ -126,15 +138,21 @@ def rank_units_for_class(model: nn.Module, layer: LayerSpec, images: Tensor, lab
     width = layer_width(model, module, name, images, run_on)
     chosen = list(range(width)) if units is None else unit_index(units, width).tolist()
     ablations = [torch.empty(0, dtype=torch.long)] + [torch.tensor([u]) for u in chosen]
-    predictions, log_probs = ablated_predictions(model, module, name, images, labels, ablations, width, run_on,
-                                                 batch_size, head, show_progress, "Ranking units")
+    predictions, log_probs = ablated_predictions(
+        model, module, name, images, labels, ablations, width, run_on, batch_size, head, show_progress, "Ranking units"
+    )
     scores = torch.stack([balanced_from_predictions(p, labels, num_classes) for p in predictions]).numpy()
     per_class = torch.zeros(len(ablations), num_classes, dtype=torch.float64)
     per_class.index_add_(1, labels, log_probs)
     per_class /= torch.bincount(labels, minlength=num_classes).clamp(min=1)
     log_prob = per_class.numpy()
-    return UnitRanking(baseline=scores[0], drops=scores[0][None, :] - scores[1:],
-                       log_prob_drops=log_prob[0][None, :] - log_prob[1:], units=chosen, num_units=width)
+    return UnitRanking(
+        baseline=scores[0],
+        drops=scores[0][None, :] - scores[1:],
+        log_prob_drops=log_prob[0][None, :] - log_prob[1:],
+        units=chosen,
+        num_units=width,
+    )
 
 
 @dataclass
@@ -199,18 +217,34 @@ class AblationCurves(JsonFile):
         check_keys(data, keys, "AblationCurves")
         ks, classes = [int(k) for k in data["ks"]], [int(c) for c in data["classes"]]
         shape = (len(classes), len(ks))
-        return cls(ks=ks, classes=classes, baseline=float_array(data["baseline"]),
-                   top_removed=float_array(data["top_removed"], shape),
-                   rest_removed=float_array(data["rest_removed"], shape),
-                   random_removed=float_array(data["random_removed"], shape), num_units=int(data["num_units"]))
+        return cls(
+            ks=ks,
+            classes=classes,
+            baseline=float_array(data["baseline"]),
+            top_removed=float_array(data["top_removed"], shape),
+            rest_removed=float_array(data["rest_removed"], shape),
+            random_removed=float_array(data["random_removed"], shape),
+            num_units=int(data["num_units"]),
+        )
 
 
-def ablation_curves(model: nn.Module, layer: LayerSpec, images: Tensor, labels: Tensor, num_classes: int,
-                    ranking: UnitRanking, *, ks: Sequence[int] = (1, 2, 5, 10, 20),
-                    classes: Optional[Sequence[int]] = None, random_trials: int = 3, seed: int = 0,
-                    batch_size: int = 256, head: Optional[Callable[[Tensor], Tensor]] = None,
-                    device: Optional[Union[str, torch.device]] = None,
-                    show_progress: bool = False) -> AblationCurves:
+def ablation_curves(
+    model: nn.Module,
+    layer: LayerSpec,
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    ranking: UnitRanking,
+    *,
+    ks: Sequence[int] = (1, 2, 5, 10, 20),
+    classes: Optional[Sequence[int]] = None,
+    random_trials: int = 3,
+    seed: int = 0,
+    batch_size: int = 256,
+    head: Optional[Callable[[Tensor], Tensor]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    show_progress: bool = False,
+) -> AblationCurves:
     """Remove each class's top-k units, or all the others, or k random units.
 
     If a few units carry a class, removing its top k units hurts it far more than removing
@@ -268,12 +302,24 @@ def ablation_curves(model: nn.Module, layer: LayerSpec, images: Tensor, labels: 
             ablations += [top, rest]
     for k in ks:
         ablations += [torch.randperm(width, generator=generator)[:k] for _ in range(random_trials)]
-    predictions, _ = ablated_predictions(model, module, name, images, labels, ablations, width,
-                                         run_device(model, device), batch_size, head, show_progress, "Ablation curves")
+    predictions, _ = ablated_predictions(
+        model,
+        module,
+        name,
+        images,
+        labels,
+        ablations,
+        width,
+        run_device(model, device),
+        batch_size,
+        head,
+        show_progress,
+        "Ablation curves",
+    )
     scores = torch.stack([balanced_from_predictions(p, labels, num_classes) for p in predictions]).numpy()
-    per_class = scores[1:1 + 2 * len(classes) * len(ks)].reshape(len(classes), len(ks), 2, num_classes)
+    per_class = scores[1 : 1 + 2 * len(classes) * len(ks)].reshape(len(classes), len(ks), 2, num_classes)
     rows = np.arange(len(classes))
-    random_scores = scores[1 + 2 * len(classes) * len(ks):].reshape(len(ks), random_trials, num_classes)
+    random_scores = scores[1 + 2 * len(classes) * len(ks) :].reshape(len(ks), random_trials, num_classes)
     return AblationCurves(
         ks=ks,
         classes=classes,

@@ -10,8 +10,18 @@ import numpy as np
 from .._utils import check_choice
 from ._serialise import JsonFile, check_keys, float_array
 
-_KEYS = ("layer", "quantile", "iou_threshold", "num_images", "mask_size", "concept_names", "concept_categories",
-         "thresholds", "threshold_errors", "ious")
+_KEYS = (
+    "layer",
+    "quantile",
+    "iou_threshold",
+    "num_images",
+    "mask_size",
+    "concept_names",
+    "concept_categories",
+    "thresholds",
+    "threshold_errors",
+    "ious",
+)
 
 
 @dataclass
@@ -124,8 +134,7 @@ class DissectionResult(JsonFile):
         rows = [r for r in self.rows() if r["concept"] == concept and (r["detector"] or not detectors_only)]
         return [r["unit"] for r in sorted(rows, key=lambda r: -r["iou"])]
 
-    def table(self, units: Optional[Sequence[int]] = None, detectors_only: bool = False,
-              sort_by: str = "unit") -> str:
+    def table(self, units: Optional[Sequence[int]] = None, detectors_only: bool = False, sort_by: str = "unit") -> str:
         """A plain-text table of the units.
 
         Args:

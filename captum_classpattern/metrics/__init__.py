@@ -1,4 +1,8 @@
-"""How good a pattern is: predictive power and its floor and chance levels, curves over k, Captum baselines, anomaly indices, trigger Jaccard and shape simplicity."""
+"""How good a pattern is: predictive power and its floor and chance levels, curves over k.
+
+Also the Captum baselines measured the same way, anomaly indices and outlier flags, trigger
+Jaccard and the simplicity of a pattern's shape.
+"""
 
 from ._captum_baselines import CAPTUM_BASELINES, captum_attribution
 from ._jaccard import trigger_jaccard

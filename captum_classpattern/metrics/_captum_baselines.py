@@ -41,7 +41,10 @@ def captum_attribution(model: Callable, method: Union[str, type], canvas: Tensor
     kwargs: Dict[str, Any] = {}
     if name == "Occlusion":
         side = max(2, canvas.shape[-1] // 8)
-        kwargs = {"sliding_window_shapes": (canvas.shape[0], side, side), "strides": (canvas.shape[0], max(1, side // 2), max(1, side // 2))}
+        kwargs = {
+            "sliding_window_shapes": (canvas.shape[0], side, side),
+            "strides": (canvas.shape[0], max(1, side // 2), max(1, side // 2)),
+        }
     elif name in ("IntegratedGradients",):
         kwargs = {"baselines": torch.zeros_like(batch), "n_steps": 32}
     with evaluation_mode(model, name):

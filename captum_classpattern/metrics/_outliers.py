@@ -26,8 +26,9 @@ def anomaly_index(scores: Union[Sequence[float], np.ndarray]) -> np.ndarray:
     return np.abs(values - median) / max(spread, 1e-12)
 
 
-def flag_outliers(scores: Sequence[float], direction: str = "low",
-                  threshold: float = 2.0) -> Tuple[np.ndarray, List[int]]:
+def flag_outliers(
+    scores: Sequence[float], direction: str = "low", threshold: float = 2.0
+) -> Tuple[np.ndarray, List[int]]:
     """MAD anomaly index of each score, and the positions that are one-sided outliers.
 
     Args:

@@ -1,4 +1,5 @@
 """Metrics: predictive power of a pattern, its floor and chance levels, curves over k."""
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,9 @@ def _other_class(images: Tensor, labels: Tensor, target: int) -> Tensor:
     return images[keep]
 
 
-def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: Tensor, target: int,
-                     batch_size: int = 512) -> float:
+def predictive_power(
+    model: Callable, pattern: Pattern, images: Tensor, labels: Tensor, target: int, batch_size: int = 512
+) -> float:
     """Share of other-class images classified as ``target`` once the pattern is stamped.
 
     The denominator counts images whose label is not ``target`` only, as attack success
@@ -45,18 +47,27 @@ def predictive_power(model: Callable, pattern: Pattern, images: Tensor, labels: 
         ValueError: no other-class images, or images that do not fit the pattern.
     """
     others = _other_class(images, labels, target)
-    return share_predicted(model, others, target, batch_size=batch_size, transform=pattern.stamp,
-                           who="predictive_power")
+    return share_predicted(
+        model, others, target, batch_size=batch_size, transform=pattern.stamp, who="predictive_power"
+    )
 
 
 def floor_rate(model: Callable, images: Tensor, labels: Tensor, target: int, batch_size: int = 512) -> float:
     """Share of other-class images already classified as ``target`` without any pattern."""
-    return share_predicted(model, _other_class(images, labels, target), target, batch_size=batch_size,
-                           who="floor_rate")
+    return share_predicted(model, _other_class(images, labels, target), target, batch_size=batch_size, who="floor_rate")
 
 
-def random_pixel_power(model: Callable, canvas: Tensor, images: Tensor, labels: Tensor, target: int, k: Budget,
-                       trials: int = 5, seed: int = 0, batch_size: int = 512) -> float:
+def random_pixel_power(
+    model: Callable,
+    canvas: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    target: int,
+    k: Budget,
+    trials: int = 5,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> float:
     """Mean predictive power of ``k`` random canvas pixels over ``trials`` draws (chance)."""
     generator = torch.Generator().manual_seed(seed)
     powers = [
@@ -84,8 +95,16 @@ class PowerCurve:
     area: float
 
 
-def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Tensor, labels: Tensor, target: int,
-                ks: Sequence[Budget] = (0.01, 0.02, 0.05, 0.1, 0.2), batch_size: int = 512) -> PowerCurve:
+def power_curve(
+    model: Callable,
+    attribution: Tensor,
+    canvas: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    target: int,
+    ks: Sequence[Budget] = (0.01, 0.02, 0.05, 0.1, 0.2),
+    batch_size: int = 512,
+) -> PowerCurve:
     """Predictive power of the top-k pixels of ``attribution`` for several ``k``.
 
     Works for a ClassPattern map and for any Captum attribution of the canvas.
@@ -94,14 +113,19 @@ def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Te
     counts = sorted({pixel_budget(k, height, width) for k in ks})
     # One warning for the whole curve (below) instead of one per size.
     powers = [
-        predictive_power(model, top_k_pattern(attribution, canvas, k, warn_filler=False), images, labels, target,
-                         batch_size)
+        predictive_power(
+            model, top_k_pattern(attribution, canvas, k, warn_filler=False), images, labels, target, batch_size
+        )
         for k in counts
     ]
     supporting = int((pixel_scores(attribution.detach(), False) > 0).sum())
     if supporting < counts[-1]:
-        warnings.warn(f"the map has only {supporting} pixel(s) with a positive score: the curve's sizes above "
-                      f"{supporting} are filled up with arbitrary pixels.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"the map has only {supporting} pixel(s) with a positive score: the curve's sizes above "
+            f"{supporting} are filled up with arbitrary pixels.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     fractions = [k / (height * width) for k in counts]
     if len(counts) > 1:
         steps = zip(powers[:-1], powers[1:], fractions[:-1], fractions[1:])
@@ -109,5 +133,3 @@ def power_curve(model: Callable, attribution: Tensor, canvas: Tensor, images: Te
     else:
         area = float(powers[0])
     return PowerCurve(counts, fractions, powers, area)
-
-

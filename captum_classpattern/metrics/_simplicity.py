@@ -12,6 +12,7 @@ countable for a boolean H x W mask (e.g. :attr:`Pattern.mask`):
   mean distance of its pixels to their centroid divided by that of a disc of the same
   area (1 for a disc, larger when scattered).
 """
+
 from __future__ import annotations
 
 import math
@@ -170,8 +171,14 @@ def simplicity(mask: MaskLike) -> Simplicity:
         raise ValueError("the mask is empty.")
     tv = total_variation(grid)
     fill, spread = compactness(grid)
-    return Simplicity(k=area, components=connected_components(grid), total_variation=tv,
-                      boundary_per_pixel=tv / area, bbox_fill=fill, spread=spread)
+    return Simplicity(
+        k=area,
+        components=connected_components(grid),
+        total_variation=tv,
+        boundary_per_pixel=tv / area,
+        bbox_fill=fill,
+        spread=spread,
+    )
 
 
 def summarise_simplicity(masks: Iterable[MaskLike]) -> Dict[str, float]:

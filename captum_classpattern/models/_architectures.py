@@ -1,4 +1,5 @@
 """Models that need no download: small CNNs for the digits and CIFAR-style ResNets, all with random weights."""
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -83,8 +84,10 @@ class SpatialCNN(nn.Module):
 
     def forward(self, x):
         if x.shape[-2:] != (self.image_size, self.image_size):
-            raise ValueError(f"SpatialCNN was built for {self.image_size}x{self.image_size} images, "
-                             f"got {tuple(x.shape[-2:])}; resize the images or build it with that image_size.")
+            raise ValueError(
+                f"SpatialCNN was built for {self.image_size}x{self.image_size} images, "
+                f"got {tuple(x.shape[-2:])}; resize the images or build it with that image_size."
+            )
         return self.head(self.features(x).flatten(1))
 
 

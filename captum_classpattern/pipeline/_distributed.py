@@ -17,6 +17,7 @@ Example:
     >>> is_main_process()           # only this rank prints and writes files
     True
 """
+
 from __future__ import annotations
 
 import atexit
@@ -150,7 +151,7 @@ def shard(items: Sequence[Item], rank: Optional[int] = None, world_size: Optiona
     items = list(items)
     size, extra = divmod(len(items), world_size)
     start = rank * size + min(rank, extra)
-    return items[start:start + size + (1 if rank < extra else 0)]
+    return items[start : start + size + (1 if rank < extra else 0)]
 
 
 def all_gather(obj: Any) -> List[Any]:

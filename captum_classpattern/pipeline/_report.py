@@ -1,4 +1,5 @@
 """The search report: per-class predictive power beside its floor, chance and Captum baselines."""
+
 from __future__ import annotations
 
 import json
@@ -127,11 +128,21 @@ class SearchReport:
         header = ["class", "k", "power", "floor", "random"] + methods
         lines = [" ".join(f"{h:>19}" if i > 4 else f"{h:>7}" for i, h in enumerate(header))]
         for row in self.classes:
-            cells = [row.name or str(row.class_), str(row.k), f"{row.predictive_power:.3f}", f"{row.floor:.3f}",
-                     f"{row.random:.3f}"] + [f"{row.baselines[m]:.3f}" for m in methods]
+            cells = [
+                row.name or str(row.class_),
+                str(row.k),
+                f"{row.predictive_power:.3f}",
+                f"{row.floor:.3f}",
+                f"{row.random:.3f}",
+            ] + [f"{row.baselines[m]:.3f}" for m in methods]
             lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
         if self.classes:
-            cells = ["mean", "", f"{self.mean('predictive_power'):.3f}", f"{self.mean('floor'):.3f}",
-                     f"{self.mean('random'):.3f}"] + [f"{self.mean(m):.3f}" for m in methods]
+            cells = [
+                "mean",
+                "",
+                f"{self.mean('predictive_power'):.3f}",
+                f"{self.mean('floor'):.3f}",
+                f"{self.mean('random'):.3f}",
+            ] + [f"{self.mean(m):.3f}" for m in methods]
             lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
         return "\n".join(lines)

@@ -1,4 +1,5 @@
 """The main job: search the patterns of several classes and measure them on held-out images."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,16 +88,20 @@ def search_classes(
     if not classes:
         raise ValueError("no classes to search.")
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
-    settings = dict(k=k, class_names=class_names, baselines=baselines, schedule=schedule,
-                    canvas_strategy=canvas_strategy, seed=seed)
+    settings = dict(
+        k=k, class_names=class_names, baselines=baselines, schedule=schedule, canvas_strategy=canvas_strategy, seed=seed
+    )
     if not init_distributed(device):
         return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **settings)
     rank, world_size = world()
     mine = shard(classes, rank, world_size)
     failure: Optional[Exception] = None
     try:
-        local = _search_here(model, search, held_out, mine, device, show_progress=show_progress and rank == 0,
-                             **settings) if mine else None
+        local = (
+            _search_here(model, search, held_out, mine, device, show_progress=show_progress and rank == 0, **settings)
+            if mine
+            else None
+        )
         message: tuple = ("ok", None if local is None else _to_cpu(local))
     except Exception as error:  # the gather below still runs, so no rank is left waiting
         failure = error
@@ -113,15 +118,33 @@ def search_classes(
 _ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError}
 
 
-def _search_here(model, search: Split, held_out: Split, classes: List[int], device, *, k, class_names, baselines,
-                 schedule, canvas_strategy, seed, show_progress) -> SearchOutcome:
+def _search_here(
+    model,
+    search: Split,
+    held_out: Split,
+    classes: List[int],
+    device,
+    *,
+    k,
+    class_names,
+    baselines,
+    schedule,
+    canvas_strategy,
+    seed,
+    show_progress,
+) -> SearchOutcome:
     """:func:`search_classes` for ``classes`` in this process alone."""
     search_images, search_labels = search.images.to(device), search.labels.to(device)
     eval_images, eval_labels = held_out.images.to(device), held_out.labels.to(device)
     canvases = select_canvases(model, search_images, search_labels, classes, canvas_strategy, seed=seed)
     maps = ClassPattern(model).attribute(
-        canvases, target=classes, baselines=search_images, baseline_labels=search_labels,
-        schedule=schedule, seed=seed, show_progress=show_progress,
+        canvases,
+        target=classes,
+        baselines=search_images,
+        baseline_labels=search_labels,
+        schedule=schedule,
+        seed=seed,
+        show_progress=show_progress,
     )
     count = pixel_budget(k, *canvases.shape[-2:])
     patterns, rows = [], []
@@ -130,19 +153,25 @@ def _search_here(model, search: Split, held_out: Split, classes: List[int], devi
         patterns.append(pattern)
         measured = {
             name: predictive_power(
-                model, top_k_pattern(captum_attribution(model, name, canvases[i], cls), canvases[i], count),
-                eval_images, eval_labels, cls,
+                model,
+                top_k_pattern(captum_attribution(model, name, canvases[i], cls), canvases[i], count),
+                eval_images,
+                eval_labels,
+                cls,
             )
             for name in baselines
         }
-        rows.append(ClassReport(
-            class_=cls, k=count,
-            predictive_power=predictive_power(model, pattern, eval_images, eval_labels, cls),
-            floor=floor_rate(model, eval_images, eval_labels, cls),
-            random=random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed),
-            baselines=measured,
-            name=None if class_names is None else str(class_names[cls]),
-        ))
+        rows.append(
+            ClassReport(
+                class_=cls,
+                k=count,
+                predictive_power=predictive_power(model, pattern, eval_images, eval_labels, cls),
+                floor=floor_rate(model, eval_images, eval_labels, cls),
+                random=random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed),
+                baselines=measured,
+                name=None if class_names is None else str(class_names[cls]),
+            )
+        )
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
 
 

@@ -41,8 +41,16 @@ def _labels_for(images: Tensor, labels: Any) -> Tensor:
     return check_labels(images, labels, "images'").to(images.device)
 
 
-def pgd_attack(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 8 / 255, step_size: float = 2 / 255,
-               steps: int = 10, random_start: bool = True) -> Tensor:
+def pgd_attack(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float = 8 / 255,
+    step_size: float = 2 / 255,
+    steps: int = 10,
+    random_start: bool = True,
+) -> Tensor:
     """Untargeted L-inf PGD adversarial examples (pixel space [0, 1]) via ``captum.robust.PGD``.
 
     Args:
@@ -71,8 +79,17 @@ def pgd_attack(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 
     return _attack(model, images, labels, eps, step_size, steps, random_start, warn=True)
 
 
-def _attack(model: Callable, images: Tensor, labels: Tensor, eps: float, step_size: float, steps: int,
-            random_start: bool, *, warn: bool) -> Tensor:
+def _attack(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    random_start: bool,
+    *,
+    warn: bool,
+) -> Tensor:
     check_images(images, "images")
     labels = _labels_for(images, labels)
     _check_settings(eps, step_size, steps)
@@ -82,8 +99,14 @@ def _attack(model: Callable, images: Tensor, labels: Tensor, eps: float, step_si
         # Captum warns at every step that it switched requires_grad on; that is expected here.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
         # A copy: Captum toggles requires_grad on the tensor it is given.
-        adversarial = attack.perturb(images.detach().clone(), radius=eps, step_size=step_size, step_num=steps,
-                                     target=labels, random_start=random_start)
+        adversarial = attack.perturb(
+            images.detach().clone(),
+            radius=eps,
+            step_size=step_size,
+            step_num=steps,
+            target=labels,
+            random_start=random_start,
+        )
     return adversarial.detach()
 
 
@@ -103,8 +126,9 @@ class PGDPerturbation:
         >>> train_classifier(model, x, y, perturb=PGDPerturbation(eps=0.1, step_size=0.025, steps=7))
     """
 
-    def __init__(self, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 7,
-                 random_start: bool = True) -> None:
+    def __init__(
+        self, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 7, random_start: bool = True
+    ) -> None:
         _check_settings(eps, step_size, steps)
         self.eps, self.step_size, self.steps, self.random_start = eps, step_size, steps, random_start
 
@@ -113,13 +137,26 @@ class PGDPerturbation:
         return _attack(model, images, labels, self.eps, self.step_size, self.steps, self.random_start, warn=False)
 
     def __repr__(self) -> str:
-        return (f"PGDPerturbation(eps={self.eps:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
-                f"random_start={self.random_start})")
+        return (
+            f"PGDPerturbation(eps={self.eps:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
+            f"random_start={self.random_start})"
+        )
 
 
-def adversarial_train(model: nn.Module, images: Tensor, labels: Tensor, *, eps: float = 8 / 255,
-                      step_size: float = 2 / 255, steps: int = 7, epochs: int = 10, lr: float = 2e-3,
-                      batch_size: int = 64, seed: int = 0, show_progress: bool = False) -> nn.Module:
+def adversarial_train(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float = 8 / 255,
+    step_size: float = 2 / 255,
+    steps: int = 7,
+    epochs: int = 10,
+    lr: float = 2e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> nn.Module:
     """Madry PGD adversarial training: every batch is replaced by its PGD examples.
 
     Args:
@@ -151,8 +188,18 @@ def adversarial_train(model: nn.Module, images: Tensor, labels: Tensor, *, eps: 
     perturb = PGDPerturbation(eps, step_size, steps)
     flags = [(module, module.training) for module in model.modules()]
     try:
-        train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                         perturb=perturb, show_progress=show_progress, description="PGD adversarial training")
+        train_classifier(
+            model,
+            images,
+            labels,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            perturb=perturb,
+            show_progress=show_progress,
+            description="PGD adversarial training",
+        )
     finally:
         # The caller's train/eval flags come back as they were, module by module.
         for module, training in flags:
@@ -160,9 +207,18 @@ def adversarial_train(model: nn.Module, images: Tensor, labels: Tensor, *, eps: 
     return model
 
 
-def pgd_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, *, eps: float = 8 / 255,
-                        step_size: Optional[float] = None, steps: int = 20, random_start: bool = True,
-                        batch_size: int = 256, seed: int = 0) -> float:
+def pgd_robust_accuracy(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float = 8 / 255,
+    step_size: Optional[float] = None,
+    steps: int = 20,
+    random_start: bool = True,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> float:
     """Accuracy under an untargeted L-inf PGD attack (PGD-20 by default).
 
     Args:
@@ -198,9 +254,10 @@ def pgd_robust_accuracy(model: Callable, images: Tensor, labels: Tensor, *, eps:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for start in range(0, images.shape[0], batch_size):
-            batch, target = images[start:start + batch_size], labels[start:start + batch_size]
-            adversarial = pgd_attack(model, batch, target, eps=eps, step_size=step_size, steps=steps,
-                                     random_start=random_start)
+            batch, target = images[start : start + batch_size], labels[start : start + batch_size]
+            adversarial = pgd_attack(
+                model, batch, target, eps=eps, step_size=step_size, steps=steps, random_start=random_start
+            )
             predicted = predict(model, adversarial, batch_size=batch_size, who="pgd_robust_accuracy")
             correct += int((predicted == target.cpu()).sum())
     return correct / images.shape[0]

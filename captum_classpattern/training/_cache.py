@@ -19,11 +19,18 @@ from ._train import train_classifier
 
 def default_cache_dir() -> str:
     """``$CLASSPATTERN_CACHE``, else ``~/.cache/captum_classpattern``."""
-    return os.environ.get("CLASSPATTERN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "captum_classpattern")
+    return os.environ.get("CLASSPATTERN_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "captum_classpattern"
+    )
 
 
-def cached_model(name: str, settings: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module],
-                 cache_dir: Optional[str] = None) -> nn.Module:
+def cached_model(
+    name: str,
+    settings: dict,
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], nn.Module],
+    cache_dir: Optional[str] = None,
+) -> nn.Module:
     """Load a trained model from the cache, or build, train and cache it.
 
     The cache key is a hash of ``settings``, so changing any setting retrains. The
@@ -42,8 +49,9 @@ def cached_model(name: str, settings: dict, build: Callable[[], nn.Module], trai
     return model.eval()
 
 
-def digits_model(epochs: int = 12, seed: int = 0, size: int = 32, cache_dir: Optional[str] = None,
-                 show_progress: bool = False) -> nn.Module:
+def digits_model(
+    epochs: int = 12, seed: int = 0, size: int = 32, cache_dir: Optional[str] = None, show_progress: bool = False
+) -> nn.Module:
     """The demo's SmallCNN trained on the digits' training split, cached by its settings."""
     settings = {"model": "SmallCNN", "width": 16, "epochs": epochs, "seed": seed, "size": size, "lr": 2e-3, "v": 1}
 
@@ -53,7 +61,14 @@ def digits_model(epochs: int = 12, seed: int = 0, size: int = 32, cache_dir: Opt
 
     def train(model: nn.Module) -> nn.Module:
         data = load_digits(size=size)
-        return train_classifier(model, data.train.images, data.train.labels, epochs=epochs, seed=seed,
-                                show_progress=show_progress, description="training the digits CNN")
+        return train_classifier(
+            model,
+            data.train.images,
+            data.train.labels,
+            epochs=epochs,
+            seed=seed,
+            show_progress=show_progress,
+            description="training the digits CNN",
+        )
 
     return cached_model("digits_cnn", settings, build, train, cache_dir)

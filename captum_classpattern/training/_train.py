@@ -1,4 +1,5 @@
 """A small, seeded training loop for natural, backdoored and adversarially trained models."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -57,7 +58,7 @@ def train_classifier(
     for _ in tqdm(range(epochs), desc=description, disable=not show_progress):
         order = torch.randperm(images.shape[0], generator=generator)
         for start in range(0, images.shape[0], batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             batch, target = images[index].to(device), labels[index].to(device)
             if perturb is not None:
                 batch = perturb(model, batch, target)

@@ -53,8 +53,9 @@ def plot_anomaly_indices(
         >>> index = anomaly_index(scores)
         >>> fig, ax = plot_anomaly_indices(index, class_names=DIGIT_CLASSES)
     """
-    values = np.asarray(anomaly_index.detach().cpu() if isinstance(anomaly_index, Tensor) else anomaly_index,
-                        dtype=np.float64)
+    values = np.asarray(
+        anomaly_index.detach().cpu() if isinstance(anomaly_index, Tensor) else anomaly_index, dtype=np.float64
+    )
     if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
         raise ValueError("anomaly_index must be a 1-d sequence of finite numbers, one per class.")
     count = values.size

@@ -80,14 +80,13 @@ def plot_top_activations(
     check_positive_int(batch_size, "batch_size")
     scores = torch.empty(images.shape[0], len(chosen))
     for start, features in unit_activations(model, layer, images, chosen, batch_size=batch_size, device=device):
-        scores[start:start + features.shape[0]] = features.amax((2, 3)).cpu()
+        scores[start : start + features.shape[0]] = features.amax((2, 3)).cpu()
     top = scores.topk(num_images, dim=0).indices.t()  # units x num_images
     picked = sorted(set(top.flatten().tolist()))
     maps: Dict[int, Tensor] = {}
-    for start, features in unit_activations(model, layer, images[picked], chosen, batch_size=batch_size,
-                                            device=device):
+    for start, features in unit_activations(model, layer, images[picked], chosen, batch_size=batch_size, device=device):
         upsampled = F.interpolate(features, size=tuple(images.shape[2:]), mode="bilinear", align_corners=False)
-        for offset, image_index in enumerate(picked[start:start + features.shape[0]]):
+        for offset, image_index in enumerate(picked[start : start + features.shape[0]]):
             maps[image_index] = upsampled[offset].cpu()
     fig = new_figure(use_pyplot, fig_size or (1.6 * num_images, 1.7 * len(chosen)))
     axes = fig.subplots(len(chosen), num_images, squeeze=False)

@@ -31,8 +31,9 @@ def new_figure(use_pyplot: bool, fig_size: FloatPair) -> Figure:
     return Figure(figsize=fig_size)
 
 
-def figure_and_axis(plt_fig_axis: Optional[Tuple[Figure, Axes]], use_pyplot: bool, fig_size: FloatPair,
-                    constrained: bool = False) -> Tuple[Figure, Axes]:
+def figure_and_axis(
+    plt_fig_axis: Optional[Tuple[Figure, Axes]], use_pyplot: bool, fig_size: FloatPair, constrained: bool = False
+) -> Tuple[Figure, Axes]:
     """The caller's ``(figure, axis)`` pair, or a new figure with one axis.
 
     Args:

@@ -40,8 +40,9 @@ def _map_display(one_map: Tensor) -> Tuple[np.ndarray, bool]:
     return (positive / top if top > 0 else positive).numpy(), False
 
 
-def _draw_cell(ax: Axes, row: str, canvas: Tensor, one_map: Tensor, pattern: Pattern,
-               ground: Optional[Sequence[float]]) -> Optional[AxesImage]:
+def _draw_cell(
+    ax: Axes, row: str, canvas: Tensor, one_map: Tensor, pattern: Pattern, ground: Optional[Sequence[float]]
+) -> Optional[AxesImage]:
     """Draw one grid cell; returns the map image (for the colour bar) or None."""
     if row == "canvas":
         show_image(ax, canvas)

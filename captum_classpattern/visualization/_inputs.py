@@ -126,8 +126,9 @@ def _patterns_for(canvases: Tensor, maps: Tensor, patterns: Optional[Sequence[Pa
     return list(patterns)
 
 
-def prepare_setting(canvases: Any, maps: Any, patterns: Optional[Sequence[Pattern]], k: Budget,
-                    label: str) -> Tuple[Tensor, Tensor, List[Pattern]]:
+def prepare_setting(
+    canvases: Any, maps: Any, patterns: Optional[Sequence[Pattern]], k: Budget, label: str
+) -> Tuple[Tensor, Tensor, List[Pattern]]:
     """Check one setting's canvases, maps and patterns (the top-``k`` of each map if ``None``).
 
     Returns:

@@ -30,8 +30,9 @@ _NEEDS_IMAGE = ("blended_heat_map", "original_image", "masked_image", "alpha_sca
 _ONE_SIGN_ONLY = ("masked_image", "alpha_scaling", "pattern")
 
 
-def _validate_single(method: str, sign: str, attr: Any, original_image: Any, outlier_perc: Any, alpha_overlay: Any,
-                     k: Budget) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _validate_single(
+    method: str, sign: str, attr: Any, original_image: Any, outlier_perc: Any, alpha_overlay: Any, k: Budget
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     check_choice(method, IMAGE_METHODS, "method")
     check_choice(sign, SIGNS, "sign")
     if method in _ONE_SIGN_ONLY and sign == "all":
@@ -161,14 +162,24 @@ def visualize_class_pattern(
     )
 
 
-def _visualize_pattern(scores: np.ndarray, image: np.ndarray, sign: str, plt_fig_axis: Optional[Tuple[Figure, Axes]],
-                       show_colorbar: bool, title: Optional[str], fig_size: FloatPair, use_pyplot: bool,
-                       k: Budget) -> Tuple[Figure, Axes]:
+def _visualize_pattern(
+    scores: np.ndarray,
+    image: np.ndarray,
+    sign: str,
+    plt_fig_axis: Optional[Tuple[Figure, Axes]],
+    show_colorbar: bool,
+    title: Optional[str],
+    fig_size: FloatPair,
+    use_pyplot: bool,
+    k: Budget,
+) -> Tuple[Figure, Axes]:
     fig, ax = figure_and_axis(plt_fig_axis, use_pyplot, fig_size)
     per_pixel = scores.sum(axis=2)
     ranking = -per_pixel if sign == "negative" else per_pixel
     pattern = top_k_pattern(
-        torch.from_numpy(ranking), torch.from_numpy(image.transpose(2, 0, 1).copy()), k,
+        torch.from_numpy(ranking),
+        torch.from_numpy(image.transpose(2, 0, 1).copy()),
+        k,
         absolute=sign == "absolute_value",
     )
     draw_pattern_panel(ax, pattern, None)

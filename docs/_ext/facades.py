@@ -144,7 +144,7 @@ def _resolve_root_names(app, env, node, contnode):
         return None
     target = node.get("reftarget", "")
     if target.startswith(f"{PACKAGE}."):
-        target = target[len(PACKAGE) + 1:]
+        target = target[len(PACKAGE) + 1 :]
     elif node.get("py:module") != PACKAGE:
         return None
     name = target.split(".", 1)[0]
@@ -152,8 +152,7 @@ def _resolve_root_names(app, env, node, contnode):
         return None
     new_target = f"{PACKAGE}.{canonical_homes()[name]}.{target}"
     domain = env.get_domain("py")
-    return domain.resolve_xref(env, node.get("refdoc"), app.builder, node.get("reftype"), new_target, node,
-                               contnode)
+    return domain.resolve_xref(env, node.get("refdoc"), app.builder, node.get("reftype"), new_target, node, contnode)
 
 
 class EverydayNames(SphinxDirective):
@@ -163,13 +162,22 @@ class EverydayNames(SphinxDirective):
 
     def run(self) -> List[nodes.Node]:
         root = importlib.import_module(PACKAGE)
-        rows = [".. list-table::", "   :header-rows: 1", "   :widths: 28 22 50", "",
-                "   * - Name", "     - Documented in", "     - Summary"]
+        rows = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 28 22 50",
+            "",
+            "   * - Name",
+            "     - Documented in",
+            "     - Summary",
+        ]
         for name, sub in canonical_homes().items():
             full_name = f"{PACKAGE}.{sub}.{name}"
-            rows += [f"   * - :py:obj:`~{full_name}`",
-                     f"     - :py:mod:`{PACKAGE}.{sub}`",
-                     f"     - {_summary(full_name, getattr(root, name)) or ' '}"]
+            rows += [
+                f"   * - :py:obj:`~{full_name}`",
+                f"     - :py:mod:`{PACKAGE}.{sub}`",
+                f"     - {_summary(full_name, getattr(root, name)) or ' '}",
+            ]
         container = nodes.container()
         nested_parse_with_titles(self.state, StringList(rows, source="everyday-names"), container)
         return container.children

@@ -9,6 +9,7 @@ must have an entry in ``api/<subpackage>.html``. Run after ``make docs``::
 
 Exits 1 and lists the missing names if any.
 """
+
 from __future__ import annotations
 
 import html

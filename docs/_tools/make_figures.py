@@ -8,6 +8,7 @@ examples change::
     .venv/bin/python docs/_tools/make_figures.py            # all figures (~2 min)
     .venv/bin/python docs/_tools/make_figures.py --method   # method.png only (~15 s)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def method_figure(path: str) -> None:
     model = digits_model()
     classes = list(range(10))
     canvases = select_canvases(model, data.search.images, data.search.labels, classes)
-    maps = ClassPattern(model).attribute(canvases, target=classes, baselines=data.search.images,
-                                         baseline_labels=data.search.labels, seed=0)
+    maps = ClassPattern(model).attribute(
+        canvases, target=classes, baselines=data.search.images, baseline_labels=data.search.labels, seed=0
+    )
     canvas, one_map = canvases[CLASS], maps[CLASS]
     pattern = top_k_pattern(one_map, canvas, 0.05)
     # An other-class held-out image the stamped pattern flips: the figure shows a success,

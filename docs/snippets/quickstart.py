@@ -3,6 +3,7 @@
 Included piece by piece in docs/quickstart.rst and run by the test suite, so the page
 cannot drift from the package. Writes two PNG files to the current folder.
 """
+
 # [setup]
 import torch
 
@@ -20,7 +21,7 @@ from captum_classpattern.training import digits_model
 
 torch.set_num_threads(1)
 data = load_digits(size=32)  # train / search / eval splits of 1 x 32 x 32 images in [0, 1]
-model = digits_model()       # a small CNN, trained once (about 10 s) and cached
+model = digits_model()  # a small CNN, trained once (about 10 s) and cached
 # [/setup]
 
 # [search]
@@ -28,8 +29,9 @@ classes = [0, 3, 7]
 # One canvas per class: the search image the model is most confident about.
 canvases = select_canvases(model, data.search.images, data.search.labels, classes)
 # All three maps are searched together, on images of the *other* classes.
-maps = ClassPattern(model).attribute(canvases, target=classes, baselines=data.search.images,
-                                     baseline_labels=data.search.labels, seed=0)
+maps = ClassPattern(model).attribute(
+    canvases, target=classes, baselines=data.search.images, baseline_labels=data.search.labels, seed=0
+)
 print(maps.shape)  # torch.Size([3, 1, 32, 32]), shaped like the canvases, values in [0, 1]
 # [/search]
 
@@ -54,10 +56,12 @@ print(f"class 7, top 5% IntegratedGradients pixels: power {power:.2f}")
 # [/captum]
 
 # [draw]
-fig, axes = plot_class_patterns(canvases, maps, patterns=patterns, class_names=[str(c) for c in classes],
-                                powers=powers, use_pyplot=False)
+fig, axes = plot_class_patterns(
+    canvases, maps, patterns=patterns, class_names=[str(c) for c in classes], powers=powers, use_pyplot=False
+)
 fig.savefig("quickstart_patterns.png", dpi=110)
-fig, ax = visualize_class_pattern(maps[2], canvases[2], method="blended_heat_map", use_pyplot=False,
-                                  title="class 7: map over its canvas")
+fig, ax = visualize_class_pattern(
+    maps[2], canvases[2], method="blended_heat_map", use_pyplot=False, title="class 7: map over its canvas"
+)
 fig.savefig("quickstart_map.png", dpi=110)
 # [/draw]

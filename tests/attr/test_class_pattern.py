@@ -1,4 +1,5 @@
 """ClassPattern: the search flips predictions, batches classes exactly, and leaves callers alone."""
+
 import copy
 import warnings
 
@@ -29,7 +30,11 @@ def test_found_pattern_flips_far_more_images_than_random_pixels(trained_digits_m
     classes = list(range(10))
     canvases = select_canvases(model, data.search.images, data.search.labels, classes)
     maps = ClassPattern(model).attribute(
-        canvases, target=classes, baselines=data.search.images, baseline_labels=data.search.labels, seed=0,
+        canvases,
+        target=classes,
+        baselines=data.search.images,
+        baseline_labels=data.search.labels,
+        seed=0,
         schedule=FAST,
     )
     found, chance = [], []
@@ -51,8 +56,8 @@ def test_target_list_matches_per_class_calls(trained_digits_model, digits16):
     together = explainer.attribute(canvases, target=classes, **kwargs)
     forwarded_together = explainer.last_stats.images_forwarded
     for i, c in enumerate(classes):
-        alone = explainer.attribute(canvases[i:i + 1], target=c, **kwargs)
-        torch.testing.assert_close(together[i:i + 1], alone, atol=1e-5, rtol=0)
+        alone = explainer.attribute(canvases[i : i + 1], target=c, **kwargs)
+        torch.testing.assert_close(together[i : i + 1], alone, atol=1e-5, rtol=0)
     # One batched loop: the steps of the joint search equal those of a single class.
     assert explainer.last_stats.steps == FAST.steps
     assert forwarded_together == len(classes) * FAST.steps * FAST.batch_size
@@ -86,8 +91,9 @@ def test_paper_schedule_update_rule_by_hand(linear_model, toy_split):
 def test_paper_schedule_runs_epochs_of_batches_of_four(linear_model, toy_split):
     canvas = toy_split.images[:1]
     explainer = ClassPattern(linear_model)
-    explainer.attribute(canvas, target=0, baselines=toy_split.images, baseline_labels=toy_split.labels,
-                        schedule="paper")
+    explainer.attribute(
+        canvas, target=0, baselines=toy_split.images, baseline_labels=toy_split.labels, schedule="paper"
+    )
     # 8 other-class images in batches of 4, 5 epochs: 10 steps and 40 images.
     assert explainer.last_stats.steps == 10
     assert explainer.last_stats.images_forwarded == 40
@@ -106,8 +112,9 @@ def test_model_and_tensors_are_untouched(trained_digits_model, digits16):
     labels = digits16.search.labels.clone()
     canvases_before, baselines_before = canvases.clone(), baselines.clone()
     with pytest.warns(UserWarning, match="training mode"):
-        ClassPattern(model).attribute(canvases, target=[0, 1], baselines=baselines, baseline_labels=labels,
-                                      schedule=FAST.replace(steps=3))
+        ClassPattern(model).attribute(
+            canvases, target=[0, 1], baselines=baselines, baseline_labels=labels, schedule=FAST.replace(steps=3)
+        )
     assert [m.training for m in model.modules()] == modes
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
@@ -119,8 +126,12 @@ def test_no_warning_for_eval_model(trained_digits_model, digits16):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ClassPattern(trained_digits_model).attribute(
-            digits16.search.images[:1], target=0, baselines=digits16.search.images,
-            baseline_labels=digits16.search.labels, schedule=FAST.replace(steps=2))
+            digits16.search.images[:1],
+            target=0,
+            baselines=digits16.search.images,
+            baseline_labels=digits16.search.labels,
+            schedule=FAST.replace(steps=2),
+        )
 
 
 def test_dataloader_baselines_exclude_own_class(linear_model, toy_split):
@@ -131,31 +142,45 @@ def test_dataloader_baselines_exclude_own_class(linear_model, toy_split):
             seen.append(x.shape[0])
             return linear_model(x)
 
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(toy_split.images, toy_split.labels), batch_size=6)
-    maps = ClassPattern(Recorder()).attribute(toy_split.images[:1], target=0, baselines=loader,
-                                              schedule=SearchSchedule(epochs=2, steps=None))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(toy_split.images, toy_split.labels), batch_size=6
+    )
+    maps = ClassPattern(Recorder()).attribute(
+        toy_split.images[:1], target=0, baselines=loader, schedule=SearchSchedule(epochs=2, steps=None)
+    )
     assert maps.shape == (1, 1, 4, 4)
     # The first call infers the class count; then 2 epochs x 2 batches of 6 with the 2 class-0 images dropped.
     assert seen[1:] == [4, 4, 4, 4]
 
 
 def test_auto_canvas_and_bound_search_set(trained_digits_model, digits16):
-    explainer = ClassPattern(trained_digits_model, baselines=digits16.search.images,
-                             baseline_labels=digits16.search.labels)
+    explainer = ClassPattern(
+        trained_digits_model, baselines=digits16.search.images, baseline_labels=digits16.search.labels
+    )
     maps = explainer.attribute(target=4, schedule=FAST.replace(steps=2))
     assert maps.shape == (1, 1, 16, 16)
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1
 
 
 def test_tuple_inputs_come_back_as_tuple(linear_model, toy_split):
-    out = ClassPattern(linear_model).attribute((toy_split.images[:1],), target=0, baselines=toy_split.images,
-                                               baseline_labels=toy_split.labels, schedule=FAST.replace(steps=1))
+    out = ClassPattern(linear_model).attribute(
+        (toy_split.images[:1],),
+        target=0,
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        schedule=FAST.replace(steps=1),
+    )
     assert isinstance(out, tuple) and out[0].shape == (1, 1, 4, 4)
 
 
 def test_max_forward_batch_does_not_change_the_result(linear_model, toy_split):
-    kwargs = dict(target=[0, 1], baselines=toy_split.images, baseline_labels=toy_split.labels, seed=2,
-                  schedule=SearchSchedule(optimizer="adam", step_size=0.1, batch_size=4, steps=5))
+    kwargs = dict(
+        target=[0, 1],
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        seed=2,
+        schedule=SearchSchedule(optimizer="adam", step_size=0.1, batch_size=4, steps=5),
+    )
     full = ClassPattern(linear_model).attribute(toy_split.images[:2], **kwargs)
     split = ClassPattern(linear_model).attribute(toy_split.images[:2], max_forward_batch=3, **kwargs)
     torch.testing.assert_close(full, split)
@@ -170,8 +195,9 @@ def test_additional_forward_args_are_passed(toy_split):
         def forward(self, x, scale):
             return self.linear(x.flatten(1)) * scale
 
-    maps = ClassPattern(Scaled()).attribute(toy_split.images[:1], 0, toy_split.images, 2.0,
-                                            baseline_labels=toy_split.labels, schedule=FAST.replace(steps=1))
+    maps = ClassPattern(Scaled()).attribute(
+        toy_split.images[:1], 0, toy_split.images, 2.0, baseline_labels=toy_split.labels, schedule=FAST.replace(steps=1)
+    )
     assert maps.shape == (1, 1, 4, 4)
 
 
@@ -192,8 +218,13 @@ def test_additional_forward_args_are_passed(toy_split):
     ],
 )
 def test_bad_input_raises_clear_errors(linear_model, toy_split, change, message):
-    kwargs = dict(inputs=toy_split.images[:1], target=0, baselines=toy_split.images, baseline_labels=toy_split.labels,
-                  schedule=FAST.replace(steps=1))
+    kwargs = dict(
+        inputs=toy_split.images[:1],
+        target=0,
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        schedule=FAST.replace(steps=1),
+    )
     kwargs.update(change)
     with pytest.raises((ValueError, TypeError), match=message):
         ClassPattern(linear_model).attribute(**kwargs)
@@ -216,5 +247,6 @@ def test_bad_schedules_are_refused():
     with pytest.raises(ValueError, match="optimizer"):
         SearchSchedule(optimizer="sgd")
     with pytest.raises(ValueError, match="schedule must be"):
-        ClassPattern(torch.nn.Linear(1, 1)).attribute(torch.rand(1, 1, 1, 1), target=0, baselines=torch.rand(1, 1, 1, 1),
-                                                       schedule="fast")
+        ClassPattern(torch.nn.Linear(1, 1)).attribute(
+            torch.rand(1, 1, 1, 1), target=0, baselines=torch.rand(1, 1, 1, 1), schedule="fast"
+        )

@@ -1,4 +1,5 @@
 """Top-k patterns and stamping."""
+
 import warnings
 
 import pytest
@@ -51,8 +52,10 @@ def test_random_pattern_is_seeded():
     assert torch.equal(a.mask, b.mask) and a.k == 5
 
 
-@pytest.mark.parametrize("k, error", [(0, ValueError), (17, ValueError), (1.5, ValueError), (0.0, ValueError),
-                                      ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "k, error",
+    [(0, ValueError), (17, ValueError), (1.5, ValueError), (0.0, ValueError), ("3", TypeError), (True, TypeError)],
+)
 def test_bad_budgets(k, error):
     with pytest.raises(error):
         pixel_budget(k, 4, 4)

@@ -1,4 +1,5 @@
 """The fast paths of the search give the same numbers as the general ones, and the new settings."""
+
 import pytest
 import torch
 
@@ -30,22 +31,31 @@ def test_batched_equals_alone_bit_for_bit_with_epochs_and_annealing(trained_digi
     schedule = PAPER_SCHEDULE.replace(epochs=1, step_size=0.05, final_step_size=0.005)
     together = _search(trained_digits_model, digits16, canvases, target=CLASSES, schedule=schedule)
     for i, c in enumerate(CLASSES):
-        alone = _search(trained_digits_model, digits16, canvases[i:i + 1], target=c, schedule=schedule)
-        assert torch.equal(together[i:i + 1], alone)
+        alone = _search(trained_digits_model, digits16, canvases[i : i + 1], target=c, schedule=schedule)
+        assert torch.equal(together[i : i + 1], alone)
 
 
 def test_default_schedule_batched_equals_alone_bit_for_bit(trained_digits_model, digits16, canvases):
     schedule = DEFAULT_SCHEDULE.replace(steps=20)
     together = _search(trained_digits_model, digits16, canvases, target=CLASSES, schedule=schedule)
-    alone = torch.cat([_search(trained_digits_model, digits16, canvases[i:i + 1], target=c, schedule=schedule)
-                       for i, c in enumerate(CLASSES)])
+    alone = torch.cat(
+        [
+            _search(trained_digits_model, digits16, canvases[i : i + 1], target=c, schedule=schedule)
+            for i, c in enumerate(CLASSES)
+        ]
+    )
     assert torch.equal(together, alone)
 
 
 def test_gathered_and_broadcast_composites_agree(linear_model, toy_split):
     # max_forward_batch forces the gathered path; without it every step is broadcast.
-    kwargs = dict(target=[0, 1], baselines=toy_split.images, baseline_labels=toy_split.labels, seed=2,
-                  schedule=SearchSchedule(batch_size=4, steps=6))
+    kwargs = dict(
+        target=[0, 1],
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        seed=2,
+        schedule=SearchSchedule(batch_size=4, steps=6),
+    )
     broadcast = ClassPattern(linear_model).attribute(toy_split.images[:2], **kwargs)
     gathered = ClassPattern(linear_model).attribute(toy_split.images[:2], max_forward_batch=3, **kwargs)
     torch.testing.assert_close(broadcast, gathered, atol=1e-6, rtol=0)
@@ -62,8 +72,13 @@ def test_canvases_of_one_class_share_their_stream(trained_digits_model, digits16
 
 def test_stats_report_throughput(trained_digits_model, digits16, canvases):
     explainer = ClassPattern(trained_digits_model)
-    explainer.attribute(canvases, target=CLASSES, baselines=digits16.search.images,
-                        baseline_labels=digits16.search.labels, schedule=DEFAULT_SCHEDULE.replace(steps=3))
+    explainer.attribute(
+        canvases,
+        target=CLASSES,
+        baselines=digits16.search.images,
+        baseline_labels=digits16.search.labels,
+        schedule=DEFAULT_SCHEDULE.replace(steps=3),
+    )
     stats = explainer.last_stats
     assert stats.images_forwarded == 3 * len(CLASSES) * DEFAULT_SCHEDULE.batch_size
     assert stats.images_per_second > 0
@@ -87,17 +102,23 @@ def test_annealing_over_an_iterable_of_unknown_length_is_refused(linear_model, t
 
     explainer = ClassPattern(linear_model)
     with pytest.raises(ValueError, match="needs the number of steps"):
-        explainer.attribute(toy_split.images[:1], target=0, baselines=batches(),
-                            schedule=SearchSchedule(epochs=1, steps=None))
-    maps = explainer.attribute(toy_split.images[:1], target=0, baselines=batches(),
-                               schedule=SearchSchedule(epochs=1, steps=None, final_step_size=None))
+        explainer.attribute(
+            toy_split.images[:1], target=0, baselines=batches(), schedule=SearchSchedule(epochs=1, steps=None)
+        )
+    maps = explainer.attribute(
+        toy_split.images[:1],
+        target=0,
+        baselines=batches(),
+        schedule=SearchSchedule(epochs=1, steps=None, final_step_size=None),
+    )
     assert maps.shape == (1, 1, 4, 4) and explainer.last_stats.steps == 1
 
 
 def test_an_unlabelled_iterable_takes_the_broadcast_path(linear_model, toy_split):
     batches = [toy_split.images[:6], toy_split.images[6:]]
-    maps = ClassPattern(linear_model).attribute(toy_split.images[:2], target=[0, 1], baselines=batches,
-                                                schedule=SearchSchedule(steps=2))
+    maps = ClassPattern(linear_model).attribute(
+        toy_split.images[:2], target=[0, 1], baselines=batches, schedule=SearchSchedule(steps=2)
+    )
     assert maps.shape == (2, 1, 4, 4)
 
 
@@ -106,19 +127,24 @@ def test_a_large_search_set_is_checked_slice_by_slice(linear_model):
     images[-1, 0, 3, 3] = float("nan")  # in the last slice only
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
     with pytest.raises(ValueError, match="NaN"):
-        ClassPattern(model).attribute(torch.rand(1, 1, 16, 16), target=0, baselines=images,
-                                      schedule=SearchSchedule(steps=1))
+        ClassPattern(model).attribute(
+            torch.rand(1, 1, 16, 16), target=0, baselines=images, schedule=SearchSchedule(steps=1)
+        )
     images[-1, 0, 3, 3] = 2.0
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        ClassPattern(model).attribute(torch.rand(1, 1, 16, 16), target=0, baselines=images,
-                                      schedule=SearchSchedule(steps=1))
+        ClassPattern(model).attribute(
+            torch.rand(1, 1, 16, 16), target=0, baselines=images, schedule=SearchSchedule(steps=1)
+        )
 
 
 def test_bf16_autocast_and_channels_last_run_on_the_cpu(trained_digits_model, digits16, canvases):
     schedule = DEFAULT_SCHEDULE.replace(steps=5)
     plain = _search(trained_digits_model, digits16, canvases, target=CLASSES, schedule=schedule)
-    for settings in (dict(autocast_dtype=torch.bfloat16), dict(channels_last=True),
-                     dict(autocast_dtype=torch.bfloat16, channels_last=True)):
+    for settings in (
+        dict(autocast_dtype=torch.bfloat16),
+        dict(channels_last=True),
+        dict(autocast_dtype=torch.bfloat16, channels_last=True),
+    ):
         maps = _search(trained_digits_model, digits16, canvases, target=CLASSES, schedule=schedule, **settings)
         assert maps.shape == plain.shape and maps.dtype == torch.float32
         assert float(maps.min()) >= 0 and float(maps.max()) <= 1
@@ -139,6 +165,11 @@ def test_bf16_autocast_and_channels_last_run_on_the_cpu(trained_digits_model, di
 )
 def test_bad_execution_settings_are_refused(linear_model, toy_split, settings, error, message):
     with pytest.raises(error, match=message):
-        ClassPattern(linear_model).attribute(toy_split.images[:1], target=0, baselines=toy_split.images,
-                                             baseline_labels=toy_split.labels, schedule=SearchSchedule(steps=1),
-                                             **settings)
+        ClassPattern(linear_model).attribute(
+            toy_split.images[:1],
+            target=0,
+            baselines=toy_split.images,
+            baseline_labels=toy_split.labels,
+            schedule=SearchSchedule(steps=1),
+            **settings,
+        )

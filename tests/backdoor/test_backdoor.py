@@ -1,4 +1,5 @@
 """Triggers, poisoning and backdoor metrics."""
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset

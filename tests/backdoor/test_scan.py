@@ -1,4 +1,5 @@
 """Backdoor scan, per-image suspicion, Neural Cleanse and the ``classpattern scan`` command."""
+
 import copy
 import json
 import warnings
@@ -37,8 +38,9 @@ TRUE_MASK = PatchTrigger().mask(16, 16)
 @pytest.fixture(scope="module")
 def backdoored(digits16, one_thread):
     """A tiny SmallCNN trained on 16 x 16 digits with a 3 x 3 patch backdoor to class 0."""
-    view = PoisonedDataset((digits16.train.images, digits16.train.labels), PatchTrigger(), target=TARGET, rate=0.1,
-                           seed=0)
+    view = PoisonedDataset(
+        (digits16.train.images, digits16.train.labels), PatchTrigger(), target=TARGET, rate=0.1, seed=0
+    )
     images, labels = view.tensors()
     torch.manual_seed(0)
     model = train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=10, seed=0)
@@ -64,8 +66,16 @@ def _same_grads(before, model):
 
 
 def _scan(model, data, settings=QUICK, scoring=QUICK_SCORING, **kwargs):
-    return scan(model, data.search.images, data.search.labels, settings, scoring=scoring,
-                eval_images=data.eval.images, eval_labels=data.eval.labels, **kwargs)
+    return scan(
+        model,
+        data.search.images,
+        data.search.labels,
+        settings,
+        scoring=scoring,
+        eval_images=data.eval.images,
+        eval_labels=data.eval.labels,
+        **kwargs,
+    )
 
 
 def test_backdoored_model_is_flagged_at_its_target(planted_scan, backdoored, digits16):
@@ -90,8 +100,14 @@ def test_backdoored_model_is_flagged_at_its_target(planted_scan, backdoored, dig
 def test_default_scan_reproduces_the_keyword_api_results(backdoored, digits16):
     # Recorded with the keyword-argument API (scan(model, images, labels, eval_images=..., eval_labels=...,
     # trigger_mask=...), every setting at its default) on this model: the settings objects keep the numbers.
-    result = scan(backdoored[0], digits16.search.images, digits16.search.labels, eval_images=digits16.eval.images,
-                  eval_labels=digits16.eval.labels, trigger_mask=TRUE_MASK)
+    result = scan(
+        backdoored[0],
+        digits16.search.images,
+        digits16.search.labels,
+        eval_images=digits16.eval.images,
+        eval_labels=digits16.eval.labels,
+        trigger_mask=TRUE_MASK,
+    )
     assert result.settings == ScanSettings() and result.scoring.replace(k=0.02, auc_k="median") == ScoringSettings()
     assert result.flagged == [TARGET] and result.jaccard_class == TARGET
     assert [p.k for p in result.patterns] == [2, 256, 44, 256, 11, 16, 11, 25, 133, 16]
@@ -126,8 +142,22 @@ def test_scan_result_round_trips_through_json(planted_scan, tmp_path):
     result.to_json(path)
     again = ScanResult.from_json(path)
     assert json.loads(path.read_text())["flagged"] == [TARGET]
-    for name in ("classes", "scores", "anomaly_index", "flagged", "powers", "score", "direction", "trigger_jaccard",
-                 "jaccard_class", "seconds", "settings", "scoring", "recovery", "seed"):
+    for name in (
+        "classes",
+        "scores",
+        "anomaly_index",
+        "flagged",
+        "powers",
+        "score",
+        "direction",
+        "trigger_jaccard",
+        "jaccard_class",
+        "seconds",
+        "settings",
+        "scoring",
+        "recovery",
+        "seed",
+    ):
         assert getattr(again, name) == getattr(result, name), name
     assert torch.equal(again.maps, result.maps) and torch.equal(again.values, result.values)
     assert (again.table.ks, again.table.counts) == (result.table.ks, result.table.counts)
@@ -168,8 +198,9 @@ def test_rescore_reuses_the_search(backdoored, digits16):
     assert by_size.scoring.score == "min_k" and by_size.scoring.power_threshold == 0.5
     assert by_size.settings == result.settings and by_size.table is result.table
     by_l1 = result.rescore("mask_l1")
-    torch.testing.assert_close(torch.tensor(by_l1.scores, dtype=torch.float32), result.maps.sum((1, 2)).float(),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(by_l1.scores, dtype=torch.float32), result.maps.sum((1, 2)).float(), rtol=1e-4, atol=1e-4
+    )
     with pytest.raises(ValueError, match="not evaluated"):
         result.rescore("power_at_k", k=10_000)
     with pytest.raises(ValueError, match="score"):
@@ -194,8 +225,15 @@ def test_neural_cleanse_runs_batched_and_leaves_model_alone(backdoored, digits16
     model = backdoored[0]
     state = copy.deepcopy(model.state_dict())
     grads = _grads(model)
-    result = neural_cleanse(model, digits16.search.images, digits16.search.labels, NeuralCleanseSettings(steps=60),
-                            classes=[0, 3, 5, 8], trigger_mask=TRUE_MASK, trigger_target=TARGET)
+    result = neural_cleanse(
+        model,
+        digits16.search.images,
+        digits16.search.labels,
+        NeuralCleanseSettings(steps=60),
+        classes=[0, 3, 5, 8],
+        trigger_mask=TRUE_MASK,
+        trigger_target=TARGET,
+    )
     assert result.classes == [0, 3, 5, 8] and result.masks.shape == (4, 16, 16)
     assert result.patterns.shape == (4, 1, 16, 16)
     assert result.masks.min() >= 0 and result.masks.max() <= 1
@@ -275,8 +313,9 @@ def test_scan_rejects_bad_inputs(trained_digits_model, digits16):
     with pytest.raises(ValueError, match="three classes"):
         neural_cleanse(trained_digits_model, images, labels, classes=[0, 1])
     with pytest.raises(ValueError, match="trigger_target 7 was not scanned"):
-        neural_cleanse(trained_digits_model, images, labels, classes=[0, 1, 2], trigger_target=7,
-                       trigger_mask=TRUE_MASK)
+        neural_cleanse(
+            trained_digits_model, images, labels, classes=[0, 1, 2], trigger_target=7, trigger_mask=TRUE_MASK
+        )
 
 
 def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
@@ -284,8 +323,20 @@ def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        status = main(["scan", "--demo-backdoor", "--steps", "40", "--max-eval", "150", "--out", str(out),
-                       "--no-progress", "--fail-on-flag"])
+        status = main(
+            [
+                "scan",
+                "--demo-backdoor",
+                "--steps",
+                "40",
+                "--max-eval",
+                "150",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--fail-on-flag",
+            ]
+        )
     report = json.loads((out / "scan.json").read_text())
     assert report["true_target"] == 0 and report["result"]["flagged"] == [0]
     assert status == 1  # --fail-on-flag: a flagged class fails the command

@@ -1,4 +1,5 @@
 """Settings objects of the backdoor searches: defaults, validation, ``replace`` and serialisation."""
+
 import dataclasses
 import inspect
 import json
@@ -21,15 +22,34 @@ from captum_classpattern.backdoor import (
 # The defaults of the keyword arguments scan, suspicion_scores and neural_cleanse took before
 # they took settings objects; the settings must keep every one of them.
 KEYWORD_DEFAULTS = {
-    ScanSettings: dict(values="learned", init="grey", steps=150, batch_size=24, step_size=0.05, value_step=0.05,
-                       alpha=0.2, harden=0.5),
-    ScoringSettings: dict(score="power_auc", power_threshold=0.8, k=0.02, auc_k="median", max_fraction=1.0,
-                          max_eval=300, threshold=2.0, full_table=False),
+    ScanSettings: dict(
+        values="learned", init="grey", steps=150, batch_size=24, step_size=0.05, value_step=0.05, alpha=0.2, harden=0.5
+    ),
+    ScoringSettings: dict(
+        score="power_auc",
+        power_threshold=0.8,
+        k=0.02,
+        auc_k="median",
+        max_fraction=1.0,
+        max_eval=300,
+        threshold=2.0,
+        full_table=False,
+    ),
     TriggerRecoverySettings: dict(smoothness=2.0, alpha=0.5),
-    SuspicionSettings: dict(k=0.015, threshold=0.8, steps=10, step_size=0.1, batch_size=8, chunk=128,
-                            max_reference=128),
-    NeuralCleanseSettings: dict(steps=300, steps_per_epoch=10, batch_size=32, lr=0.1, init_cost=1e-3,
-                                cost_multiplier=1.5, patience=5, success_threshold=0.99, threshold=2.0),
+    SuspicionSettings: dict(
+        k=0.015, threshold=0.8, steps=10, step_size=0.1, batch_size=8, chunk=128, max_reference=128
+    ),
+    NeuralCleanseSettings: dict(
+        steps=300,
+        steps_per_epoch=10,
+        batch_size=32,
+        lr=0.1,
+        init_cost=1e-3,
+        cost_multiplier=1.5,
+        patience=5,
+        success_threshold=0.99,
+        threshold=2.0,
+    ),
 }
 
 
@@ -124,8 +144,14 @@ def test_settings_are_frozen_and_replace_copies():
 
 
 def test_settings_are_exported_from_the_facade():
-    for name in ("ScanSettings", "ScoringSettings", "TriggerRecoverySettings", "SuspicionSettings",
-                 "NeuralCleanseSettings", "PowerTable"):
+    for name in (
+        "ScanSettings",
+        "ScoringSettings",
+        "TriggerRecoverySettings",
+        "SuspicionSettings",
+        "NeuralCleanseSettings",
+        "PowerTable",
+    ):
         assert name in backdoor.__all__
 
 

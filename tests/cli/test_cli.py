@@ -1,4 +1,5 @@
 """The classpattern command line: demo, search on a user's model, clear errors."""
+
 import json
 import sys
 import textwrap
@@ -16,12 +17,14 @@ from captum_classpattern.training import digits_model, train_classifier
 def user_model(tmp_path_factory):
     """A user's model: a factory module plus a weights file, as a user would pass them."""
     folder = tmp_path_factory.mktemp("user")
-    (folder / "user_nets.py").write_text(textwrap.dedent("""
+    (folder / "user_nets.py").write_text(
+        textwrap.dedent("""
         from captum_classpattern.models import SmallCNN
 
         def build():
             return SmallCNN(1, 10, 8)
-    """))
+    """)
+    )
     torch.manual_seed(0)
     data = load_digits()
     model = train_classifier(SmallCNN(1, 10, 8), data.train.images, data.train.labels, epochs=8, seed=0)
@@ -33,8 +36,22 @@ def user_model(tmp_path_factory):
 
 def test_search_writes_report_and_figure(user_model, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["search", "--model", "user_nets:build", "--weights", str(user_model / "weights.pt"),
-                 "--classes", "1,7", "--k", "0.05", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "search",
+            "--model",
+            "user_nets:build",
+            "--weights",
+            str(user_model / "weights.pt"),
+            "--classes",
+            "1,7",
+            "--k",
+            "0.05",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     report = SearchReport.from_json(out / "report.json")
     assert [row.class_ for row in report.classes] == [1, 7]
@@ -64,12 +81,15 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert torch.equal(again.head.weight, digits_model().head.weight)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["search", "--model", "nomodule"], "module:factory"),
-    (["search", "--model", "user_nets:missing"], "no callable"),
-    (["search", "--model", "user_nets:build", "--data", "mnist"], "digits, cifar10:PATH or folder:PATH"),
-    (["search", "--model", "user_nets:build", "--data", "cifar10:/nowhere"], "cifar-10-batches-py"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "--model", "nomodule"], "module:factory"),
+        (["search", "--model", "user_nets:missing"], "no callable"),
+        (["search", "--model", "user_nets:build", "--data", "mnist"], "digits, cifar10:PATH or folder:PATH"),
+        (["search", "--model", "user_nets:build", "--data", "cifar10:/nowhere"], "cifar-10-batches-py"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(user_model, argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err

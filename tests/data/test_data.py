@@ -1,4 +1,5 @@
 """Data loading without internet: digits, CIFAR-10 and image folders written by the test."""
+
 import pickle
 
 import numpy as np

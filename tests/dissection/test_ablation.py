@@ -1,4 +1,5 @@
 """Unit ablation: hooks, balanced accuracy, rankings, curves and the link to class patterns."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ from captum_classpattern.dissection import (
 
 def small_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
 
 
 def test_ablate_units_zeroes_channels_and_cleans_up():
@@ -78,10 +80,12 @@ def test_balanced_accuracy_matches_sklearn():
 
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (200,), generator=generator)
-    predictions = torch.where(torch.rand(200, generator=generator) < 0.6, labels,
-                              torch.randint(0, 4, (200,), generator=generator))
-    scores = balanced_accuracy_per_class(FixedPredictions(4), predictions.float().view(-1, 1, 1, 1), labels, 4,
-                                         batch_size=33)
+    predictions = torch.where(
+        torch.rand(200, generator=generator) < 0.6, labels, torch.randint(0, 4, (200,), generator=generator)
+    )
+    scores = balanced_accuracy_per_class(
+        FixedPredictions(4), predictions.float().view(-1, 1, 1, 1), labels, 4, batch_size=33
+    )
     for c in range(4):
         expected = balanced_accuracy_score((labels == c).numpy(), (predictions == c).numpy())
         assert scores[c].item() == pytest.approx(expected, abs=1e-12)
@@ -134,8 +138,12 @@ def test_head_shortcut_gives_the_same_ranking_and_curves():
     fast = rank_units_for_class(model, "features", images, labels, 5, batch_size=50, head=head)
     np.testing.assert_array_equal(fast.drops, slow.drops)
     np.testing.assert_allclose(fast.log_prob_drops, slow.log_prob_drops, rtol=1e-6, atol=1e-9)
-    curves = [ablation_curves(model, "features", images, labels, 5, slow, ks=[1, 3], classes=[0, 1, 2, 3],
-                              head=h, batch_size=50) for h in (None, head)]
+    curves = [
+        ablation_curves(
+            model, "features", images, labels, 5, slow, ks=[1, 3], classes=[0, 1, 2, 3], head=h, batch_size=50
+        )
+        for h in (None, head)
+    ]
     np.testing.assert_array_equal(curves[0].top_removed, curves[1].top_removed)
     np.testing.assert_array_equal(curves[0].random_removed, curves[1].random_removed)
     with pytest.raises(ValueError, match="does not reproduce"):
@@ -145,8 +153,9 @@ def test_head_shortcut_gives_the_same_ranking_and_curves():
 def test_ablation_curves_top_units_carry_the_class():
     model, images, labels = planted_classifier()
     ranking = rank_units_for_class(model, "features", images, labels, 5)
-    curves = ablation_curves(model, "features", images, labels, 5, ranking, ks=[1, 2], classes=[0, 1, 2, 3],
-                             random_trials=4)
+    curves = ablation_curves(
+        model, "features", images, labels, 5, ranking, ks=[1, 2], classes=[0, 1, 2, 3], random_trials=4
+    )
     assert curves.top_removed.shape == curves.rest_removed.shape == curves.random_removed.shape == (4, 2)
     np.testing.assert_allclose(curves.top_removed[:, 0], 0.5)  # its own unit gone: recall 0
     np.testing.assert_allclose(curves.rest_removed[:, 0], 1.0)  # only its own unit left: still perfect
@@ -199,8 +208,7 @@ def test_contribution_ranking_keeps_the_units_that_pull_towards_the_target():
     model, images, labels = pattern_model()
     by_increase = units_responding_to_pattern(model, "1", RedPatch(), images, labels, target=1, top=1)
     assert by_increase.units == [2] and by_increase.power_ablated == 1.0  # excited, but votes for class 2
-    found = units_responding_to_pattern(model, "1", RedPatch(), images, labels, target=1, top=1,
-                                        rank_by="contribution")
+    found = units_responding_to_pattern(model, "1", RedPatch(), images, labels, target=1, top=1, rank_by="contribution")
     assert found.units == [0] and found.power_ablated == 0.0
     assert found.contribution[0] > 0 > found.contribution[2]
     assert all(p.grad is None for p in model.parameters())
@@ -235,8 +243,9 @@ def test_results_round_trip_through_json(tmp_path):
     ranking = rank_units_for_class(model, "features", images, labels, 5, units=[3, 0, 5])
     curves = ablation_curves(model, "features", images, labels, 5, ranking, ks=[1, 2], classes=[0, 1, 2, 3])
     pattern_net, pattern_images, pattern_labels = pattern_model()
-    found = units_responding_to_pattern(pattern_net, "1", RedPatch(), pattern_images, pattern_labels, target=1, top=2,
-                                        rank_by="contribution")
+    found = units_responding_to_pattern(
+        pattern_net, "1", RedPatch(), pattern_images, pattern_labels, target=1, top=2, rank_by="contribution"
+    )
     for result in (ranking, curves, found):
         path = tmp_path / f"{type(result).__name__}.json"
         result.to_json(path)

@@ -1,4 +1,5 @@
 """The procedural concept data set: determinism, masks that match the drawing, labels."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Network dissection: exact thresholds and IoUs, planted units, model state, errors."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ class PassThrough(nn.Module):
 
 
 def batches_of(*tensors, size):
-    return [tuple(t[i:i + size] for t in tensors) for i in range(0, tensors[0].shape[0], size)]
+    return [tuple(t[i : i + size] for t in tensors) for i in range(0, tensors[0].shape[0], size)]
 
 
 def upsampled_rows(acts, size):
@@ -74,9 +75,16 @@ def random_data():
 
 
 @pytest.mark.parametrize("quantile", [0.005, 0.05, 0.3])
-@pytest.mark.parametrize("mode", [dict(), dict(threshold_settings=ThresholdSettings(exact=False)),
-                                  dict(threshold_settings=ThresholdSettings(exact=False, max_exact_values=50, refine_bins=4,
-                                                                    max_refine_passes=6))])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        dict(),
+        dict(threshold_settings=ThresholdSettings(exact=False)),
+        dict(
+            threshold_settings=ThresholdSettings(exact=False, max_exact_values=50, refine_bins=4, max_refine_passes=6)
+        ),
+    ],
+)
 def test_thresholds_equal_numpy_hazen(random_data, quantile, mode):
     acts, masks, _ = random_data
     rows, _ = upsampled_rows(acts, (12, 12))
@@ -100,9 +108,14 @@ def test_bounded_estimate_error_within_documented_bound(random_data):
     rows, _ = upsampled_rows(acts, (12, 12))
     expected = np.quantile(rows, 0.995, axis=1, method="hazen")
     for bins, passes in ((16, 1), (2048, 1), (64, 2)):
-        result = dissect(PassThrough(), "layer", batches_of(acts, masks, size=4),
-                         threshold_settings=ThresholdSettings(exact=False, max_exact_values=0, refine_bins=bins,
-                                                      max_refine_passes=passes))
+        result = dissect(
+            PassThrough(),
+            "layer",
+            batches_of(acts, masks, size=4),
+            threshold_settings=ThresholdSettings(
+                exact=False, max_exact_values=0, refine_bins=bins, max_refine_passes=passes
+            ),
+        )
         error = np.abs(result.thresholds - expected)
         assert np.all(error <= result.threshold_errors + 1e-12)
         spread = rows.max(1) - rows.min(1)
@@ -142,7 +155,7 @@ def planted_model_and_data():
             c = int(torch.randint(1, concepts + 1, (1,), generator=generator))
             y, x = torch.randint(0, side - 6, (2,), generator=generator).tolist()
             h, w = torch.randint(3, 7, (2,), generator=generator).tolist()
-            ids[n, y:y + h, x:x + w] = c
+            ids[n, y : y + h, x : x + w] = c
     onehot = F.one_hot(ids, concepts + 1).permute(0, 3, 1, 2)[:, 1:].float()
     noise = torch.rand(count, 4, side, side, generator=generator)
     images = torch.cat([onehot, noise], 1)
@@ -151,8 +164,15 @@ def planted_model_and_data():
         def forward(self, x):
             masks, noise = x[:, :concepts], x[:, concepts:]
             union = (masks[:, 0] + masks[:, 1]).clamp(max=1)[:, None]
-            planted = torch.cat([masks + 0.3 * noise[:, :1], union + 0.3 * noise[:, 1:2],
-                                 0.5 * masks[:, 2:3] + 0.4 * noise[:, 2:3], noise[:, 1:4]], 1)
+            planted = torch.cat(
+                [
+                    masks + 0.3 * noise[:, :1],
+                    union + 0.3 * noise[:, 1:2],
+                    0.5 * masks[:, 2:3] + 0.4 * noise[:, 2:3],
+                    noise[:, 1:4],
+                ],
+                1,
+            )
             return F.avg_pool2d(planted, 2)
 
     model = nn.Sequential()
@@ -165,8 +185,7 @@ def planted_model_and_data():
 
 def test_planted_units_are_found():
     model, data, names, categories = planted_model_and_data()
-    result = dissect(model, "planted", data, quantile=0.02, concept_names=names, categories=categories,
-                     batch_size=16)
+    result = dissect(model, "planted", data, quantile=0.02, concept_names=names, categories=categories, batch_size=16)
     concepts = result.unit_concepts
     assert concepts[:5] == names[1:]
     assert concepts[5] in ("red", "disk")  # a union unit is labelled with one of its parts
@@ -211,15 +230,23 @@ def test_dataset_input_and_model_state_untouched():
     from captum_classpattern.dissection import ConceptDataset
 
     data = ConceptDataset(12, image_size=16, seed=3)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
     model.train()
     model[1].eval()  # a mixed state must come back exactly as it was
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
     with pytest.warns(UserWarning, match="training mode"):
-        result = dissect(model, "2", data, concept_names=data.concept_names, categories=data.concept_categories,
-                         batch_size=5)
+        result = dissect(
+            model, "2", data, concept_names=data.concept_names, categories=data.concept_categories, batch_size=5
+        )
     assert result.num_images == 12 and result.num_units == 4 and result.mask_size == (16, 16)
     assert [m.training for m in model.modules()] == flags
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -288,8 +315,9 @@ def test_plot_top_activations_honours_fig_size_and_pyplot():
 
     model, (images, ids), names, _ = planted_model_and_data()
     result = dissect(model, "planted", (images, ids), quantile=0.02, concept_names=names)
-    fig, _ = plot_top_activations(model, "planted", result, images, [0, 1], num_images=2, fig_size=(3.0, 2.5),
-                                  use_pyplot=False)
+    fig, _ = plot_top_activations(
+        model, "planted", result, images, [0, 1], num_images=2, fig_size=(3.0, 2.5), use_pyplot=False
+    )
     assert tuple(fig.get_size_inches()) == pytest.approx((3.0, 2.5))
     before = set(plt.get_fignums())
     fig, _ = plot_top_activations(model, "planted", result, images, [0], num_images=2)  # Captum's default: pyplot
@@ -313,8 +341,12 @@ class ChangingData:
 
 def test_data_that_changes_between_passes_is_detected():
     with pytest.raises(RuntimeError, match="changed between dissection passes"):
-        dissect(PassThrough(), "layer", ChangingData(),
-                threshold_settings=ThresholdSettings(exact=False, max_exact_values=10))
+        dissect(
+            PassThrough(),
+            "layer",
+            ChangingData(),
+            threshold_settings=ThresholdSettings(exact=False, max_exact_values=10),
+        )
 
 
 def test_progress_bar_and_explicit_device(capsys):

@@ -1,4 +1,5 @@
 """Predictive power, floor, chance, curves, Captum baselines and the anomaly index."""
+
 import numpy as np
 import pytest
 import torch

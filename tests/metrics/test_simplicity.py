@@ -1,4 +1,5 @@
 """Shape measures of top-k masks."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Architectures: shapes and clear errors."""
+
 import pytest
 import torch
 

@@ -5,6 +5,7 @@ The processes are started the way ``torchrun`` starts them (``RANK``, ``WORLD_SI
 the tests also cover :func:`search_classes` setting the group up by itself. The model is
 the session's tiny 16 x 16 digits CNN, saved for the workers to load.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,15 @@ def _free_port() -> int:
 
 def _torchrun_environment(rank: int, world_size: int, port: int) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in TORCHRUN_VARIABLES}
-    env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    env.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     return env
 
 
@@ -85,17 +93,20 @@ def single_process(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
-def test_two_gloo_processes_gather_the_single_process_report(
-        trained_digits_model, digits16, tmp_path, single_process):
+def test_two_gloo_processes_gather_the_single_process_report(trained_digits_model, digits16, tmp_path, single_process):
     weights = tmp_path / "model.pt"
     torch.save(trained_digits_model.state_dict(), weights)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = _free_port()
     workers = [
-        subprocess.Popen([sys.executable, str(script), str(weights), str(tmp_path), str(STEPS)],
-                         env=_torchrun_environment(rank, 2, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(weights), str(tmp_path), str(STEPS)],
+            env=_torchrun_environment(rank, 2, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in range(2)
     ]
     logs = []
@@ -111,9 +122,16 @@ def test_two_gloo_processes_gather_the_single_process_report(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' setting: the same kernels, the same numbers
     try:
-        alone = search_classes(trained_digits_model, digits16.search, digits16.eval, range(10),
-                               schedule=SearchSchedule(steps=STEPS), baselines=("Saliency",), seed=3,
-                               show_progress=False)
+        alone = search_classes(
+            trained_digits_model,
+            digits16.search,
+            digits16.eval,
+            range(10),
+            schedule=SearchSchedule(steps=STEPS),
+            baselines=("Saliency",),
+            seed=3,
+            show_progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     for rank in range(2):
@@ -139,14 +157,38 @@ def test_classpattern_search_under_torchrun_writes_once(trained_digits_model, tm
         "from captum_classpattern.models import SmallCNN\n\n\n"
         "def build():\n    return SmallCNN(in_channels=1, num_classes=10, width=8)\n"
     )
-    arguments = ["search", "--model", "tiny_factory:build", "--weights", "model.pt", "--classes", "0,3,7",
-                 "--no-progress"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "captum_classpattern.cli",
-               *arguments, "--out", "ranks"]
+    arguments = [
+        "search",
+        "--model",
+        "tiny_factory:build",
+        "--weights",
+        "model.pt",
+        "--classes",
+        "0,3,7",
+        "--no-progress",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "captum_classpattern.cli",
+        *arguments,
+        "--out",
+        "ranks",
+    ]
     env = {key: value for key, value in os.environ.items() if key not in TORCHRUN_VARIABLES}
-    done = subprocess.run(command, cwd=tmp_path, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("test accuracy on") == 1 and done.stdout.count("wrote ") == 1, done.stdout
 

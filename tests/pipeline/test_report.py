@@ -1,4 +1,5 @@
 """The search report: JSON round trip, table, atomic file, clear errors."""
+
 import json
 
 import pytest
@@ -8,8 +9,14 @@ from captum_classpattern.pipeline import ClassReport
 
 
 def test_report_round_trip(tmp_path):
-    report = SearchReport([ClassReport(class_=0, k=51, predictive_power=0.5, floor=0.0, random=0.1,
-                                       baselines={"Saliency": 0.2}, name="zero")], test_accuracy=0.9)
+    report = SearchReport(
+        [
+            ClassReport(
+                class_=0, k=51, predictive_power=0.5, floor=0.0, random=0.1, baselines={"Saliency": 0.2}, name="zero"
+            )
+        ],
+        test_accuracy=0.9,
+    )
     path = tmp_path / "out" / "report.json"
     report.to_json(path)
     raw = json.loads(path.read_text())

@@ -1,4 +1,5 @@
 """PGD attack and adversarial training on top of captum.robust.PGD."""
+
 import copy
 import warnings
 
@@ -105,8 +106,10 @@ def test_bad_inputs(trained_digits_model, digits16):
     with pytest.raises(ValueError, match="steps must be a positive int"):
         pgd_robust_accuracy(trained_digits_model, images, labels, steps=0)
     # A list of ints is as good as a label tensor, as everywhere in the package.
-    torch.testing.assert_close(pgd_attack(trained_digits_model, images, labels.tolist(), random_start=False, steps=2),
-                               pgd_attack(trained_digits_model, images, labels, random_start=False, steps=2))
+    torch.testing.assert_close(
+        pgd_attack(trained_digits_model, images, labels.tolist(), random_start=False, steps=2),
+        pgd_attack(trained_digits_model, images, labels, random_start=False, steps=2),
+    )
     with pytest.raises(TypeError):
         adversarial_train(lambda x: x, images, labels)
     with pytest.raises(ValueError):

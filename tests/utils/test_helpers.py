@@ -1,4 +1,5 @@
 """Housekeeping behaviour: atomic writes and what training leaves behind."""
+
 import os
 import stat
 

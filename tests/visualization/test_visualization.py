@@ -1,4 +1,5 @@
 """Figures: every method and grid renders headless, arguments are checked up front."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -135,8 +136,9 @@ def test_draws_on_a_given_axis_without_pyplot(gray):
     before = plt.get_fignums()
     fig = Figure()
     ax = fig.add_subplot(1, 2, 2)
-    out_fig, out_ax = visualize_class_pattern(maps[0], canvases[0], method="pattern", plt_fig_axis=(fig, ax),
-                                              use_pyplot=False)
+    out_fig, out_ax = visualize_class_pattern(
+        maps[0], canvases[0], method="pattern", plt_fig_axis=(fig, ax), use_pyplot=False
+    )
     assert out_fig is fig and out_ax is ax
     visualize_class_pattern(maps[0], None, method="heat_map", use_pyplot=False)
     assert plt.get_fignums() == before, "use_pyplot=False must not create pyplot figures"
@@ -252,8 +254,11 @@ def test_grid_rejects_mismatches(gray):
 
 def test_settings_comparison(gray):
     canvases, maps = gray
-    settings = {"natural": (canvases, maps), "backdoored": (canvases, maps.flip(-1)),
-                "adversarial": (canvases, maps, [top_k_pattern(m, c, 4) for m, c in zip(maps, canvases)])}
+    settings = {
+        "natural": (canvases, maps),
+        "backdoored": (canvases, maps.flip(-1)),
+        "adversarial": (canvases, maps, [top_k_pattern(m, c, 4) for m, c in zip(maps, canvases)]),
+    }
     fig, axes = plot_settings_comparison(settings, class_names=["a", "b", "c"], powers={"natural": [0.1, 0.2, 0.3]})
     assert axes.shape == (3, 3)
     assert [axes[r, 0].get_ylabel() for r in range(3)] == ["natural", "backdoored", "adversarial"]
@@ -322,8 +327,15 @@ def test_public_constants():
 
 # ------------------------------------------------------------------ Captum's vocabulary
 
-FIGURE_FUNCTIONS = [visualize_class_pattern, plot_class_patterns, plot_settings_comparison, plot_power_curves,
-                    plot_anomaly_indices, plot_scan, plot_top_activations]
+FIGURE_FUNCTIONS = [
+    visualize_class_pattern,
+    plot_class_patterns,
+    plot_settings_comparison,
+    plot_power_curves,
+    plot_anomaly_indices,
+    plot_scan,
+    plot_top_activations,
+]
 
 
 @pytest.mark.parametrize("function", FIGURE_FUNCTIONS, ids=lambda f: f.__name__)
@@ -358,14 +370,22 @@ def test_plots_go_through_pyplot_by_default(gray):
 
 def _scan_result():
     """A stand-in for backdoor.ScanResult with what plot_scan reads: class 1 flagged, with a trigger."""
+
     def pattern(k):
         mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
         mask.view(-1)[:k] = True
         return Pattern(mask, mask[None].float())
 
-    return SimpleNamespace(classes=[0, 1, 2], patterns=[pattern(5), pattern(2), pattern(6)], flagged=[1],
-                           trigger_maps={1: None}, recovered_trigger=lambda cls: pattern(3),
-                           anomaly_index=[0.2, 3.5, 0.4], direction="low", score="k")
+    return SimpleNamespace(
+        classes=[0, 1, 2],
+        patterns=[pattern(5), pattern(2), pattern(6)],
+        flagged=[1],
+        trigger_maps={1: None},
+        recovered_trigger=lambda cls: pattern(3),
+        anomaly_index=[0.2, 3.5, 0.4],
+        direction="low",
+        score="k",
+    )
 
 
 def test_plot_scan():
