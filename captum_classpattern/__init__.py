@@ -18,6 +18,7 @@ Everything else is grouped by domain in subpackages:
 """
 
 from . import attr, backdoor, cli, data, dissection, metrics, models, pipeline, training, visualization
+from ._version import __version__ as __version__
 from .attr import (
     DEFAULT_SCHEDULE,
     PAPER_SCHEDULE,
@@ -41,29 +42,29 @@ from .metrics import (
 from .pipeline import SearchReport, search_classes
 from .visualization import plot_class_patterns, visualize_class_pattern
 
-__version__ = "0.2.0"
-
 __all__ = [
+    # the everyday names, alphabetically
+    "captum_attribution",
     "ClassPattern",
-    "SearchStats",
-    "SearchSchedule",
     "DEFAULT_SCHEDULE",
+    "floor_rate",
+    "load_digits",
     "PAPER_SCHEDULE",
     "Pattern",
-    "top_k_pattern",
-    "random_pattern",
-    "select_canvases",
-    "predictive_power",
-    "floor_rate",
-    "random_pixel_power",
+    "plot_class_patterns",
     "power_curve",
     "PowerCurve",
-    "captum_attribution",
-    "load_digits",
+    "predictive_power",
+    "random_pattern",
+    "random_pixel_power",
     "search_classes",
     "SearchReport",
+    "SearchSchedule",
+    "SearchStats",
+    "select_canvases",
+    "top_k_pattern",
     "visualize_class_pattern",
-    "plot_class_patterns",
+    # the subpackages
     "attr",
     "metrics",
     "backdoor",

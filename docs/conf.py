@@ -39,11 +39,13 @@ extensions = [
     "facades",
 ]
 
-# The files that design.rst pulls in with ``.. include:: design/NAME.rst`` are sections of
-# that page, not pages of their own.
-with open(os.path.join(HERE, "design.rst"), encoding="utf-8") as _design:
-    _design_sections = re.findall(r"^\.\. include:: (design/\S+\.rst)\s*$", _design.read(), re.M)
-exclude_patterns = ["_build", "_tools", "_ext", "_intersphinx", "Thumbs.db", ".DS_Store", *_design_sections]
+# The files that design.rst and reliability.rst pull in with ``.. include:: FOLDER/NAME.rst``
+# are sections of those pages, not pages of their own.
+_included = []
+for _page in ("design.rst", "reliability.rst"):
+    with open(os.path.join(HERE, _page), encoding="utf-8") as _source:
+        _included += re.findall(r"^\.\. include:: (\w+/\S+\.rst)\s*$", _source.read(), re.M)
+exclude_patterns = ["_build", "_tools", "_ext", "_intersphinx", "Thumbs.db", ".DS_Store", *_included]
 templates_path: list = []
 
 # -- autodoc and napoleon (Google-style docstrings) ------------------------------------

@@ -223,3 +223,9 @@ def test_static_figures_are_small_and_present():
             for target in re.findall(r"^\.\. (?:figure|image):: (\S+)", stream.read(), re.M):
                 path = os.path.normpath(os.path.join(os.path.dirname(page), target))
                 assert os.path.isfile(path), f"{os.path.relpath(page, DOCS)} shows a missing figure {target}"
+
+
+def test_citation_names_the_package_version():
+    with open(os.path.join(ROOT, "CITATION.cff"), encoding="utf-8") as stream:
+        citation = stream.read()
+    assert re.search(rf"^version: \"?{re.escape(captum_classpattern.__version__)}\"?$", citation, re.M)

@@ -7,10 +7,13 @@ Training functions (``train_classifier``, ``adversarial_train``) change the mode
 purpose and are not listed.
 """
 
+import tempfile
 import warnings
 
 import pytest
 import torch
+from captum.attr import NoiseTunnel
+from captum.metrics import sensitivity_max
 from torch import nn
 
 from captum_classpattern import (
@@ -115,6 +118,22 @@ ENTRY_POINTS = [
         ),
     ),
     (
+        "NoiseTunnel(ClassPattern)",
+        lambda m, d: NoiseTunnel(ClassPattern(m, baselines=d.images, baseline_labels=d.labels)).attribute(
+            d.images[:2], nt_type="vargrad", nt_samples=2, target=[0, 1], schedule=SHORT
+        ),
+    ),
+    (
+        "sensitivity_max(ClassPattern)",
+        lambda m, d: sensitivity_max(
+            ClassPattern(m, baselines=d.images, baseline_labels=d.labels).attribute,
+            d.images[:2],
+            n_perturb_samples=2,
+            target=[0, 1],
+            schedule=SHORT,
+        ),
+    ),
+    (
         "select_canvases(best_of_n)",
         lambda m, d: select_canvases(m, d.images, d.labels, [0, 1], "best_of_n", n=2, search_steps=2),
     ),
@@ -131,6 +150,7 @@ ENTRY_POINTS = [
         "search_classes",
         lambda m, d: search_classes(m, d, d, [0, 1, 2], schedule=SHORT, baselines=("Saliency",), show_progress=False),
     ),
+    ("search_classes(checkpointed)", lambda m, d: _checkpointed_search(m, d)),
     ("accuracy", lambda m, d: accuracy(m, d.images, d.labels)),
     ("pgd_attack", lambda m, d: pgd_attack(m, d.images[:4], d.labels[:4], steps=2)),
     ("pgd_robust_accuracy", lambda m, d: pgd_robust_accuracy(m, d.images[:4], d.labels[:4], steps=2)),
@@ -179,6 +199,21 @@ ENTRY_POINTS = [
     ),
     ("ablate_units", lambda m, d: _run_ablated(m, d)),
 ]
+
+
+def _checkpointed_search(model, data):
+    with tempfile.TemporaryDirectory() as folder:
+        return search_classes(
+            model,
+            data,
+            data,
+            [0, 1, 2],
+            schedule=SHORT,
+            baselines=("Saliency",),
+            show_progress=False,
+            checkpoint_dir=folder,
+            chunk_size=1,
+        )
 
 
 def _run_ablated(model, data):

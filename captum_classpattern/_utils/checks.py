@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +27,96 @@ def check_images(images: Tensor, name: str, *, unit_range: bool = True) -> None:
             f"{name} must hold pixels in [0, 1] (found {float(images.min()):.3g}..{float(images.max()):.3g}); "
             "normalisation belongs inside the model, e.g. nn.Sequential(Normalize(...), model)."
         )
+
+
+NOISE_BOUND = 8.0
+"""How far below 0 or above 1 canvases may reach and still be taken for noisy [0, 1] images.
+
+Canvases within ``[-NOISE_BOUND, 1 + NOISE_BOUND]`` are clamped into [0, 1] by
+:func:`clamp_noisy_images`; beyond that they are refused as data on another scale (such
+as 0-255 pixels). Gaussian noise of standard deviation 1 (Captum's ``NoiseTunnel``
+default) stays inside the bound with overwhelming probability.
+"""
+
+
+def clamp_noisy_images(images: Tensor, name: str) -> Tensor:
+    """Images in [0, 1] as they are; noisy ones (within :data:`NOISE_BOUND`) clamped into [0, 1].
+
+    Captum's noise wrappers (``NoiseTunnel``, ``sensitivity_max``) add noise to the
+    inputs, which takes some pixels outside [0, 1]. Such pixels are clamped, as an image
+    cannot hold them; values further out than noise of standard deviation 1 reaches are
+    refused, because they mean data on another scale (0-255 pixels, say).
+
+    Args:
+        images: an N x C x H x W float tensor.
+        name: names the images in error messages.
+
+    Returns:
+        ``images`` itself when every pixel lies in [0, 1], else a clamped copy.
+
+    Raises:
+        ValueError: not N x C x H x W, empty, NaN or infinite values, or values outside
+            ``[-NOISE_BOUND, 1 + NOISE_BOUND]``.
+        TypeError: not a float tensor.
+    """
+    check_images(images, name, unit_range=False)
+    low, high = float(images.min()), float(images.max())
+    if low >= 0 and high <= 1:
+        return images
+    if low < -NOISE_BOUND or high > 1 + NOISE_BOUND:
+        raise ValueError(
+            f"{name} must hold pixels in [0, 1] (found {low:.3g}..{high:.3g}, further out than noise on [0, 1] images "
+            f"reaches, which is clamped only within [{-NOISE_BOUND:g}, {1 + NOISE_BOUND:g}]): divide 0-255 images by "
+            "255; normalisation belongs inside the model, e.g. nn.Sequential(Normalize(...), model)."
+        )
+    return images.clamp(0.0, 1.0)
+
+
+def check_class_index(value: Any, name: str = "target", num_classes: Optional[int] = None) -> int:
+    """Return ``value`` as an int class index, or raise an error naming ``name`` and saying what to pass.
+
+    Accepts Python and NumPy ints and one-element integer tensors; refuses booleans,
+    floats (even whole ones: a float class is usually a mistake upstream), strings and
+    negative values, and, when ``num_classes`` is given, indices the model does not have.
+
+    Args:
+        value: the class index.
+        name: names the argument in error messages (e.g. ``"target"``).
+        num_classes: the model's number of classes (its output width), if known.
+
+    Returns:
+        The class index as an ``int``.
+
+    Raises:
+        TypeError: not an integer class index.
+        ValueError: negative, or not below ``num_classes``.
+    """
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int class index, not a bool ({value!r}).")
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.is_complex():
+            raise TypeError(
+                f"{name} must be an int class index, got a {value.dtype} tensor of shape {tuple(value.shape)}: "
+                "pass int(target) for one class."
+            )
+        index = int(value.item())
+    elif isinstance(value, (float, np.floating)):
+        number = float(value)
+        hint = f": pass int({number!r}) for class {int(number)}" if number.is_integer() else ""
+        raise TypeError(f"{name} must be an int class index, got the float {number!r}{hint}.")
+    else:
+        try:
+            index = operator.index(value)
+        except TypeError:
+            hint = ": map class names to class indices first" if isinstance(value, str) else ""
+            raise TypeError(f"{name} must be an int class index, got {type(value).__name__} {value!r}{hint}.") from None
+    if index < 0:
+        raise ValueError(f"{name} class {index} is out of range: class indices start at 0.")
+    if num_classes is not None and index >= num_classes:
+        raise ValueError(
+            f"{name} class {index} is out of range: the model has {num_classes} classes (0..{num_classes - 1})."
+        )
+    return index
 
 
 def check_choice(value: Any, allowed: Sequence[str], name: str) -> str:

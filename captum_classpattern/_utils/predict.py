@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
-from .model_state import call_model, evaluation_mode
+from .checks import check_class_index
+from .model_state import call_model, checked_call, evaluation_mode, output_width
 
 
 def predict(
@@ -19,6 +21,7 @@ def predict(
     device: Optional[torch.device] = None,
     additional_forward_args: Any = None,
     who: str = "predict",
+    check_output: Optional[Callable[[Tensor], Any]] = None,
 ) -> Tensor:
     """Top-1 classes of ``images``, computed in eval mode without gradients.
 
@@ -29,10 +32,16 @@ def predict(
         transform: applied to each batch before the model sees it (e.g. stamping a pattern).
         device: where each batch is moved before the call (``None``: left where it is).
         additional_forward_args: passed after the images, as Captum does.
-        who: names the caller in the training-mode warning.
+        who: names the caller in the training-mode warning and in error messages.
+        check_output: called with the model's output for the first batch, before anything
+            else is done with it (e.g. to check a class index against its width).
 
     Returns:
         A 1-d ``torch.long`` tensor of N predicted classes on the CPU.
+
+    Raises:
+        ValueError: the model fails on the first batch (a RuntimeError, e.g. of dtype
+            or channel count, see :func:`checked_call`).
     """
     predictions = []
     with evaluation_mode(model, who), torch.inference_mode():
@@ -42,20 +51,35 @@ def predict(
                 batch = batch.to(device)
             if transform is not None:
                 batch = transform(batch)
-            predictions.append(call_model(model, (batch,), additional_forward_args).argmax(1).cpu())
+            if start == 0:  # the first call says clearly when the images do not fit the model
+                output = checked_call(model, (batch,), additional_forward_args, who)
+                if check_output is not None:
+                    check_output(output)
+            else:
+                output = call_model(model, (batch,), additional_forward_args)
+            predictions.append(output.argmax(1).cpu())
     if not predictions:
         return torch.empty(0, dtype=torch.long)
     return torch.cat(predictions)
 
 
-def share_predicted(model: Callable, images: Tensor, target: int, **kwargs: Any) -> float:
+def share_predicted(model: Callable, images: Tensor, target: Any, **kwargs: Any) -> float:
     """Share of ``images`` (after ``transform``, if given) that ``model`` classifies as ``target``.
 
-    Keyword arguments are those of :func:`predict`.
+    Keyword arguments are those of :func:`predict`. The target is checked by
+    :func:`check_class_index`, its range against the width of the model's output.
 
     Raises:
-        ValueError: ``images`` is empty.
+        ValueError: ``images`` is empty, or ``target`` is negative or not a class of the model.
+        TypeError: ``target`` is not an int class index.
     """
+    target = check_class_index(target, "target")
     if images.shape[0] == 0:
         raise ValueError("no images to measure on.")
-    return float((predict(model, images, **kwargs) == int(target)).double().mean())
+    check = partial(_check_target_range, target, kwargs.get("who", "predict"))
+    predicted = predict(model, images, check_output=check, **kwargs)
+    return float((predicted == target).double().mean())
+
+
+def _check_target_range(target: int, who: str, output: Any) -> None:
+    check_class_index(target, "target", output_width(output, who))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .checks import check_class_index
 
 TensorOrTuple = Union[Tensor, Tuple[Tensor, ...]]
 
@@ -24,7 +27,47 @@ def mirror(tensors: Sequence[Tensor], was_tuple: bool) -> TensorOrTuple:
     return tuple(tensors) if was_tuple else tensors[0]
 
 
-def expand_targets(target: Any, count: int, num_classes: Optional[int] = None) -> Tensor:
+def target_classes(target: Any, name: str = "target") -> Tensor:
+    """Check Captum's ``TargetType`` as class indices, before their number or range is known.
+
+    Args:
+        target: an int class index, a list/tuple of them or a 0-d/1-d integer tensor (or
+            NumPy array).
+        name: names the argument in error messages.
+
+    Returns:
+        A 1-d ``torch.long`` CPU tensor of the classes (one entry for a single int).
+
+    Raises:
+        TypeError: the target is not an int, a sequence of ints or an integer tensor
+            (floats, booleans and strings are refused, also inside a list).
+        ValueError: no target, an empty list or a negative class.
+    """
+    if target is None:
+        raise ValueError(f"{name} is required: pass the class (int) or one class per canvas (list).")
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target) if target.dtype.kind in "iu" else target.tolist()
+    if isinstance(target, Tensor) and target.dim() > 0:
+        if target.dim() > 1 or target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+            raise TypeError(
+                f"{name} must hold integer class indices in a 0-d or 1-d tensor, got a {target.dtype} tensor "
+                f"of shape {tuple(target.shape)}: pass target.long() if the values are whole numbers."
+            )
+        values = target.detach().cpu().long().reshape(-1)
+        if values.numel() and int(values.min()) < 0:
+            raise ValueError(f"{name} class {int(values.min())} is out of range: class indices start at 0.")
+    elif isinstance(target, (list, tuple)):
+        if not target:
+            raise ValueError(f"{name} is an empty list: give one class per canvas.")
+        values = torch.tensor([check_class_index(t, f"{name}[{i}]") for i, t in enumerate(target)], dtype=torch.long)
+    else:
+        values = torch.tensor([check_class_index(target, name)])
+    if values.numel() == 0:
+        raise ValueError(f"{name} is empty: give one class per canvas.")
+    return values
+
+
+def expand_targets(target: Any, count: int, num_classes: Optional[int] = None, name: str = "target") -> Tensor:
     """Turn Captum's ``TargetType`` into one class index per canvas.
 
     Args:
@@ -32,6 +75,7 @@ def expand_targets(target: Any, count: int, num_classes: Optional[int] = None) -
             integer tensor with one class per canvas.
         count: the number of canvases.
         num_classes: when known, targets are checked to lie in ``[0, num_classes)``.
+        name: names the argument in error messages.
 
     Returns:
         A 1-d ``torch.long`` tensor of length ``count`` on the CPU.
@@ -40,36 +84,16 @@ def expand_targets(target: Any, count: int, num_classes: Optional[int] = None) -
         TypeError: the target is not an int, a sequence of ints or an integer tensor.
         ValueError: the number of targets does not match, or a class is out of range.
     """
-    if target is None:
-        raise ValueError("target is required: pass the class (int) or one class per canvas (list).")
-    if isinstance(target, Tensor):
-        if target.is_floating_point() or target.dim() > 1:
-            raise TypeError("a target tensor must hold integer class indices, 0-d or 1-d.")
-        values = target.detach().cpu().long().reshape(-1)
-    elif isinstance(target, bool):
-        raise TypeError("target must be an int class index, not a bool.")
-    elif isinstance(target, int):
-        values = torch.tensor([target])
-    elif isinstance(target, (list, tuple)):
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            raise TypeError(
-                "a target list must hold one int class per canvas; Captum's tuple targets "
-                "(indices into multi-dimensional outputs) are not supported here."
-            )
-        values = torch.tensor(list(target), dtype=torch.long)
-    else:
-        raise TypeError(f"target must be an int, a list of ints or an integer tensor, got {type(target).__name__}.")
+    empty = isinstance(target, (list, tuple)) and not target
+    values = torch.empty(0, dtype=torch.long) if empty else target_classes(target, name)
     if values.numel() == 1:
         values = values.expand(count)
     if values.numel() != count:
         raise ValueError(
-            f"got {values.numel()} targets for {count} canvases: give one class per canvas or a single int."
+            f"got {values.numel()} classes in {name} for {count} canvases: give one class per canvas or a single int."
         )
     if num_classes is not None:
-        bad = values[(values < 0) | (values >= num_classes)]
+        bad = values[values >= num_classes]
         if bad.numel():
-            raise ValueError(
-                f"target class {int(bad[0])} is out of range: the model has {num_classes} classes "
-                f"(0..{num_classes - 1})."
-            )
+            check_class_index(int(bad[0]), name, num_classes)
     return values.clone()

@@ -2,18 +2,67 @@
 
 from __future__ import annotations
 
+import numbers
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .._utils import check_images, check_labels, evaluation_mode, share_predicted
+from .._utils import (
+    call_model,
+    check_choice,
+    check_images,
+    check_labels,
+    check_positive_int,
+    checked_call,
+    evaluation_mode,
+    expand_targets,
+    output_width,
+    share_predicted,
+    target_classes,
+)
 from ._pattern import top_k_pattern
-
-ShortSearch = Callable[[Tensor, List[int], Tensor, Any, int, int], Tensor]
 
 CANVAS_STRATEGIES = ("index", "confident", "best_of_n")
 """The ways a canvas is picked from its class's images: by position, most confident, best of short searches."""
+
+_WHO = "select_canvases"
+
+
+@dataclass(frozen=True)
+class CanvasChoice:
+    """How a canvas is picked from its class's images (see :func:`select_canvases`).
+
+    Attributes:
+        strategy: one of :data:`CANVAS_STRATEGIES`.
+        index: the position used by ``"index"``.
+        n: the number of candidates of ``"best_of_n"``.
+        seed: seeds the short searches of ``"best_of_n"``.
+        search_steps: length of each short search.
+        additional_forward_args: passed after the images to every model call.
+    """
+
+    strategy: str = "confident"
+    index: int = 0
+    n: int = 5
+    seed: int = 0
+    search_steps: int = 20
+    additional_forward_args: Any = None
+
+    def __post_init__(self) -> None:
+        """Check every field."""
+        check_choice(self.strategy, CANVAS_STRATEGIES, "canvas strategy")
+        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+            raise ValueError(f"index must be an int >= 0, got {self.index!r}.")
+        check_positive_int(self.n, "n")
+        check_positive_int(self.search_steps, "search_steps")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+
+
+ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tensor]
+"""``short_search(canvases, targets, images, labels, choice)``: one map per canvas, as ``"best_of_n"`` runs it."""
 
 
 def _labelled_batches(images, labels):
@@ -28,13 +77,18 @@ def _labelled_batches(images, labels):
         yield batch[0], check_labels(batch[0], batch[1], "baseline batch")
 
 
-def _confident_candidates(model: Callable, images, labels, classes: Sequence[int], n: int, index: int = 0):
+def _confident_candidates(model: Callable, images, labels, classes: Sequence[int], n: int, extra: Any, name: str):
     """Per class, the ``n`` images with the highest probability of that class (streamed)."""
     best: Dict[int, Tuple[Tensor, List[Tensor]]] = {c: (torch.empty(0), []) for c in classes}
-    with evaluation_mode(model, "select_canvases"), torch.inference_mode():
-        for batch, batch_labels in _labelled_batches(images, labels):
+    with evaluation_mode(model, _WHO), torch.inference_mode():
+        for number, (batch, batch_labels) in enumerate(_labelled_batches(images, labels)):
             check_images(batch, "search images")
-            probs = model(batch).softmax(1).cpu()
+            if number == 0:  # the first call says clearly when the images or classes do not fit the model
+                output = checked_call(model, (batch,), extra, _WHO)
+                expand_targets(classes, len(classes), output_width(output, _WHO), name)
+            else:
+                output = call_model(model, (batch,), extra)
+            probs = output.softmax(1).cpu()
             for c in set(classes):
                 rows = torch.nonzero(batch_labels.cpu() == c).flatten()
                 if rows.numel() == 0:
@@ -42,7 +96,7 @@ def _confident_candidates(model: Callable, images, labels, classes: Sequence[int
                 scores, kept = best[c]
                 scores = torch.cat([scores, probs[rows, c]])
                 kept = kept + [batch[r].detach().clone() for r in rows.tolist()]
-                order = torch.argsort(scores, descending=True, stable=True)[: max(n, index + 1)]
+                order = torch.argsort(scores, descending=True, stable=True)[:n]
                 best[c] = (scores[order], [kept[i] for i in order.tolist()])
     return best
 
@@ -61,61 +115,60 @@ def choose_canvases(
     model: Callable,
     images: Union[Tensor, Iterable],
     labels: Optional[Tensor],
-    classes: Union[int, Sequence[int], Tensor],
-    strategy: str = "confident",
-    *,
-    index: int = 0,
-    n: int = 5,
-    seed: int = 0,
-    search_steps: int = 20,
+    classes: Any,
+    choice: CanvasChoice,
     short_search: Optional[ShortSearch] = None,
+    name: str = "classes",
 ) -> Tensor:
-    """:func:`~captum_classpattern.attr.select_canvases` with the short search of ``"best_of_n"`` passed in.
+    """:func:`~captum_classpattern.attr.select_canvases` with its options in ``choice``.
 
-    ``short_search(canvases, targets, images, labels, steps, seed)`` returns one map per
-    canvas. Passing it in keeps this module below :class:`ClassPattern`, which also uses it.
+    ``short_search`` runs the candidate searches of ``"best_of_n"``. Passing it in keeps
+    this module below :class:`ClassPattern`, which also uses it. ``name`` names the
+    classes in error messages.
     """
-    if strategy not in CANVAS_STRATEGIES:
-        raise ValueError(f"canvas strategy must be one of {CANVAS_STRATEGIES}, got {strategy!r}.")
-    if isinstance(classes, Tensor):
-        classes = classes.reshape(-1).tolist()
-    elif isinstance(classes, int):
-        classes = [classes]
-    classes = list(classes)
-    if strategy == "index":
-        found = _first_of_class(images, labels, classes, index)
+    classes = target_classes(classes, name).tolist()
+    if choice.strategy == "index":
+        found = _first_of_class(images, labels, classes, choice.index)
         picked = []
         for c in classes:
-            if len(found[c]) <= index:
+            if len(found[c]) <= choice.index:
                 raise ValueError(
-                    f"class {c} has {len(found[c])} images in the search data; index {index} is out of range."
+                    f"class {c} has {len(found[c])} images in the search data; index {choice.index} is out of range."
                 )
-            picked.append(found[c][index])
+            picked.append(found[c][choice.index])
         return torch.stack(picked)
-    best = _confident_candidates(model, images, labels, classes, n if strategy == "best_of_n" else 1)
+    n = choice.n if choice.strategy == "best_of_n" else 1
+    best = _confident_candidates(model, images, labels, classes, n, choice.additional_forward_args, name)
     for c in classes:
         if not best[c][1]:
             raise ValueError(f"class {c} has no images in the search data to take a canvas from.")
-    if strategy == "confident":
+    if choice.strategy == "confident":
         return torch.stack([best[c][1][0] for c in classes])
     if short_search is None:
         raise ValueError("best_of_n needs a short_search to run its candidate searches.")
-    return _best_of_n(model, images, labels, classes, best, seed, search_steps, short_search)
+    return _best_of_n(model, images, labels, classes, best, choice, short_search)
 
 
-def _best_of_n(model, images, labels, classes, best, seed, search_steps, short_search):
+def _best_of_n(model, images, labels, classes, best, choice: CanvasChoice, short_search: ShortSearch):
     if not isinstance(images, Tensor):
         raise ValueError("best_of_n needs the search set as a tensor (it is reused for scoring).")
     candidates = [(c, canvas) for c in classes for canvas in best[c][1]]
     stack = torch.stack([canvas for _, canvas in candidates])
     targets = [c for c, _ in candidates]
-    maps = short_search(stack, targets, images, labels, search_steps, seed)
+    maps = short_search(stack, targets, images, labels, choice)
     labels = check_labels(images, labels, "baseline").to(images.device)
     scores = []
     for i, target in enumerate(targets):
         pattern = top_k_pattern(maps[i], stack[i], 0.05)
         scores.append(
-            share_predicted(model, images[labels != target], target, transform=pattern.stamp, who="select_canvases")
+            share_predicted(
+                model,
+                images[labels != target],
+                target,
+                transform=pattern.stamp,
+                additional_forward_args=choice.additional_forward_args,
+                who=_WHO,
+            )
         )
     picked = []
     for c in classes:

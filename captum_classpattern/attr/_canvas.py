@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from torch import Tensor
 
-from ._candidates import choose_canvases
+from ._candidates import CanvasChoice, choose_canvases
 from ._class_pattern import short_search
 
 
@@ -22,6 +22,7 @@ def select_canvases(
     n: int = 5,
     seed: int = 0,
     search_steps: int = 20,
+    additional_forward_args: Any = None,
 ) -> Tensor:
     """Pick one canvas per class from that class's own images.
 
@@ -30,7 +31,7 @@ def select_canvases(
         images: labelled images (a tensor with ``labels``, or an iterable of
             ``(images, labels)``).
         labels: labels of a tensor of images.
-        classes: the classes to pick canvases for.
+        classes: the classes to pick canvases for (int class indices).
         strategy: ``"index"`` (the ``index``-th image of the class, as the paper's code
             does), ``"confident"`` (the image classified as the class with the highest
             probability) or ``"best_of_n"`` (the ``n`` most confident images each get a
@@ -40,25 +41,19 @@ def select_canvases(
         n: the number of candidates of ``"best_of_n"``.
         seed: seeds the short searches.
         search_steps: length of each short search.
+        additional_forward_args: passed unchanged after the images to every model call,
+            as in :meth:`ClassPattern.attribute <captum_classpattern.attr.ClassPattern.attribute>`.
 
     Returns:
         len(classes) x C x H x W canvases.
 
     Raises:
-        ValueError: unknown strategy, or a class with no (or too few) images.
+        ValueError: unknown strategy, bad settings, a class with no (or too few) images,
+            or a model that fails on the images.
+        TypeError: classes or labels that are not integer class indices.
 
     Example:
         >>> canvases = select_canvases(model, images, labels, classes=[0, 1, 2], strategy="confident")
     """
-    return choose_canvases(
-        model,
-        images,
-        labels,
-        classes,
-        strategy,
-        index=index,
-        n=n,
-        seed=seed,
-        search_steps=search_steps,
-        short_search=partial(short_search, model),
-    )
+    choice = CanvasChoice(strategy, index, n, seed, search_steps, additional_forward_args)
+    return choose_canvases(model, images, labels, classes, choice, partial(short_search, model))

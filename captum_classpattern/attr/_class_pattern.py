@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -19,14 +18,16 @@ from .._utils import (
     as_tuple,
     call_model,
     check_device,
-    check_images,
+    clamp_noisy_images,
     evaluation_mode,
     expand_targets,
     mirror,
     num_classes_of,
+    target_classes,
 )
-from ._candidates import choose_canvases
+from ._candidates import CanvasChoice, choose_canvases
 from ._composite import composite_loss
+from ._map_optimizer import MapOptimizer
 from ._schedule import DEFAULT_SCHEDULE, SearchSchedule, resolve_schedule
 from ._search_data import NO_SEARCH_SET, make_search_set
 
@@ -80,11 +81,17 @@ class ClassPattern(GradientAttribution):
         baseline_labels: labels of a bound tensor search set, so that each canvas's own
             class can be excluded.
 
+    Under Captum's wrappers (``NoiseTunnel``, ``captum.metrics.sensitivity_max``), bind
+    the search set here: the wrappers treat a ``baselines`` keyword as a per-input
+    baseline and expand or refuse it.
+
     Example:
         >>> cp = ClassPattern(model)
         >>> maps = cp.attribute(canvases, target=[0, 1, 2], baselines=images,
         ...                     baseline_labels=labels, seed=0)
         >>> pattern = top_k_pattern(maps[0], canvases[0], k=0.05)
+        >>> smooth = NoiseTunnel(ClassPattern(model, baselines=images, baseline_labels=labels))
+        >>> maps = smooth.attribute(canvases, nt_type="smoothgrad", stdevs=0.1, target=[0, 1, 2])
     """
 
     def __init__(
@@ -119,16 +126,22 @@ class ClassPattern(GradientAttribution):
 
         Args:
             inputs: canvases, N x C x H x W with pixels in [0, 1] (or a 1-tuple of such a
-                tensor, returned as a 1-tuple). ``None`` picks one canvas per target from
-                that class's own images in the search set (``canvas_strategy``).
-            target: the class of each canvas: an int for all, or a list/1-d tensor with
-                one class per canvas; all are searched together.
+                tensor, returned as a 1-tuple). Noisy canvases, as Captum's noise
+                wrappers make them, are clamped into [0, 1] when they lie within
+                ``[-8, 9]``; further out they are refused as data on another scale.
+                ``None`` picks one canvas per target from that class's own images in the
+                search set (``canvas_strategy``).
+            target: the class of each canvas: an int for all, or a list/1-d integer
+                tensor with one class per canvas; all are searched together.
             baselines: the search set the canvas pixels are pasted onto: a tensor
-                M x C x H x W (with ``baseline_labels`` to exclude each canvas's own class)
-                or an iterable of ``(images, labels)`` such as a DataLoader, streamed one
-                batch at a time. Defaults to the set bound in the constructor.
+                M x C x H x W (with ``baseline_labels`` to exclude each canvas's own class;
+                Captum's 1-tuple of that tensor is accepted with labels) or an iterable of
+                ``(images, labels)`` such as a DataLoader, streamed one batch at a time.
+                Defaults to the set bound in the constructor. Its images are cast to the
+                canvases' dtype.
             additional_forward_args: passed unchanged after the images to every model
-                call; they must not depend on the batch size.
+                call, also those that choose canvases; they must not depend on the batch
+                size.
             baseline_labels: labels of a tensor search set.
             schedule: ``"default"``, ``"paper"`` (Zhao et al.'s exact settings) or a
                 :class:`~captum_classpattern.SearchSchedule`.
@@ -156,35 +169,33 @@ class ClassPattern(GradientAttribution):
             channels), in [0, 1]; a tuple if ``inputs`` was a tuple.
 
         Raises:
-            ValueError: bad shapes, NaN, pixels outside [0, 1], a target out of range, an
-                empty search set once a canvas's class is excluded, or tensors on another
-                device than the model.
-            TypeError: inputs, targets or settings of the wrong type.
+            ValueError: bad shapes, NaN, pixels outside [0, 1] (beyond the noise bound for
+                canvases), a target out of range, an empty search set once a canvas's
+                class is excluded, tensors on another device than the model, a model
+                that returns probabilities instead of logits, or a model that fails on the
+                canvases (e.g. another dtype or channel count; chained to its error).
+            TypeError: inputs, targets (floats, booleans, strings) or settings of the
+                wrong type.
+
+        Warns:
+            UserWarning: a search set without labels (its images of a canvas's own class
+                cannot be excluded).
         """
         plan = resolve_schedule(schedule)
         settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
+        classes = target_classes(target)  # the types, before any work; the range once the model has run
         if baselines is None:
             baselines, baseline_labels = (
                 self.baselines,
                 (baseline_labels if baseline_labels is not None else self.baseline_labels),
             )
         if inputs is None:
-            if target is None:
-                raise ValueError("target is required: the class (int) or classes (list) to search.")
-            classes = target if not isinstance(target, int) else [target]
             if baselines is None:
                 raise ValueError(NO_SEARCH_SET)
-            inputs = choose_canvases(
-                self.forward_func,
-                baselines,
-                baseline_labels,
-                classes,
-                strategy=canvas_strategy,
-                seed=seed,
-                short_search=partial(short_search, self.forward_func),
-            )
+            choice = CanvasChoice(canvas_strategy, seed=seed, additional_forward_args=additional_forward_args)
+            short = partial(short_search, self.forward_func)
+            canvases = choose_canvases(self.forward_func, baselines, baseline_labels, classes, choice, short, "target")
             was_tuple = False
-            canvases = inputs
         else:
             tensors, was_tuple = as_tuple(inputs)
             if len(tensors) != 1:
@@ -193,10 +204,10 @@ class ClassPattern(GradientAttribution):
                     "and the model's other inputs through additional_forward_args."
                 )
             canvases = tensors[0]
-        check_images(canvases, "inputs (canvases)")
+        canvases = clamp_noisy_images(canvases, "inputs (canvases)")
         check_device(self.forward_func, canvases, "inputs")
         with evaluation_mode(self.forward_func, "ClassPattern"):
-            num_classes = num_classes_of(self.forward_func, canvases[:1], additional_forward_args)
+            num_classes = num_classes_of(self.forward_func, canvases[:1], additional_forward_args, "ClassPattern")
             targets = expand_targets(target, canvases.shape[0], num_classes)
             search_set = make_search_set(
                 baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed
@@ -216,7 +227,7 @@ class ClassPattern(GradientAttribution):
                 "an annealed step (final_step_size) needs the number of steps in advance: give the schedule "
                 "steps=..., pass a DataLoader with a length, or set final_step_size=None."
             )
-        optimizer = _MapOptimizer(plan, count, height, width, canvases.dtype, device, planned)
+        optimizer = MapOptimizer(plan, count, height, width, canvases.dtype, device, planned)
         targets_dev = targets.to(device)
         stats = SearchStats()
         progress = tqdm(
@@ -226,7 +237,7 @@ class ClassPattern(GradientAttribution):
         )
         start = time.perf_counter()
         for batch, active in search_set.steps(plan.epochs, plan.steps):
-            images = batch.images.to(device, non_blocking=True)
+            images = batch.images.to(device=device, dtype=canvases.dtype, non_blocking=True)
             # None stands for "every canvas", the common case that needs no masking.
             active = None if bool(active.all()) else active.to(device)
             grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
@@ -376,117 +387,16 @@ def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSetti
     return _RunSettings(max_forward_batch, autocast_dtype, channels_last)
 
 
-class _MapOptimizer:
-    """The optimised map of every canvas and its update rule, all canvases in one tensor.
-
-    ``"sign"`` optimises the map itself (signed steps, clamped to [0, 1]); ``"adam"``
-    optimises logits ``theta`` with ``map = sigmoid(theta)``. A canvas moves only on the
-    steps where it is ``active`` (it had images in the batch), and an annealed step size
-    follows each canvas's own progress, so a canvas's result does not depend on the
-    canvases searched with it.
-    """
-
-    def __init__(self, plan: SearchSchedule, count: int, height: int, width: int, dtype, device, planned) -> None:
-        self.plan = plan
-        start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
-        self.theta = torch.full((count, height, width), start, device=device, dtype=dtype)
-        # d(size term)/d(map) at every pixel: (1 - alpha) / (H W / 2), the paper's normalisation.
-        self.size_weight = (1 - plan.alpha) / (height * width / 2.0)
-        self.taken = torch.zeros(count, device=device, dtype=torch.long)
-        if plan.optimizer == "adam":
-            self.moment1 = torch.zeros_like(self.theta)
-            self.moment2 = torch.zeros_like(self.theta)
-        self.lockstep: Optional[int] = None
-        if plan.anneals:
-            self._plan_step_sizes(planned.cpu(), dtype, device)
-
-    def _plan_step_sizes(self, planned: Tensor, dtype, device) -> None:
-        """Tabulate the annealed step sizes once, one row per distinct number of steps.
-
-        Every canvas reads its step from the same float table whether it is searched alone
-        or with others, so both give identical numbers. While all canvases plan the same
-        number of steps and have all been active at every step, they share one step size,
-        read as a Python float (no tensor work per step).
-        """
-        totals, self.group = torch.unique(planned.clamp(min=1), return_inverse=True)
-        longest = int(totals.max())
-        final = self.plan.final_step_size
-        assert final is not None  # only annealed plans build a table
-        table = torch.full((totals.numel(), longest), float(final), dtype=torch.float64)
-        for row, total in enumerate(totals.tolist()):
-            table[row, :total] = torch.tensor(
-                [self.plan.step_size_at(t / total) for t in range(total)], dtype=torch.float64
-            )
-        self.table_cpu = table.to(dtype)
-        self.table = self.table_cpu.to(device)
-        self.group = self.group.to(device)
-        self.lockstep = 0 if totals.numel() == 1 else None
-
-    def to_map(self, theta: Tensor) -> Tensor:
-        """The map in [0, 1] that ``theta`` stands for."""
-        return theta if self.plan.optimizer == "sign" else torch.sigmoid(theta)
-
-    def maps(self) -> Tensor:
-        """The current maps, detached."""
-        return self.to_map(self.theta).detach()
-
-    def size_gradient(self, active: Optional[Tensor]):
-        """Gradient of the size term with respect to the map (zero for inactive canvases)."""
-        if active is None:
-            return self.size_weight
-        return active.to(self.theta.dtype).view(-1, 1, 1) * self.size_weight
-
-    def map_to_theta_gradient(self, grad: Tensor) -> Tensor:
-        """Chain rule from the map to ``theta`` (the identity for ``"sign"``)."""
-        if self.plan.optimizer == "sign":
-            return grad
-        maps = torch.sigmoid(self.theta)
-        return grad.mul_(maps * (1 - maps))
-
-    def _step_sizes(self):
-        if not self.plan.anneals:
-            return self.plan.step_size
-        last = self.table.shape[1] - 1
-        if self.lockstep is not None:
-            return float(self.table_cpu[0, min(self.lockstep, last)])
-        return self.table[self.group, self.taken.clamp(max=last)].view(-1, 1, 1)
-
-    def step(self, grad: Tensor, active: Optional[Tensor]) -> None:
-        """Update the canvases marked in ``active`` (a bool tensor; ``None``: all) with ``grad``.
-
-        ``grad`` is consumed (overwritten).
-        """
-        keep = None if active is None else active.view(-1, 1, 1)
-        size = self._step_sizes()
-        if self.plan.optimizer == "sign":
-            stepped = self.theta - grad.sign_().mul_(size)
-            stepped.clamp_(0.0, 1.0)
-        else:
-            stepped = self._adam(grad, size, keep)
-        self.theta = stepped if keep is None else torch.where(keep, stepped, self.theta)
-        self.taken += 1 if active is None else active.to(self.taken.dtype)
-        self.lockstep = self.lockstep + 1 if keep is None and self.lockstep is not None else None
-
-    def _adam(self, grad: Tensor, size, keep: Optional[Tensor]) -> Tensor:
-        beta1, beta2 = self.plan.betas
-        moment1 = beta1 * self.moment1 + (1 - beta1) * grad
-        moment2 = beta2 * self.moment2 + (1 - beta2) * grad * grad
-        self.moment1 = moment1 if keep is None else torch.where(keep, moment1, self.moment1)
-        self.moment2 = moment2 if keep is None else torch.where(keep, moment2, self.moment2)
-        t = (self.taken + 1).to(self.theta.dtype).view(-1, 1, 1)
-        update = (self.moment1 / (1 - beta1**t)) / ((self.moment2 / (1 - beta2**t)).sqrt() + 1e-8)
-        return self.theta - size * update
-
-
 def short_search(
-    model: Callable, canvases: Tensor, targets: List[int], images: Tensor, labels: Any, steps: int, seed: int
+    model: Callable, canvases: Tensor, targets: List[int], images: Tensor, labels: Any, choice: CanvasChoice
 ) -> Tensor:
-    """A default-schedule search of ``steps`` steps, as ``best_of_n`` canvas choice runs it per candidate."""
+    """A default-schedule search of ``choice.search_steps`` steps, as ``best_of_n`` runs it per candidate."""
     return ClassPattern(model).attribute(
         canvases,
         target=targets,
         baselines=images,
+        additional_forward_args=choice.additional_forward_args,
         baseline_labels=labels,
-        seed=seed,
-        schedule=DEFAULT_SCHEDULE.replace(steps=steps),
+        seed=choice.seed,
+        schedule=DEFAULT_SCHEDULE.replace(steps=choice.search_steps),
     )

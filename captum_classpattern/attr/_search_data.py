@@ -14,8 +14,9 @@ Two sources are accepted:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -214,7 +215,7 @@ class IterableSearchSet:
 
     def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
         """Yield ``(batch, active)`` pairs, passing over the source ``epochs`` times or until ``steps``."""
-        step, epoch = 0, 0
+        step, epoch, warned = 0, 0, False
         seen = torch.zeros(self.targets.numel(), dtype=torch.long)
         while (epochs is None or epoch < epochs) and (steps is None or step < steps):
             produced = False
@@ -227,6 +228,9 @@ class IterableSearchSet:
                         "resize them to the canvas size."
                     )
                 if labels is None:
+                    if not warned:
+                        warnings.warn(UNLABELLED, UserWarning, stacklevel=5)
+                        warned = True
                     valid = torch.ones(self.targets.numel(), images.shape[0], dtype=torch.bool)
                 else:
                     valid = labels.reshape(1, -1).cpu() != self.targets.reshape(-1, 1)
@@ -253,6 +257,13 @@ class IterableSearchSet:
             )
 
 
+UNLABELLED = (
+    "the search set has no labels, so each canvas's own class cannot be excluded from it (a pattern "
+    "then also has to flip images that already show its class): pass baseline_labels=labels with a "
+    "tensor of baselines, or a DataLoader that yields (images, labels). If the set holds no image of "
+    "the canvases' classes, the warning can be ignored."
+)
+
 NO_SEARCH_SET = (
     "no search set: pass baselines=images of other classes (a tensor or a DataLoader of "
     "(images, labels)), or bind them once with ClassPattern(model, baselines=...)."
@@ -270,18 +281,31 @@ def make_search_set(
     """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
 
     Raises:
-        ValueError: the baselines are missing, empty, hold NaN or do not match the canvas shape.
+        ValueError: the baselines are missing, empty, hold NaN or do not match the canvas
+            shape, or a tensor has a multiple of its labels' count of images (as when
+            Captum's ``NoiseTunnel`` or ``sensitivity_max`` repeated it).
         TypeError: the baselines are neither a tensor nor an iterable of batches.
+
+    Warns:
+        UserWarning: a tensor search set without labels, or an iterable whose batches
+            carry none: each canvas's own class cannot be excluded.
     """
     if baselines is None:
         raise ValueError(NO_SEARCH_SET)
+    if baseline_labels is not None and isinstance(baselines, tuple) and len(baselines) == 1:
+        baselines = baselines[0]  # Captum's 1-tuple form of one tensor, as its wrappers pass it on
     if isinstance(baselines, Tensor):
         if baselines.dim() != 4 or tuple(baselines.shape[1:]) != tuple(canvas_shape):
             raise ValueError(
                 f"baselines must be M x {' x '.join(map(str, canvas_shape))} like the canvases, "
                 f"got {tuple(baselines.shape)}."
             )
-        return TensorSearchSet(baselines, baseline_labels, targets, batch_size, seed)
+        if baseline_labels is not None:
+            _refuse_repeated_baselines(baselines, baseline_labels)
+        search_set = TensorSearchSet(baselines, baseline_labels, targets, batch_size, seed)
+        if baseline_labels is None:
+            warnings.warn(UNLABELLED, UserWarning, stacklevel=4)
+        return search_set
     if isinstance(baselines, (str, bytes)) or not hasattr(baselines, "__iter__"):
         raise TypeError(
             "baselines must be a tensor of images or an iterable (e.g. DataLoader) of (images, labels), "
@@ -290,3 +314,24 @@ def make_search_set(
     if baseline_labels is not None:
         raise ValueError("baseline_labels is only used with a tensor of baselines; a DataLoader yields its own labels.")
     return IterableSearchSet(baselines, targets, tuple(canvas_shape))
+
+
+def _refuse_repeated_baselines(baselines: Tensor, labels: Any) -> None:
+    """Explain a search set that a Captum wrapper repeated (NoiseTunnel, sensitivity_max).
+
+    The wrappers expand a ``baselines`` tensor with as many images as the inputs, as they
+    would a per-input baseline, but not ``baseline_labels``; the search set then has a
+    multiple of the labels' count of images.
+    """
+    try:
+        count = len(labels)
+    except TypeError:
+        return
+    if 0 < count < baselines.shape[0] and baselines.shape[0] % count == 0:
+        raise ValueError(
+            f"the search set has {baselines.shape[0]} images but {count} baseline_labels "
+            f"({baselines.shape[0] // count} times as many): Captum's NoiseTunnel and sensitivity_max repeat a "
+            "baselines tensor that has as many images as the inputs. Under such a wrapper, bind the search set "
+            "in the constructor instead: ClassPattern(model, baselines=images, baseline_labels=labels). "
+            "Otherwise, give one label per image."
+        )

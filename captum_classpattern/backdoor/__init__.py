@@ -18,6 +18,7 @@ from ._scan import scan
 from ._scan_result import ScanResult
 from ._scan_scores import PowerTable
 from ._settings import (
+    SCORES,
     NeuralCleanseSettings,
     ScanSettings,
     ScoringSettings,
@@ -28,6 +29,7 @@ from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 
 __all__ = [
+    "SCORES",
     "Trigger",
     "PatchTrigger",
     "BlendTrigger",

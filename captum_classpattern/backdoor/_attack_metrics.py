@@ -81,16 +81,14 @@ def trigger_robust_accuracy(
 ) -> float:
     """Share of non-target test images still classified correctly once triggered (RA).
 
-    Args:
-        model: the classifier.
-        images: clean test images in [0, 1].
-        labels: their labels; images of the target class are left out.
-        trigger: the trigger to apply.
-        target: the backdoor's target class.
-        batch_size: images per model call.
+    Takes the same arguments as :func:`attack_success_rate` and counts the same images;
+    ``ASR + RA <= 1``, the rest being triggered images sent to a third class.
 
     Returns:
         A float in [0, 1].
+
+    Raises:
+        ValueError: no test image outside the target class.
     """
     check_trigger(trigger)
     target = check_index(target, "target")

@@ -138,7 +138,7 @@ def scanned_classes(model: Callable, images: Tensor, classes: Optional[Sequence[
     """
     num_classes = num_classes_of(model, images[:1])
     wanted: List[int] = list(range(num_classes)) if classes is None else list(classes)
-    targets = expand_targets(wanted, len(wanted), num_classes)
+    targets = expand_targets(wanted, len(wanted), num_classes, name="classes")
     if targets.numel() < 3:
         raise ValueError(f"{who} needs at least three classes: the anomaly index compares each class with the rest.")
     if targets.unique().numel() != targets.numel():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -133,35 +134,14 @@ def scan(
         eval_labels = eval_labels.to(eval_images.device)
         # Each class needs its sizes up to where its power reaches both thresholds ...
         stop_at = None if scoring.full_table else max(scoring.power_threshold, AUC_POWER)
-        table = measure_powers(
-            model,
-            maps,
-            learned,
-            targets,
-            eval_images,
-            eval_labels,
-            ks,
-            stop_at=stop_at,
-            always={fixed_k},
-            max_images=scoring.max_eval,
-            seed=seed,
-        )
+        measure = partial(
+            measure_powers, model, maps, learned, targets, eval_images, eval_labels, ks,
+            max_images=scoring.max_eval, seed=seed,
+        )  # fmt: skip
+        table = measure(stop_at=stop_at, always={fixed_k})
         # ... and power_auc needs every size up to its range, known only now.
         auc_pixels = table.auc_size(scoring.auc_k, height, width)
-        table = measure_powers(
-            model,
-            maps,
-            learned,
-            targets,
-            eval_images,
-            eval_labels,
-            ks,
-            stop_at=0.0,
-            always={size for size in ks if size <= auc_pixels},
-            max_images=scoring.max_eval,
-            seed=seed,
-            known=table,
-        )
+        table = measure(stop_at=0.0, always={size for size in ks if size <= auc_pixels}, known=table)
         result = ScanResult(
             targets.tolist(),
             maps,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
@@ -12,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import check_choice, write_json_atomic
+from .._utils import JsonFile, check_choice
 from ..attr import Pattern, pixel_budget, top_k_mask
 from ..metrics import flag_outliers, trigger_jaccard
 from ._scan_scores import DIRECTION, PowerTable
@@ -20,7 +18,7 @@ from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySet
 
 
 @dataclass
-class ScanResult:
+class ScanResult(JsonFile):
     """What :func:`~captum_classpattern.backdoor.scan` found.
 
     The scores, anomaly indices, flags and recovered patterns are computed from the power
@@ -277,24 +275,3 @@ class ScanResult:
             jaccard_class=data.get("jaccard_class"),
             seconds=float(data.get("seconds", 0.0)),
         )
-
-    def to_json(self, path: Union[str, os.PathLike]) -> None:
-        """Write :meth:`to_dict` as JSON, atomically; the folder is created if needed.
-
-        Args:
-            path: the file to write.
-        """
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def from_json(cls, path: Union[str, os.PathLike]) -> ScanResult:
-        """Read a result written by :meth:`to_json`.
-
-        Args:
-            path: the JSON file.
-
-        Returns:
-            The :class:`ScanResult`.
-        """
-        with open(path, encoding="utf-8") as stream:
-            return cls.from_dict(json.load(stream))

@@ -13,6 +13,7 @@ from ._checks import check_budget, check_number
 VALUE_MODES = ("learned", "canvas")
 INITS = ("image", "grey")
 SCORES = ("power_auc", "min_k", "power_at_k", "mask_l1")
+"""The class scores a scan can rank classes by (:attr:`ScoringSettings.score`)."""
 
 _S = TypeVar("_S", bound="_Settings")
 

@@ -1,36 +1,190 @@
-"""Loading a user's model and data for the subcommands, in one place."""
+"""Loading and checking what the subcommands are given: device, model, weights, data, classes.
+
+Everything here runs before any search or training, and every fault it finds is a
+:class:`~captum_classpattern.cli._errors.UsageError` whose message names the argument.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import sys
-from typing import Optional, Sequence, Tuple
+import warnings
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from torch import Tensor
 
+from ..attr import Budget, pixel_budget
 from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder
+from ..pipeline import local_device
+from ._errors import DEBUG_HINT, UsageError, listing, one_line
+
+_ZIP_HEADER = b"PK\x03\x04"  # how a file written by torch.save starts
 
 
-def load_model(spec: str, weights: Optional[str], device: str) -> torch.nn.Module:
-    """Build a model from ``module:factory`` and optionally load a state dict.
+def parse_device(text: str) -> torch.device:
+    """The device of ``--device``, checked to exist here (under ``torchrun`` a bare ``cuda`` is this rank's GPU).
 
     Raises:
-        ValueError: the spec is malformed or names nothing callable.
-        FileNotFoundError: the weights file is missing.
+        UsageError: not a device name, or no such device on this machine.
     """
-    if ":" not in spec:
-        raise ValueError(f"--model must look like module:factory, got {spec!r}.")
-    module_name, factory_name = spec.split(":", 1)
-    sys.path.insert(0, os.getcwd())
-    factory = getattr(importlib.import_module(module_name), factory_name, None)
+    try:
+        device = local_device(text)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {text!r} is not a device name: use cpu, cuda, cuda:N or mps.") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {text}: no CUDA GPU is available on this machine; use --device cpu.")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {text}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}.")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {text}: MPS is not available on this machine; use --device cpu.")
+    elif device.type != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except Exception as error:  # each backend fails in its own way; all mean "not here"
+            raise UsageError(
+                f"--device {text} cannot be used here ({one_line(error, 150)}); use --device cpu."
+            ) from error
+    return device
+
+
+def parse_classes(text: Optional[str]) -> Optional[List[int]]:
+    """The class numbers of ``--classes`` (``None`` when not given).
+
+    Raises:
+        UsageError: an item that is not an integer, or a class listed twice.
+    """
+    if text is None:
+        return None
+    classes = []
+    for item in text.split(","):
+        try:
+            classes.append(int(item.strip()))
+        except ValueError:
+            raise UsageError(
+                f"--classes takes comma-separated class numbers such as 0,3,7; {item.strip()!r} is not one."
+            ) from None
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise UsageError(f"--classes lists {', '.join(map(str, repeated))} more than once.")
+    return classes
+
+
+def _import_factory(spec: str) -> Any:
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise UsageError(f"--model must look like module:factory (e.g. mypkg.nets:build), got {spec!r}.")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise UsageError(
+                f"--model {spec}: no module named {module_name!r}; run from the folder that holds it or add that "
+                "folder to PYTHONPATH."
+            ) from error
+        raise UsageError(f"--model {spec}: importing {module_name} failed: {one_line(error)}.") from error
+    except Exception as error:  # the user's module raised while it was imported
+        raise UsageError(
+            f"--model {spec}: importing {module_name} raised {type(error).__name__}: {one_line(error, 200)} "
+            f"({DEBUG_HINT})."
+        ) from error
+    factory = getattr(module, factory_name, None)
     if not callable(factory):
-        raise ValueError(f"{spec!r}: {module_name} has no callable {factory_name}.")
-    model = factory()
-    if weights:
-        if not os.path.exists(weights):
-            raise FileNotFoundError(f"weights file {weights} not found.")
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        raise UsageError(f"--model {spec}: {module_name} has no callable {factory_name}.")
+    return factory
+
+
+def _read_state(path: str) -> Mapping[str, Any]:
+    if os.path.isdir(path):
+        raise UsageError(
+            f"--weights {path} is a folder: give the file written by torch.save(model.state_dict(), path)."
+        )
+    if not os.path.exists(path):
+        raise UsageError(f"--weights {path}: no such file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as error:
+        raise UsageError(f"--weights {path} cannot be read ({error.strerror}).") from error
+    except Exception as error:  # torch.load fails in many ways on a bad file; all mean "unusable"
+        with open(path, "rb") as stream:
+            zipped = stream.read(4) == _ZIP_HEADER
+        if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+            why = "it holds Python objects besides tensors, e.g. a whole pickled model"
+        elif zipped:
+            why = "the file is truncated or damaged"
+        else:
+            why = (
+                f"it is not a file written by torch.save ({type(error).__name__}: {one_line(error, 80) or 'no detail'})"
+            )
+        raise UsageError(f"--weights {path} is not a usable state_dict: {why}; save model.state_dict().") from error
+    if not isinstance(state, Mapping):
+        raise UsageError(f"--weights {path} holds a {type(state).__name__}, not a state_dict; save model.state_dict().")
+    return state
+
+
+def _check_fit(model: torch.nn.Module, state: Mapping[str, Any], path: str, spec: str) -> None:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [str(key) for key in state if key not in expected]
+    resized = [
+        f"{key} {tuple(state[key].shape)} in the file, {tuple(value.shape)} in the model"
+        for key, value in expected.items()
+        if isinstance(state.get(key), Tensor) and state[key].shape != value.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {listing(unexpected)}")
+    if resized:
+        problems.append(f"size mismatch: {'; '.join(resized[:3])}{' ...' if len(resized) > 3 else ''}")
+    nested = [str(key) for key, value in state.items() if isinstance(value, Mapping)]
+    if nested:
+        problems.append(f"the file nests {listing(nested)}: save the model's state_dict itself")
+    if problems:
+        raise UsageError(f"--weights {path} does not fit {spec} (another architecture?): {'; '.join(problems)}.")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise UsageError(f"--weights {path} does not fit {spec}: {one_line(error, 300)}") from error
+
+
+def load_model(spec: str, weights: Optional[str], device: torch.device) -> torch.nn.Module:
+    """Build a model from ``module:factory``, load ``--weights`` into it, move it to ``device``.
+
+    Args:
+        spec: the ``--model`` argument.
+        weights: the ``--weights`` argument (a file written by ``torch.save(model.state_dict())``).
+        device: a device checked by :func:`parse_device`.
+
+    Returns:
+        The model, in evaluation mode.
+
+    Raises:
+        UsageError: a malformed spec, a missing module or factory, a factory that raises or
+            returns no module, a missing, unreadable or unfitting weights file.
+    """
+    factory = _import_factory(spec)
+    state = _read_state(weights) if weights else None
+    try:
+        model = factory()
+    except Exception as error:  # the user's factory
+        raise UsageError(
+            f"--model {spec}: the factory raised {type(error).__name__}: {one_line(error, 200)} ({DEBUG_HINT})."
+        ) from error
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--model {spec} must return a torch.nn.Module, got {type(model).__name__}.")
+    if weights and state is not None:
+        _check_fit(model, state, weights, spec)
     return model.to(device).eval()
 
 
@@ -41,21 +195,92 @@ def _halves(split: Split, seed: int) -> Tuple[Split, Split]:
     return Split(split.images[first], split.labels[first]), Split(split.images[second], split.labels[second])
 
 
-def load_data(spec: str, limit: int) -> Tuple[Split, Split, Sequence[str]]:
+def load_data(spec: str, limit: int, size: Optional[int] = None) -> Tuple[Split, Split, Sequence[str]]:
     """``(search, held_out, class_names)`` for ``digits``, ``cifar10:PATH`` or ``folder:PATH``.
 
+    Args:
+        spec: the ``--data`` argument.
+        limit: images read from CIFAR-10 or a folder.
+        size: side of the digits (default: the loader's).
+
     Raises:
-        ValueError: an unknown data spec.
+        UsageError: an unknown spec, data that is missing or unreadable, or too few images.
     """
-    if spec == "digits":
-        data = load_digits()
-        return data.search, data.eval, DIGIT_CLASSES
     kind, _, path = spec.partition(":")
-    if kind == "cifar10" and path:
-        search, held_out = _halves(load_cifar10(path, train=False, limit=limit), 0)
-        return search, held_out, CIFAR10_CLASSES
-    if kind == "folder" and path:
-        split, names = load_image_folder(path, limit=limit)
-        search, held_out = _halves(split, 0)
-        return search, held_out, names
-    raise ValueError(f"--data must be digits, cifar10:PATH or folder:PATH, got {spec!r}.")
+    try:
+        if spec == "digits":
+            digits = load_digits() if size is None else load_digits(size=size)
+            search, held_out, names = digits.search, digits.eval, DIGIT_CLASSES
+        elif kind == "cifar10" and path:
+            search, held_out = _halves(load_cifar10(path, train=False, limit=limit), 0)
+            names = CIFAR10_CLASSES
+        elif kind == "folder" and path:
+            split, names = load_image_folder(path, limit=limit)
+            search, held_out = _halves(split, 0)
+        else:
+            raise UsageError(f"--data must be digits, cifar10:PATH or folder:PATH, got {spec!r}.")
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as error:
+        raise UsageError(f"--data {spec}: {one_line(error, 300)}") from error
+    if len(search) == 0 or len(held_out) == 0:
+        raise UsageError(f"--data {spec}: too few images to split into search and held-out images; raise --limit.")
+    return search, held_out, names
+
+
+def check_job(
+    model: torch.nn.Module,
+    search: Split,
+    names: Sequence[str],
+    classes: Optional[List[int]],
+    k: Optional[Budget],
+    model_spec: Optional[str],
+    data_spec: str,
+) -> List[int]:
+    """Check that the model runs on the data and that ``--classes`` and ``--k`` fit them.
+
+    Runs the model on two search images (on its device), so that a model that does not take
+    these images fails here, before any search.
+
+    Args:
+        model: the loaded model.
+        search: the search images.
+        names: the data's class names.
+        classes: the parsed ``--classes`` (``None``: all the data's classes).
+        k: the ``--k`` argument (``None``: no pattern size to check).
+        model_spec: the ``--model`` argument, named in messages (``None``: a built-in model).
+        data_spec: the ``--data`` argument, named in messages.
+
+    Returns:
+        The classes to search.
+
+    Raises:
+        UsageError: the model fails on the images or returns no logits, a class out of
+            range, or a pattern size that does not fit the images.
+    """
+    who = model_spec or "(the built-in model)"
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    probe = search.images[:2].to(device)
+    try:
+        with torch.no_grad():
+            logits = model(probe)
+    except Exception as error:  # the user's model on the user's data
+        raise UsageError(
+            f"--model {who} fails on --data {data_spec} images of shape {tuple(probe.shape[1:])}: "
+            f"{type(error).__name__}: {one_line(error, 200)} ({DEBUG_HINT})."
+        ) from error
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or len(logits) != len(probe):
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise UsageError(f"--model {who} must return N x classes logits, got {shape} for {len(probe)} images.")
+    count = min(len(names), logits.shape[1])
+    chosen = list(range(count)) if classes is None else classes
+    outside = [c for c in chosen if not 0 <= c < count]
+    if outside:
+        raise UsageError(
+            f"--classes {', '.join(map(str, outside))} out of range: --data {data_spec} with this model has classes "
+            f"0 to {count - 1}."
+        )
+    if k is not None:
+        try:
+            pixel_budget(k, *search.images.shape[-2:])
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"--k {k}: {one_line(error, 200)}") from error
+    return chosen

@@ -1,59 +1,127 @@
-"""The ``classpattern`` parser and entry point; each subcommand lives in its own module."""
+"""The ``classpattern`` parser and entry point; each subcommand lives in its own module.
+
+Faults: every expected fault (bad arguments, unusable files, missing data or device, a
+user's model that fails to build or run, checkpoints of another run) is reported as one
+line on stderr with exit status 2, before any work where it can be found early; ``--debug``
+prints the traceback before that line. Anything else is a bug, reported with its
+traceback and exit status 1. Ctrl-C stops with exit status 130 (``demo`` and ``search``
+keep their finished chunks: rerun with ``--resume``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import warnings
 from typing import Optional, Sequence
 
+from ..pipeline import DEFAULT_CHUNK_SIZE
+from ._arguments import Parser, add_run_flags, pattern_size, positive_int
+from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
 from ._scan import add_scan_parser, run_scan
-from ._search import run_demo, run_user_search
+from ._search import CHECKPOINTS, run_demo, run_user_search
+
+EXIT_STATUS = (
+    "Exit status: 0 done; 2 bad input (one line on stderr; --debug adds the traceback); 1 an unexpected "
+    "error (a bug: traceback); 130 interrupted."
+)
 
 
-def _parse_k(text: str):
-    value = float(text)
-    return value if "." in text or "e" in text.lower() else int(value)
-
-
-def _common(parser: argparse.ArgumentParser, default_out: str) -> None:
+def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument(
-        "--k", type=_parse_k, default=0.05, help="pattern size: pixels (int) or fraction (float), default 0.05"
+        "--k", type=pattern_size, default=0.05, help="pattern size: pixels (int) or fraction (float), default 0.05"
     )
-    parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument(
+        "--out",
+        default=default_out,
+        help=f"output folder, created if missing and checked writable before any work (default {default_out}); "
+        f"report.json and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     parser.add_argument("--schedule", choices=("default", "paper"), default="default", help="search schedule")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue an interrupted run from OUT/{CHECKPOINTS}/ (same arguments; refused if they differ); "
+        "without it a run starts afresh and deletes old checkpoints",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=DEFAULT_CHUNK_SIZE,
+        help=f"classes searched (and checkpointed) at a time (default {DEFAULT_CHUNK_SIZE})",
+    )
+    add_run_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``classpattern`` command."""
-    parser = argparse.ArgumentParser(
-        prog="classpattern", description="Class-wise patterns of image classifiers (Captum)."
+    """The argument parser of the ``classpattern`` command.
+
+    Returns:
+        The parser; its errors are one line on stderr with exit status 2.
+    """
+    parser = Parser(
+        prog="classpattern",
+        description="Class-wise patterns of image classifiers (Captum).",
+        epilog=EXIT_STATUS,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train (or load) the digits CNN and search all 10 class patterns")
-    _common(demo, "classpattern_output")
-    search = commands.add_parser("search", help="search class patterns of your own model and data")
+    demo = commands.add_parser(
+        "demo",
+        help="train (or load) the digits CNN and search all 10 class patterns",
+        description="Train (or load from the cache) the digits CNN and search all 10 class patterns.",
+        epilog=EXIT_STATUS,
+    )
+    _search_options(demo, "classpattern_output")
+    search = commands.add_parser(
+        "search",
+        help="search class patterns of your own model and data",
+        description="Search class patterns of your model on your data. The output folder, device, classes, model, "
+        "weights and data are checked before any search; faults are reported in one line.",
+        epilog=EXIT_STATUS,
+    )
     search.add_argument("--model", required=True, help="module:factory returning the model, e.g. mypkg.nets:build")
-    search.add_argument("--weights", help="state_dict file to load into the model")
+    search.add_argument("--weights", help="file written by torch.save(model.state_dict(), path), loaded into --model")
     search.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
-    search.add_argument("--classes", help="comma-separated classes (default: all)")
-    search.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
-    search.add_argument("--limit", type=int, default=2000, help="images read from cifar10/folder data (default 2000)")
-    _common(search, "classpattern_output")
+    search.add_argument("--classes", help="comma-separated classes, e.g. 0,3,7 (default: all)")
+    search.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
+    )
+    search.add_argument(
+        "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
+    )
+    _search_options(search, "classpattern_output")
     add_scan_parser(commands)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``classpattern`` command; returns the exit code."""
+    """Entry point of the ``classpattern`` command.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 done (``scan --fail-on-flag``: 1 when a class is flagged), 2 an
+        expected fault (one line on stderr), 130 interrupted. Unexpected exceptions propagate
+        with their traceback (exit status 1 from the ``classpattern`` command).
+    """
     args = build_parser().parse_args(argv)
     handlers = {"demo": run_demo, "search": run_user_search, "scan": run_scan}
+    prefix = f"classpattern {args.command}"
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
             return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"classpattern {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        hint = "; finished chunks are kept: rerun with --resume" if args.command != "scan" else ""
+        print(f"{prefix}: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except EXPECTED as error:
+        if args.debug:
+            traceback.print_exc()
+        print(one_line(f"{prefix}: error: {error}", limit=1000), file=sys.stderr)
+        return EXIT_USAGE

@@ -5,23 +5,28 @@ backdoor and scans it; ``classpattern scan --model mypkg.nets:build --weights w.
 --data cifar10:PATH`` scans your own model on clean images you hold. Writes ``scan.json``
 (the run's settings and the :class:`~captum_classpattern.backdoor.ScanResult` under
 ``"result"``, readable with ``ScanResult.from_dict``) and ``scan.png`` (each class's
-recovered pattern and its anomaly index) into ``--out``.
+recovered pattern and its anomaly index) into ``--out``; the two appear together or not at
+all. Every input is checked before any training or search.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from .._utils import save_figure_atomic, write_json_atomic
-from ..backdoor import ScanSettings, ScoringSettings, demo_backdoor_model, scan
-from ..data import DIGIT_CLASSES, Split, load_digits
+from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
+from ..data import Split
 from ..visualization import plot_scan
-from ._loaders import load_data, load_model
+from ._arguments import add_run_flags, positive_float, positive_int
+from ._errors import UsageError
+from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
+from ._output import prepare_out, publish
+
+"""The ``--score`` choices: the scores :class:`~captum_classpattern.backdoor.ScoringSettings` accepts."""
 
 
 def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,7 +42,10 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "scan",
         help="scan a model for backdoors with class patterns (clean images only)",
         description="Search one class pattern per class on clean images, flag classes whose pattern is "
-        "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png.",
+        "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png. Bad input is reported "
+        "in one line on stderr with exit status 2, before any training or search.",
+        epilog="Exit status: 0 done; 1 a class is flagged with --fail-on-flag, or an unexpected error (a bug: "
+        "traceback); 2 bad input (one line; --debug adds the traceback); 130 interrupted.",
     )
     source = scan.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="module:factory returning the model, e.g. mypkg.nets:build")
@@ -46,61 +54,70 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it",
     )
-    scan.add_argument("--weights", help="state_dict file to load into --model")
+    scan.add_argument("--weights", help="file written by torch.save(model.state_dict(), path), loaded into --model")
     scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
-    scan.add_argument("--size", type=int, default=16, help="side of the digits images (default 16)")
-    scan.add_argument("--limit", type=int, default=2000, help="images read from cifar10/folder data (default 2000)")
-    scan.add_argument("--classes", help="comma-separated classes to scan (default: all, at least three)")
-    scan.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 (default cpu)")
-    scan.add_argument("--demo-target", type=int, default=0, help="target class of --demo-backdoor (default 0)")
-    scan.add_argument("--steps", type=int, default=150, help="search steps (default 150)")
+    scan.add_argument("--size", type=positive_int, default=16, help="side of the digits images (default 16)")
+    scan.add_argument(
+        "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
+    )
+    scan.add_argument("--classes", help="comma-separated classes to scan, e.g. 0,3,7 (default: all, at least three)")
+    scan.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
+    )
+    scan.add_argument("--demo-target", type=int, default=0, help="target class of --demo-backdoor, 0-9 (default 0)")
+    scan.add_argument("--steps", type=positive_int, default=150, help="search steps (default 150)")
     scan.add_argument(
         "--max-eval",
-        type=int,
+        type=positive_int,
         default=300,
         help="held-out images per class the predictive power is measured on (default 300)",
     )
     scan.add_argument(
         "--score",
-        choices=("power_auc", "min_k", "power_at_k", "mask_l1"),
-        default="power_auc",
-        help="class score (default power_auc)",
+        choices=SCORES,
+        default=ScoringSettings().score,
+        help=f"class score (default {ScoringSettings().score})",
     )
-    scan.add_argument("--threshold", type=float, default=2.0, help="anomaly-index threshold (default 2)")
+    scan.add_argument("--threshold", type=positive_float, default=2.0, help="anomaly-index threshold (default 2)")
     scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
-    scan.add_argument("--out", default="classpattern_scan", help="output folder (default classpattern_scan)")
+    scan.add_argument(
+        "--out",
+        default="classpattern_scan",
+        help="output folder, created if missing and checked writable before any work (default classpattern_scan)",
+    )
     scan.add_argument("--fail-on-flag", action="store_true", help="exit with status 1 when a class is flagged")
-    scan.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_run_flags(scan)
     return scan
 
 
-def _load(args) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
-    info: Dict[str, Any] = {}
+def _load(
+    args: argparse.Namespace, classes: Optional[List[int]]
+) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
+    """The model, the search and held-out images on the device, the class names and what to report."""
+    device = parse_device(args.device)
     if args.demo_backdoor:
         if args.data != "digits":
-            raise ValueError("--demo-backdoor trains on the digits: leave --data at its default.")
+            raise UsageError("--demo-backdoor trains on the digits: leave --data at its default.")
         if args.size % 4:
-            raise ValueError(
+            raise UsageError(
                 f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {args.size}."
             )
+        if not 0 <= args.demo_target < 10:
+            raise UsageError(f"--demo-target must be a digit class, 0 to 9, got {args.demo_target}.")
+    else:
+        model = load_model(args.model, args.weights, device)
+    search, held_out, names = load_data(args.data, args.limit, size=args.size)
+    info: Dict[str, Any] = {"model": args.model, "weights": args.weights}
+    if args.demo_backdoor:
         model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=not args.no_progress)
-        model = model.to(args.device)
+        model = model.to(device)
         info = {
             "model": "SpatialCNN, patch-backdoored digits (demo)",
             "true_target": args.demo_target,
             "trigger": repr(trigger),
             "trigger_mask": trigger.mask(args.size, args.size),
         }
-    else:
-        model = load_model(args.model, args.weights, args.device)
-        info = {"model": args.model, "weights": args.weights}
-    if args.data == "digits":
-        digits = load_digits(size=args.size)
-        search, held_out = digits.search, digits.eval
-        names: Sequence[str] = DIGIT_CLASSES
-    else:
-        search, held_out, names = load_data(args.data, args.limit)
-    device = torch.device(args.device)
+    check_job(model, search, names, classes, None, args.model, args.data)
     search = Split(search.images.to(device), search.labels.to(device))
     held_out = Split(held_out.images.to(device), held_out.labels.to(device))
     return model, search, held_out, names, info
@@ -113,27 +130,25 @@ def run_scan(args: argparse.Namespace) -> int:
         The exit status: 0, or 1 with ``--fail-on-flag`` when a class is flagged.
 
     Raises:
-        ValueError: bad options or data (the command line turns them into a message).
+        UsageError: bad arguments, files or data, found before any training or search.
+        ValueError: bad options or data the scan itself refuses.
     """
     if args.weights and not args.model:
-        raise ValueError("--weights needs --model.")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be positive, got {args.steps}.")
-    model, search, held_out, names, info = _load(args)
-    classes: Optional[List[int]] = None
-    if args.classes:
-        try:
-            classes = [int(c) for c in args.classes.split(",")]
-        except ValueError as error:
-            raise ValueError(f"--classes must be comma-separated ints, got {args.classes!r}.") from error
-    trigger_mask = info.pop("trigger_mask", None)
+        raise UsageError("--weights needs --model.")
+    prepare_out(args.out)
+    classes = parse_classes(args.classes)
+    if classes is not None and len(classes) < 3:
+        raise UsageError(f"--classes: a scan compares classes with each other and needs at least three, got {classes}.")
+    settings = ScanSettings(steps=args.steps)
     scoring = ScoringSettings(score=args.score, max_eval=args.max_eval, threshold=args.threshold)
+    model, search, held_out, names, info = _load(args, classes)
+    trigger_mask = info.pop("trigger_mask", None)
     started = time.perf_counter()
     result = scan(
         model,
         search.images,
         search.labels,
-        ScanSettings(steps=args.steps),
+        settings,
         scoring=scoring,
         eval_images=held_out.images,
         eval_labels=held_out.labels,
@@ -168,7 +183,6 @@ def run_scan(args: argparse.Namespace) -> int:
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 
-    os.makedirs(args.out, exist_ok=True)
     report = {
         "command": "scan",
         "data": args.data,
@@ -178,9 +192,13 @@ def run_scan(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 2),
         "result": result.to_dict(),
     }
-    json_path, png_path = os.path.join(args.out, "scan.json"), os.path.join(args.out, "scan.png")
-    write_json_atomic(json_path, report)
     fig, _ = plot_scan(result, class_names, args.threshold, use_pyplot=False)
-    save_figure_atomic(fig, png_path, dpi=120)
+    png_path, json_path = publish(
+        args.out,
+        [
+            ("scan.png", lambda path: save_figure_atomic(fig, path, dpi=120)),
+            ("scan.json", lambda path: write_json_atomic(path, report)),
+        ],
+    )
     print(f"wrote {json_path} and {png_path}")
     return 1 if args.fail_on_flag and result.flagged else 0

@@ -1,26 +1,49 @@
-"""The demo and search subcommands."""
+"""The ``demo`` and ``search`` subcommands: search class patterns, print the table, write the report and figure.
+
+Every input is checked before any training or search (output folder, device, classes,
+model, weights, data). The search is checkpointed chunk by chunk into
+``<out>/checkpoints/``, so that ``--resume`` continues a run that was killed. The figure
+``patterns.png`` and the report ``report.json`` appear together or not at all.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
-from typing import List
+from typing import List, Sequence
 
 import torch
 
 from .._utils import save_figure_atomic
 from ..data import DIGIT_CLASSES, Split, load_digits
-from ..pipeline import init_distributed, is_main_process, local_device, main_process_first, search_classes
+from ..pipeline import init_distributed, is_main_process, main_process_first, search_classes
 from ..training import accuracy, digits_model
 from ..visualization import plot_class_patterns
-from ._loaders import load_data, load_model
+from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
+from ._output import prepare_out, publish
+
+CHECKPOINTS = "checkpoints"
+"""The folder under ``--out`` that ``demo`` and ``search`` checkpoint finished chunks of classes into."""
 
 
-def run_search(model, search: Split, held_out: Split, class_names, classes: List[int], args, extra_settings) -> int:
-    """Search, print the table, write ``report.json`` and ``patterns.png`` into ``args.out``.
+def run_search(
+    model: torch.nn.Module,
+    search: Split,
+    held_out: Split,
+    class_names: Sequence[str],
+    classes: List[int],
+    args: argparse.Namespace,
+    extra_settings: dict,
+) -> int:
+    """Search, print the table, write ``patterns.png`` and ``report.json`` into ``args.out``.
 
-    Under ``torchrun`` every process searches its share of the classes (see
-    :func:`~captum_classpattern.pipeline.search_classes`) and only rank 0 prints and writes.
+    Under ``torchrun`` every process searches (and checkpoints) its share of the classes
+    (see :func:`~captum_classpattern.pipeline.search_classes`) and only rank 0 prints and
+    writes the results.
+
+    Returns:
+        The exit status, 0.
     """
     device = next(model.parameters()).device
     init_distributed(device)
@@ -40,6 +63,9 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
         schedule=args.schedule,
         seed=args.seed,
         show_progress=not args.no_progress,
+        checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
+        chunk_size=args.chunk_size,
+        resume=args.resume,
     )
     seconds = time.perf_counter() - start
     if not main_process:
@@ -54,8 +80,6 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
         **extra_settings,
     }
     print(report.table())
-    os.makedirs(args.out, exist_ok=True)
-    report.to_json(os.path.join(args.out, "report.json"))
     fig, _ = plot_class_patterns(
         outcome.canvases.cpu(),
         outcome.maps.cpu(),
@@ -64,39 +88,45 @@ def run_search(model, search: Split, held_out: Split, class_names, classes: List
         powers=[row.predictive_power for row in report.classes],
         use_pyplot=False,
     )
-    save_figure_atomic(fig, os.path.join(args.out, "patterns.png"), dpi=120, bbox_inches="tight")
-    print(
-        f"wrote {os.path.join(args.out, 'report.json')} and {os.path.join(args.out, 'patterns.png')} "
-        f"(search and measurement took {seconds:.1f} s)"
+    figure_path, report_path = publish(
+        args.out,
+        [
+            ("patterns.png", lambda path: save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")),
+            ("report.json", report.to_json),
+        ],
     )
+    print(f"wrote {report_path} and {figure_path} (search and measurement took {seconds:.1f} s)")
     return 0
 
 
-def run_demo(args) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     """``classpattern demo``: the digits CNN and all 10 classes (also under ``torchrun``)."""
+    prepare_out(args.out)
     torch.manual_seed(args.seed)
     init_distributed("cpu")
     # Rank 0 trains and caches the model if needed; the other ranks then load the cache.
     with main_process_first():
         model = digits_model(show_progress=not args.no_progress and is_main_process())
     data = load_digits()
+    classes = check_job(model, data.search, DIGIT_CLASSES, None, args.k, None, "digits")
     return run_search(
         model,
         data.search,
         data.eval,
         DIGIT_CLASSES,
-        list(range(10)),
+        classes,
         args,
         {"data": "digits", "model": "SmallCNN (cached)"},
     )
 
 
-def run_user_search(args) -> int:
+def run_user_search(args: argparse.Namespace) -> int:
     """``classpattern search``: a user's model and data (also under ``torchrun``)."""
-    # Under torchrun a bare "cuda" means this process's own GPU (cuda:LOCAL_RANK).
-    device = local_device(args.device)
+    prepare_out(args.out)
+    device = parse_device(args.device)
+    chosen = parse_classes(args.classes)
     init_distributed(device)
-    model = load_model(args.model, args.weights, str(device))
+    model = load_model(args.model, args.weights, device)
     search, held_out, names = load_data(args.data, args.limit)
-    classes = list(range(len(names))) if not args.classes else [int(c) for c in args.classes.split(",")]
+    classes = check_job(model, search, names, chosen, args.k, args.model, args.data)
     return run_search(model, search, held_out, names, classes, args, {"data": args.data, "model": args.model})

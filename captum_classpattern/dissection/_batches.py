@@ -71,6 +71,7 @@ def parse_batch(batch: Any, index: int) -> Batch:
             f"batch {index}: masks of shape {tuple(batch[1].shape)} do not fit {images.shape[0]} images; "
             "pass N x H x W (one category) or N x K x H x W (K categories) concept ids."
         )
+    _check_aspect(images, masks, index)
     if labels is not None:
         if not isinstance(labels, Tensor) or labels.dim() != 2 or labels.shape[0] != images.shape[0]:
             shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
@@ -80,6 +81,27 @@ def parse_batch(batch: Any, index: int) -> Batch:
             )
         labels = labels != 0
     return Batch(images, masks.long(), labels)
+
+
+# Relative difference of the height/width ratios of images and masks tolerated as rounding
+# (e.g. 225 x 300 images with 112 x 150 masks); anything larger would stretch the activations.
+_ASPECT_TOLERANCE = 0.02
+
+
+def _check_aspect(images: Tensor, masks: Tensor, index: int) -> None:
+    """Refuse masks whose aspect ratio differs from the images'.
+
+    Activations are upsampled to the masks' resolution; with another aspect ratio they would
+    be stretched silently and every IoU computed against misplaced pixels.
+    """
+    image_h, image_w = images.shape[-2:]
+    mask_h, mask_w = masks.shape[-2:]
+    if abs(image_h * mask_w - image_w * mask_h) > _ASPECT_TOLERANCE * image_w * mask_h:
+        raise ValueError(
+            f"batch {index}: masks are {mask_h} x {mask_w} but images are {image_h} x {image_w}: the aspect "
+            "ratios differ, so activations would be stretched; resize the masks (nearest-neighbour) to the "
+            "images' aspect ratio."
+        )
 
 
 class Layout:

@@ -9,11 +9,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import check_choice, check_positive_int, evaluation_mode, predict, share_predicted
+from .._utils import (
+    JsonFile,
+    check_choice,
+    check_keys,
+    check_positive_int,
+    evaluation_mode,
+    float_array,
+    predict,
+    share_predicted,
+)
 from ._ablate import ablate_units, layer_width
 from ._balanced import check_labelled
 from ._hooks import LayerSpec, LayerTap, resolve_layer, run_device
-from ._serialise import JsonFile, check_keys, float_array
 
 _RANK_BY = ("increase", "contribution")
 

@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import check_positive_int
+from .._utils import JsonFile, check_keys, check_positive_int, float_array
 from ._ablate import ablated_predictions, layer_width, unit_index
 from ._balanced import balanced_from_predictions, check_labelled
 from ._hooks import LayerSpec, resolve_layer, run_device
-from ._serialise import JsonFile, check_keys, float_array
 
 
 @dataclass

@@ -7,8 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._utils import check_choice
-from ._serialise import JsonFile, check_keys, float_array
+from .._utils import JsonFile, check_choice, check_keys, float_array
 
 _KEYS = (
     "layer",

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from typing import Callable, Iterable, List, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import check_images, check_labels, share_predicted
+from .._utils import check_class_index, check_images, check_labels, check_positive_int, share_predicted
 from ..attr import Budget, Pattern, pixel_budget, pixel_scores, random_pattern, top_k_pattern
 
 
 def _other_class(images: Tensor, labels: Tensor, target: int) -> Tensor:
+    target = check_class_index(target, "target")
     check_images(images, "images")
     labels = check_labels(images, labels, "held-out")
     keep = (labels != target).to(images.device)
@@ -44,7 +45,9 @@ def predictive_power(
         A float in [0, 1].
 
     Raises:
-        ValueError: no other-class images, or images that do not fit the pattern.
+        ValueError: no other-class images, images that do not fit the pattern, or a
+            ``target`` the model does not have (checked against its output width).
+        TypeError: a ``target`` or labels that are not integer class indices.
     """
     others = _other_class(images, labels, target)
     return share_predicted(
@@ -53,7 +56,22 @@ def predictive_power(
 
 
 def floor_rate(model: Callable, images: Tensor, labels: Tensor, target: int, batch_size: int = 512) -> float:
-    """Share of other-class images already classified as ``target`` without any pattern."""
+    """Share of other-class images already classified as ``target`` without any pattern.
+
+    Args:
+        model: the classifier (its mode is left as found).
+        images: held-out images N x C x H x W in [0, 1].
+        labels: their labels.
+        target: the class.
+        batch_size: images per model call.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: no other-class images, or a ``target`` the model does not have.
+        TypeError: a ``target`` or labels that are not integer class indices.
+    """
     return share_predicted(model, _other_class(images, labels, target), target, batch_size=batch_size, who="floor_rate")
 
 
@@ -68,7 +86,28 @@ def random_pixel_power(
     seed: int = 0,
     batch_size: int = 512,
 ) -> float:
-    """Mean predictive power of ``k`` random canvas pixels over ``trials`` draws (chance)."""
+    """Mean predictive power of ``k`` random canvas pixels over ``trials`` draws (chance).
+
+    Args:
+        model: the classifier.
+        canvas: C x H x W image the random pixels are taken from.
+        images: held-out images N x C x H x W in [0, 1].
+        labels: their labels.
+        target: the class.
+        k: the number (int) or share (float) of pixels.
+        trials: random draws averaged.
+        seed: seeds the draws.
+        batch_size: images per model call.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: ``trials`` < 1, and as :func:`predictive_power`.
+        TypeError: as :func:`predictive_power`.
+    """
+    check_positive_int(trials, "trials")
+    check_class_index(target, "target")
     generator = torch.Generator().manual_seed(seed)
     powers = [
         predictive_power(model, random_pattern(canvas, k, generator), images, labels, target, batch_size)
@@ -108,9 +147,30 @@ def power_curve(
     """Predictive power of the top-k pixels of ``attribution`` for several ``k``.
 
     Works for a ClassPattern map and for any Captum attribution of the canvas.
+
+    Args:
+        model: the classifier.
+        attribution: H x W (or C x H x W) scores of the canvas's pixels.
+        canvas: C x H x W image the pattern is taken from.
+        images: held-out images N x C x H x W in [0, 1].
+        labels: their labels.
+        target: the class.
+        ks: the pattern sizes, numbers (int) or shares (float) of pixels.
+        batch_size: images per model call.
+
+    Returns:
+        A :class:`PowerCurve`.
+
+    Raises:
+        ValueError: no sizes in ``ks``, and as :func:`predictive_power`.
+        TypeError: as :func:`predictive_power`.
     """
+    check_class_index(target, "target")
+    sizes = [] if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable) else list(ks)
+    if not sizes:
+        raise ValueError(f"ks must be a non-empty sequence of pattern sizes, got {ks!r}.")
     height, width = canvas.shape[-2:]
-    counts = sorted({pixel_budget(k, height, width) for k in ks})
+    counts = sorted({pixel_budget(k, height, width) for k in sizes})
     # One warning for the whole curve (below) instead of one per size.
     powers = [
         predictive_power(

@@ -12,10 +12,12 @@ from ._distributed import (
     world,
 )
 from ._report import ClassReport, SearchReport
-from ._search import SearchOutcome, search_classes
+from ._results import SearchOutcome
+from ._search import DEFAULT_CHUNK_SIZE, search_classes
 
 __all__ = [
     "search_classes",
+    "DEFAULT_CHUNK_SIZE",
     "SearchOutcome",
     "SearchReport",
     "ClassReport",

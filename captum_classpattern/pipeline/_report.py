@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
-from .._utils import write_json_atomic
+from .._utils import JsonFile
 
 
 @dataclass
@@ -60,8 +58,11 @@ class ClassReport:
 
 
 @dataclass
-class SearchReport:
+class SearchReport(JsonFile):
     """A report over classes, plus the model's test accuracy and free-form settings.
+
+    ``to_json(path)`` writes it atomically, ``SearchReport.from_json(path)`` reads it back
+    (a ``ValueError`` names a file that is not JSON or not a search report).
 
     Attributes:
         classes: one :class:`ClassReport` per class, in search order.
@@ -92,28 +93,6 @@ class SearchReport:
             raise ValueError("not a classpattern search report (no 'classes' list).")
         rows = [ClassReport.from_dict(entry) for entry in data["classes"]]
         return cls(rows, data.get("test_accuracy"), dict(data.get("settings") or {}))
-
-    def to_json(self, path: Union[str, os.PathLike]) -> None:
-        """Write the report as JSON, atomically (a reader never sees half a file)."""
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def from_json(cls, path: Union[str, os.PathLike]) -> SearchReport:
-        """Read a report written by :meth:`to_json`.
-
-        Raises:
-            ValueError: the file is not JSON or not a search report.
-            FileNotFoundError: no such file.
-        """
-        with open(path) as stream:
-            try:
-                data = json.load(stream)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not a JSON file: {error}.") from error
-        try:
-            return cls.from_dict(data)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
 
     def mean(self, key: str) -> float:
         """Mean of a per-class number (``"predictive_power"``, ``"floor"``, ``"random"``) or baseline name."""

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..attr import Budget, ClassPattern, Pattern, SearchSchedule, pixel_budget, select_canvases, top_k_pattern
+from .._utils import check_positive_int
+from ..attr import Budget, ClassPattern, SearchSchedule, pixel_budget, select_canvases, top_k_pattern
 from ..data import Split
 from ..metrics import captum_attribution, floor_rate, predictive_power, random_pixel_power
-from ._distributed import all_gather, init_distributed, shard, world
+from ._checkpoint import Checkpoints, build_manifest
+from ._distributed import all_gather, init_distributed, main_process_first, shard, world
 from ._report import ClassReport, SearchReport
+from ._results import ClassResults, SearchOutcome
 
 DEFAULT_BASELINES = ("Saliency", "IntegratedGradients")
-
-
-@dataclass
-class SearchOutcome:
-    """Everything a search produced: the report and the tensors behind it.
-
-    Attributes:
-        report: per-class numbers.
-        canvases: N x C x H x W canvases, one per class searched.
-        maps: the learned maps, shaped like ``canvases``.
-        patterns: the top-k pattern of each map.
-    """
-
-    report: SearchReport
-    canvases: Tensor
-    maps: Tensor
-    patterns: List[Pattern]
+DEFAULT_CHUNK_SIZE = 8
+"""Classes searched per call when checkpointing and no ``chunk_size`` is given."""
 
 
 def search_classes(
@@ -48,18 +35,29 @@ def search_classes(
     canvas_strategy: str = "confident",
     seed: int = 0,
     show_progress: bool = True,
+    checkpoint_dir: Union[str, os.PathLike, None] = None,
+    chunk_size: Optional[int] = None,
+    resume: bool = False,
 ) -> SearchOutcome:
-    """Search a pattern for every class in one batched call and measure it on held-out images.
+    """Search a pattern for every class and measure it on held-out images.
 
     Canvases are chosen from the search split, patterns are searched on the search split,
     and every number in the report (predictive power, floor, random pixels, the Captum
-    baselines' top-k pixels) is measured on ``held_out``.
+    baselines' top-k pixels) is measured on ``held_out``. A class's result depends only on
+    the seed, its class and the data, so searching the classes in chunks, on several
+    processes or in a resumed run gives the same outcome as one uninterrupted call.
+
+    With ``checkpoint_dir`` the classes are searched in chunks of ``chunk_size`` and each
+    finished chunk is written to the folder at once (a file per chunk, next to a manifest of
+    the run's settings, model and data); ``resume=True`` then loads the finished chunks of
+    an interrupted run instead of searching them again. Without ``resume`` the folder's old
+    checkpoints are deleted and the run starts afresh.
 
     Under :mod:`torch.distributed` (launched with ``torchrun``, or a process group you
     initialised) the classes are split between the ranks, each rank searches and
-    measures its share, and every rank returns the gathered outcome, the same as a
-    single process computes with the same seed. A missing process group is created
-    (see :func:`~captum_classpattern.pipeline.init_distributed`). Only rank 0 shows
+    measures its share (and checkpoints it), and every rank returns the gathered outcome,
+    the same as a single process computes with the same seed. A missing process group is
+    created (see :func:`~captum_classpattern.pipeline.init_distributed`). Only rank 0 shows
     progress bars; let only rank 0 write files
     (:func:`~captum_classpattern.pipeline.is_main_process`).
 
@@ -74,35 +72,72 @@ def search_classes(
         schedule: the search schedule (see :class:`~captum_classpattern.SearchSchedule`).
         canvas_strategy: how canvases are chosen (see :func:`~captum_classpattern.select_canvases`).
         seed: seeds the search and the random-pixel chance level.
-        show_progress: progress bars.
+        show_progress: progress bars (with several chunks, one bar over the chunks).
+        checkpoint_dir: a folder to checkpoint finished chunks into (default: none).
+        chunk_size: classes searched per call (default: all at once, or
+            :data:`DEFAULT_CHUNK_SIZE` with ``checkpoint_dir``); smaller chunks lose less
+            work when a run is killed and use less memory.
+        resume: load the finished chunks found in ``checkpoint_dir`` instead of searching
+            them again.
 
     Returns:
         A :class:`SearchOutcome`, on every rank.
 
     Raises:
-        ValueError: no classes, or bad settings. Under torch.distributed an error on one
-            rank is raised on every rank (as a ``RuntimeError`` naming the rank when it is
-            not a ``ValueError``/``TypeError``), so that no rank is left waiting.
+        ValueError: no classes, bad settings, ``resume`` without ``checkpoint_dir``, or
+            checkpoints of another run (other settings, classes, model, data or package
+            version) to resume. Under torch.distributed an error on one rank is raised on
+            every rank (as a ``RuntimeError`` naming the rank when it is not a
+            ``ValueError``/``TypeError``/``OSError``), so that no rank is left waiting.
+
+    Example:
+        >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt")
+        >>> # killed half-way? the same call with resume=True searches only what is missing
+        >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt", resume=True)
     """
     classes = [int(c) for c in classes]
     if not classes:
         raise ValueError("no classes to search.")
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir of the run to resume.")
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
     settings = dict(
         k=k, class_names=class_names, baselines=baselines, schedule=schedule, canvas_strategy=canvas_strategy, seed=seed
     )
-    if not init_distributed(device):
+    several = init_distributed(device)
+    if checkpoint_dir is None and chunk_size is None and not several:
         return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **settings)
-    rank, world_size = world()
-    mine = shard(classes, rank, world_size)
+    rank, world_size = world() if several else (0, 1)
+    mine = shard(range(len(classes)), rank, world_size)
     failure: Optional[Exception] = None
     try:
-        local = (
-            _search_here(model, search, held_out, mine, device, show_progress=show_progress and rank == 0, **settings)
-            if mine
-            else None
-        )
-        message: tuple = ("ok", None if local is None else _to_cpu(local))
+        store = None
+        if checkpoint_dir is not None:
+            store = Checkpoints(checkpoint_dir, build_manifest(model, search, held_out, classes, settings))
+            with main_process_first():  # rank 0 sets the folder up before the others read it
+                if rank == 0:
+                    store.prepare(resume)
+                elif resume:
+                    store.check()
+        size = chunk_size or (DEFAULT_CHUNK_SIZE if store is not None else len(classes))
+        local = None
+        if mine:
+            local = _search_share(
+                model,
+                search,
+                held_out,
+                classes,
+                mine,
+                device,
+                settings,
+                size,
+                store,
+                resume,
+                show_progress and rank == 0,
+            )
+        message: tuple = ("ok", local)
     except Exception as error:  # the gather below still runs, so no rank is left waiting
         failure = error
         message = ("error", type(error).__name__, f"rank {rank}: {error}")
@@ -112,10 +147,13 @@ def search_classes(
     for entry in gathered:
         if entry[0] == "error":
             raise _ERRORS.get(entry[1], RuntimeError)(entry[2])
-    return _merge([entry[1] for entry in gathered if entry[1] is not None], device)
+    return ClassResults.concatenate([entry[1] for entry in gathered if entry[1] is not None]).expand(device)
 
 
-_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError}
+_ERRORS = {
+    error.__name__: error
+    for error in (ValueError, TypeError, OSError, FileNotFoundError, PermissionError, NotADirectoryError)
+}
 
 
 def _search_here(
@@ -154,7 +192,7 @@ def _search_here(
         measured = {
             name: predictive_power(
                 model,
-                top_k_pattern(captum_attribution(model, name, canvases[i], cls), canvases[i], count),
+                top_k_pattern(_class_attribution(model, name, canvases[i], cls, seed), canvases[i], count),
                 eval_images,
                 eval_labels,
                 cls,
@@ -175,22 +213,69 @@ def _search_here(
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
 
 
-def _to_cpu(outcome: SearchOutcome) -> tuple:
-    """What a rank sends: CPU tensors, without what the receiver can rebuild exactly.
+def _class_attribution(model, method: str, canvas, cls: int, seed: int):
+    """A Captum baseline's attribution, its random draws (if any) seeded by the seed and the class.
 
-    The maps are the same in every channel and a pattern's values are the canvas's values
-    at its mask, so one channel of the maps and the masks are enough.
+    Stochastic Captum methods draw from the global generator; seeding it per class (and
+    restoring it afterwards) keeps a class's result independent of the classes searched before
+    it, so chunks, ranks and resumed runs agree. The default methods draw nothing.
     """
-    masks = torch.stack([pattern.mask for pattern in outcome.patterns]).cpu()
-    return outcome.report, outcome.canvases.cpu(), outcome.maps[:, :1].cpu(), masks
+    devices = [canvas.device] if canvas.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed * 1_000_003 + cls)
+        return captum_attribution(model, method, canvas, cls)
 
 
-def _merge(parts: List[tuple], device) -> SearchOutcome:
-    """One outcome from the ranks' shares, in rank order (= the caller's class order)."""
-    rows = [row for report, _, _, _ in parts for row in report.classes]
-    canvases = torch.cat([part[1] for part in parts]).to(device)
-    maps = torch.cat([part[2] for part in parts]).to(device).expand_as(canvases).contiguous()
-    masks = torch.cat([part[3] for part in parts]).to(device)
-    zero = torch.zeros((), dtype=canvases.dtype, device=device)
-    patterns = [Pattern(mask, torch.where(mask, canvas, zero)) for mask, canvas in zip(masks, canvases)]
-    return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:
+    """Runs of consecutive positions, cut into pieces of at most ``size``."""
+    chunks: List[List[int]] = []
+    for position in positions:
+        if chunks and chunks[-1][-1] == position - 1 and len(chunks[-1]) < size:
+            chunks[-1].append(position)
+        else:
+            chunks.append([position])
+    return chunks
+
+
+def _search_share(
+    model,
+    search: Split,
+    held_out: Split,
+    classes: List[int],
+    positions: Sequence[int],
+    device,
+    settings: dict,
+    chunk_size: int,
+    store: Optional[Checkpoints],
+    resume: bool,
+    show_progress: bool,
+) -> ClassResults:
+    """The results of the classes at ``positions`` of ``classes``, chunk by chunk, checkpointed in ``store``."""
+    search = Split(search.images.to(device), search.labels.to(device))
+    held_out = Split(held_out.images.to(device), held_out.labels.to(device))
+    done: Dict[int, ClassResults] = store.load(positions) if store is not None and resume else {}
+    chunks = _chunks([position for position in positions if position not in done], chunk_size)
+    several = len(chunks) > 1
+    with tqdm(
+        total=len(positions),
+        initial=len(done),
+        unit="class",
+        desc="searching classes",
+        disable=not (show_progress and several),
+    ) as bar:
+        for chunk in chunks:
+            outcome = _search_here(
+                model,
+                search,
+                held_out,
+                [classes[position] for position in chunk],
+                device,
+                show_progress=show_progress and not several,
+                **settings,
+            )
+            results = ClassResults.from_outcome(outcome)
+            if store is not None:
+                store.save(chunk[0], results)
+            done.update((position, results.pick(index)) for index, position in enumerate(chunk))
+            bar.update(len(chunk))
+    return ClassResults.concatenate([done[position] for position in positions])

@@ -38,3 +38,33 @@ def test_canvas_errors(trained_digits_model, digits16):
         few = digits16.search.labels.clone()
         few[few == 3] = 4
         select_canvases(trained_digits_model, digits16.search.images, few, [3])
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (dict(labels=torch.arange(12).float() % 3 + 0.5), TypeError, "labels must hold integer class indices"),
+        (dict(labels=["a"] * 12), TypeError, "map class names to indices"),
+        (dict(classes=[1.0]), TypeError, r"classes\[0\] must be an int class index"),
+        (dict(classes=5), ValueError, "classes class 5 is out of range: the model has 3 classes"),
+        (dict(index=-1, strategy="index"), ValueError, "index must be an int >= 0"),
+        (dict(n=0, strategy="best_of_n"), ValueError, "n must be a positive int"),
+        (dict(search_steps=0, strategy="best_of_n"), ValueError, "search_steps must be a positive int"),
+    ],
+)
+def test_select_canvases_refuses_bad_labels_classes_and_settings(linear_model, toy_split, change, error, message):
+    kwargs = {"images": toy_split.images, "labels": toy_split.labels, "classes": [0, 1], **change}
+    with pytest.raises(error, match=message):
+        select_canvases(linear_model, **kwargs)
+
+
+def test_select_canvases_passes_additional_forward_args_to_the_model(toy_split):
+    class Shifted(torch.nn.Module):
+        def forward(self, x, shift):
+            return torch.stack([x.flatten(1).mean(1), shift - x.flatten(1).mean(1), torch.zeros(x.shape[0])], 1)
+
+    canvases = select_canvases(Shifted(), toy_split.images, toy_split.labels, [0, 1], additional_forward_args=1.0)
+    class_0, class_1 = toy_split.images[toy_split.labels == 0], toy_split.labels == 1
+    # Class 0's logit is the mean brightness: its brightest image wins; class 1 prefers the darkest.
+    assert torch.equal(canvases[0], class_0[class_0.flatten(1).mean(1).argmax()])
+    assert torch.equal(canvases[1], toy_split.images[class_1][toy_split.images[class_1].flatten(1).mean(1).argmin()])

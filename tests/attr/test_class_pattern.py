@@ -21,6 +21,17 @@ from captum_classpattern import (
 FAST = SearchSchedule(optimizer="sign", step_size=0.05, batch_size=16, steps=40)
 
 
+class Scaled(torch.nn.Module):
+    """A linear model on 1 x 4 x 4 images that needs a second argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 3)
+
+    def forward(self, x, scale):
+        return self.linear(x.flatten(1)) * scale
+
+
 def test_is_a_captum_gradient_attribution(linear_model):
     assert isinstance(ClassPattern(linear_model), GradientAttribution)
 
@@ -71,7 +82,8 @@ def test_paper_schedule_update_rule_by_hand(linear_model, toy_split):
     target = 0
     others = toy_split.images[toy_split.labels != target][:4]
     schedule = PAPER_SCHEDULE.replace(epochs=None, steps=1)
-    maps = ClassPattern(linear_model).attribute(canvas, target=target, baselines=others, seed=0, schedule=schedule)
+    with pytest.warns(UserWarning, match="no labels"):  # the other-class images were picked by hand
+        maps = ClassPattern(linear_model).attribute(canvas, target=target, baselines=others, seed=0, schedule=schedule)
     # Hand computation of d/dm [0.2 CE(W (m c + (1 - m) x), 0) + 0.8 sum(m) / (H W / 2)] at m = 0.5.
     weight, bias = linear_model[1].weight.detach(), linear_model[1].bias.detach()
     c = canvas.reshape(16)
@@ -187,14 +199,6 @@ def test_max_forward_batch_does_not_change_the_result(linear_model, toy_split):
 
 
 def test_additional_forward_args_are_passed(toy_split):
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = torch.nn.Linear(16, 3)
-
-        def forward(self, x, scale):
-            return self.linear(x.flatten(1)) * scale
-
     maps = ClassPattern(Scaled()).attribute(
         toy_split.images[:1], 0, toy_split.images, 2.0, baseline_labels=toy_split.labels, schedule=FAST.replace(steps=1)
     )
@@ -212,7 +216,7 @@ def test_additional_forward_args_are_passed(toy_split):
         (dict(baselines=torch.full((4, 1, 4, 4), float("nan"))), "NaN"),
         (dict(inputs=torch.rand(1, 1, 4, 4) * 255), r"\[0, 1\]"),
         (dict(inputs=torch.rand(1, 4, 4)), "N x C x H x W"),
-        (dict(target=[0, 1]), "2 targets for 1 canvases"),
+        (dict(target=[0, 1]), "2 classes in target for 1 canvases"),
         (dict(baselines=None), "no search set"),
         (dict(baselines=[1, 2, 3], baseline_labels=None), "image tensor or an"),
     ],
@@ -249,4 +253,144 @@ def test_bad_schedules_are_refused():
     with pytest.raises(ValueError, match="schedule must be"):
         ClassPattern(torch.nn.Linear(1, 1)).attribute(
             torch.rand(1, 1, 1, 1), target=0, baselines=torch.rand(1, 1, 1, 1), schedule="fast"
+        )
+
+
+# Inputs that used to give silently wrong numbers or confusing errors (docs/reliability/inputs.rst).
+
+SEARCH = dict(schedule=FAST.replace(steps=1))
+
+
+def _loader(images, labels, batch_size=6):
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=batch_size)
+
+
+@pytest.mark.parametrize("with_canvases", [True, False], ids=["canvases", "inputs=None"])
+def test_a_model_returning_probabilities_is_refused(linear_model, toy_split, with_canvases):
+    softmax_model = torch.nn.Sequential(linear_model, torch.nn.Softmax(dim=1))
+    inputs = toy_split.images[:1] if with_canvases else None
+    with pytest.raises(ValueError, match="returns probabilities.*remove the final softmax"):
+        ClassPattern(softmax_model).attribute(
+            inputs, target=0, baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH
+        )
+
+
+def test_log_probabilities_give_the_same_maps_as_logits(linear_model, toy_split):
+    log_softmax_model = torch.nn.Sequential(linear_model, torch.nn.LogSoftmax(dim=1))
+    kwargs = dict(target=[0, 1], baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH)
+    from_logits = ClassPattern(linear_model).attribute(toy_split.images[:2], **kwargs)
+    from_log_probabilities = ClassPattern(log_softmax_model).attribute(toy_split.images[:2], **kwargs)
+    torch.testing.assert_close(from_logits, from_log_probabilities)
+
+
+@pytest.mark.parametrize("form", ["tensor", "dataloader", "inputs=None"])
+def test_float_labels_that_are_not_whole_numbers_are_refused(linear_model, toy_split, form):
+    labels = toy_split.labels.float() + 0.5
+    kwargs = dict(inputs=toy_split.images[:1], target=0, **SEARCH)
+    if form == "dataloader":
+        kwargs.update(baselines=_loader(toy_split.images, labels))
+    else:
+        kwargs.update(baselines=toy_split.images, baseline_labels=labels)
+    if form == "inputs=None":
+        kwargs.update(inputs=None)
+    with pytest.raises(TypeError, match="labels must hold integer class indices, got the float 0.5"):
+        ClassPattern(linear_model).attribute(**kwargs)
+
+
+@pytest.mark.parametrize("with_canvases", [True, False], ids=["canvases", "inputs=None"])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (3.0, r"target must be an int class index, got the float 3.0: pass int\(3.0\)"),
+        ([3.0], r"target\[0\] must be an int class index, got the float 3.0"),
+        (True, "target must be an int class index, not a bool"),
+        ([0, True], r"target\[1\] must be an int class index, not a bool"),
+        ("3", "target must be an int class index, got str '3': map class names to class indices"),
+        (torch.tensor([1.0]), "target must hold integer class indices.*target.long()"),
+    ],
+)
+def test_a_target_that_is_not_an_int_class_is_a_clear_type_error(
+    linear_model, toy_split, with_canvases, target, message
+):
+    inputs = toy_split.images[:1] if with_canvases else None
+    with pytest.raises(TypeError, match=message):
+        ClassPattern(linear_model).attribute(
+            inputs, target=target, baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH
+        )
+
+
+@pytest.mark.parametrize("target", [3, 99, -1])
+def test_a_target_the_model_does_not_have_is_refused_before_choosing_canvases(linear_model, toy_split, target):
+    with pytest.raises(ValueError, match=f"target class {target} is out of range"):
+        ClassPattern(linear_model).attribute(
+            target=target, baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH
+        )
+
+
+@pytest.mark.parametrize("form", ["tensor", "iterable"])
+def test_a_search_set_without_labels_warns_that_the_own_class_stays_in(linear_model, toy_split, form):
+    baselines = toy_split.images if form == "tensor" else [toy_split.images[:6], toy_split.images[6:]]
+    with pytest.warns(UserWarning, match="own class cannot be excluded.*baseline_labels=labels"):
+        ClassPattern(linear_model).attribute(toy_split.images[:1], target=0, baselines=baselines, **SEARCH)
+
+
+@pytest.mark.filterwarnings("ignore:only 0 of:RuntimeWarning")  # an untrained model: the short searches collapse
+@pytest.mark.parametrize("strategy", ["confident", "best_of_n", "index"])
+def test_additional_forward_args_reach_the_canvas_choice(toy_split, strategy):
+    maps = ClassPattern(Scaled()).attribute(
+        target=[0, 1],
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        additional_forward_args=2.0,
+        canvas_strategy=strategy,
+        **SEARCH,
+    )
+    assert maps.shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize("with_canvases", [True, False], ids=["canvases", "inputs=None"])
+def test_a_model_of_another_dtype_is_a_clear_value_error(toy_split, with_canvases):
+    double_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).double()
+    inputs = toy_split.images[:1] if with_canvases else None
+    with pytest.raises(ValueError, match=r"dtype torch.float32.*parameters are torch.float64.*model.float\(\)") as info:
+        ClassPattern(double_model).attribute(
+            inputs, target=0, baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH
+        )
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_canvases_with_another_channel_count_are_a_clear_value_error(toy_split):
+    grey_model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(32, 3))
+    rgb = toy_split.images.expand(-1, 3, -1, -1)
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 4, 4\).*first layer takes 1 channels but the inputs have 3"):
+        ClassPattern(grey_model).attribute(rgb[:1], target=0, baselines=rgb, baseline_labels=toy_split.labels, **SEARCH)
+
+
+def test_noisy_canvases_are_clamped_into_the_unit_range(linear_model, toy_split):
+    noisy = toy_split.images[:2] + torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    kwargs = dict(target=[0, 1], baselines=toy_split.images, baseline_labels=toy_split.labels, **SEARCH)
+    explainer = ClassPattern(linear_model)
+    torch.testing.assert_close(explainer.attribute(noisy, **kwargs), explainer.attribute(noisy.clamp(0, 1), **kwargs))
+
+
+@pytest.mark.parametrize("scale", [255.0, -20.0])
+def test_canvases_on_another_scale_are_still_refused(linear_model, toy_split, scale):
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\].*clamped only within \[-8, 9\]"):
+        ClassPattern(linear_model).attribute(
+            toy_split.images[:1] * scale, target=0, baselines=toy_split.images, baseline_labels=toy_split.labels
+        )
+
+
+def test_a_search_set_of_another_dtype_is_cast_to_the_canvases_dtype(linear_model, toy_split):
+    kwargs = dict(target=[0, 1], baseline_labels=toy_split.labels, **SEARCH)
+    single = ClassPattern(linear_model).attribute(toy_split.images[:2], baselines=toy_split.images, **kwargs)
+    double = ClassPattern(linear_model).attribute(toy_split.images[:2], baselines=toy_split.images.double(), **kwargs)
+    assert torch.equal(single, double)
+
+
+def test_a_search_set_repeated_by_a_wrapper_is_explained(linear_model, toy_split):
+    repeated = toy_split.images.repeat_interleave(2, dim=0)
+    with pytest.raises(ValueError, match="24 images but 12 baseline_labels.*bind the search set in the constructor"):
+        ClassPattern(linear_model).attribute(
+            toy_split.images[:1], target=0, baselines=repeated, baseline_labels=toy_split.labels
         )

@@ -116,9 +116,10 @@ def test_annealing_over_an_iterable_of_unknown_length_is_refused(linear_model, t
 
 def test_an_unlabelled_iterable_takes_the_broadcast_path(linear_model, toy_split):
     batches = [toy_split.images[:6], toy_split.images[6:]]
-    maps = ClassPattern(linear_model).attribute(
-        toy_split.images[:2], target=[0, 1], baselines=batches, schedule=SearchSchedule(steps=2)
-    )
+    with pytest.warns(UserWarning, match="no labels"):
+        maps = ClassPattern(linear_model).attribute(
+            toy_split.images[:2], target=[0, 1], baselines=batches, schedule=SearchSchedule(steps=2)
+        )
     assert maps.shape == (2, 1, 4, 4)
 
 
@@ -130,7 +131,7 @@ def test_a_large_search_set_is_checked_slice_by_slice(linear_model):
         ClassPattern(model).attribute(
             torch.rand(1, 1, 16, 16), target=0, baselines=images, schedule=SearchSchedule(steps=1)
         )
-    images[-1, 0, 3, 3] = 2.0
+    images[-1, 0, 3, 3] = 2.0  # the search set is never noisy: no clamping there
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ClassPattern(model).attribute(
             torch.rand(1, 1, 16, 16), target=0, baselines=images, schedule=SearchSchedule(steps=1)

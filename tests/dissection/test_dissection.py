@@ -356,3 +356,13 @@ def test_progress_bar_and_explicit_device(capsys):
     shown = dissect(PassThrough(), "layer", (acts, masks), batch_size=4, show_progress=True, device="cpu")
     np.testing.assert_array_equal(quiet.ious, shown.ious)
     assert "Network dissection" in capsys.readouterr().err
+
+
+def test_masks_of_another_aspect_ratio_are_refused():
+    images = torch.rand(2, 3, 16, 16)
+    masks = torch.zeros(2, 16, 8, dtype=torch.long)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1))
+    with pytest.raises(ValueError, match="aspect"):
+        dissect(model, "0", [(images, masks)])
+    # the same aspect ratio at a lower resolution is fine
+    dissect(model, "0", [(images, torch.zeros(2, 8, 8, dtype=torch.long))])

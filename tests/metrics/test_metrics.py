@@ -72,3 +72,64 @@ def test_anomaly_index_matches_the_formula():
     assert anomaly_index(scores)[-1] > 2 and (anomaly_index(scores)[:-1] < 2).all()
     with pytest.raises(ValueError):
         anomaly_index([1.0, 2.0])
+
+
+# Every metric checks its target, labels and settings (docs/reliability/inputs.rst).
+
+_CANVAS = torch.ones(1, 4, 4)
+_PATTERN = top_k_pattern(torch.eye(4), _CANVAS, 4)
+METRICS = {
+    "predictive_power": lambda target, labels: predictive_power(
+        CornerModel(), _PATTERN, torch.zeros(6, 1, 4, 4), labels, target
+    ),
+    "floor_rate": lambda target, labels: floor_rate(CornerModel(), torch.zeros(6, 1, 4, 4), labels, target),
+    "random_pixel_power": lambda target, labels: random_pixel_power(
+        CornerModel(), _CANVAS, torch.zeros(6, 1, 4, 4), labels, target, 4, trials=2
+    ),
+    "power_curve": lambda target, labels: power_curve(
+        CornerModel(), torch.eye(4), _CANVAS, torch.zeros(6, 1, 4, 4), labels, target, ks=(2, 4)
+    ),
+}
+_LABELS = torch.tensor([0, 0, 2, 2, 1, 1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(
+    "target, error, message",
+    [
+        (99, ValueError, "target class 99 is out of range: the model has 3 classes"),
+        (3, ValueError, "target class 3 is out of range"),
+        (-1, ValueError, "target class -1 is out of range"),
+        (3.5, TypeError, "target must be an int class index, got the float 3.5"),
+        (1.0, TypeError, r"pass int\(1.0\)"),
+        (True, TypeError, "not a bool"),
+        ("1", TypeError, "got str '1'"),
+    ],
+)
+def test_metrics_refuse_a_target_the_model_does_not_have(metric, target, error, message):
+    with pytest.raises(error, match=message):
+        METRICS[metric](target, _LABELS)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_metrics_refuse_float_labels_that_are_not_whole_numbers(metric):
+    with pytest.raises(TypeError, match="labels must hold integer class indices, got the float 0.5"):
+        METRICS[metric](1, _LABELS.float() + 0.5)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_metrics_accept_numpy_and_tensor_class_indices(metric):
+    assert METRICS[metric](np.int64(1), _LABELS) == METRICS[metric](torch.tensor(1), _LABELS)
+
+
+def test_random_pixel_power_needs_at_least_one_trial_and_power_curve_a_size():
+    with pytest.raises(ValueError, match="trials must be a positive int"):
+        random_pixel_power(CornerModel(), _CANVAS, torch.zeros(6, 1, 4, 4), _LABELS, 1, 4, trials=0)
+    with pytest.raises(ValueError, match="ks must be a non-empty sequence"):
+        power_curve(CornerModel(), torch.eye(4), _CANVAS, torch.zeros(6, 1, 4, 4), _LABELS, 1, ks=())
+
+
+def test_metrics_on_a_model_of_another_dtype_are_a_clear_value_error():
+    double_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).double()
+    with pytest.raises(ValueError, match=r"predictive_power: the model failed.*cast the inputs"):
+        predictive_power(double_model, _PATTERN, torch.zeros(6, 1, 4, 4), _LABELS, 1)

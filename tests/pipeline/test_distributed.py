@@ -3,7 +3,8 @@
 The processes are started the way ``torchrun`` starts them (``RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR=127.0.0.1`` and a free port in the environment, no process group yet), so
 the tests also cover :func:`search_classes` setting the group up by itself. The model is
-the session's tiny 16 x 16 digits CNN, saved for the workers to load.
+the session's tiny 16 x 16 digits CNN, saved for the workers to load. The workers also
+resume, sharded, a single-process run whose checkpoints lost some chunks.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ WORKER = textwrap.dedent(
     from captum_classpattern.attr import SearchSchedule
 
     torch.set_num_threads(1)
-    weights, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    weights, out, steps, checkpoints = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     model = SmallCNN(in_channels=1, num_classes=10, width=8)
     model.load_state_dict(torch.load(weights, weights_only=True))
     model.eval()
@@ -58,9 +59,12 @@ WORKER = textwrap.dedent(
     except ValueError as caught:
         error = str(caught)
     outcome = search_classes(model, data.search, data.eval, range(10), **settings)
+    resumed = search_classes(model, data.search, data.eval, range(10), checkpoint_dir=checkpoints, chunk_size=2,
+                             resume=True, **settings)
     rank, world_size = world()
     torch.save({"report": outcome.report.to_dict(), "maps": outcome.maps, "canvases": outcome.canvases,
                 "patterns": [(pattern.mask, pattern.values) for pattern in outcome.patterns],
+                "resumed_report": resumed.report.to_dict(), "resumed_maps": resumed.maps,
                 "error": error, "world_size": world_size}, f"{out}/rank{rank}.pt")
     """
 )
@@ -98,10 +102,30 @@ def test_two_gloo_processes_gather_the_single_process_report(trained_digits_mode
     torch.save(trained_digits_model.state_dict(), weights)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    checkpoints = tmp_path / "checkpoints"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' setting: the same kernels, the same numbers
+    try:  # a single-process run, checkpointed in chunks of 3, that then loses two of its chunks
+        alone = search_classes(
+            trained_digits_model,
+            digits16.search,
+            digits16.eval,
+            range(10),
+            schedule=SearchSchedule(steps=STEPS),
+            baselines=("Saliency",),
+            seed=3,
+            show_progress=False,
+            checkpoint_dir=checkpoints,
+            chunk_size=3,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    os.remove(checkpoints / "classes-000003-000006.pt")
+    os.remove(checkpoints / "classes-000009-000010.pt")
     port = _free_port()
     workers = [
         subprocess.Popen(
-            [sys.executable, str(script), str(weights), str(tmp_path), str(STEPS)],
+            [sys.executable, str(script), str(weights), str(tmp_path), str(STEPS), str(checkpoints)],
             env=_torchrun_environment(rank, 2, port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -119,21 +143,6 @@ def test_two_gloo_processes_gather_the_single_process_report(trained_digits_mode
             pytest.fail("the distributed workers did not finish in 120 s")
     assert all(worker.returncode == 0 for worker in workers), "\n".join(logs)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers' setting: the same kernels, the same numbers
-    try:
-        alone = search_classes(
-            trained_digits_model,
-            digits16.search,
-            digits16.eval,
-            range(10),
-            schedule=SearchSchedule(steps=STEPS),
-            baselines=("Saliency",),
-            seed=3,
-            show_progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads)
     for rank in range(2):
         gathered = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert gathered["world_size"] == 2
@@ -143,9 +152,20 @@ def test_two_gloo_processes_gather_the_single_process_report(trained_digits_mode
         assert len(gathered["patterns"]) == len(alone.patterns)
         for (mask, values), pattern in zip(gathered["patterns"], alone.patterns):
             assert torch.equal(mask, pattern.mask) and torch.equal(values, pattern.values)
+        assert gathered["resumed_report"] == alone.report.to_dict()
+        assert torch.equal(gathered["resumed_maps"], alone.maps)
         assert "class 99" in gathered["error"]
         if rank == 0:  # rank 1 owned class 99; rank 0 hears of it instead of waiting forever
             assert gathered["error"].startswith("rank 1: ")
+    # Each rank searched and checkpointed the lost classes of its own share (0-4 and 5-9), in chunks of 2.
+    assert sorted(os.listdir(checkpoints)) == [
+        "classes-000000-000003.pt",
+        "classes-000003-000005.pt",
+        "classes-000005-000006.pt",
+        "classes-000006-000009.pt",
+        "classes-000009-000010.pt",
+        "manifest.json",
+    ]
 
 
 def test_classpattern_search_under_torchrun_writes_once(trained_digits_model, tmp_path, monkeypatch, single_process):

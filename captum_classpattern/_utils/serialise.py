@@ -1,4 +1,4 @@
-"""JSON files for the result types of :mod:`captum_classpattern.dissection`."""
+"""JSON files for result types: ``to_json`` / ``from_json`` on top of ``to_dict`` / ``from_dict``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, Optional, Type, TypeVar, Union
 
 import numpy as np
 
-from .._utils import write_json_atomic
+from .io import write_json_atomic
 
 ResultT = TypeVar("ResultT", bound="JsonFile")
 

@@ -1,0 +1,113 @@
+"""The optimised maps of a search and their update rule: signed steps or Adam, with annealing."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ._schedule import SearchSchedule
+
+
+class MapOptimizer:
+    """The optimised map of every canvas and its update rule, all canvases in one tensor.
+
+    ``"sign"`` optimises the map itself (signed steps, clamped to [0, 1]); ``"adam"``
+    optimises logits ``theta`` with ``map = sigmoid(theta)``. A canvas moves only on the
+    steps where it is ``active`` (it had images in the batch), and an annealed step size
+    follows each canvas's own progress, so a canvas's result does not depend on the
+    canvases searched with it.
+    """
+
+    def __init__(self, plan: SearchSchedule, count: int, height: int, width: int, dtype, device, planned) -> None:
+        self.plan = plan
+        start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
+        self.theta = torch.full((count, height, width), start, device=device, dtype=dtype)
+        # d(size term)/d(map) at every pixel: (1 - alpha) / (H W / 2), the paper's normalisation.
+        self.size_weight = (1 - plan.alpha) / (height * width / 2.0)
+        self.taken = torch.zeros(count, device=device, dtype=torch.long)
+        if plan.optimizer == "adam":
+            self.moment1 = torch.zeros_like(self.theta)
+            self.moment2 = torch.zeros_like(self.theta)
+        self.lockstep: Optional[int] = None
+        if plan.anneals:
+            self._plan_step_sizes(planned.cpu(), dtype, device)
+
+    def _plan_step_sizes(self, planned: Tensor, dtype, device) -> None:
+        """Tabulate the annealed step sizes once, one row per distinct number of steps.
+
+        Every canvas reads its step from the same float table whether it is searched alone
+        or with others, so both give identical numbers. While all canvases plan the same
+        number of steps and have all been active at every step, they share one step size,
+        read as a Python float (no tensor work per step).
+        """
+        totals, self.group = torch.unique(planned.clamp(min=1), return_inverse=True)
+        longest = int(totals.max())
+        final = self.plan.final_step_size
+        assert final is not None  # only annealed plans build a table
+        table = torch.full((totals.numel(), longest), float(final), dtype=torch.float64)
+        for row, total in enumerate(totals.tolist()):
+            table[row, :total] = torch.tensor(
+                [self.plan.step_size_at(t / total) for t in range(total)], dtype=torch.float64
+            )
+        self.table_cpu = table.to(dtype)
+        self.table = self.table_cpu.to(device)
+        self.group = self.group.to(device)
+        self.lockstep = 0 if totals.numel() == 1 else None
+
+    def to_map(self, theta: Tensor) -> Tensor:
+        """The map in [0, 1] that ``theta`` stands for."""
+        return theta if self.plan.optimizer == "sign" else torch.sigmoid(theta)
+
+    def maps(self) -> Tensor:
+        """The current maps, detached."""
+        return self.to_map(self.theta).detach()
+
+    def size_gradient(self, active: Optional[Tensor]):
+        """Gradient of the size term with respect to the map (zero for inactive canvases)."""
+        if active is None:
+            return self.size_weight
+        return active.to(self.theta.dtype).view(-1, 1, 1) * self.size_weight
+
+    def map_to_theta_gradient(self, grad: Tensor) -> Tensor:
+        """Chain rule from the map to ``theta`` (the identity for ``"sign"``)."""
+        if self.plan.optimizer == "sign":
+            return grad
+        maps = torch.sigmoid(self.theta)
+        return grad.mul_(maps * (1 - maps))
+
+    def _step_sizes(self):
+        if not self.plan.anneals:
+            return self.plan.step_size
+        last = self.table.shape[1] - 1
+        if self.lockstep is not None:
+            return float(self.table_cpu[0, min(self.lockstep, last)])
+        return self.table[self.group, self.taken.clamp(max=last)].view(-1, 1, 1)
+
+    def step(self, grad: Tensor, active: Optional[Tensor]) -> None:
+        """Update the canvases marked in ``active`` (a bool tensor; ``None``: all) with ``grad``.
+
+        ``grad`` is consumed (overwritten).
+        """
+        keep = None if active is None else active.view(-1, 1, 1)
+        size = self._step_sizes()
+        if self.plan.optimizer == "sign":
+            stepped = self.theta - grad.sign_().mul_(size)
+            stepped.clamp_(0.0, 1.0)
+        else:
+            stepped = self._adam(grad, size, keep)
+        self.theta = stepped if keep is None else torch.where(keep, stepped, self.theta)
+        self.taken += 1 if active is None else active.to(self.taken.dtype)
+        self.lockstep = self.lockstep + 1 if keep is None and self.lockstep is not None else None
+
+    def _adam(self, grad: Tensor, size, keep: Optional[Tensor]) -> Tensor:
+        beta1, beta2 = self.plan.betas
+        moment1 = beta1 * self.moment1 + (1 - beta1) * grad
+        moment2 = beta2 * self.moment2 + (1 - beta2) * grad * grad
+        self.moment1 = moment1 if keep is None else torch.where(keep, moment1, self.moment1)
+        self.moment2 = moment2 if keep is None else torch.where(keep, moment2, self.moment2)
+        t = (self.taken + 1).to(self.theta.dtype).view(-1, 1, 1)
+        update = (self.moment1 / (1 - beta1**t)) / ((self.moment2 / (1 - beta2**t)).sqrt() + 1e-8)
+        return self.theta - size * update

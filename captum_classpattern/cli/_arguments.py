@@ -1,0 +1,59 @@
+"""Argument types and the flags every subcommand shares; parse errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn, Union
+
+from ._errors import EXIT_USAGE
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (and exit status 2), not usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a parse error in one line and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def pattern_size(text: str) -> Union[int, float]:
+    """``--k``: a number of pixels (``51``) or a fraction of the image (``0.05``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of pixels (e.g. 51) or a fraction of the image (e.g. 0.05), got {text!r}"
+        ) from None
+    return value if "." in text or "e" in text.lower() else int(value)
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``--debug``, which every subcommand takes."""
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback before the one-line message (for bug reports)",
+    )
