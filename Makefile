@@ -32,11 +32,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Runs the examples (quick settings) and the quick start for the gallery: a few minutes on a
+# CPU; scripts unchanged since the last build are not run again (``make clean`` forgets them).
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+	$(BIN)/python docs/_tools/check_rendered.py docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_search.py --quick
 
 clean:
-	rm -rf docs/_build classpattern_output examples_output .pytest_cache
+	rm -rf docs/_build docs/examples docs/tutorials classpattern_output examples_output .pytest_cache

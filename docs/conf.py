@@ -16,7 +16,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Document the checkout being built, also when an older copy of the package is installed.
 sys.path.insert(0, os.path.dirname(HERE))
-# Local extensions (docs/_ext): the API pages' handling of the package's facades.
+# Local extensions (docs/_ext): the API pages' handling of the package's facades, and the
+# hooks of the example gallery.
 sys.path.insert(0, os.path.join(HERE, "_ext"))
 # Examples and the method figure import matplotlib; never open a window while building.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -36,6 +37,8 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    "sphinx_copybutton",
+    "sphinx_gallery.gen_gallery",
     "facades",
 ]
 
@@ -45,7 +48,18 @@ _included = []
 for _page in ("design.rst", "reliability.rst"):
     with open(os.path.join(HERE, _page), encoding="utf-8") as _source:
         _included += re.findall(r"^\.\. include:: (\w+/\S+\.rst)\s*$", _source.read(), re.M)
-exclude_patterns = ["_build", "_tools", "_ext", "_intersphinx", "Thumbs.db", ".DS_Store", *_included]
+exclude_patterns = [
+    "_build",
+    "_tools",
+    "_ext",
+    "_intersphinx",
+    "snippets",
+    "Thumbs.db",
+    ".DS_Store",
+    # The tutorials gallery holds the quick start only; the main toctree links to it directly.
+    "tutorials/index.rst",
+    *_included,
+]
 templates_path: list = []
 
 # -- autodoc and napoleon (Google-style docstrings) ------------------------------------
@@ -82,13 +96,36 @@ intersphinx_mapping = {
 }
 intersphinx_timeout = 10
 
-# -- HTML: Sphinx's built-in theme, nothing extra to install -----------------------------
-html_theme = "alabaster"
+# -- The example gallery (sphinx-gallery) -------------------------------------------------
+# The scripts in examples/ become the pages of examples/ (their figures, printed output, and
+# downloads as a script and as a Jupyter notebook); docs/snippets/quickstart.py becomes the
+# quick start, tutorials/quickstart. Both folders are generated; ``make clean`` removes them.
+# Each example runs in its quick settings (``--quick --out docs/_build/gallery_out/NAME``)
+# and saves its figures without pyplot; the ``saved_figures`` scraper shows the PNG files
+# each cell wrote (docs/_ext/gallery_hooks.py). The quick start draws through pyplot.
+# An unchanged script is not run again; ``-D plot_gallery=0`` builds without running any.
+sphinx_gallery_conf = {
+    "examples_dirs": [os.path.join(os.pardir, "examples"), "snippets"],
+    "gallery_dirs": ["examples", "tutorials"],
+    "filename_pattern": r"\.py$",  # run every script, not only plot_*.py
+    "within_subsection_order": "gallery_hooks.StoryOrder",
+    "reset_argv": "gallery_hooks.example_argv",
+    "reset_modules": ("matplotlib", "gallery_hooks.clear_out_folder"),
+    "image_scrapers": ("matplotlib", "gallery_hooks.saved_figures"),
+    # Printed output only: a cell's last expression is not echoed (as it is not in a script).
+    "capture_repr": (),
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "min_reported_time": 1,
+    # No sg_execution_times.rst pages (one would land in the root of docs/).
+    "write_computation_times": False,
+}
+
+# -- HTML: furo, with a copy button on every code block ------------------------------------
+html_theme = "furo"
 html_static_path = ["_static"]
 html_title = f"captum_classpattern {release}"
-html_theme_options = {
-    "description": "Class-wise patterns as a Captum attribution",
-    "page_width": "1100px",
-    "sidebar_width": "230px",
-    "fixed_sidebar": True,
-}
+html_theme_options = {"navigation_with_keys": True}
+# Copy code without prompts (">>> ", "... ", "$ ") or output lines.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True

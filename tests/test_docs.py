@@ -25,6 +25,8 @@ import captum_classpattern
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 PACKAGE = captum_classpattern.__name__
+EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.py")))
+QUICKSTART = os.path.join(DOCS, "snippets", "quickstart.py")
 
 
 def public_subpackages():
@@ -162,17 +164,83 @@ def test_api_pages_are_the_subpackages_only():
     assert ".. everyday-names::" in index, "the index lists the root's everyday names"
 
 
-@pytest.mark.parametrize(
-    "script", sorted(glob.glob(os.path.join(ROOT, "examples", "*.py"))), ids=lambda p: os.path.basename(p)
-)
-def test_every_example_has_a_page_that_includes_it(script):
+def _gallery_conf():
+    return runpy.run_path(os.path.join(DOCS, "conf.py"))["sphinx_gallery_conf"]
+
+
+def _gallery_of(source_folder):
+    """The generated folder (relative to docs/) of the gallery whose scripts are in ``source_folder``."""
+    conf = _gallery_conf()
+    folders = {
+        os.path.normpath(os.path.join(DOCS, src)): out for src, out in zip(conf["examples_dirs"], conf["gallery_dirs"])
+    }
+    assert source_folder in folders, f"{os.path.relpath(source_folder, ROOT)} is not a gallery of docs/conf.py"
+    return folders[source_folder]
+
+
+def _generated_folders():
+    return [os.path.join(DOCS, out) for out in _gallery_conf()["gallery_dirs"]]
+
+
+def _is_generated(path):
+    return any(path.startswith(folder + os.sep) for folder in _generated_folders())
+
+
+@pytest.mark.parametrize("script", [*EXAMPLES, QUICKSTART], ids=lambda p: os.path.basename(p))
+def test_every_example_is_a_gallery_script(script, monkeypatch):
+    """Each example, and the quick start, is a sphinx-gallery script the gallery runs: a page of its own."""
+    parser = pytest.importorskip("sphinx_gallery.py_source_parser")
+    conf = _gallery_conf()
+    folder = _gallery_of(os.path.dirname(script))
+    assert re.search(conf["filename_pattern"], script), "the gallery runs it, so its page shows figures and output"
+    _, blocks = parser.split_code_and_text_blocks(script)
+    title = blocks[0].content.strip().splitlines()
+    assert blocks[0].type == "text" and len(title) > 1 and set(title[1]) == {"="} and len(title[1]) == len(title[0])
+    kinds = [block.type for block in blocks]
+    assert kinds.count("code") >= 3 and kinds.count("text") >= 3, "cells with reST text between them"
+    with open(script, encoding="utf-8") as stream:
+        assert "__main__" not in stream.read(), "top-level cells, so each cell's output shows below it"
+    with open(os.path.join(DOCS, "index.rst")) as stream:
+        index = stream.read()
     name = os.path.splitext(os.path.basename(script))[0]
-    page = os.path.join(DOCS, "examples", f"{name}.rst")
-    assert os.path.isfile(page), f"docs/examples/{name}.rst is missing"
-    with open(page) as stream:
-        assert f".. literalinclude:: ../../examples/{name}.py" in stream.read()
-    with open(os.path.join(DOCS, "examples", "index.rst")) as stream:
-        assert re.search(rf"^\s+{name}$", stream.read(), re.M), f"{name} is not in examples/index.rst"
+    if folder == "tutorials":  # the main toctree links the tutorial itself
+        assert re.search(rf"^\s+tutorials/{name}$", index, re.M), f"tutorials/{name} is not in the main toctree"
+    else:
+        assert re.search(rf"^\s+{folder}/index$", index, re.M), f"{folder}/index is not in the main toctree"
+        assert os.path.basename(script) in _gallery_hooks(monkeypatch).STORY, "STORY orders every example"
+
+
+def _gallery_hooks(monkeypatch):
+    pytest.importorskip("sphinx_gallery")
+    monkeypatch.syspath_prepend(os.path.join(DOCS, "_ext"))
+    return importlib.import_module("gallery_hooks")
+
+
+def test_the_gallery_runs_examples_quick(monkeypatch):
+    gallery_hooks = _gallery_hooks(monkeypatch)
+    conf = _gallery_conf()
+    assert conf["reset_argv"] == "gallery_hooks.example_argv"
+    argv = gallery_hooks.example_argv(conf, {"src_file": EXAMPLES[0]})
+    assert argv[:2] == ["--quick", "--out"] and not os.path.isabs(argv[2])
+    out = os.path.normpath(os.path.join(os.path.dirname(EXAMPLES[0]), argv[2]))
+    assert out.startswith(os.path.join(DOCS, "_build") + os.sep), "the build's files stay in docs/_build"
+    assert gallery_hooks.example_argv(conf, {"src_file": QUICKSTART}) == []
+    assert "gallery_hooks.saved_figures" in conf["image_scrapers"] and "matplotlib" in conf["image_scrapers"]
+
+
+def test_make_clean_removes_the_generated_gallery():
+    with open(os.path.join(ROOT, "Makefile")) as stream:
+        clean = re.search(r"^clean:.*\n\t(.*)$", stream.read(), re.M).group(1)
+    for folder in _generated_folders():
+        assert os.path.relpath(folder, ROOT) in clean.split(), f"make clean leaves {folder}"
+        stale = [page for page in glob.glob(os.path.join(folder, "*.rst")) if not _generated_by_gallery(page)]
+        assert not stale, f"hand-written pages in a generated folder: {stale}"
+
+
+def _generated_by_gallery(page):
+    with open(page, encoding="utf-8") as stream:
+        text = stream.read()
+    return "sphx_glr" in text or "sphx-glr" in text
 
 
 def test_design_page_is_in_the_toctree_and_includes_its_sections():
@@ -192,7 +260,7 @@ def test_no_page_or_docstring_cites_working_notes():
     paths += glob.glob(os.path.join(os.path.dirname(captum_classpattern.__file__), "**", "*.py"), recursive=True)
     offenders = []
     for path in paths:
-        if os.sep + "_build" + os.sep in path:
+        if os.sep + "_build" + os.sep in path or _is_generated(path):
             continue
         with open(path, encoding="utf-8") as stream:
             for number, line in enumerate(stream, 1):
@@ -209,8 +277,15 @@ def test_intersphinx_needs_no_internet(monkeypatch):
     for name, (url, inventory) in config["intersphinx_mapping"].items():
         assert url.startswith("https://")
         assert inventory and os.path.isfile(inventory), f"{name}: the local inventory {inventory} is missing"
-    assert config["html_theme"] == "alabaster", "a theme that ships with Sphinx: nothing extra to install"
     assert config["release"] == captum_classpattern.__version__
+
+
+def test_theme_and_extensions():
+    config = runpy.run_path(os.path.join(DOCS, "conf.py"))
+    assert config["html_theme"] == "furo"
+    assert {"sphinx_copybutton", "sphinx_gallery.gen_gallery"} <= set(config["extensions"])
+    for module in ("furo", "sphinx_copybutton", "sphinx_gallery", "nbformat"):
+        pytest.importorskip(module, reason=f"{module} comes with the docs extra")
 
 
 def test_static_figures_are_small_and_present():
@@ -219,6 +294,8 @@ def test_static_figures_are_small_and_present():
     too_big = [os.path.relpath(f, DOCS) for f in figures if os.path.getsize(f) > 200 * 1024]
     assert not too_big, f"figures over 200 KB: {too_big}"
     for page in glob.glob(os.path.join(DOCS, "**", "*.rst"), recursive=True):
+        if _is_generated(page) or os.sep + "_build" + os.sep in page:
+            continue
         with open(page) as stream:
             for target in re.findall(r"^\.\. (?:figure|image):: (\S+)", stream.read(), re.M):
                 path = os.path.normpath(os.path.join(os.path.dirname(page), target))
@@ -229,3 +306,29 @@ def test_citation_names_the_package_version():
     with open(os.path.join(ROOT, "CITATION.cff"), encoding="utf-8") as stream:
         citation = stream.read()
     assert re.search(rf"^version: \"?{re.escape(captum_classpattern.__version__)}\"?$", citation, re.M)
+
+
+def test_the_gallery_shows_each_saved_figure_once_in_order(monkeypatch, tmp_path):
+    gallery_hooks = _gallery_hooks(monkeypatch)
+    monkeypatch.setattr(gallery_hooks, "OUT_ROOT", str(tmp_path / "out"))
+    monkeypatch.setattr(gallery_hooks, "_shown", {})
+    script = EXAMPLES[0]
+    gallery_hooks.clear_out_folder({}, script, when="before")
+    folder = gallery_hooks.out_folder(script)
+    os.makedirs(folder)
+    for stamp, name in ((2, "b_first.png"), (3, "a_second.png")):
+        path = os.path.join(folder, name)
+        with open(path, "wb") as stream:
+            stream.write(b"\x89PNG\r\n\x1a\n")
+        os.utime(path, ns=(stamp * 10**9, stamp * 10**9))
+    images = [str(tmp_path / "images" / f"sphx_glr_x_{i:03d}.png") for i in (1, 2, 3)]
+    os.makedirs(tmp_path / "images")
+    block_vars = {"src_file": script, "image_path_iterator": iter(images)}
+    rst = gallery_hooks.saved_figures(None, block_vars, {"src_dir": str(tmp_path)})
+    # In the order they were written (not by name), each with its file name as alt text.
+    assert rst.index("sphx_glr_x_001.png") < rst.index("b_first.png") < rst.index("sphx_glr_x_002.png"), rst
+    assert rst.index("sphx_glr_x_002.png") < rst.index("a_second.png"), rst
+    assert os.path.isfile(images[0]) and os.path.isfile(images[1]) and not os.path.exists(images[2])
+    assert gallery_hooks.saved_figures(None, block_vars, {"src_dir": str(tmp_path)}) == "", "each figure once"
+    quickstart_vars = {"src_file": QUICKSTART, "image_path_iterator": iter(images)}
+    assert gallery_hooks.saved_figures(None, quickstart_vars, {"src_dir": str(tmp_path)}) == ""

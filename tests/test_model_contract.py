@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from captum.attr import NoiseTunnel
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel
 from captum.metrics import sensitivity_max
 from torch import nn
 
@@ -52,6 +52,7 @@ from captum_classpattern.dissection import (
     unit_activations,
     units_responding_to_pattern,
 )
+from captum_classpattern.metrics import CaptumBaseline
 from captum_classpattern.training import accuracy, pgd_attack, pgd_robust_accuracy
 from captum_classpattern.visualization import plot_top_activations
 
@@ -198,6 +199,28 @@ ENTRY_POINTS = [
         ),
     ),
     ("ablate_units", lambda m, d: _run_ablated(m, d)),
+    (
+        "captum_attribution(NoiseTunnel(IntegratedGradients))",
+        lambda m, d: captum_attribution(
+            m,
+            CaptumBaseline(NoiseTunnel(IntegratedGradients(m)), attribute_kwargs=dict(nt_samples=2, n_steps=4)),
+            d.images[0],
+            0,
+        ),
+    ),
+    ("captum_attribution(LayerGradCam callable)", lambda m, d: captum_attribution(m, _grad_cam(m), d.images[0], 0)),
+    (
+        "search_classes(configured baselines)",
+        lambda m, d: search_classes(
+            m,
+            d,
+            d,
+            [0, 1, 2],
+            schedule=SHORT,
+            show_progress=False,
+            baselines=["Saliency", NoiseTunnel(IntegratedGradients(m)), _grad_cam(m)],
+        ),
+    ),
 ]
 
 
@@ -214,6 +237,14 @@ def _checkpointed_search(model, data):
             checkpoint_dir=folder,
             chunk_size=1,
         )
+
+
+def _grad_cam(model):
+    def grad_cam(inputs, target):
+        cam = LayerGradCam(model, model.features[3]).attribute(inputs, target=target)
+        return LayerAttribution.interpolate(cam, inputs.shape[-2:], "bilinear")
+
+    return grad_cam
 
 
 def _run_ablated(model, data):

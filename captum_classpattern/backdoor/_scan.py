@@ -136,7 +136,7 @@ def scan(
         stop_at = None if scoring.full_table else max(scoring.power_threshold, AUC_POWER)
         measure = partial(
             measure_powers, model, maps, learned, targets, eval_images, eval_labels, ks,
-            max_images=scoring.max_eval, seed=seed,
+            max_images=scoring.max_eval, seed=seed, show_progress=show_progress,
         )  # fmt: skip
         table = measure(stop_at=stop_at, always={fixed_k})
         # ... and power_auc needs every size up to its range, known only now.

@@ -9,6 +9,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Union
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .._utils import predict
 from ..attr import pixel_budget
@@ -133,6 +134,7 @@ def measure_powers(
     seed: int = 0,
     known: Optional[PowerTable] = None,
     batch_size: int = 1024,
+    show_progress: bool = False,
 ) -> PowerTable:
     """Predictive power of every class's top-k pattern for each k (other-class images only).
 
@@ -150,7 +152,8 @@ def measure_powers(
     counts = []
     generator = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
-        for row, target in enumerate(targets.tolist()):
+        classes = tqdm(targets.tolist(), desc="Class pattern scan: measuring", disable=not show_progress)
+        for row, target in enumerate(classes):
             pool = torch.nonzero(labels != target).flatten()
             pool = pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
             others = images[pool.to(images.device)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn, Union
 
 from ._errors import EXIT_USAGE
@@ -49,9 +50,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+WEIGHTS_HELP = (
+    "weights loaded into --model: a .safetensors file, a state dict saved with torch.save, or a checkpoint "
+    "holding it under 'state_dict', 'model_state_dict', 'model' or 'net' (a 'module.' prefix is removed)"
+)
+"""The help of ``--weights`` (``search`` and ``scan``)."""
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not under ``--no-progress``, and only when stderr is a terminal."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """``--no-progress`` and ``--debug``, which every subcommand takes."""
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (they are drawn on stderr, and only when it is a terminal)",
+    )
     parser.add_argument(
         "--debug",
         action="store_true",

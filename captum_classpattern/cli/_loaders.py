@@ -14,6 +14,7 @@ import warnings
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from ..attr import Budget, pixel_budget
@@ -22,6 +23,13 @@ from ..pipeline import local_device
 from ._errors import DEBUG_HINT, UsageError, listing, one_line
 
 _ZIP_HEADER = b"PK\x03\x04"  # how a file written by torch.save starts
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
+"""Keys a training checkpoint may keep the model's state dict under; ``--weights`` looks there."""
+
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes left by ``nn.DataParallel``/``DistributedDataParallel`` and ``torch.compile``; removed
+when every key of the file has one and the model's keys do not."""
 
 
 def parse_device(text: str) -> torch.device:
@@ -101,6 +109,71 @@ def _import_factory(spec: str) -> Any:
     return factory
 
 
+def _is_safetensors(path: str, head: bytes) -> bool:
+    """A ``.safetensors`` name, or a file that starts like one (8-byte header length, then ``{``)."""
+    if path.endswith(".safetensors"):
+        return True
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 8 + int.from_bytes(head[:8], "little") <= os.path.getsize(path)
+
+
+def _load_safetensors(path: str) -> Mapping[str, Any]:
+    try:
+        return load_safetensors(path, device="cpu")
+    except Exception as error:  # safetensors' own error type, or an OSError from mmap
+        raise UsageError(
+            f"--weights {path} is not a usable safetensors file: the file is truncated or damaged "
+            f"({one_line(error, 120)})."
+        ) from error
+
+
+def _load_torch(path: str, head: bytes) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load fails in many ways on a bad file; all mean "unusable"
+        if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+            why = "it holds Python objects besides tensors, e.g. a whole pickled model"
+        elif head.startswith(_ZIP_HEADER):
+            why = "the file is truncated or damaged"
+        else:
+            why = (
+                f"it is not a file written by torch.save ({type(error).__name__}: {one_line(error, 80) or 'no detail'})"
+            )
+        raise UsageError(f"--weights {path} is not a usable state_dict: {why}; save model.state_dict().") from error
+
+
+def _holds_tensors(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(isinstance(item, Tensor) for item in value.values())
+
+
+def _unwrap(state: Any, path: str) -> Mapping[str, Any]:
+    """The state dict in what the file holds: the mapping itself, or the one under a wrapper key."""
+    if not isinstance(state, Mapping):
+        raise UsageError(f"--weights {path} holds a {type(state).__name__}, not a state_dict; save model.state_dict().")
+    if state and all(isinstance(value, Tensor) for value in state.values()):
+        return state
+    wrapped = [key for key in WRAPPER_KEYS if _holds_tensors(state.get(key))]
+    if len(wrapped) > 1:
+        raise UsageError(
+            f"--weights {path} holds tensors under several keys {listing(wrapped)}: save the state dict you mean "
+            "with torch.save(model.state_dict(), path)."
+        )
+    if wrapped:
+        return state[wrapped[0]]
+    found = listing([str(key) for key in state])
+    if any(isinstance(value, Tensor) for value in state.values()):
+        return state  # tensors beside other entries: the fit check names the keys that do not fit
+    if any(_holds_tensors(value) for value in state.values()):
+        raise UsageError(
+            f"--weights {path} is a checkpoint with no state dict under any of the keys {listing(WRAPPER_KEYS)}; "
+            f"top-level keys found: {found}; save model.state_dict() or put it under one of these keys."
+        )
+    raise UsageError(f"--weights {path} holds no tensors (top-level keys found: {found}); save model.state_dict().")
+
+
 def _read_state(path: str) -> Mapping[str, Any]:
     if os.path.isdir(path):
         raise UsageError(
@@ -109,30 +182,30 @@ def _read_state(path: str) -> Mapping[str, Any]:
     if not os.path.exists(path):
         raise UsageError(f"--weights {path}: no such file.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except PermissionError as error:
-        raise UsageError(f"--weights {path} cannot be read ({error.strerror}).") from error
-    except Exception as error:  # torch.load fails in many ways on a bad file; all mean "unusable"
         with open(path, "rb") as stream:
-            zipped = stream.read(4) == _ZIP_HEADER
-        if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
-            why = "it holds Python objects besides tensors, e.g. a whole pickled model"
-        elif zipped:
-            why = "the file is truncated or damaged"
-        else:
-            why = (
-                f"it is not a file written by torch.save ({type(error).__name__}: {one_line(error, 80) or 'no detail'})"
-            )
-        raise UsageError(f"--weights {path} is not a usable state_dict: {why}; save model.state_dict().") from error
-    if not isinstance(state, Mapping):
-        raise UsageError(f"--weights {path} holds a {type(state).__name__}, not a state_dict; save model.state_dict().")
+            head = stream.read(16)
+    except OSError as error:
+        raise UsageError(f"--weights {path} cannot be read ({error.strerror or error}).") from error
+    state = _load_safetensors(path) if _is_safetensors(path, head) else _load_torch(path, head)
+    return _unwrap(state, path)
+
+
+def _without_wrapper_prefixes(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` without the ``module.`` / ``_orig_mod.`` prefix of every key, when the model's keys lack it."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIPPED_PREFIXES:
+            prefixed = bool(state) and all(isinstance(key, str) and key.startswith(prefix) for key in state)
+            if prefixed and not any(key.startswith(prefix) for key in expected):
+                state = {key[len(prefix) :]: value for key, value in state.items()}
+                changed = True
     return state
 
 
 def _check_fit(model: torch.nn.Module, state: Mapping[str, Any], path: str, spec: str) -> None:
     expected = model.state_dict()
+    state = _without_wrapper_prefixes(state, expected)
     missing = [key for key in expected if key not in state]
     unexpected = [str(key) for key in state if key not in expected]
     resized = [
@@ -163,7 +236,9 @@ def load_model(spec: str, weights: Optional[str], device: torch.device) -> torch
 
     Args:
         spec: the ``--model`` argument.
-        weights: the ``--weights`` argument (a file written by ``torch.save(model.state_dict())``).
+        weights: the ``--weights`` argument: a ``.safetensors`` file, a state dict saved with
+            ``torch.save``, or a checkpoint holding it under one of :data:`WRAPPER_KEYS`
+            (a ``module.``/``_orig_mod.`` prefix on every key is removed).
         device: a device checked by :func:`parse_device`.
 
     Returns:

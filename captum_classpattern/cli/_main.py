@@ -11,13 +11,14 @@ keep their finished chunks: rerun with ``--resume``).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import traceback
 import warnings
 from typing import Optional, Sequence
 
 from ..pipeline import DEFAULT_CHUNK_SIZE
-from ._arguments import Parser, add_run_flags, pattern_size, positive_int
+from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, pattern_size, positive_int
 from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
 from ._scan import add_scan_parser, run_scan
 from ._search import CHECKPOINTS, run_demo, run_user_search
@@ -36,7 +37,7 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
         "--out",
         default=default_out,
         help=f"output folder, created if missing and checked writable before any work (default {default_out}); "
-        f"report.json and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
+        f"report.json, report.html and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     parser.add_argument("--schedule", choices=("default", "paper"), default="default", help="search schedule")
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUS,
     )
     search.add_argument("--model", required=True, help="module:factory returning the model, e.g. mypkg.nets:build")
-    search.add_argument("--weights", help="file written by torch.save(model.state_dict(), path), loaded into --model")
+    search.add_argument("--weights", help=WEIGHTS_HELP)
     search.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
     search.add_argument("--classes", help="comma-separated classes, e.g. 0,3,7 (default: all)")
     search.add_argument(
@@ -107,7 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         expected fault (one line on stderr), 130 interrupted. Unexpected exceptions propagate
         with their traceback (exit status 1 from the ``classpattern`` command).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["classpattern", *argv])
     handlers = {"demo": run_demo, "search": run_user_search, "scan": run_scan}
     prefix = f"classpattern {args.command}"
     try:

@@ -4,9 +4,11 @@
 backdoor and scans it; ``classpattern scan --model mypkg.nets:build --weights w.pt
 --data cifar10:PATH`` scans your own model on clean images you hold. Writes ``scan.json``
 (the run's settings and the :class:`~captum_classpattern.backdoor.ScanResult` under
-``"result"``, readable with ``ScanResult.from_dict``) and ``scan.png`` (each class's
-recovered pattern and its anomaly index) into ``--out``; the two appear together or not at
-all. Every input is checked before any training or search.
+``"result"``, readable with ``ScanResult.from_dict``), ``scan.png`` (each class's recovered
+pattern and its anomaly index) and ``scan.html`` (a page with the verdict, the sortable
+per-class table, the recovered triggers, the figure, the settings and the versions) into
+``--out``; the three appear together or not at all. Every input is checked before any
+training or search.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .._utils import save_figure_atomic, write_json_atomic
+from .._utils import write_atomic, write_json_atomic
 from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import Split
-from ..visualization import plot_scan
-from ._arguments import add_run_flags, positive_float, positive_int
+from ..visualization import plot_scan, png_bytes
+from ._arguments import WEIGHTS_HELP, add_run_flags, positive_float, positive_int, show_progress
 from ._errors import UsageError
 from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
 from ._output import prepare_out, publish
+from ._report import scan_page, trigger_location
 
 """The ``--score`` choices: the scores :class:`~captum_classpattern.backdoor.ScoringSettings` accepts."""
 
@@ -42,8 +45,8 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "scan",
         help="scan a model for backdoors with class patterns (clean images only)",
         description="Search one class pattern per class on clean images, flag classes whose pattern is "
-        "abnormally small (MAD anomaly index > threshold), write scan.json and scan.png. Bad input is reported "
-        "in one line on stderr with exit status 2, before any training or search.",
+        "abnormally small (MAD anomaly index > threshold), write scan.json, scan.html and scan.png. Bad input is "
+        "reported in one line on stderr with exit status 2, before any training or search.",
         epilog="Exit status: 0 done; 1 a class is flagged with --fail-on-flag, or an unexpected error (a bug: "
         "traceback); 2 bad input (one line; --debug adds the traceback); 130 interrupted.",
     )
@@ -54,7 +57,7 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it",
     )
-    scan.add_argument("--weights", help="file written by torch.save(model.state_dict(), path), loaded into --model")
+    scan.add_argument("--weights", help=WEIGHTS_HELP)
     scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
     scan.add_argument("--size", type=positive_int, default=16, help="side of the digits images (default 16)")
     scan.add_argument(
@@ -109,7 +112,7 @@ def _load(
     search, held_out, names = load_data(args.data, args.limit, size=args.size)
     info: Dict[str, Any] = {"model": args.model, "weights": args.weights}
     if args.demo_backdoor:
-        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=not args.no_progress)
+        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=show_progress(args))
         model = model.to(device)
         info = {
             "model": "SpatialCNN, patch-backdoored digits (demo)",
@@ -156,7 +159,7 @@ def run_scan(args: argparse.Namespace) -> int:
         trigger_mask=trigger_mask,
         trigger_target=info.get("true_target"),
         seed=args.seed,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
     )
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
@@ -173,12 +176,7 @@ def run_scan(args: argparse.Namespace) -> int:
     for cls in result.flagged:
         if cls in result.trigger_maps:
             trigger = result.recovered_trigger(cls)
-            rows, cols = trigger.mask.nonzero(as_tuple=True)
-            where = (
-                f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
-                if trigger.k
-                else "empty"
-            )
+            where = trigger_location(trigger)
             print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
@@ -193,12 +191,27 @@ def run_scan(args: argparse.Namespace) -> int:
         "result": result.to_dict(),
     }
     fig, _ = plot_scan(result, class_names, args.threshold, use_pyplot=False)
-    png_path, json_path = publish(
+    figure = png_bytes(fig, dpi=120)
+    run_settings = {
+        "command": args.command_line,
+        "data": args.data,
+        **info,
+        "steps": args.steps,
+        "score": args.score,
+        "max eval": args.max_eval,
+        "threshold": args.threshold,
+        "seed": args.seed,
+        "device": args.device,
+        "seconds": round(seconds, 2),
+    }
+    page = scan_page(result, class_names, figure, run_settings)
+    png_path, html_path, json_path = publish(
         args.out,
         [
-            ("scan.png", lambda path: save_figure_atomic(fig, path, dpi=120)),
+            ("scan.png", lambda path: write_atomic(path, figure)),
+            ("scan.html", lambda path: write_atomic(path, page.encode("utf-8"))),
             ("scan.json", lambda path: write_json_atomic(path, report)),
         ],
     )
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {json_path}, {html_path} and {png_path}")
     return 1 if args.fail_on_flag and result.flagged else 0

@@ -3,7 +3,8 @@
 Every input is checked before any training or search (output folder, device, classes,
 model, weights, data). The search is checkpointed chunk by chunk into
 ``<out>/checkpoints/``, so that ``--resume`` continues a run that was killed. The figure
-``patterns.png`` and the report ``report.json`` appear together or not at all.
+``patterns.png``, the page ``report.html`` and the report ``report.json`` appear together or
+not at all.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import List, Sequence
 
 import torch
 
-from .._utils import save_figure_atomic
+from .._utils import write_atomic
 from ..data import DIGIT_CLASSES, Split, load_digits
 from ..pipeline import init_distributed, is_main_process, main_process_first, search_classes
 from ..training import accuracy, digits_model
-from ..visualization import plot_class_patterns
+from ..visualization import plot_class_patterns, png_bytes
+from ._arguments import show_progress
 from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
 from ._output import prepare_out, publish
+from ._report import search_page
 
 CHECKPOINTS = "checkpoints"
 """The folder under ``--out`` that ``demo`` and ``search`` checkpoint finished chunks of classes into."""
@@ -36,7 +39,7 @@ def run_search(
     args: argparse.Namespace,
     extra_settings: dict,
 ) -> int:
-    """Search, print the table, write ``patterns.png`` and ``report.json`` into ``args.out``.
+    """Search, print the table, write ``patterns.png``, ``report.html`` and ``report.json`` into ``args.out``.
 
     Under ``torchrun`` every process searches (and checkpoints) its share of the classes
     (see :func:`~captum_classpattern.pipeline.search_classes`) and only rank 0 prints and
@@ -62,7 +65,7 @@ def run_search(
         class_names=class_names,
         schedule=args.schedule,
         seed=args.seed,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
         checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
         chunk_size=args.chunk_size,
         resume=args.resume,
@@ -88,14 +91,17 @@ def run_search(
         powers=[row.predictive_power for row in report.classes],
         use_pyplot=False,
     )
-    figure_path, report_path = publish(
+    figure = png_bytes(fig, dpi=120, bbox_inches="tight")
+    page = search_page(report, figure, args.command_line)
+    figure_path, page_path, report_path = publish(
         args.out,
         [
-            ("patterns.png", lambda path: save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")),
+            ("patterns.png", lambda path: write_atomic(path, figure)),
+            ("report.html", lambda path: write_atomic(path, page.encode("utf-8"))),
             ("report.json", report.to_json),
         ],
     )
-    print(f"wrote {report_path} and {figure_path} (search and measurement took {seconds:.1f} s)")
+    print(f"wrote {report_path}, {page_path} and {figure_path} (search and measurement took {seconds:.1f} s)")
     return 0
 
 
@@ -106,7 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
     init_distributed("cpu")
     # Rank 0 trains and caches the model if needed; the other ranks then load the cache.
     with main_process_first():
-        model = digits_model(show_progress=not args.no_progress and is_main_process())
+        model = digits_model(show_progress=show_progress(args) and is_main_process())
     data = load_digits()
     classes = check_job(model, data.search, DIGIT_CLASSES, None, args.k, None, "digits")
     return run_search(

@@ -1,10 +1,18 @@
 """How good a pattern is: predictive power and its floor and chance levels, curves over k.
 
-Also the Captum baselines measured the same way, anomaly indices and outlier flags, trigger
-Jaccard and the simplicity of a pattern's shape.
+Also the Captum baselines (method names, attribution objects or callables) measured the same
+way, anomaly indices and outlier flags, trigger Jaccard and the simplicity of a pattern's shape.
 """
 
-from ._captum_baselines import CAPTUM_BASELINES, captum_attribution
+from ._captum_baselines import (
+    CAPTUM_BASELINES,
+    RESERVED_NAMES,
+    BaselineMethod,
+    Baselines,
+    CaptumBaseline,
+    captum_attribution,
+    resolve_baselines,
+)
 from ._jaccard import trigger_jaccard
 from ._outliers import anomaly_index, flag_outliers
 from ._power import (
@@ -31,6 +39,11 @@ __all__ = [
     "PowerCurve",
     "captum_attribution",
     "CAPTUM_BASELINES",
+    "CaptumBaseline",
+    "resolve_baselines",
+    "BaselineMethod",
+    "Baselines",
+    "RESERVED_NAMES",
     "anomaly_index",
     "flag_outliers",
     "trigger_jaccard",

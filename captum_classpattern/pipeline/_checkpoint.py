@@ -29,6 +29,7 @@ from .._utils import write_atomic, write_json_atomic
 from .._version import __version__
 from ..attr import DEFAULT_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
 from ..data import Split
+from ..metrics import CaptumBaseline
 from ._results import ClassResults
 
 MANIFEST = "manifest.json"
@@ -69,6 +70,19 @@ def _schedule_entry(schedule: Union[str, SearchSchedule, None]) -> Any:
     return dataclasses.asdict(resolved) if isinstance(resolved, SearchSchedule) else repr(resolved)
 
 
+def _baseline_entry(baseline: Union[str, CaptumBaseline]) -> Union[str, Dict[str, str]]:
+    """A method name as itself (as manifests always had it), anything else as its name and stable repr."""
+    if isinstance(baseline, str):
+        return baseline
+    if (
+        isinstance(baseline.attribution, str)
+        and baseline.name == baseline.attribution
+        and not baseline.attribute_kwargs
+    ):
+        return baseline.name
+    return {"name": baseline.name, "repr": repr(baseline)}
+
+
 def build_manifest(
     model: Any, search: Split, held_out: Split, classes: Sequence[int], settings: Dict[str, Any]
 ) -> Dict[str, Any]:
@@ -79,7 +93,9 @@ def build_manifest(
         search: the search split (fingerprinted).
         held_out: the held-out split (fingerprinted).
         classes: the run's classes, in order.
-        settings: ``k``, ``class_names``, ``baselines``, ``schedule``, ``canvas_strategy`` and ``seed``.
+        settings: ``k``, ``class_names``, ``baselines`` (method names or
+            :class:`~captum_classpattern.metrics.CaptumBaseline` objects), ``schedule``,
+            ``canvas_strategy`` and ``seed``.
 
     Returns:
         A JSON-ready mapping.
@@ -93,7 +109,7 @@ def build_manifest(
         "schedule": _schedule_entry(settings["schedule"]),
         "seed": settings["seed"],
         "canvas_strategy": settings["canvas_strategy"],
-        "baselines": list(settings["baselines"]),
+        "baselines": [_baseline_entry(baseline) for baseline in settings["baselines"]],
         "class_names": None if names is None else [str(name) for name in names],
         "model": _model_fingerprint(model),
         "search_data": _digest([_tensor_fingerprint(search.images), _tensor_fingerprint(search.labels)]),

@@ -18,7 +18,7 @@ class ClassReport:
         predictive_power: share of held-out other-class images the pattern flips to the class.
         floor: share already classified as the class without a pattern.
         random: power of ``k`` random canvas pixels.
-        baselines: Captum method name to the power of its top-k pixels.
+        baselines: a Captum baseline's display name to the power of its top-k pixels.
         name: the class's name.
     """
 
@@ -102,10 +102,15 @@ class SearchReport(JsonFile):
         return sum(values) / len(values)
 
     def table(self) -> str:
-        """A plain-text table, one row per class and a mean row."""
+        """A plain-text table, one row per class and a mean row (a baseline's column as wide as its name)."""
         methods = list(self.classes[0].baselines) if self.classes else []
         header = ["class", "k", "power", "floor", "random"] + methods
-        lines = [" ".join(f"{h:>19}" if i > 4 else f"{h:>7}" for i, h in enumerate(header))]
+        widths = [7] * 5 + [max(19, len(method)) for method in methods]
+
+        def line(cells: List[str]) -> str:
+            return " ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths))
+
+        lines = [line(header)]
         for row in self.classes:
             cells = [
                 row.name or str(row.class_),
@@ -114,7 +119,7 @@ class SearchReport(JsonFile):
                 f"{row.floor:.3f}",
                 f"{row.random:.3f}",
             ] + [f"{row.baselines[m]:.3f}" for m in methods]
-            lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
+            lines.append(line(cells))
         if self.classes:
             cells = [
                 "mean",
@@ -123,5 +128,5 @@ class SearchReport(JsonFile):
                 f"{self.mean('floor'):.3f}",
                 f"{self.mean('random'):.3f}",
             ] + [f"{self.mean(m):.3f}" for m in methods]
-            lines.append(" ".join(f"{c:>19}" if i > 4 else f"{c:>7}" for i, c in enumerate(cells)))
+            lines.append(line(cells))
         return "\n".join(lines)

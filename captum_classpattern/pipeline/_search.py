@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -11,7 +11,15 @@ from tqdm.auto import tqdm
 from .._utils import check_positive_int
 from ..attr import Budget, ClassPattern, SearchSchedule, pixel_budget, select_canvases, top_k_pattern
 from ..data import Split
-from ..metrics import captum_attribution, floor_rate, predictive_power, random_pixel_power
+from ..metrics import (
+    Baselines,
+    CaptumBaseline,
+    captum_attribution,
+    floor_rate,
+    predictive_power,
+    random_pixel_power,
+    resolve_baselines,
+)
 from ._checkpoint import Checkpoints, build_manifest
 from ._distributed import all_gather, init_distributed, main_process_first, shard, world
 from ._report import ClassReport, SearchReport
@@ -30,7 +38,7 @@ def search_classes(
     *,
     k: Budget = 0.05,
     class_names: Optional[Sequence[str]] = None,
-    baselines: Sequence[str] = DEFAULT_BASELINES,
+    baselines: Baselines = DEFAULT_BASELINES,
     schedule: Union[str, SearchSchedule, None] = None,
     canvas_strategy: str = "confident",
     seed: int = 0,
@@ -68,7 +76,13 @@ def search_classes(
         classes: the classes to search.
         k: pattern size (pixels, or a fraction of the image).
         class_names: names for the report.
-        baselines: Captum methods whose top-k canvas pixels are measured the same way.
+        baselines: Captum baselines whose top-k canvas pixels are measured the same way:
+            method names (run with settings that suit images), ``captum.attr`` classes,
+            attribution objects with your own settings (``NoiseTunnel(IntegratedGradients(model))``),
+            callables ``f(inputs, target=...)``, :class:`~captum_classpattern.metrics.CaptumBaseline`
+            objects (a name and keyword arguments), or a mapping display name -> any of these
+            (see :func:`~captum_classpattern.metrics.resolve_baselines`). Each is a column of
+            the report under its display name.
         schedule: the search schedule (see :class:`~captum_classpattern.SearchSchedule`).
         canvas_strategy: how canvases are chosen (see :func:`~captum_classpattern.select_canvases`).
         seed: seeds the search and the random-pixel chance level.
@@ -84,16 +98,22 @@ def search_classes(
         A :class:`SearchOutcome`, on every rank.
 
     Raises:
-        ValueError: no classes, bad settings, ``resume`` without ``checkpoint_dir``, or
-            checkpoints of another run (other settings, classes, model, data or package
-            version) to resume. Under torch.distributed an error on one rank is raised on
-            every rank (as a ``RuntimeError`` naming the rank when it is not a
+        TypeError: a baseline of none of the accepted forms, or one that returns no tensor.
+        ValueError: no classes, bad settings, an unknown baseline name or two baselines with
+            the same display name, a baseline whose attribution does not give one score per
+            canvas pixel, ``resume`` without ``checkpoint_dir``, or checkpoints of another run
+            (other settings, classes, baselines, model, data or package version) to resume.
+            Under torch.distributed an error on one rank is raised on every rank (as a
+            ``RuntimeError`` naming the rank when it is not a
             ``ValueError``/``TypeError``/``OSError``), so that no rank is left waiting.
 
     Example:
         >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt")
         >>> # killed half-way? the same call with resume=True searches only what is missing
         >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt", resume=True)
+        >>> # compare with your own Captum settings too
+        >>> smooth = CaptumBaseline(NoiseTunnel(Saliency(model)), attribute_kwargs=dict(nt_type="smoothgrad"))
+        >>> outcome = search_classes(model, data.search, data.eval, range(10), baselines=["Saliency", smooth])
     """
     classes = [int(c) for c in classes]
     if not classes:
@@ -102,9 +122,10 @@ def search_classes(
         check_positive_int(chunk_size, "chunk_size")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to resume.")
+    resolved = resolve_baselines(baselines)
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
-    settings = dict(
-        k=k, class_names=class_names, baselines=baselines, schedule=schedule, canvas_strategy=canvas_strategy, seed=seed
+    settings: Dict[str, Any] = dict(
+        k=k, class_names=class_names, baselines=resolved, schedule=schedule, canvas_strategy=canvas_strategy, seed=seed
     )
     several = init_distributed(device)
     if checkpoint_dir is None and chunk_size is None and not several:
@@ -165,7 +186,7 @@ def _search_here(
     *,
     k,
     class_names,
-    baselines,
+    baselines: List[CaptumBaseline],
     schedule,
     canvas_strategy,
     seed,
@@ -190,14 +211,14 @@ def _search_here(
         pattern = top_k_pattern(maps[i], canvases[i], count)
         patterns.append(pattern)
         measured = {
-            name: predictive_power(
+            baseline.name: predictive_power(
                 model,
-                top_k_pattern(_class_attribution(model, name, canvases[i], cls, seed), canvases[i], count),
+                top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count),
                 eval_images,
                 eval_labels,
                 cls,
             )
-            for name in baselines
+            for baseline in baselines
         }
         rows.append(
             ClassReport(
@@ -213,17 +234,18 @@ def _search_here(
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
 
 
-def _class_attribution(model, method: str, canvas, cls: int, seed: int):
+def _class_attribution(model, baseline: CaptumBaseline, canvas, cls: int, seed: int):
     """A Captum baseline's attribution, its random draws (if any) seeded by the seed and the class.
 
     Stochastic Captum methods draw from the global generator; seeding it per class (and
     restoring it afterwards) keeps a class's result independent of the classes searched before
-    it, so chunks, ranks and resumed runs agree. The default methods draw nothing.
+    it, so chunks, ranks and resumed runs agree (``NoiseTunnel`` noise included). The default
+    methods draw nothing.
     """
     devices = [canvas.device] if canvas.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed * 1_000_003 + cls)
-        return captum_attribution(model, method, canvas, cls)
+        return captum_attribution(model, baseline, canvas, cls)
 
 
 def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:

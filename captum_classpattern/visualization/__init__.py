@@ -1,8 +1,12 @@
-"""Figures in the vocabulary of Captum's ``visualize_image_attr``: patterns, maps, curves, scans, dissection."""
+"""Figures in the vocabulary of Captum's ``visualize_image_attr``: patterns, maps, curves, scans, dissection.
+
+Also a self-contained HTML page of tables, figures and settings (:func:`html_report`).
+"""
 
 from ._anomaly import plot_anomaly_indices
 from ._dissection import plot_top_activations
 from ._grids import PATTERN_ROWS, plot_class_patterns, plot_settings_comparison
+from ._html import ReportFigure, ReportImage, ReportSection, html_report, png_bytes
 from ._pattern_image import GRAY_GROUND, RGB_GROUND, pattern_image
 from ._power_curves import plot_power_curves
 from ._scan import plot_scan
@@ -22,4 +26,9 @@ __all__ = [
     "plot_anomaly_indices",
     "plot_scan",
     "plot_top_activations",
+    "html_report",
+    "ReportSection",
+    "ReportFigure",
+    "png_bytes",
+    "ReportImage",
 ]

@@ -1,22 +1,17 @@
-"""Draw the committed figures of the documentation into ``docs/_static/``.
+"""Draw the committed figure of the documentation, ``docs/_static/method.png``.
 
-``method.png`` explains one search step by step; the ``examples/*.png`` files are the
-figures of the two plotting examples, run in full. Nothing here runs during the Sphinx
-build (it would make every build train and search); re-run it when the method or the
-examples change::
+It explains one search step by step. Nothing here runs during the Sphinx build (the
+example gallery draws the examples' figures itself, at build time); re-run it when the
+method changes (about 15 s)::
 
-    .venv/bin/python docs/_tools/make_figures.py            # all figures (~2 min)
-    .venv/bin/python docs/_tools/make_figures.py --method   # method.png only (~15 s)
+    .venv/bin/python docs/_tools/make_figures.py
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 
 import matplotlib
 
@@ -88,36 +83,12 @@ def method_figure(path: str) -> None:
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
 
 
-def _run_example(name: str, out: str) -> None:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--out", out])
-
-
-def example_figures() -> None:
-    """Run the two plotting examples in full and copy their figures into ``_static/examples``."""
-    target = os.path.join(STATIC, "examples")
-    os.makedirs(target, exist_ok=True)
-    for name in ("natural_patterns", "captum_baselines"):
-        with tempfile.TemporaryDirectory() as out:
-            _run_example(name, out)
-            for file in sorted(os.listdir(out)):
-                if file.endswith(".png"):
-                    path = os.path.join(target, f"{name}_{file}")
-                    shutil.copyfile(os.path.join(out, file), path)
-                    print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
-
-
 def main(argv=None) -> int:
-    """Draw the method figure and, unless ``--method``, the example figures."""
+    """Draw the method figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", action="store_true", help="only draw method.png")
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     torch.set_num_threads(1)
     method_figure(os.path.join(STATIC, "method.png"))
-    if not args.method:
-        example_figures()
     return 0
 
 

@@ -1,6 +1,8 @@
 """The classpattern command line: demo, search on a user's model, clear errors."""
 
+import io
 import json
+import re
 import sys
 import textwrap
 
@@ -8,6 +10,8 @@ import pytest
 import torch
 
 from captum_classpattern import SearchReport, load_digits
+from captum_classpattern.cli import _scan as cli_scan
+from captum_classpattern.cli import _search as cli_search
 from captum_classpattern.cli import main
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import digits_model, train_classifier
@@ -32,6 +36,15 @@ def user_model(tmp_path_factory):
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
+
+
+def _page_rows(path):
+    """The first cell of each row of the HTML page's class table (its body, not the mean row)."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'<img[^>]* src="([^"]*)"', text))
+    body = re.search(r"<tbody>(.*?)</tbody>", text, re.S).group(1)
+    return re.findall(r"<tr><td[^>]*>([^<]*)</td>", body)
 
 
 def test_search_writes_report_and_figure(user_model, tmp_path, capsys):
@@ -59,6 +72,7 @@ def test_search_writes_report_and_figure(user_model, tmp_path, capsys):
     assert row.k == 51 and set(row.baselines) == {"Saliency", "IntegratedGradients"}
     assert 0.0 <= row.predictive_power <= 1.0 and report.test_accuracy > 0.5
     assert (out / "patterns.png").stat().st_size > 1000
+    assert _page_rows(out / "report.html") == ["1", "7"]
     assert "mean" in capsys.readouterr().out
     raw = json.loads((out / "report.json").read_text())
     assert {"class", "k", "predictive_power", "floor", "random", "baselines"} <= set(raw["classes"][0])
@@ -70,6 +84,7 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert code == 0
     report = SearchReport.from_json(tmp_path / "demo" / "report.json")
     assert len(report.classes) == 10
+    assert _page_rows(tmp_path / "demo" / "report.html") == [str(c) for c in range(10)]
     # The demo's headline: patterns beat random pixels and the better Captum baseline.
     assert report.mean("predictive_power") > 3 * report.mean("random")
     cached = list((tmp_path / "cache").iterdir())
@@ -93,3 +108,32 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
 def test_bad_arguments_exit_2_with_a_message(user_model, argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(
+    "terminal, flags, shown",
+    [(True, [], True), (True, ["--no-progress"], False), (False, [], False)],
+)
+@pytest.mark.parametrize("command", ["search", "scan"])
+def test_progress_bars_only_on_a_terminal_and_without_no_progress(
+    user_model, command, terminal, flags, shown, tmp_path, monkeypatch
+):
+    seen = {}
+
+    def stop_here(*args, **kwargs):
+        seen["show_progress"] = kwargs["show_progress"]
+        raise KeyboardInterrupt  # stop before any work: main reports it and exits with 130
+
+    monkeypatch.setattr(cli_search, "search_classes", stop_here)
+    monkeypatch.setattr(cli_scan, "scan", stop_here)
+    monkeypatch.setattr(sys, "stderr", _Terminal() if terminal else io.StringIO())
+    argv = [command, "--model", "user_nets:build", "--weights", str(user_model / "weights.pt"), "--classes", "1,4,7"]
+    assert main(argv + ["--out", str(tmp_path), *flags]) == 130
+    assert seen == {"show_progress": shown}

@@ -79,11 +79,17 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result(user_folder, capsys
     assert len(os.listdir(checkpoints)) == 4
 
 
-def test_a_failed_figure_leaves_no_report(user_folder, monkeypatch, capsys):
-    def disk_full(fig, path, **kwargs):
-        raise OSError(28, "No space left on device")
+@pytest.mark.parametrize("failing", [".png", ".html"])
+def test_a_failed_figure_or_page_leaves_no_report(failing, user_folder, monkeypatch, capsys):
+    write = cli_search.write_atomic
 
-    monkeypatch.setattr(cli_search, "save_figure_atomic", disk_full)
+    def disk_full(path, data):
+        if str(path).endswith(failing):
+            raise OSError(28, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(cli_search, "write_atomic", disk_full)
     assert main([*ARGS, "--out", "out"]) == 2
     assert "No space left on device" in capsys.readouterr().err
-    assert sorted(os.listdir(user_folder / "out")) == ["checkpoints"]  # the search itself is kept
+    # No report, page or figure, no temporary file: the search itself is kept.
+    assert sorted(os.listdir(user_folder / "out")) == ["checkpoints"]

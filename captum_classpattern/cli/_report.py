@@ -1,0 +1,177 @@
+"""The HTML pages of ``demo``/``search`` (``report.html``) and ``scan`` (``scan.html``).
+
+Each page is one self-contained file (see :func:`~captum_classpattern.visualization.html_report`):
+the per-class table (sortable), the figure, the settings of the run and the versions of the
+software that produced it.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any, Dict, List, Mapping, Sequence
+
+import captum
+import torch
+
+from .._version import __version__
+from ..attr import Pattern
+from ..backdoor import ScanResult
+from ..pipeline import SearchReport
+from ..visualization import ReportFigure, ReportSection, html_report, pattern_image
+
+SEARCH_TEXT = (
+    "One row per class. k: pattern size in pixels. predictive power: share of held-out images of the other "
+    "classes that the class pattern, pasted onto them, makes the model classify as the class. floor: share "
+    "already classified as the class without a pattern. random: power of k random pixels of the same canvas. "
+    "The other columns: power of the top-k pixels of Captum's attribution methods.\n\n"
+    "Click a column header to sort by it; click again to reverse."
+)
+
+SCAN_TEXT = (
+    "One row per scanned class. score: the class score the scan compares; anomaly index: how far the score "
+    "lies from the median of all classes, in median absolute deviations; k: pixels of the class's recovered "
+    "pattern; power: its predictive power on held-out images. A class is flagged when its anomaly index "
+    "exceeds the threshold on the suspicious side.\n\n"
+    "Click a column header to sort by it; click again to reverse."
+)
+
+
+def versions() -> Dict[str, str]:
+    """The versions of the software that wrote a report: this package, torch, captum and Python."""
+    return {
+        "captum_classpattern": __version__,
+        "torch": torch.__version__,
+        "captum": str(getattr(captum, "__version__", "unknown")),
+        "python": platform.python_version(),
+    }
+
+
+def trigger_location(trigger: Pattern) -> str:
+    """Where a recovered trigger lies: ``rows 12-14, columns 12-14``, or ``empty``."""
+    if not trigger.k:
+        return "empty"
+    rows, cols = trigger.mask.nonzero(as_tuple=True)
+    return f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+
+
+def _run_sections(settings: Mapping[str, Any]) -> List[ReportSection]:
+    return [ReportSection("Settings", settings=settings), ReportSection("Versions", settings=versions())]
+
+
+def search_page(report: SearchReport, figure_png: bytes, command_line: str) -> str:
+    """The page of a ``demo`` or ``search`` run.
+
+    Args:
+        report: the run's report (its settings and test accuracy included).
+        figure_png: ``patterns.png``'s bytes.
+        command_line: the command that produced the run.
+
+    Returns:
+        The HTML page.
+    """
+    rows = [
+        {
+            "class": row.class_,
+            "name": row.name if row.name is not None else str(row.class_),
+            "k": row.k,
+            "predictive power": row.predictive_power,
+            "floor": row.floor,
+            "random": row.random,
+            **row.baselines,
+        }
+        for row in report.classes
+    ]
+    methods = list(report.classes[0].baselines) if report.classes else []
+    footer: Dict[str, Any] = {"class": "mean"}
+    if report.classes:
+        footer.update(
+            {
+                "predictive power": report.mean("predictive_power"),
+                "floor": report.mean("floor"),
+                "random": report.mean("random"),
+                **{method: report.mean(method) for method in methods},
+            }
+        )
+    settings = {"command": command_line, "test accuracy": report.test_accuracy, **report.settings}
+    sections = [
+        ReportSection("Classes", text=SEARCH_TEXT, table=rows, footer=footer),
+        ReportSection(
+            "Patterns",
+            figures=[
+                ReportFigure(figure_png, "Each class's canvas, attribution map and top-k pattern (patterns.png).")
+            ],
+        ),
+        *_run_sections(settings),
+    ]
+    return html_report("Class patterns", sections)
+
+
+def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes, settings: Mapping[str, Any]) -> str:
+    """The page of a ``scan`` run: the verdict, the classes, the recovered triggers, the figure.
+
+    Args:
+        result: the scan's result.
+        class_names: a name per scanned class.
+        figure_png: ``scan.png``'s bytes.
+        settings: what the run was given (command, data, model, thresholds, ...).
+
+    Returns:
+        The HTML page.
+    """
+    names = [str(name) for name in class_names]
+    row_of = {cls: row for row, cls in enumerate(result.classes)}
+    rows = [
+        {
+            "class": cls,
+            "name": names[row],
+            "score": result.scores[row],
+            "anomaly index": result.anomaly_index[row],
+            "k": result.patterns[row].k,
+            "power": result.powers[row],
+            "flagged": cls in result.flagged,
+        }
+        for row, cls in enumerate(result.classes)
+    ]
+    flagged = ", ".join(names[row_of[cls]] for cls in result.flagged) or "none"
+    verdict = f"Flagged: {flagged} (score {result.score}, threshold {result.scoring.threshold:g})."
+    if result.trigger_jaccard is not None and result.jaccard_class is not None:
+        verdict += (
+            f" The recovered trigger of {names[row_of[result.jaccard_class]]} overlaps the true trigger with "
+            f"Jaccard index {result.trigger_jaccard:.2f}."
+        )
+    triggers, pictures = [], []
+    for cls in result.flagged:
+        if cls not in result.trigger_maps:
+            continue
+        trigger = result.recovered_trigger(cls)
+        name = names[row_of[cls]]
+        where = trigger_location(trigger)
+        triggers.append(
+            {
+                "class": cls,
+                "name": name,
+                "anomaly index": result.anomaly_index[row_of[cls]],
+                "pixels": trigger.k,
+                "location": where,
+            }
+        )
+        pictures.append(
+            ReportFigure(pattern_image(trigger), f"recovered trigger of {name}: {trigger.k} pixels, {where}")
+        )
+    trigger_text = (
+        "The trigger recovered for each flagged class: a second search with a penalty that keeps it one compact "
+        "region. Pixels outside it are drawn light blue."
+        if triggers
+        else "No class is flagged, so no trigger was recovered."
+    )
+    sections = [
+        ReportSection("Verdict", text=verdict),
+        ReportSection("Classes", text=SCAN_TEXT, table=rows),
+        ReportSection("Flagged classes and recovered triggers", text=trigger_text, table=triggers, figures=pictures),
+        ReportSection(
+            "Patterns and anomaly indices",
+            figures=[ReportFigure(figure_png, "Each class's pattern above its anomaly index (scan.png).")],
+        ),
+        *_run_sections(settings),
+    ]
+    return html_report("Backdoor scan", sections)
