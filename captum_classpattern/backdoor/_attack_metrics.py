@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple, Union
 
 from torch import Tensor
 
@@ -18,11 +18,22 @@ def _checked(images: Tensor, labels: Tensor) -> Tensor:
     return check_labels(images, labels, "test")
 
 
-def _non_target(images: Tensor, labels: Tensor, target: int) -> Tuple[Tensor, Tensor]:
+def _share(predicted: Tensor, expected: Union[Tensor, int]) -> float:
+    # float32 mean, as these metrics have always been computed
+    return float((predicted == expected).float().mean())
+
+
+def _triggered(
+    model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor], target: Any, batch_size: int
+) -> Tuple[Tensor, Tensor, int]:
+    """Predictions for the triggered non-target images, their true labels, and the checked target."""
+    check_trigger(trigger)
+    target = check_index(target, "target")
     keep = labels != target
     if not bool(keep.any()):
         raise ValueError(f"no test images outside the target class {target}.")
-    return images[keep.to(images.device)], labels[keep]
+    predicted = predict(model, images[keep.to(images.device)], batch_size=batch_size, transform=trigger, who=_WHO)
+    return predicted, labels[keep], target
 
 
 def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: int = 512) -> float:
@@ -37,8 +48,7 @@ def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: 
     Returns:
         A float in [0, 1].
     """
-    labels = _checked(images, labels)
-    return float((predict(model, images, batch_size=batch_size, who=_WHO) == labels).float().mean())
+    return _share(predict(model, images, batch_size=batch_size, who=_WHO), _checked(images, labels))
 
 
 def attack_success_rate(
@@ -65,10 +75,8 @@ def attack_success_rate(
     Raises:
         ValueError: no test image outside the target class.
     """
-    check_trigger(trigger)
-    target = check_index(target, "target")
-    images, labels = _non_target(images, _checked(images, labels), target)
-    return float((predict(model, images, batch_size=batch_size, transform=trigger, who=_WHO) == target).float().mean())
+    predicted, _, target = _triggered(model, images, _checked(images, labels), trigger, target, batch_size)
+    return _share(predicted, target)
 
 
 def trigger_robust_accuracy(
@@ -90,10 +98,8 @@ def trigger_robust_accuracy(
     Raises:
         ValueError: no test image outside the target class.
     """
-    check_trigger(trigger)
-    target = check_index(target, "target")
-    images, labels = _non_target(images, _checked(images, labels), target)
-    return float((predict(model, images, batch_size=batch_size, transform=trigger, who=_WHO) == labels).float().mean())
+    predicted, others_labels, _ = _triggered(model, images, _checked(images, labels), trigger, target, batch_size)
+    return _share(predicted, others_labels)
 
 
 @dataclass
@@ -164,14 +170,10 @@ def backdoor_metrics(
         >>> m = backdoor_metrics(model, test.images, test.labels, PatchTrigger(), target=0)
         >>> print(f"CA {m.clean_accuracy:.3f} ASR {m.attack_success_rate:.3f}")
     """
-    check_trigger(trigger)
-    target = check_index(target, "target")
     labels = _checked(images, labels)
-    clean = predict(model, images, batch_size=batch_size, who=_WHO)
-    others_images, others_labels = _non_target(images, labels, target)
-    triggered = predict(model, others_images, batch_size=batch_size, transform=trigger, who=_WHO)
+    triggered, others_labels, target = _triggered(model, images, labels, trigger, target, batch_size)
     return BackdoorMetrics(
-        clean_accuracy=float((clean == labels).float().mean()),
-        attack_success_rate=float((triggered == target).float().mean()),
-        robust_accuracy=float((triggered == others_labels).float().mean()),
+        clean_accuracy=_share(predict(model, images, batch_size=batch_size, who=_WHO), labels),
+        attack_success_rate=_share(triggered, target),
+        robust_accuracy=_share(triggered, others_labels),
     )
