@@ -7,8 +7,8 @@ from typing import Any, Callable, Dict, Tuple, Union
 
 from torch import Tensor
 
-from .._utils import check_images, check_labels, predict
-from ._checks import check_index, check_trigger
+from .._utils import check_class_index, check_images, check_labels, predict
+from ._checks import check_trigger
 
 _WHO = "backdoor metrics"
 
@@ -28,7 +28,7 @@ def _triggered(
 ) -> Tuple[Tensor, Tensor, int]:
     """Predictions for the triggered non-target images, their true labels, and the checked target."""
     check_trigger(trigger)
-    target = check_index(target, "target")
+    target = check_class_index(target, "target")
     keep = labels != target
     if not bool(keep.any()):
         raise ValueError(f"no test images outside the target class {target}.")

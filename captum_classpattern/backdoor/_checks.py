@@ -44,17 +44,6 @@ def check_trigger(trigger: Any) -> None:
         raise TypeError(f"trigger must be a Trigger (or a callable on images), got {type(trigger).__name__}.")
 
 
-def check_index(value: Any, name: str) -> int:
-    """Return ``value`` if it is an int class index (not a bool).
-
-    Raises:
-        TypeError: ``value`` is not an int.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int class index, got {type(value).__name__}.")
-    return value
-
-
 def check_number(
     value: Any, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> float:

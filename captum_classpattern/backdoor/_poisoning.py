@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .._utils import check_labels
-from ._checks import check_index, check_number, check_trigger
+from .._utils import check_class_index, check_labels
+from ._checks import check_number, check_trigger
 
 
 class PoisonedDataset(Dataset):
@@ -52,7 +52,7 @@ class PoisonedDataset(Dataset):
         seed: int = 0,
     ) -> None:
         check_trigger(trigger)
-        self.target = check_index(target, "target")
+        self.target = check_class_index(target, "target")
         rate = check_number(rate, "rate", 0.0, 1.0)
         if isinstance(data, (tuple, list)):
             if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
