@@ -1,42 +1,52 @@
-"""Backdoor detection on the digits: the class-pattern scan against Neural Cleanse.
+"""Backdoor detection: the class-pattern scan, with and without a reference model, against Neural Cleanse.
 
-Trains small CNNs on the bundled digits (16 x 16 by default, so the full run fits in about
-ten minutes on two CPU cores; ``--arch spatial``, the default, is :class:`SpatialCNN`, whose
-linear head sees positions like the BadNets / Neural Cleanse MNIST models; ``--arch gap`` is
-:class:`SmallCNN` with global average pooling): clean models, and models backdoored with a BadNets patch
-(3 x 3 white square, bottom-right) or a Blended noise trigger (alpha 0.2), 10% all-to-one
-poisoning, several seeds and two target classes. On every model it runs
+The default run is the benchmark over architectures on the photo digits (3 x 32 x 32,
+:func:`captum_classpattern.data.load_photo_digits`), with the models of
+``benchmarks/backdoor_zoo.py`` (trained once and cached): per architecture (``spatial``,
+``gap``, ``resnet18``) 10 clean models, 12 backdoored ones (4 x 4 white patch and noise blend
+at alpha 0.2, targets 0 and 5, seeds 0-2, 10% all-to-one poisoning) and 3 clean reference
+models (seeds 100-102, what a defender trains on its own clean data). On every suspect it
+runs
 
-* the class-pattern scan (:func:`captum_classpattern.backdoor.scan`) given only the clean
-  held-out search split (patterns searched there, power measured on the eval split);
-* Neural Cleanse (:func:`captum_classpattern.backdoor.neural_cleanse`) on the same
-  clean images;
-* on backdoored models, the per-image suspicion score over the poisoned training set.
+* the class-pattern scan (:func:`captum_classpattern.backdoor.scan`) on the clean search
+  split, power measured on the eval split, compared with the references: each reference is
+  scanned once per architecture and its :class:`~captum_classpattern.backdoor.ScanResult`
+  reused for every suspect (its seconds are shared out over the suspects);
+* the same scan scored without the reference (``ScanResult.rescore(..., reference=False)``:
+  the same search, so no extra time), which is what the scan did before;
+* Neural Cleanse (:func:`captum_classpattern.backdoor.neural_cleanse`) on the same clean images.
 
-It prints one row per model, a summary, and ONE JSON line last.
+It prints one row per model, a summary per architecture (detection rate, clean false-alarm
+rate, share of backdoored models with an extra flag, patch-trigger Jaccard, seconds per
+model) and ONE JSON line last. ``--rows FILE`` appends each model's row to FILE (and the
+scans next to it) so that an interrupted run resumes; ``--no-train`` scans only the models
+already cached.
 
-``--variants`` instead compares the scan's design choices (fixed canvas vs learned
-values, image vs grey start, soft vs hardened map, and the three scores) on a separate
-set of development models (seeds 10 and 11, clean seeds 10-13), so the default can be
-chosen on models the main benchmark never sees.
+``--digits`` is the earlier benchmark on 16 x 16 digits (``--arch spatial`` or ``gap``, the
+models trained inline, with the per-image suspicion score), and ``--variants`` compares the
+scan's design choices on digits development models.
 
 Usage::
 
-    python benchmarks/bench_backdoor.py            # full run (about 10 minutes, 2 cores)
-    python benchmarks/bench_backdoor.py --quick    # 3 models, under 2 minutes
-    python benchmarks/bench_backdoor.py --variants # design comparison
+    python benchmarks/bench_backdoor.py                          # the zoo, three architectures
+    python benchmarks/bench_backdoor.py --archs gap --quick      # the quick zoo: 4 models, short searches
+    python benchmarks/bench_backdoor.py --digits --arch gap      # the earlier digits benchmark
+    python benchmarks/bench_backdoor.py --variants               # design comparison (digits)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from backdoor_zoo import ARCHS as ZOO_ARCHS
+from backdoor_zoo import DEFAULT_ARCHS, entry_name, load_zoo, make_trigger, zoo_data
 
 from captum_classpattern import load_digits
 from captum_classpattern.backdoor import (
@@ -44,6 +54,7 @@ from captum_classpattern.backdoor import (
     NeuralCleanseSettings,
     PatchTrigger,
     PoisonedDataset,
+    ScanResult,
     ScanSettings,
     ScoringSettings,
     SuspicionSettings,
@@ -390,10 +401,213 @@ def run_variants(args) -> Dict:
     }
 
 
+# ----------------------------------------------------------------------------- zoo (photo digits)
+
+METHODS = (("scan_ref", "scan with reference"), ("scan", "scan alone"), ("nc", "Neural Cleanse"))
+
+
+def reference_scans(arch: str, references, data, args) -> Tuple[List, float]:
+    """Scan each reference model once; every suspect of the architecture reuses the results.
+
+    With ``--rows`` the results are also written next to the rows file and read back by a
+    later run (the reference's own search is the part of the comparison that is amortised).
+    """
+    results = []
+    for entry in references:
+        tag = f"{args.scan_steps}-{args.max_eval}-{args.max_fraction}{'-quick' if args.quick else ''}"
+        path = None if not args.rows else f"{args.rows}.refs/{arch}-{entry.name}-{tag}.json"
+        if path and os.path.isfile(path):
+            results.append(ScanResult.from_json(path))
+            continue
+        results.append(scan_model(entry.model, data, args))
+        if path:
+            results[-1].to_json(path)
+    return results, float(sum(result.seconds for result in results))
+
+
+def done_rows(args, arch: str) -> List[Dict]:
+    """The rows of this architecture already in the ``--rows`` file (a resumed run skips those models)."""
+    if not args.rows or not os.path.isfile(args.rows):
+        return []
+    with open(args.rows) as stream:
+        rows = [json.loads(line) for line in stream if line.strip()]
+    setting = {
+        "quick": args.quick,
+        "steps": args.scan_steps,
+        "max_eval": args.max_eval,
+        "max_fraction": args.max_fraction,
+    }
+    return [r for r in rows if r["arch"] == arch and all(r.get(key) == value for key, value in setting.items())]
+
+
+def scan_model(model, data, args, **kwargs):
+    """The scan of one model with the benchmark's settings (search split, power on the eval split)."""
+    return scan(
+        model,
+        data.search.images,
+        data.search.labels,
+        ScanSettings(steps=args.scan_steps),
+        scoring=ScoringSettings(max_eval=args.max_eval, max_fraction=args.max_fraction),
+        eval_images=data.eval.images,
+        eval_labels=data.eval.labels,
+        seed=0,
+        **kwargs,
+    )
+
+
+def method_row(flagged, index, target, jaccard, seconds) -> Dict:
+    """The numbers of one method on one model."""
+    return {
+        "flagged": list(flagged),
+        "target_index": None if target is None else round(float(index[target]), 2),
+        "jaccard": jaccard,
+        "seconds": round(seconds, 2),
+    }
+
+
+def run_zoo_arch(arch: str, data, args) -> Dict:
+    """Scan (with and without reference) and Neural Cleanse on every cached model of one architecture."""
+    entries = load_zoo(arch, quick=args.quick, root=args.zoo, train_missing=args.train, data=data)
+    references = [e for e in entries if e.kind == "reference"][: args.references]
+    suspects = [e for e in entries if e.kind != "reference"]
+    started = time.perf_counter()
+    own, reference_seconds = reference_scans(arch, references, data, args)
+    amortised = reference_seconds / max(1, len(suspects))
+    print(f"\n{arch}: {len(references)} reference scans in {reference_seconds:.1f} s "
+          f"({amortised:.1f} s per suspect), {len(suspects)} suspects", flush=True)  # fmt: skip
+    header = (
+        f"{'model':<14}{'CA':>6}{'ASR':>6} | {'scan+ref':<10}{'A_t':>6}{'J':>6}{'s':>6} | "
+        f"{'scan alone':<11}{'A_t':>6} | {'NC flags':<10}{'A_t':>6}{'J':>6}{'s':>6}"
+    )
+    print(header + "\n" + "-" * len(header), flush=True)
+    rows = done_rows(args, arch)
+    for row in rows:
+        print_row(row)
+    done = {(r["kind"], r["target"], r["seed"]) for r in rows}
+    for entry in suspects[: args.limit]:
+        if (entry.kind, entry.target, entry.seed) in done:
+            continue
+        target = entry.target
+        mask = make_trigger("patch").mask(*data.search.images.shape[-2:]) if entry.kind == "patch" else None
+        extra = {"trigger_mask": mask, "trigger_target": target} if mask is not None else {}
+        result = scan_model(entry.model, data, args, reference=own or None, **extra)
+        alone = result.rescore(result.score, reference=False) if own else result
+        nc = neural_cleanse(
+            entry.model, data.search.images, data.search.labels, NeuralCleanseSettings(steps=args.nc_steps),
+            seed=0, **extra,
+        )  # fmt: skip
+        row = {
+            "arch": arch,
+            "quick": args.quick,
+            "steps": args.scan_steps,
+            "max_eval": args.max_eval,
+            "max_fraction": args.max_fraction,
+            "kind": entry.kind,
+            "target": target,
+            "seed": entry.seed,
+            "clean_accuracy": entry.meta.get("clean_accuracy"),
+            "attack_success_rate": entry.meta.get("attack_success_rate"),
+            "scan_ref": method_row(
+                result.flagged, result.anomaly_index, target, result.trigger_jaccard, result.seconds + amortised
+            ),
+            "scan": method_row(alone.flagged, alone.anomaly_index, target, result.trigger_jaccard, result.seconds),
+            "nc": method_row(nc.flagged, nc.anomaly_index, target, nc.trigger_jaccard, nc.seconds),
+            "scores": {
+                "suspect": [round(s, 3) for s in result.suspect_scores],
+                "reference": [round(s, 3) for s in result.reference_scores],
+            },
+        }
+        rows.append(row)
+        if args.rows:
+            result.to_json(f"{args.rows}.scans/{arch}-{entry.name}.json")  # to score again without a search
+            with open(args.rows, "a") as stream:
+                stream.write(json.dumps(row) + "\n")
+        print_row(row)
+    summary = {"arch": arch, "references": len(references), "reference_seconds": round(reference_seconds, 1)}
+    summary.update(summarise_methods(rows, [m for m, _ in METHODS]))
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    for method, label in METHODS:
+        s = summary[method]
+        print(
+            f"{label:<20} detected {s['detection_rate']}  clean false alarms {s['clean_false_alarm_rate']}  "
+            f"backdoored with an extra flag {s['backdoored_with_extra_flag_rate']}  patch J {s['patch_jaccard']}  "
+            f"{s['mean_seconds']} s per model",
+            flush=True,
+        )
+    return summary
+
+
+def print_row(row: Dict) -> None:
+    """One table line: the model, then each method's flags, target anomaly index, Jaccard and seconds."""
+    s, a, n = row["scan_ref"], row["scan"], row["nc"]
+    print(
+        f"{entry_name(row['kind'], row['target'], row['seed']):<14}{fmt(row['clean_accuracy'], '.3f'):>6}"
+        f"{fmt(row['attack_success_rate'], '.3f'):>6} | "
+        f"{str(s['flagged']):<10}{fmt(s['target_index'], '.1f'):>6}{fmt(s['jaccard']):>6}{s['seconds']:>6.1f} | "
+        f"{str(a['flagged']):<11}{fmt(a['target_index'], '.1f'):>6} | "
+        f"{str(n['flagged']):<10}{fmt(n['target_index'], '.1f'):>6}{fmt(n['jaccard']):>6}{n['seconds']:>6.1f}",
+        flush=True,
+    )
+
+
+def summarise_methods(rows: List[Dict], methods: Sequence[str]) -> Dict:
+    """Detection, clean false alarms, extra flags, patch Jaccard and seconds of each method."""
+    clean = [r for r in rows if r["kind"] == "clean"]
+    attacked = [r for r in rows if r["kind"] != "clean"]
+    out: Dict = {"clean_models": len(clean), "backdoored_models": len(attacked)}
+    for method in methods:
+        jaccards = [r[method]["jaccard"] for r in attacked if r["kind"] == "patch" and r[method]["jaccard"] is not None]
+        out[method] = {
+            "detection_rate": _rate(sum(r["target"] in r[method]["flagged"] for r in attacked), len(attacked)),
+            "detection_by_trigger": {
+                kind: _rate(
+                    sum(r["target"] in r[method]["flagged"] for r in attacked if r["kind"] == kind),
+                    sum(r["kind"] == kind for r in attacked),
+                )
+                for kind in ("patch", "blend")
+            },
+            "clean_false_alarm_rate": _rate(sum(bool(r[method]["flagged"]) for r in clean), len(clean)),
+            "backdoored_with_extra_flag_rate": _rate(
+                sum(any(c != r["target"] for c in r[method]["flagged"]) for r in attacked), len(attacked)
+            ),
+            "patch_jaccard": None if not jaccards else round(float(np.mean(jaccards)), 3),
+            "mean_seconds": None if not rows else round(float(np.mean([r[method]["seconds"] for r in rows])), 2),
+        }
+    return out
+
+
+def run_zoo(args) -> Dict:
+    """The benchmark over architectures on the photo digits."""
+    data = zoo_data()
+    started = time.perf_counter()
+    per_arch = {arch: run_zoo_arch(arch, data, args) for arch in args.archs}
+    return {
+        "bench": "backdoor_zoo",
+        "quick": args.quick,
+        "scan_steps": args.scan_steps,
+        "nc_steps": args.nc_steps,
+        "archs": per_arch,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="three models and short searches (< 2 minutes)")
-    parser.add_argument("--variants", action="store_true", help="compare the scan's design choices instead")
+    parser.add_argument("--quick", action="store_true", help="the quick zoo (or 3 digits models) and short searches")
+    parser.add_argument("--digits", action="store_true", help="the earlier benchmark on 16 x 16 digits (--arch)")
+    parser.add_argument("--variants", action="store_true", help="digits: compare the scan's design choices instead")
+    parser.add_argument(
+        "--archs", nargs="+", choices=ZOO_ARCHS, default=None, help="zoo architectures (default: spatial gap resnet18)"
+    )
+    parser.add_argument("--zoo", help="the zoo's folder (default: backdoor_zoo.py's)")
+    parser.add_argument(
+        "--train", action=argparse.BooleanOptionalAction, default=True, help="train zoo models that are not cached"
+    )
+    parser.add_argument("--references", type=int, default=3, help="reference models per architecture (0: none)")
+    parser.add_argument("--limit", type=int, default=None, help="scan at most this many suspects per architecture")
+    parser.add_argument("--rows", help="append every model's row as one JSON line to this file")
+    parser.add_argument("--max-eval", type=int, default=300, help="zoo: held-out images per class (ScoringSettings)")
+    parser.add_argument("--max-fraction", type=float, default=1.0, help="zoo: largest pattern size (ScoringSettings)")
     parser.add_argument("--size", type=int, default=16, help="digits image side (16 or 32)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of backdoored models")
     parser.add_argument("--clean-seeds", type=int, nargs="+", default=list(range(10)), help="seeds of clean models")
@@ -416,6 +630,10 @@ def main(argv=None) -> int:
     args.suspicion_steps = args.suspicion_steps or (10 if args.quick else 20)
     if args.quick:
         args.epochs = min(args.epochs, 6)
+    if not (args.digits or args.variants):
+        args.archs = args.archs or (["gap"] if args.quick else list(DEFAULT_ARCHS))
+        print(json.dumps(run_zoo(args)))
+        return 0
     summary = run_variants(args) if args.variants else run_main(args)
     if not args.variants:
         print()

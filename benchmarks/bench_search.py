@@ -27,11 +27,23 @@ one-time kernel setup), not the search set the caller already holds. The childre
 with ``MALLOC_MMAP_THRESHOLD_=131072`` so that freed tensors leave the resident set at
 once. The whole process's peak is reported beside it (``process_peak_mb_*``). Linux only.
 
+Per model (``per_model``, in full runs, or alone with ``--per-model-only``): for three
+models (the digits CNN; a BatchNorm / global-pooling CNN and a narrow ResNet-18, both on the
+3-channel photo digits) and three canvas strategies (``index``: the first image of the
+class; ``first_correct``: the first one the model classifies correctly; ``confident``), the
+mean power over six search seeds of the paper schedule and of the default, with its
+spread (min, max, std) and the mean wall time of one batched call for all classes (the
+maps are those of class-by-class calls). Patterns break ties at the k-th map value by the
+search's gradient evidence (``ClassPattern.last_tie_break``). ``--cache FILE`` keeps each
+(model, canvas, seed, schedule) result in a JSON file, so that an interrupted run resumes.
+
 Usage::
 
     python benchmarks/bench_search.py            # 3 rounds; also the paper schedule's memory (one
-                                                 # epoch) and the bf16 / channels_last settings on the CPU
+                                                 # epoch), the bf16 / channels_last settings on the
+                                                 # CPU and the per_model block (tens of minutes)
     python benchmarks/bench_search.py --quick    # 2 rounds, well under a minute
+    python benchmarks/bench_search.py --per-model-only --cache /tmp/powers.json
 
 Threads: one by default. With two OpenMP threads on a machine whose other core is busy
 with someone else's work, every parallel region waits for a descheduled thread, and the
@@ -52,20 +64,27 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from captum_classpattern import (
     DEFAULT_SCHEDULE,
     PAPER_SCHEDULE,
     ClassPattern,
+    SearchSchedule,
     load_digits,
     predictive_power,
     select_canvases,
     top_k_pattern,
 )
-from captum_classpattern.training import digits_model
+from captum_classpattern.data import Dataset3, load_photo_digits
+from captum_classpattern.models import make_model
+from captum_classpattern.training import cached_model, digits_model, train_classifier
 
 CLASSES = list(range(10))
 K = 0.05
@@ -80,18 +99,25 @@ def _setup():
     return model, data, canvases
 
 
-def _mean_power(model, data, canvases, maps) -> float:
+def _mean_power(model, data, canvases, maps, tie_break=None, classes=CLASSES) -> float:
+    """Mean predictive power over ``classes`` of the 5% patterns (ties broken by ``tie_break`` when given)."""
     powers = [
-        predictive_power(model, top_k_pattern(maps[i], canvases[i], K), data.eval.images, data.eval.labels, c)
-        for i, c in enumerate(CLASSES)
+        predictive_power(
+            model,
+            top_k_pattern(maps[i], canvases[i], K, tie_break=None if tie_break is None else tie_break[i]),
+            data.eval.images,
+            data.eval.labels,
+            c,
+        )
+        for i, c in enumerate(classes)
     ]
     return sum(powers) / len(powers)
 
 
 def run_paper(model, data, canvases):
-    """The paper's schedule, one class per call: ``(seconds, images, maps)``."""
+    """The paper's schedule, one class per call: ``(seconds, images, maps, tie-break scores)``."""
     explainer = ClassPattern(model)
-    maps, images = [], 0
+    maps, tie_breaks, images = [], [], 0
     start = time.perf_counter()
     for i, c in enumerate(CLASSES):
         maps.append(
@@ -105,11 +131,12 @@ def run_paper(model, data, canvases):
             )
         )
         images += explainer.last_stats.images_forwarded
-    return time.perf_counter() - start, images, torch.cat(maps)
+        tie_breaks.append(explainer.last_tie_break)
+    return time.perf_counter() - start, images, torch.cat(maps), torch.cat(tie_breaks)
 
 
 def run_default(model, data, canvases):
-    """The default schedule, all classes in one call: ``(seconds, images, maps, loop images/s)``."""
+    """The default schedule, all classes in one call: ``(seconds, images, maps, loop images/s, tie-break scores)``."""
     explainer = ClassPattern(model)
     start = time.perf_counter()
     maps = explainer.attribute(
@@ -121,7 +148,8 @@ def run_default(model, data, canvases):
         seed=SEED,
     )
     seconds = time.perf_counter() - start
-    return seconds, explainer.last_stats.images_forwarded, maps, explainer.last_stats.images_per_second
+    stats = explainer.last_stats
+    return seconds, stats.images_forwarded, maps, stats.images_per_second, explainer.last_tie_break
 
 
 def bare_throughput(model, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
@@ -206,6 +234,159 @@ def _settings_speed(model, data, canvases, rounds: int) -> dict:
     return {f"cpu_loop_seconds_{name}": round(seconds, 3) for name, seconds in best.items()}
 
 
+# ---------------------------------------------------------------------------------------------
+# Per model and canvas strategy: the paper's schedule against the default over six seeds.
+
+PER_MODEL_SEEDS = tuple(range(6))
+"""The seeds the ``per_model`` block reports (held out: the default was chosen on others)."""
+
+CANVAS_CHOICES = ("index", "first_correct", "confident")
+"""The first image of the class, the first one the model classifies correctly, the most confident."""
+
+
+@dataclass
+class Testbed:
+    """A trained model with its search and held-out splits."""
+
+    name: str
+    model: nn.Module
+    data: Dataset3
+    classes: List[int]
+    key: str  # names the model, its training and its data in the cache of powers
+
+
+def _trained(name: str, build: Callable[[], nn.Module], data: Dataset3, epochs: int) -> nn.Module:
+    """``build()`` trained on ``data``'s train split with seed 0, cached by its settings."""
+    settings = {"model": name, "data": "photo_digits", "epochs": epochs, "seed": 0, "v": 1}
+
+    def seeded_build() -> nn.Module:
+        torch.manual_seed(0)
+        return build()
+
+    def train(model: nn.Module) -> nn.Module:
+        return train_classifier(model, data.train.images, data.train.labels, epochs=epochs, seed=0)
+
+    return cached_model(f"bench_{name}", settings, seeded_build, train)
+
+
+RGB_MODELS = (("gap_cnn", "gap", 16, 12), ("resnet18_w8", "resnet18", 8, 8))
+"""The 3-channel test beds: name, :func:`make_model` architecture, width, training epochs."""
+
+
+def testbeds() -> List[Testbed]:
+    """The digits CNN, and a BatchNorm / global-pooling CNN and a narrow ResNet-18 on photo digits."""
+    beds = [Testbed("digits_cnn", digits_model(), load_digits(), CLASSES, "digits_cnn-e12-s0")]
+    photo = load_photo_digits()
+    for name, arch, width, epochs in RGB_MODELS:
+        model = _trained(name, partial(make_model, arch, width=width), photo, epochs)
+        beds.append(Testbed(name, model, photo, CLASSES, f"{name}-photo_digits-e{epochs}-s0"))
+    return beds
+
+
+def canvases_for(bed: Testbed, strategy: str) -> torch.Tensor:
+    """One canvas per class of ``bed`` by ``strategy`` (one of :data:`CANVAS_CHOICES`)."""
+    images, labels = bed.data.search.images, bed.data.search.labels
+    if strategy != "first_correct":
+        return select_canvases(bed.model, images, labels, bed.classes, strategy)
+    with torch.no_grad():
+        predicted = torch.cat([bed.model(images[i : i + 256]).argmax(1) for i in range(0, len(images), 256)])
+    picked = []
+    for c in bed.classes:
+        rows = torch.nonzero((labels == c) & (predicted == c)).flatten()
+        if rows.numel() == 0:
+            raise ValueError(f"{bed.name}: no search image of class {c} is classified correctly.")
+        picked.append(images[int(rows[0])])
+    return torch.stack(picked)
+
+
+def search_power(bed: Testbed, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
+    """All classes of ``bed`` in one call: mean power of the 5% patterns and wall time of the call."""
+    explainer = ClassPattern(bed.model)
+    start = time.perf_counter()
+    maps = explainer.attribute(
+        canvases,
+        target=bed.classes,
+        baselines=bed.data.search.images,
+        baseline_labels=bed.data.search.labels,
+        schedule=schedule,
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    power = _mean_power(bed.model, bed.data, canvases, maps, explainer.last_tie_break, bed.classes)
+    return {"power": power, "seconds": seconds, "images": explainer.last_stats.images_forwarded}
+
+
+class PowerCache:
+    """Powers per (model, canvas strategy, seed, schedule) in a JSON file, so reruns skip them."""
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+        self.entries: Dict[str, dict] = {}
+        if path and os.path.exists(path):
+            with open(path) as stream:
+                self.entries = json.load(stream)
+
+    @staticmethod
+    def key(bed: Testbed, strategy: str, seed: int, schedule: SearchSchedule) -> str:
+        return json.dumps([bed.key, strategy, seed, K, asdict(schedule)], sort_keys=True)
+
+    def power(self, bed: Testbed, strategy: str, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
+        """:func:`search_power`, read from the cache when it has the entry."""
+        key = self.key(bed, strategy, seed, schedule)
+        if key not in self.entries:
+            self.entries[key] = search_power(bed, canvases, schedule, seed)
+            if self.path:
+                with open(self.path + ".tmp", "w") as stream:
+                    json.dump(self.entries, stream)
+                os.replace(self.path + ".tmp", self.path)
+        return self.entries[key]
+
+
+def _spread(values: List[float]) -> dict:
+    return {
+        "mean": round(statistics.mean(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "std": round(statistics.pstdev(values), 4),
+    }
+
+
+def per_model(
+    schedules: Dict[str, SearchSchedule],
+    seeds=PER_MODEL_SEEDS,
+    cache: Optional[PowerCache] = None,
+    beds: Optional[List[Testbed]] = None,
+    log=print,
+) -> dict:
+    """Mean power over ``seeds`` (and its spread) and mean wall time per model, canvas strategy and schedule."""
+    cache = cache or PowerCache(None)
+    block: dict = {}
+    for bed in beds or testbeds():
+        block[bed.name] = {}
+        for strategy in CANVAS_CHOICES:
+            canvases = canvases_for(bed, strategy)
+            row = {}
+            for name, schedule in schedules.items():
+                runs = [cache.power(bed, strategy, canvases, schedule, seed) for seed in seeds]
+                row[name] = _spread([r["power"] for r in runs])
+                row[name]["seconds"] = round(statistics.mean(r["seconds"] for r in runs), 3)
+                row[name]["per_seed"] = [round(r["power"], 4) for r in runs]
+            block[bed.name][strategy] = row
+            log(f"{bed.name:12s} {strategy:14s} " + "  ".join(f"{n} {row[n]['mean']:.3f}" for n in schedules))
+    return block
+
+
+def _per_model_summary(block: dict) -> dict:
+    """How many model x strategy pairs the default wins (mean over seeds), and the worst ratio."""
+    ratios = [row["default"]["mean"] / row["paper"]["mean"] for rows in block.values() for row in rows.values()]
+    return {
+        "default_wins": sum(r >= 1.0 for r in ratios),
+        "pairs": len(ratios),
+        "worst_power_ratio": round(min(ratios), 3),
+        "mean_power_ratio": round(statistics.mean(ratios), 3),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -218,6 +399,15 @@ def main(argv=None) -> int:
         default=1,
         help=f"torch threads (default 1, robust on a shared machine; this one has {os.cpu_count()})",
     )
+    parser.add_argument(
+        "--per-model",
+        action="store_true",
+        help="add the per_model block to a --quick run (a full run always has it; minutes)",
+    )
+    parser.add_argument(
+        "--per-model-only", action="store_true", help="run only the per_model block and print it as JSON"
+    )
+    parser.add_argument("--cache", help="JSON file of powers per (model, canvas, seed, schedule), reused across runs")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-schedule", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -226,6 +416,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.memory_child:
         _memory_child(args.memory_child, args.memory_schedule)
+        return 0
+    cache = PowerCache(args.cache)
+    schedules = {"paper": PAPER_SCHEDULE, "default": DEFAULT_SCHEDULE}
+    if args.per_model_only:
+        block = per_model(schedules, cache=cache)
+        print(json.dumps({"per_model": block, "per_model_summary": _per_model_summary(block)}))
         return 0
     repeats = args.repeats or (2 if args.quick else 3)
     if repeats < 1:
@@ -238,18 +434,18 @@ def main(argv=None) -> int:
     run_default(model, data, canvases)  # warm-up: kernel selection, thread pools
     paper_times, default_times, loop_rates, bare_rates = [], [], [], []
     for _ in range(repeats):  # interleaved, so that both see the same machine load
-        seconds, paper_images, paper_maps = run_paper(model, data, canvases)
+        seconds, paper_images, paper_maps, paper_ties = run_paper(model, data, canvases)
         paper_times.append(seconds)
-        seconds, default_images, default_maps, rate = run_default(model, data, canvases)
+        seconds, default_images, default_maps, rate, default_ties = run_default(model, data, canvases)
         default_times.append(seconds)
         loop_rates.append(rate)
     for _ in range(throughput_rounds):  # the loop and the bare model alternate, same number of steps
-        seconds, _, _, rate = run_default(model, data, canvases)
+        seconds, _, _, rate, _ = run_default(model, data, canvases)
         default_times.append(seconds)
         loop_rates.append(rate)
         bare_rates.append(bare_throughput(model, bare_images, bare_labels, DEFAULT_SCHEDULE.steps))
-    paper_power = _mean_power(model, data, canvases, paper_maps)
-    default_power = _mean_power(model, data, canvases, default_maps)
+    paper_power = _mean_power(model, data, canvases, paper_maps, paper_ties)
+    default_power = _mean_power(model, data, canvases, default_maps, default_ties)
     memory = {scale: measure_memory(scale, "default", args.threads) for scale in (1, 10)}
     result = {
         "paper_seconds": round(min(paper_times), 3),
@@ -285,6 +481,9 @@ def main(argv=None) -> int:
         result["paper_epoch_peak_mb_1x"] = round(paper_memory[1]["search_peak_mb"], 2)
         result["paper_epoch_peak_mb_10x"] = round(paper_memory[10]["search_peak_mb"], 2)
         result.update(_settings_speed(model, data, canvases, rounds=3))
+    if args.per_model or not args.quick:
+        result["per_model"] = per_model(schedules, cache=cache)
+        result["per_model_summary"] = _per_model_summary(result["per_model"])
     result["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     _print_table(result, paper_times, default_times)
     print(json.dumps(result))

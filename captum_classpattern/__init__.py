@@ -30,7 +30,7 @@ from .attr import (
     select_canvases,
     top_k_pattern,
 )
-from .data import load_digits
+from .data import load_digits, load_photo_digits
 from .metrics import (
     PowerCurve,
     captum_attribution,
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "floor_rate",
     "load_digits",
+    "load_photo_digits",
     "PAPER_SCHEDULE",
     "Pattern",
     "plot_class_patterns",

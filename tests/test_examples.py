@@ -95,6 +95,9 @@ def test_there_are_examples():
         "adversarial_patterns.py",
         "backdoor_scan.py",
         "units_behind_a_class.py",
+        "interventions.py",
+        "adversarial_units.py",
+        "generator_dissection.py",
     } <= names
 
 

@@ -15,6 +15,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel
 from captum.metrics import sensitivity_max
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from captum_classpattern import (
     ClassPattern,
@@ -28,6 +29,7 @@ from captum_classpattern import (
     select_canvases,
     top_k_pattern,
 )
+from captum_classpattern.attr import ImageStream
 from captum_classpattern.backdoor import (
     NeuralCleanseSettings,
     PatchTrigger,
@@ -43,16 +45,20 @@ from captum_classpattern.backdoor import (
 )
 from captum_classpattern.data import Split
 from captum_classpattern.dissection import (
+    AttackSettings,
     ConceptDataset,
     ablate_units,
     ablation_curves,
+    attack_unit_shift,
     balanced_accuracy_per_class,
     dissect,
+    intervene,
     rank_units_for_class,
     unit_activations,
     units_responding_to_pattern,
 )
 from captum_classpattern.metrics import CaptumBaseline
+from captum_classpattern.pipeline import PowerSample
 from captum_classpattern.training import accuracy, pgd_attack, pgd_robust_accuracy
 from captum_classpattern.visualization import plot_top_activations
 
@@ -98,6 +104,12 @@ def data():
 
 def _pattern(data):
     return top_k_pattern(torch.rand(16, 16, generator=torch.Generator().manual_seed(1)), data.images[0], 8)
+
+
+def _reference_net():
+    """Another ContractNet in eval mode: the suspect when the model under test is the scan's reference."""
+    torch.manual_seed(1)
+    return ContractNet().eval()
 
 
 def _dissection(model, data):
@@ -152,6 +164,18 @@ ENTRY_POINTS = [
         lambda m, d: search_classes(m, d, d, [0, 1, 2], schedule=SHORT, baselines=("Saliency",), show_progress=False),
     ),
     ("search_classes(checkpointed)", lambda m, d: _checkpointed_search(m, d)),
+    (
+        "search_classes(stream, power sample)",
+        lambda m, d: search_classes(
+            m,
+            ImageStream(TensorDataset(d.images), d.labels, batch_size=4),
+            PowerSample(ImageStream(TensorDataset(d.images), d.labels), per_class=2),
+            [0, 1, 2],
+            schedule=SHORT,
+            baselines=("Saliency",),
+            show_progress=False,
+        ),
+    ),
     ("accuracy", lambda m, d: accuracy(m, d.images, d.labels)),
     ("pgd_attack", lambda m, d: pgd_attack(m, d.images[:4], d.labels[:4], steps=2)),
     ("pgd_robust_accuracy", lambda m, d: pgd_robust_accuracy(m, d.images[:4], d.labels[:4], steps=2)),
@@ -160,6 +184,18 @@ ENTRY_POINTS = [
     ("trigger_robust_accuracy", lambda m, d: trigger_robust_accuracy(m, d.images, d.labels, PatchTrigger(), 0)),
     ("backdoor_metrics", lambda m, d: backdoor_metrics(m, d.images, d.labels, PatchTrigger(), 0)),
     ("scan", lambda m, d: scan(m, d.images, d.labels, ScanSettings(steps=3, batch_size=4), classes=[0, 1, 2])),
+    (
+        "scan(reference)",
+        lambda m, d: scan(
+            m, d.images, d.labels, ScanSettings(steps=3, batch_size=4), classes=[0, 1, 2], reference=_reference_net()
+        ),
+    ),
+    (
+        "scan(model as the reference)",
+        lambda m, d: scan(
+            _reference_net(), d.images, d.labels, ScanSettings(steps=3, batch_size=4), classes=[0, 1, 2], reference=m
+        ),
+    ),
     (
         "suspicion_scores",
         lambda m, d: suspicion_scores(m, d.images, d.labels, SuspicionSettings(steps=2), classes=[0, 1, 2]),
@@ -199,6 +235,11 @@ ENTRY_POINTS = [
         ),
     ),
     ("ablate_units", lambda m, d: _run_ablated(m, d)),
+    ("intervene", lambda m, d: _run_intervened(m, d)),
+    (
+        "attack_unit_shift",
+        lambda m, d: attack_unit_shift(m, LAYER, d.images[:4], d.labels[:4], 5, settings=AttackSettings(steps=2)),
+    ),
     (
         "captum_attribution(NoiseTunnel(IntegratedGradients))",
         lambda m, d: captum_attribution(
@@ -251,6 +292,13 @@ def _run_ablated(model, data):
     with ablate_units(model, LAYER, [0, 1]):
         with torch.no_grad():
             model(data.images[:2])
+
+
+def _run_intervened(model, data):
+    with intervene(model, LAYER, [0, 1], value=2.0, mask=torch.ones(16, 16, dtype=torch.bool)):
+        with torch.no_grad():
+            model(data.images[:2])
+            model(data.images[2:4])
 
 
 def _hook_count(model):

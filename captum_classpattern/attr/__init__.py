@@ -4,6 +4,7 @@ from ._candidates import CANVAS_STRATEGIES
 from ._canvas import select_canvases
 from ._class_pattern import ClassPattern, SearchStats
 from ._composite import canvas_mean_cross_entropy
+from ._image_stream import ImageStream
 from ._pattern import (
     Budget,
     Pattern,
@@ -13,10 +14,11 @@ from ._pattern import (
     top_k_mask,
     top_k_pattern,
 )
-from ._schedule import DEFAULT_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
+from ._schedule import DEFAULT_SCHEDULE, PAPER_IMAGENET_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
 from ._search_data import (
     IterableSearchSet,
     StepBatch,
+    StreamSearchSet,
     TensorSearchSet,
     make_search_set,
 )
@@ -27,9 +29,12 @@ __all__ = [
     "SearchSchedule",
     "DEFAULT_SCHEDULE",
     "PAPER_SCHEDULE",
+    "PAPER_IMAGENET_SCHEDULE",
     "make_search_set",
     "StepBatch",
     "TensorSearchSet",
+    "ImageStream",
+    "StreamSearchSet",
     "IterableSearchSet",
     "select_canvases",
     "CANVAS_STRATEGIES",

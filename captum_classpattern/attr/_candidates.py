@@ -61,8 +61,8 @@ class CanvasChoice:
             raise ValueError(f"seed must be an int, got {self.seed!r}.")
 
 
-ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tensor]
-"""``short_search(canvases, targets, images, labels, choice)``: one map per canvas, as ``"best_of_n"`` runs it."""
+ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tuple[Tensor, Tensor]]
+"""``short_search(canvases, targets, images, labels, choice)``: one map and one tie-break score per canvas."""
 
 
 def _labelled_batches(images, labels):
@@ -155,11 +155,11 @@ def _best_of_n(model, images, labels, classes, best, choice: CanvasChoice, short
     candidates = [(c, canvas) for c in classes for canvas in best[c][1]]
     stack = torch.stack([canvas for _, canvas in candidates])
     targets = [c for c, _ in candidates]
-    maps = short_search(stack, targets, images, labels, choice)
+    maps, tie_breaks = short_search(stack, targets, images, labels, choice)
     labels = check_labels(images, labels, "baseline").to(images.device)
     scores = []
     for i, target in enumerate(targets):
-        pattern = top_k_pattern(maps[i], stack[i], 0.05)
+        pattern = top_k_pattern(maps[i], stack[i], 0.05, tie_break=tie_breaks[i])
         scores.append(
             share_predicted(
                 model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 import torch
 from captum.attr import GradientAttribution
@@ -85,11 +85,21 @@ class ClassPattern(GradientAttribution):
     the search set here: the wrappers treat a ``baselines`` keyword as a per-input
     baseline and expand or refuse it.
 
+    Attributes:
+        last_stats: the :class:`SearchStats` of the last :meth:`attribute` call.
+        last_tie_break: N x H x W, one row per canvas of the last :meth:`attribute` call
+            (``None`` before any): the negated gradient of the loss with respect to each
+            map pixel (its logit under ``"adam"``), summed over the search's steps. Signed steps leave many pixels at
+            equal map values; pass a row as ``tie_break`` to
+            :func:`~captum_classpattern.attr.top_k_pattern` to order them by this
+            evidence instead of by pixel index. Under a wrapper that calls
+            :meth:`attribute` several times (``NoiseTunnel``) it holds the last call's.
+
     Example:
         >>> cp = ClassPattern(model)
         >>> maps = cp.attribute(canvases, target=[0, 1, 2], baselines=images,
         ...                     baseline_labels=labels, seed=0)
-        >>> pattern = top_k_pattern(maps[0], canvases[0], k=0.05)
+        >>> pattern = top_k_pattern(maps[0], canvases[0], k=0.05, tie_break=cp.last_tie_break[0])
         >>> smooth = NoiseTunnel(ClassPattern(model, baselines=images, baseline_labels=labels))
         >>> maps = smooth.attribute(canvases, nt_type="smoothgrad", stdevs=0.1, target=[0, 1, 2])
     """
@@ -104,6 +114,7 @@ class ClassPattern(GradientAttribution):
         self.baselines = baselines
         self.baseline_labels = baseline_labels
         self.last_stats = SearchStats()
+        self.last_tie_break: Optional[Tensor] = None
 
     @log_usage()
     def attribute(
@@ -143,7 +154,8 @@ class ClassPattern(GradientAttribution):
                 call, also those that choose canvases; they must not depend on the batch
                 size.
             baseline_labels: labels of a tensor search set.
-            schedule: ``"default"``, ``"paper"`` (Zhao et al.'s exact settings) or a
+            schedule: ``"default"``, ``"paper"`` (Zhao et al.'s CIFAR-10 settings),
+                ``"paper-imagenet"`` (their ImageNet settings) or a
                 :class:`~captum_classpattern.SearchSchedule`.
             seed: seeds the order in which search images are drawn. A canvas's result
                 depends only on the seed, its class and the search set, not on which
@@ -251,6 +263,7 @@ class ClassPattern(GradientAttribution):
         stats.seconds = time.perf_counter() - start
         progress.close()
         self.last_stats = stats
+        self.last_tie_break = optimizer.evidence.detach()
         return maps
 
     def _gradient(self, optimizer, canvases, targets, batch, images, extra, settings, active) -> Tensor:
@@ -389,9 +402,13 @@ def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSetti
 
 def short_search(
     model: Callable, canvases: Tensor, targets: List[int], images: Tensor, labels: Any, choice: CanvasChoice
-) -> Tensor:
-    """A default-schedule search of ``choice.search_steps`` steps, as ``best_of_n`` runs it per candidate."""
-    return ClassPattern(model).attribute(
+) -> Tuple[Tensor, Tensor]:
+    """A default-schedule search of ``choice.search_steps`` steps, as ``best_of_n`` runs it per candidate.
+
+    Returns the maps and their tie-break evidence (:attr:`ClassPattern.last_tie_break`).
+    """
+    explainer = ClassPattern(model)
+    maps = explainer.attribute(
         canvases,
         target=targets,
         baselines=images,
@@ -400,3 +417,5 @@ def short_search(
         seed=choice.seed,
         schedule=DEFAULT_SCHEDULE.replace(steps=choice.search_steps),
     )
+    assert explainer.last_tie_break is not None  # set by every search
+    return maps, explainer.last_tie_break

@@ -19,6 +19,10 @@ class MapOptimizer:
     steps where it is ``active`` (it had images in the batch), and an annealed step size
     follows each canvas's own progress, so a canvas's result does not depend on the
     canvases searched with it.
+
+    ``evidence`` accumulates, per canvas and pixel, the negated gradient of every step (how
+    strongly, summed over the search, the loss pushed the pixel towards the canvas); the
+    top-k rule uses it to order pixels of equal map value.
     """
 
     def __init__(self, plan: SearchSchedule, count: int, height: int, width: int, dtype, device, planned) -> None:
@@ -28,6 +32,7 @@ class MapOptimizer:
         # d(size term)/d(map) at every pixel: (1 - alpha) / (H W / 2), the paper's normalisation.
         self.size_weight = (1 - plan.alpha) / (height * width / 2.0)
         self.taken = torch.zeros(count, device=device, dtype=torch.long)
+        self.evidence = torch.zeros((count, height, width), device=device, dtype=dtype)
         if plan.optimizer == "adam":
             self.moment1 = torch.zeros_like(self.theta)
             self.moment2 = torch.zeros_like(self.theta)
@@ -92,6 +97,8 @@ class MapOptimizer:
         ``grad`` is consumed (overwritten).
         """
         keep = None if active is None else active.view(-1, 1, 1)
+        # An inactive canvas's gradient is zero (no rows, no size term), so it adds nothing.
+        self.evidence.sub_(grad)
         size = self._step_sizes()
         if self.plan.optimizer == "sign":
             stepped = self.theta - grad.sign_().mul_(size)

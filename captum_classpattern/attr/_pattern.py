@@ -104,16 +104,57 @@ def pixel_scores(attribution: Tensor, absolute: bool = False) -> Tensor:
     return attribution.abs() if absolute else attribution
 
 
-def top_k_mask(scores: Tensor, k: int) -> Tensor:
-    """H x W boolean mask of the ``k`` highest of H x W ``scores`` (ties as ``torch.topk`` breaks them)."""
+def top_k_mask(scores: Tensor, k: int, tie_break: Optional[Tensor] = None) -> Tensor:
+    """H x W boolean mask of the ``k`` highest of H x W ``scores``, with a fixed rule for ties.
+
+    Pixels are ranked by score (highest first); pixels of equal score by ``tie_break``
+    (highest first), then by pixel index in row-major order (lowest first). The ranking is
+    done on the CPU in float64 with stable sorts, so the same scores give the same mask on
+    every device, in float32 or float64, whatever order the sort would otherwise leave
+    equal values in.
+
+    Args:
+        scores: H x W scores.
+        k: number of pixels to keep, in 1..H W.
+        tie_break: optional H x W secondary score, consulted only among pixels of equal
+            score (for a ClassPattern map, :attr:`ClassPattern.last_tie_break
+            <captum_classpattern.attr.ClassPattern.last_tie_break>`).
+
+    Returns:
+        An H x W bool tensor on the device of ``scores``.
+
+    Raises:
+        ValueError: ``tie_break`` has another shape or contains NaN.
+
+    Example:
+        >>> top_k_mask(torch.tensor([[1.0, 2.0], [2.0, 0.0]]), 1)
+        tensor([[False,  True],
+                [False, False]])
+    """
     height, width = scores.shape
-    mask = torch.zeros(height * width, dtype=torch.bool, device=scores.device)
-    mask[torch.topk(scores.flatten(), k).indices] = True
-    return mask.view(height, width)
+    flat = scores.detach().flatten().to("cpu", torch.float64)
+    order = torch.arange(flat.numel())
+    if tie_break is not None:
+        if tuple(tie_break.shape) != (height, width):
+            raise ValueError(f"tie_break must be {height} x {width} like the scores, got {tuple(tie_break.shape)}.")
+        secondary = tie_break.detach().flatten().to("cpu", torch.float64)
+        if torch.isnan(secondary).any():
+            raise ValueError("tie_break contains NaN values.")
+        order = torch.sort(secondary, descending=True, stable=True).indices
+    order = order[torch.sort(flat[order], descending=True, stable=True).indices]
+    mask = torch.zeros(height * width, dtype=torch.bool)
+    mask[order[:k]] = True
+    return mask.view(height, width).to(scores.device)
 
 
 def top_k_pattern(
-    attribution: Tensor, canvas: Tensor, k: Budget, *, absolute: bool = False, warn_filler: bool = True
+    attribution: Tensor,
+    canvas: Tensor,
+    k: Budget,
+    *,
+    absolute: bool = False,
+    warn_filler: bool = True,
+    tie_break: Optional[Tensor] = None,
 ) -> Pattern:
     """Keep the ``k`` pixels with the largest attribution, with the canvas's values.
 
@@ -129,12 +170,18 @@ def top_k_pattern(
             the ones that support the target class.
         warn_filler: warn when fewer than ``k`` pixels have a positive score (set False
             where the caller reports that itself, e.g. once for a whole power curve).
+        tie_break: optional H x W (or C x H x W, channels summed) secondary score that
+            orders pixels of equal attribution, highest first. For a ClassPattern map pass
+            the matching row of :attr:`ClassPattern.last_tie_break
+            <captum_classpattern.attr.ClassPattern.last_tie_break>` (the gradient evidence
+            the search accumulated). Without it, and among pixels equal in both, the lowest
+            pixel index (row-major) wins (:func:`top_k_mask`).
 
     Returns:
         A :class:`Pattern`.
 
     Raises:
-        ValueError: shapes disagree, NaN, or ``k`` out of range.
+        ValueError: shapes disagree (also of ``tie_break``), NaN, or ``k`` out of range.
 
     Warns:
         RuntimeWarning: fewer than ``k`` pixels have a positive score, so part of the pattern
@@ -143,6 +190,7 @@ def top_k_pattern(
     Example:
         >>> pattern = top_k_pattern(maps[0], canvas, k=0.05)
         >>> stamped = pattern.stamp(other_images)
+        >>> pattern = top_k_pattern(maps[0], canvas, k=0.05, tie_break=explainer.last_tie_break[0])
     """
     if canvas.dim() == 4 and canvas.shape[0] == 1:
         canvas = canvas[0]
@@ -164,7 +212,8 @@ def top_k_pattern(
             RuntimeWarning,
             stacklevel=2,
         )
-    mask = top_k_mask(scores, count)
+    secondary = None if tie_break is None else pixel_scores(tie_break.detach())
+    mask = top_k_mask(scores, count, secondary)
     values = torch.where(
         mask.to(canvas.device), canvas.detach(), torch.zeros((), dtype=canvas.dtype, device=canvas.device)
     )

@@ -1,12 +1,16 @@
 """The search set: the other-class images a pattern is pasted onto, streamed in batches.
 
-Two sources are accepted:
+Three sources are accepted:
 
 * a tensor (optionally with labels): every canvas gets its own shuffled stream of the
   images not of its class, in batches of exactly ``batch_size`` (the last batch of an
   epoch may be smaller), so the paper's schedule is reproduced exactly. The shuffle is
   seeded per target class, so a canvas sees the same batches whether it is searched
   alone or together with others.
+* an :class:`ImageStream` (or a map-style dataset such as ``ImageFolder``): the same
+  per-canvas streams as for a tensor of the same images, the rows of each step read by a
+  DataLoader with workers, so the maps are those of the tensor and only a few steps'
+  images are in memory at a time.
 * an iterable of ``(images, labels)`` (a DataLoader): each of its batches is one step, and
   every canvas uses the images of that batch not of its class. Only one batch is held at
   a time, so memory does not grow with the search set.
@@ -20,8 +24,10 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset, IterableDataset
 
 from .._utils import check_images, check_labels
+from ._image_stream import ImageStream
 
 BaselineSource = Union[Tensor, Iterable]
 
@@ -41,6 +47,10 @@ class StepBatch:
     images: Tensor
     owner: Tensor
     per_canvas: Optional[int] = None
+
+
+StepPlan = Tuple[Tensor, Tensor, Optional[int], Tensor]
+"""The rows of one search step: ``(index, owner, per_canvas, active)``."""
 
 
 _CHECK_ELEMENTS = 1 << 18
@@ -96,12 +106,16 @@ class TensorSearchSet:
         if labels is not None:
             labels = check_labels(images, labels, "baseline")
         self.images = images
+        self._plan_pools(images.shape[0], labels, targets, batch_size, seed)
+
+    def _plan_pools(self, count: int, labels: Optional[Tensor], targets: Tensor, batch_size: int, seed: int) -> None:
+        """One pool of other-class rows and one seed per class of the canvases."""
         self.batch_size = batch_size
         classes, self._stream_of = torch.unique(targets.reshape(-1).cpu(), return_inverse=True)
         self._pools: List[Tensor] = []
         self._seed_of: List[int] = []
         for target in classes.tolist():
-            pool = torch.arange(images.shape[0]) if labels is None else torch.nonzero(labels != target).flatten()
+            pool = torch.arange(count) if labels is None else torch.nonzero(labels.cpu() != target).flatten()
             if pool.numel() == 0:
                 raise ValueError(
                     f"the search set is empty for class {target} once its own images are excluded: "
@@ -144,8 +158,8 @@ class TensorSearchSet:
                     yield order[start : start + self.batch_size]
             epoch += 1
 
-    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
-        """Yield ``(batch, active)`` pairs; ``active`` marks the canvases updated this step."""
+    def plan(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[StepPlan]:
+        """The rows of every step, before any image is read: ``(index, owner, per_canvas, active)``."""
         count = self._stream_of.numel()
         streams = [self._index_stream(s, epochs) for s in range(len(self._pools))]
         # While every stream yields a full batch (always, for step-count schedules), the
@@ -164,16 +178,16 @@ class TensorSearchSet:
                 index = torch.stack([c for c in chunks if c is not None])
                 if not in_order:
                     index = index.index_select(0, self._stream_of)
-                yield StepBatch(_rows(self.images, index.reshape(-1)), full_owner, self.batch_size), all_active
+                yield index.reshape(-1), full_owner, self.batch_size, all_active
             else:
-                batch = self._partial_batch(chunks)
-                if batch is None:
+                partial = self._partial_plan(chunks)
+                if partial is None:
                     break
-                yield batch
+                yield partial
             step += 1
 
-    def _partial_batch(self, chunks: List[Optional[Tensor]]) -> Optional[Tuple[StepBatch, Tensor]]:
-        """The step's batch when some streams are shorter or finished (end of an epoch)."""
+    def _partial_plan(self, chunks: List[Optional[Tensor]]) -> Optional[StepPlan]:
+        """The step's rows when some streams are shorter or finished (end of an epoch)."""
         indices, owners = [], []
         active = torch.zeros(self._stream_of.numel(), dtype=torch.bool)
         for canvas, s in enumerate(self._stream_of.tolist()):
@@ -185,7 +199,50 @@ class TensorSearchSet:
             active[canvas] = True
         if not indices:
             return None
-        return StepBatch(_rows(self.images, torch.cat(indices)), torch.cat(owners)), active
+        return torch.cat(indices), torch.cat(owners), None, active
+
+    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
+        """Yield ``(batch, active)`` pairs; ``active`` marks the canvases updated this step."""
+        for index, owner, per_canvas, active in self.plan(epochs, steps):
+            yield StepBatch(_rows(self.images, index), owner, per_canvas), active
+
+
+class StreamSearchSet(TensorSearchSet):
+    """:class:`TensorSearchSet`'s per-canvas streams over an :class:`ImageStream`, read a step at a time.
+
+    The rows of each step are exactly those the same images in a tensor would give (same
+    seed, same indices); a DataLoader reads them, with the stream's workers, a few steps
+    ahead, so only those steps' images are in memory.
+    """
+
+    def __init__(self, stream: ImageStream, targets: Tensor, shape: Tuple[int, ...], batch_size: int, seed: int):
+        self.stream = stream
+        self.shape = shape
+        self._plan_pools(len(stream), stream.labels, targets, batch_size, seed)
+
+    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
+        """Yield ``(batch, active)`` pairs, the images of each step read by the stream's DataLoader."""
+        sampler = _StepIndices(self, epochs, steps)
+        loaded = iter(self.stream.loader(batch_sampler=sampler))
+        for (_, owner, per_canvas, active), (images, _) in zip(self.plan(epochs, steps), loaded):
+            _check_in_slices(images, "baselines")
+            if tuple(images.shape[1:]) != self.shape:
+                raise ValueError(
+                    f"baseline images are {tuple(images.shape[1:])} but canvases are {self.shape}: "
+                    "resize them to the canvas size (e.g. in the dataset's transform)."
+                )
+            yield StepBatch(images, owner, per_canvas), active
+
+
+class _StepIndices:
+    """The row indices of each search step, as a DataLoader's ``batch_sampler``."""
+
+    def __init__(self, search_set: TensorSearchSet, epochs: Optional[int], steps: Optional[int]) -> None:
+        self.search_set, self.epochs, self.steps = search_set, epochs, steps
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for index, _, _, _ in self.search_set.plan(self.epochs, self.steps):
+            yield index.tolist()
 
 
 class IterableSearchSet:
@@ -280,6 +337,10 @@ def make_search_set(
 ) -> Union[TensorSearchSet, IterableSearchSet]:
     """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
 
+    A map-style dataset (with ``baseline_labels``, or labels of its own in ``targets``) is
+    read as an :class:`ImageStream`; an :class:`ImageStream` becomes a
+    :class:`StreamSearchSet`, whose steps are those of the same images in a tensor.
+
     Raises:
         ValueError: the baselines are missing, empty, hold NaN or do not match the canvas
             shape, or a tensor has a multiple of its labels' count of images (as when
@@ -292,6 +353,12 @@ def make_search_set(
     """
     if baselines is None:
         raise ValueError(NO_SEARCH_SET)
+    if isinstance(baselines, Dataset) and not isinstance(baselines, IterableDataset):
+        baselines, baseline_labels = ImageStream(baselines, baseline_labels), None
+    if isinstance(baselines, ImageStream):
+        if baseline_labels is not None:
+            raise ValueError("an ImageStream carries its own labels: pass them to ImageStream, not as baseline_labels.")
+        return StreamSearchSet(baselines, targets, tuple(canvas_shape), batch_size, seed)
     if baseline_labels is not None and isinstance(baselines, tuple) and len(baselines) == 1:
         baselines = baselines[0]  # Captum's 1-tuple form of one tensor, as its wrappers pass it on
     if isinstance(baselines, Tensor):

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from .._utils import check_images, check_labels, evaluation_mode
+from .._utils import check_images, check_labels, evaluation_mode, module_device, num_classes_of
 from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
 from ._scan_result import ScanResult
-from ._scan_scores import AUC_POWER, budget_grid, measure_powers
+from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 _DEFAULT_SCAN = ScanSettings()
 _DEFAULT_SCORING = ScoringSettings()
 _DEFAULT_RECOVERY = TriggerRecoverySettings()
+_NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
+
+Reference = Union[Callable, ScanResult]
+"""A reference model, or the :class:`ScanResult` of a scan of one."""
 
 
 def scan(
@@ -36,6 +40,7 @@ def scan(
     trigger_target: Optional[int] = None,
     seed: int = 0,
     show_progress: bool = False,
+    reference: Union[Reference, Sequence[Reference], None] = None,
 ) -> ScanResult:
     """Scan a classifier for backdoors with one class pattern per class.
 
@@ -48,10 +53,14 @@ def scan(
     For each flagged class a second search recovers the trigger as one compact region
     (``recovery``).
 
-    A clean-data scan cannot tell a poisoned class from a class with a *natural*
+    A clean-data scan alone cannot tell a poisoned class from a class with a *natural*
     backdoor: a few learned pixels that flip most images to it without any poisoning.
     Such a flag is true about the model (the pattern is a usable trigger) and a false
-    alarm only about poisoning.
+    alarm only about poisoning. With ``reference`` models, trained by the defender on
+    clean data of the same task, the same search runs on each reference, every class is
+    also scored relative to the references' mean, and a class stays flagged only if it is
+    an outlier by that relative score too: a class that is just as easy to flip on a
+    clean model is natural, a planted trigger works on the suspect only.
 
     Args:
         model: the classifier, returning N x num_classes logits for images in [0, 1]. Its
@@ -74,15 +83,22 @@ def scan(
             suspicious class).
         seed: seeds the order of the search images and the held-out subsets.
         show_progress: show a tqdm progress bar.
+        reference: one or more reference models (clean models of the same task, on the
+            images' device, left as found), or :class:`ScanResult` s of earlier scans of
+            them with the same ``settings`` and ``classes`` (scan each reference once and
+            pass its result to every suspect's scan). ``None`` (default) scores the suspect
+            alone.
 
     Returns:
         A :class:`ScanResult`.
 
     Raises:
-        TypeError: a model that is not callable, settings of the wrong type, or
-            images/labels of the wrong type.
+        TypeError: a model or reference that is not callable, settings of the wrong type,
+            or images/labels of the wrong type.
         ValueError: bad shapes, pixels outside [0, 1], fewer than three classes, a class
-            without images, or a pattern size that does not fit the images.
+            without images, a pattern size that does not fit the images, or a reference
+            with another number of classes, on another device, returning probabilities,
+            or scanned with other settings.
 
     Example:
         >>> result = scan(model, clean.images, clean.labels, eval_images=held.images,
@@ -91,6 +107,9 @@ def scan(
         >>> result.patterns[0].stamp(images)
         >>> quick = scan(model, clean.images, clean.labels, ScanSettings(steps=60),
         ...              scoring=ScoringSettings(max_eval=150))
+        >>> own = scan(reference_model, clean.images, clean.labels)  # once per reference
+        >>> compared = scan(model, clean.images, clean.labels, reference=own)
+        >>> compared.rescore("power_auc", reference=False).flagged  # the suspect alone
     """
     started = time.perf_counter()
     check_model(model)
@@ -107,6 +126,7 @@ def scan(
     if scoring.auc_k != "median":
         budget_pixels(scoring.auc_k, "auc_k", height, width)  # checked now, used after the search
     check_trigger_mask(trigger_mask, height, width)
+    references = _as_references(reference)
 
     with evaluation_mode(model, "scan"):
         targets = scanned_classes(model, images, classes, "scan")
@@ -117,6 +137,11 @@ def scan(
                 raise ValueError(f"class {target} has no images to take a canvas from: pass init='grey'.")
             if not bool((eval_labels != target).any()):
                 raise ValueError(f"no held-out images outside class {target} to measure the pattern on.")
+        run_reference = partial(
+            scan, images=images, labels=labels, settings=settings, scoring=scoring, eval_images=eval_images,
+            eval_labels=eval_labels, classes=targets.tolist(), recovery=_NO_RECOVERY, seed=seed,
+        )  # fmt: skip
+        reference_tables = _reference_tables(references, run_reference, settings, model, targets.tolist(), images)
         canvases = pick_canvases(model, images, labels, targets.tolist(), settings.init)
         maps, learned = learn_patterns(
             model,
@@ -151,6 +176,7 @@ def scan(
             settings,
             recovery,
             seed,
+            reference_tables=reference_tables,
         )
         jaccard_class = None
         if trigger_mask is not None:
@@ -182,3 +208,65 @@ def scan(
         result.jaccard_class = jaccard_class
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:
+    """The references as a list, each a model or a :class:`ScanResult`."""
+    if reference is None:
+        return []
+    items: List[Any] = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+    if not items:
+        raise ValueError("reference is an empty list: pass None to scan without a reference.")
+    for item in items:
+        if not (isinstance(item, ScanResult) or callable(item)):
+            raise TypeError(
+                "reference must be a model (a callable returning logits), the ScanResult of a scan of one, "
+                f"or a list of them, got {type(item).__name__}."
+            )
+    return items
+
+
+def _reference_tables(
+    references: List[Reference],
+    run: Callable,
+    settings: ScanSettings,
+    model: Callable,
+    classes: List[int],
+    images: Tensor,
+) -> List[PowerTable]:
+    """The power table of the suspect's search on each reference, scanning the reference models with ``run``."""
+    tables = []
+    num_classes = None
+    for position, item in enumerate(references):
+        name = f"reference {position}"
+        if isinstance(item, ScanResult):
+            if item.classes != classes or tuple(item.maps.shape[-2:]) != tuple(images.shape[-2:]):
+                raise ValueError(
+                    f"{name} scanned the classes {item.classes} on {tuple(item.maps.shape[-2:])} images; this scan "
+                    f"needs the classes {classes} on {tuple(images.shape[-2:])} images: scan the reference with "
+                    "the same images and classes."
+                )
+            if item.settings != settings:
+                raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
+            tables.append(item.table)
+            continue
+        device = module_device(item)
+        if device is not None and device != images.device:
+            raise ValueError(
+                f"{name} is on {device} but the images are on {images.device}: "
+                f"move it with .to({str(images.device)!r})."
+            )
+        if num_classes is None:
+            num_classes = num_classes_of(model, images[:1])
+        with evaluation_mode(item, "scan reference"):
+            count = num_classes_of(item, images[:1], who=name)
+        if count != num_classes:
+            raise ValueError(
+                f"{name} has {count} output classes but the model has {num_classes}: a reference must be "
+                "trained on the same task."
+            )
+        try:
+            tables.append(run(item).table)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from error
+    return tables

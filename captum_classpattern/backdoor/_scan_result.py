@@ -13,7 +13,7 @@ from torch import Tensor
 from .._utils import JsonFile, check_choice
 from ..attr import Pattern, pixel_budget, top_k_mask
 from ..metrics import flag_outliers, trigger_jaccard
-from ._scan_scores import DIRECTION, PowerTable
+from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
 from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
@@ -40,13 +40,25 @@ class ScanResult(JsonFile):
         trigger_jaccard: Jaccard index between the recovered top-k trigger pixels (k =
             trigger area) and the true trigger mask, when one was given; ``None`` otherwise.
         jaccard_class: the class whose pattern ``trigger_jaccard`` was measured on.
-        seconds: wall time of the scan.
+        seconds: wall time of the scan (with the reference models' searches, when the scan
+            ran them).
+        reference_tables: the power tables of the same search on each reference model
+            (empty without a reference): what a model trained on clean data of the same
+            task does with each class.
         scores: the score of each class (see :attr:`score`): mean log-odds of the power for
             ``"power_auc"``, a pattern size in pixels for ``"min_k"``, a power for
-            ``"power_at_k"``, the map's L1 norm for ``"mask_l1"``.
-        anomaly_index: the MAD anomaly index of each class's score.
+            ``"power_at_k"``, the map's L1 norm for ``"mask_l1"``. With reference tables, the
+            suspect's score relative to the references' mean: the difference of the
+            log-odds or powers, the ratio of the sizes.
+        suspect_scores: the suspect model's own scores (equal to ``scores`` without a
+            reference).
+        reference_scores: the references' mean score of each class (empty without a
+            reference).
+        anomaly_index: the MAD anomaly index of each class's score; with reference tables,
+            the smaller of the suspect's own index and the index of the relative score.
         flagged: flagged classes (one-sided outliers with index above the threshold),
-            most anomalous first.
+            most anomalous first; with reference tables, only classes that are outliers both
+            by the suspect's own scores and by the scores relative to the references.
         patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
             top-k pixels with the searched values, ``k`` the smallest evaluated size that
             reaches the power threshold (``k`` itself for ``score="power_at_k"``).
@@ -70,7 +82,10 @@ class ScanResult(JsonFile):
     trigger_jaccard: Optional[float] = None
     jaccard_class: Optional[int] = None
     seconds: float = 0.0
+    reference_tables: List[PowerTable] = field(default_factory=list)
     scores: List[float] = field(init=False)
+    suspect_scores: List[float] = field(init=False)
+    reference_scores: List[float] = field(init=False)
     anomaly_index: List[float] = field(init=False)
     flagged: List[int] = field(init=False)
     patterns: List[Pattern] = field(init=False)
@@ -87,7 +102,16 @@ class ScanResult(JsonFile):
         score = self.scoring.score
         sizes = self.table.smallest_sizes(self.scoring.power_threshold)
         raw = self.table.class_scores(score, self.maps, sizes, fixed_k, int(self.scoring.auc_k))
+        suspect = raw
         index, flagged_rows = flag_outliers(raw.tolist(), DIRECTION[score], self.scoring.threshold)
+        reference = self._reference_raw(height, width)
+        if reference is not None:
+            # A class stays flagged only if it is also an outlier once each class is measured
+            # against the references: the reference can clear a flag, never raise one.
+            raw = raw - reference
+            relative, flagged_relative = flag_outliers(raw.tolist(), DIRECTION[score], self.scoring.threshold)
+            index = np.minimum(index, relative)
+            flagged_rows = sorted(set(flagged_rows) & set(flagged_relative), key=lambda row: -index[row])
         # The recovered pattern: the smallest evaluated size reaching the power threshold (the
         # largest size if none does), or the fixed size for score="power_at_k".
         if score == "power_at_k":
@@ -99,10 +123,29 @@ class ScanResult(JsonFile):
             mask = top_k_mask(self.maps[row], size)
             self.patterns.append(Pattern(mask, torch.where(mask, self.values[row], torch.zeros_like(self.values[row]))))
             self.powers.append(float(self.table.powers[row, ks.index(size)]))
-        shown = raw if score in ("power_auc", "power_at_k") else np.exp(raw)
-        self.scores = [float(v) for v in shown]
+        self.scores = shown_scores(score, raw)
+        self.suspect_scores = shown_scores(score, suspect)
+        self.reference_scores = [] if reference is None else shown_scores(score, reference)
         self.anomaly_index = [float(a) for a in index]
         self.flagged = [self.classes[r] for r in flagged_rows]
+
+    def _reference_raw(self, height: int, width: int) -> Optional[np.ndarray]:
+        """The references' mean raw score of each class, or ``None`` without reference tables."""
+        if not self.reference_tables:
+            return None
+        if self.scoring.score == "mask_l1":
+            raise ValueError("score='mask_l1' cannot be compared with a reference: use a power score.")
+        raws = []
+        for table in self.reference_tables:
+            if table.powers.shape[0] != len(self.classes) or (
+                self.scoring.score == "power_at_k" and self.scoring.k not in table.ks
+            ):
+                raise ValueError(
+                    f"a reference table has {table.powers.shape[0]} classes and sizes {table.ks}: it must come "
+                    f"from the same search over the classes {self.classes} with size k={self.scoring.k}."
+                )
+            raws.append(reference_raw(table, self.scoring, height, width))
+        return np.mean(raws, axis=0)
 
     @property
     def score(self) -> str:
@@ -183,6 +226,7 @@ class ScanResult(JsonFile):
         k: Optional[int] = None,
         auc_k: Union[int, float, str, None] = None,
         threshold: Optional[float] = None,
+        reference: bool = True,
     ) -> ScanResult:
         """The same search scored another way (no new search).
 
@@ -193,15 +237,21 @@ class ScanResult(JsonFile):
             auc_k: the largest size ``"power_auc"`` averages over: pixels, a fraction of
                 the image or ``"median"`` (default: the size the scan used).
             threshold: the anomaly-index threshold (default: the scan's).
+            reference: compare with the reference tables, if the scan has any (default);
+                ``False`` scores the suspect alone, as a scan without a reference does.
 
         Returns:
             A new :class:`ScanResult` sharing this one's maps and values.
 
         Raises:
-            ValueError: an unknown score, a ``k`` that was not evaluated, or powers the
-                scan stopped computing early (scan with ``ScoringSettings(full_table=True)``).
+            ValueError: an unknown score, a ``k`` that was not evaluated, powers the scan
+                stopped computing early (scan with ``ScoringSettings(full_table=True)``), or
+                ``"mask_l1"`` with reference tables.
+            TypeError: ``reference`` is not a bool.
         """
         check_choice(score, SCORES, "score")
+        if not isinstance(reference, bool):
+            raise TypeError(f"reference must be a bool, got {type(reference).__name__}.")
         changes: Dict[str, Any] = {"score": score}
         for name, value in (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k), ("threshold", threshold)):
             if value is not None:
@@ -212,6 +262,7 @@ class ScanResult(JsonFile):
             scoring=self.scoring.replace(**changes),
             trigger_maps=dict(self.trigger_maps),
             trigger_values=dict(self.trigger_values),
+            reference_tables=list(self.reference_tables) if reference else [],
         )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -225,6 +276,8 @@ class ScanResult(JsonFile):
             "score": self.score,
             "direction": self.direction,
             "scores": list(self.scores),
+            "suspect_scores": list(self.suspect_scores),
+            "reference_scores": list(self.reference_scores),
             "anomaly_index": list(self.anomaly_index),
             "flagged": list(self.flagged),
             "pattern_sizes": [p.k for p in self.patterns],
@@ -239,6 +292,7 @@ class ScanResult(JsonFile):
             "recovery": self.recovery.to_dict(),
             "seed": self.seed,
             "table": self.table.to_dict(),
+            "reference_tables": [table.to_dict() for table in self.reference_tables],
             "dtype": str(self.maps.dtype).replace("torch.", ""),
             "maps": self.maps.tolist(),
             "values": self.values.tolist(),
@@ -274,4 +328,5 @@ class ScanResult(JsonFile):
             trigger_jaccard=data.get("trigger_jaccard"),
             jaccard_class=data.get("jaccard_class"),
             seconds=float(data.get("seconds", 0.0)),
+            reference_tables=[PowerTable.from_dict(table) for table in data.get("reference_tables", [])],
         )

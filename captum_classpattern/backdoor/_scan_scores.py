@@ -62,12 +62,14 @@ class PowerTable:
         # Classes that never reach the power count as twice the largest size; cap at the image.
         return int(min(self.ks[-1], max(1, round(float(np.median(sizes))))))
 
-    def class_scores(self, score: str, maps: Tensor, sizes: List[float], fixed_k: int, auc_k: int) -> np.ndarray:
+    def class_scores(
+        self, score: str, maps: Optional[Tensor], sizes: List[float], fixed_k: int, auc_k: int
+    ) -> np.ndarray:
         """The raw score of every class, on the scale the anomaly index is computed on.
 
         Args:
             score: ``"power_auc"``, ``"min_k"``, ``"power_at_k"`` or ``"mask_l1"``.
-            maps: K x H x W maps (for ``"mask_l1"``).
+            maps: K x H x W maps (for ``"mask_l1"``; ``None`` for the other scores).
             sizes: each class's smallest size at the power threshold (for ``"min_k"``).
             fixed_k: the size of ``"power_at_k"``.
             auc_k: the largest size ``"power_auc"`` averages over.
@@ -88,13 +90,31 @@ class PowerTable:
             raw = np.log(sizes)
         elif score == "power_at_k":
             raw = table[:, ks.index(fixed_k)]
-        else:
+        elif maps is not None:
             raw = np.log(maps.sum((1, 2)).clamp(min=1e-6).cpu().double().numpy())
+        else:
+            raise ValueError("score='mask_l1' needs the maps.")
         if not np.all(np.isfinite(raw)):
             raise ValueError(
                 f"the power table lacks the entries score={score!r} needs: scan with ScoringSettings(full_table=True)."
             )
         return raw
+
+    def filled(self) -> PowerTable:
+        """A copy whose unmeasured sizes take the power of the largest measured size below them.
+
+        The scan stops measuring a class once its power reaches the thresholds; powers
+        hardly fall with more pixels, so the last measured value stands in for the rest.
+        Sizes below the first measured one stay NaN.
+
+        Returns:
+            The filled :class:`PowerTable`.
+        """
+        powers = np.array(self.powers, dtype=np.float64)
+        for column in range(1, powers.shape[1]):
+            missing = np.isnan(powers[:, column])
+            powers[missing, column] = powers[missing, column - 1]
+        return PowerTable(ks=list(self.ks), powers=powers, counts=list(self.counts))
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict; NaN powers are written as ``None``."""
@@ -117,6 +137,35 @@ class PowerTable:
         ks = [int(k) for k in data["ks"]]
         powers = np.array([[np.nan if v is None else v for v in row] for row in data["powers"]], dtype=np.float64)
         return cls(ks=ks, powers=powers.reshape(-1, len(ks)), counts=[int(c) for c in data["counts"]])
+
+
+def shown_scores(score: str, raw: np.ndarray) -> List[float]:
+    """Raw scores on the scale they are reported on: sizes and L1 norms leave the log scale."""
+    shown = raw if score in ("power_auc", "power_at_k") else np.exp(raw)
+    return [float(v) for v in shown]
+
+
+def reference_raw(table: PowerTable, scoring: Any, height: int, width: int) -> np.ndarray:
+    """A reference model's raw score of each class, on the scale the suspect's is compared on.
+
+    The reference's table is filled where its scan stopped early (:meth:`PowerTable.filled`)
+    and scored like the suspect's: the same score, power threshold and ``k``; ``power_auc``
+    averages over the sizes up to where a typical class of the *reference* reaches a power
+    of 0.5, so that each model is measured against its own typical class.
+
+    Args:
+        table: the reference's power table.
+        scoring: the suspect's :class:`ScoringSettings` (``k`` in pixels).
+        height: the image height.
+        width: the image width.
+
+    Returns:
+        K raw scores.
+    """
+    filled = table.filled()
+    auc_k = filled.auc_size("median", height, width)
+    sizes = filled.smallest_sizes(scoring.power_threshold)
+    return filled.class_scores(scoring.score, None, sizes, int(scoring.k), auc_k)
 
 
 def measure_powers(

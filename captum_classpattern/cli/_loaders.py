@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
-from ..attr import Budget, pixel_budget
+from ..attr import Budget, ImageStream, pixel_budget
 from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder
 from ..pipeline import local_device
 from ._errors import DEBUG_HINT, UsageError, listing, one_line
@@ -293,7 +293,10 @@ def load_data(spec: str, limit: int, size: Optional[int] = None) -> Tuple[Split,
             split, names = load_image_folder(path, limit=limit)
             search, held_out = _halves(split, 0)
         else:
-            raise UsageError(f"--data must be digits, cifar10:PATH or folder:PATH, got {spec!r}.")
+            raise UsageError(
+                f"--data must be digits, cifar10:PATH or folder:PATH (or the path of an image folder to stream), "
+                f"got {spec!r}."
+            )
     except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as error:
         raise UsageError(f"--data {spec}: {one_line(error, 300)}") from error
     if len(search) == 0 or len(held_out) == 0:
@@ -359,3 +362,62 @@ def check_job(
         except (ValueError, TypeError) as error:
             raise UsageError(f"--k {k}: {one_line(error, 200)}") from error
     return chosen
+
+
+def is_stream_spec(spec: str) -> bool:
+    """Whether ``--data`` names an image folder to stream: not a built-in spec, and an existing folder or a path."""
+    kind, _, path = spec.partition(":")
+    if spec == "digits" or (kind in ("cifar10", "folder") and path):
+        return False
+    return os.path.isdir(spec) or os.sep in spec or spec.startswith((".", "~"))
+
+
+def load_stream(spec: str, workers: int, batch: int, size: int = 224) -> Tuple[ImageStream, ImageStream, Sequence[str]]:
+    """``(search, held_out, class_names)`` of an image folder ``DIR/<class>/<image>``, read lazily.
+
+    The images are resized and centre-cropped to ``size`` as ``folder:PATH`` does; the folder
+    is split into search and held-out halves by the same seeded shuffle, by position, so no
+    image is read here.
+
+    Args:
+        spec: the ``--data`` argument, a folder.
+        workers: DataLoader worker processes (``--workers``).
+        batch: the most images per model call (``--max-batch``).
+        size: side of the images.
+
+    Raises:
+        UsageError: the folder is missing, is a file, holds no class folder or images, or too
+            few images to split.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    if not os.path.exists(spec):
+        raise UsageError(f"--data {spec}: no such folder (expected {spec}/<class name>/<image files>).")
+    if not os.path.isdir(spec):
+        raise UsageError(f"--data {spec} is a file: give a folder of class folders, {spec}/<class name>/<image files>.")
+    tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
+    try:
+        dataset = ImageFolder(spec, transform=tf)
+    except (OSError, ValueError) as error:  # no class folders, or class folders without images
+        raise UsageError(f"--data {spec}: {one_line(error, 300)}") from error
+    stream = ImageStream(dataset, batch_size=batch, num_workers=workers)
+    order = torch.randperm(len(stream), generator=torch.Generator().manual_seed(0))
+    cut = len(stream) // 2
+    if cut == 0:
+        raise UsageError(f"--data {spec}: too few images ({len(stream)}) to split into search and held-out images.")
+    return stream.subset(order[:cut]), stream.subset(order[cut:]), tuple(dataset.classes)
+
+
+def probe_split(stream: ImageStream, count: int = 2) -> Split:
+    """The first ``count`` images of a stream, read in this process, for :func:`check_job`.
+
+    Raises:
+        UsageError: an image cannot be read or is not a tensor.
+    """
+    head = stream.subset(range(min(count, len(stream))))
+    try:
+        images, labels = next(iter(ImageStream(head.dataset, head.labels, batch_size=count)))
+    except (OSError, TypeError, ValueError) as error:
+        raise UsageError(f"--data: cannot read the first images ({one_line(error, 300)}).") from error
+    return Split(images, labels)

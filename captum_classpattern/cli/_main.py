@@ -17,8 +17,8 @@ import traceback
 import warnings
 from typing import Optional, Sequence
 
-from ..pipeline import DEFAULT_CHUNK_SIZE
-from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, pattern_size, positive_int
+from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
+from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, non_negative_int, pattern_size, positive_int
 from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
 from ._scan import add_scan_parser, run_scan
 from ._search import CHECKPOINTS, run_demo, run_user_search
@@ -40,7 +40,9 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
         f"report.json, report.html and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
-    parser.add_argument("--schedule", choices=("default", "paper"), default="default", help="search schedule")
+    parser.add_argument(
+        "--schedule", choices=("default", "paper", "paper-imagenet"), default="default", help="search schedule"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -52,6 +54,13 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
         type=positive_int,
         default=DEFAULT_CHUNK_SIZE,
         help=f"classes searched (and checkpointed) at a time (default {DEFAULT_CHUNK_SIZE})",
+    )
+    parser.add_argument(
+        "--power-images",
+        type=positive_int,
+        metavar="M",
+        help="measure predictive power on M held-out images of each class (seeded), with its 95%% confidence "
+        "interval in the table and report (default: all held-out images, no interval)",
     )
     add_run_flags(parser)
 
@@ -84,13 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--model", required=True, help="module:factory returning the model, e.g. mypkg.nets:build")
     search.add_argument("--weights", help=WEIGHTS_HELP)
-    search.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
+    search.add_argument(
+        "--data",
+        default="digits",
+        help="digits | cifar10:PATH | folder:PATH (read into memory, at most --limit images) | DIR, an image folder "
+        "DIR/<class>/<image> streamed by a DataLoader, never read whole (default digits)",
+    )
     search.add_argument("--classes", help="comma-separated classes, e.g. 0,3,7 (default: all)")
     search.add_argument(
         "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
     )
     search.add_argument(
         "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
+    )
+    search.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers reading --data DIR (default 0)"
+    )
+    search.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=224,
+        help="with --data DIR: images are resized and centre-cropped to this side (default 224)",
+    )
+    search.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=DEFAULT_FORWARD_BATCH,
+        help="with --data DIR: the most images per model call, search composites included (default "
+        f"{DEFAULT_FORWARD_BATCH}; in-memory data always uses {DEFAULT_FORWARD_BATCH})",
     )
     _search_options(search, "classpattern_output")
     add_scan_parser(commands)

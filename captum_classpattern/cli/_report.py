@@ -16,13 +16,15 @@ import torch
 from .._version import __version__
 from ..attr import Pattern
 from ..backdoor import ScanResult
-from ..pipeline import SearchReport
+from ..pipeline import ClassReport, SearchReport
 from ..visualization import ReportFigure, ReportSection, html_report, pattern_image
 
 SEARCH_TEXT = (
     "One row per class. k: pattern size in pixels. predictive power: share of held-out images of the other "
     "classes that the class pattern, pasted onto them, makes the model classify as the class. floor: share "
     "already classified as the class without a pattern. random: power of k random pixels of the same canvas. "
+    "power low / high (when measured on a sample of held-out images): the 95% Wilson confidence interval of "
+    "the predictive power, on the number of images measured. "
     "The other columns: power of the top-k pixels of Captum's attribution methods.\n\n"
     "Click a column header to sort by it; click again to reverse."
 )
@@ -58,6 +60,13 @@ def _run_sections(settings: Mapping[str, Any]) -> List[ReportSection]:
     return [ReportSection("Settings", settings=settings), ReportSection("Versions", settings=versions())]
 
 
+def _interval_cells(row: ClassReport) -> Dict[str, Any]:
+    """The confidence interval of a power measured on a sample, and the images it was measured on."""
+    if row.power_interval is None:
+        return {}
+    return {"power low": row.power_interval[0], "power high": row.power_interval[1], "images measured": row.measured}
+
+
 def search_page(report: SearchReport, figure_png: bytes, command_line: str) -> str:
     """The page of a ``demo`` or ``search`` run.
 
@@ -75,6 +84,7 @@ def search_page(report: SearchReport, figure_png: bytes, command_line: str) -> s
             "name": row.name if row.name is not None else str(row.class_),
             "k": row.k,
             "predictive power": row.predictive_power,
+            **_interval_cells(row),
             "floor": row.floor,
             "random": row.random,
             **row.baselines,

@@ -12,19 +12,31 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import torch
 
-from .._utils import write_atomic
+from .._utils import predict, write_atomic
+from ..attr import ImageStream
 from ..data import DIGIT_CLASSES, Split, load_digits
-from ..pipeline import init_distributed, is_main_process, main_process_first, search_classes
+from ..pipeline import PowerSample, init_distributed, is_main_process, main_process_first, search_classes
 from ..training import accuracy, digits_model
 from ..visualization import plot_class_patterns, png_bytes
 from ._arguments import show_progress
-from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
+from ._loaders import (
+    check_job,
+    is_stream_spec,
+    load_data,
+    load_model,
+    load_stream,
+    parse_classes,
+    parse_device,
+    probe_split,
+)
 from ._output import prepare_out, publish
 from ._report import search_page
+
+Source = Union[Split, ImageStream]
 
 CHECKPOINTS = "checkpoints"
 """The folder under ``--out`` that ``demo`` and ``search`` checkpoint finished chunks of classes into."""
@@ -32,8 +44,8 @@ CHECKPOINTS = "checkpoints"
 
 def run_search(
     model: torch.nn.Module,
-    search: Split,
-    held_out: Split,
+    search: Source,
+    held_out: Source,
     class_names: Sequence[str],
     classes: List[int],
     args: argparse.Namespace,
@@ -53,13 +65,15 @@ def run_search(
     main_process = is_main_process()
     test_accuracy = None
     if main_process:
-        test_accuracy = accuracy(model, held_out.images.to(device), held_out.labels.to(device))
+        test_accuracy = _accuracy(model, held_out, device)
         print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
+    power_images = getattr(args, "power_images", None)
+    measured: Union[Source, PowerSample] = held_out if power_images is None else PowerSample(held_out, power_images)
     start = time.perf_counter()
     outcome = search_classes(
         model,
         search,
-        held_out,
+        measured,
         classes,
         k=args.k,
         class_names=class_names,
@@ -80,6 +94,7 @@ def run_search(
         "seed": args.seed,
         "k": args.k,
         "seconds": round(seconds, 2),
+        **({} if power_images is None else {"power_images": power_images, "confidence": 0.95}),
         **extra_settings,
     }
     print(report.table())
@@ -133,6 +148,22 @@ def run_user_search(args: argparse.Namespace) -> int:
     chosen = parse_classes(args.classes)
     init_distributed(device)
     model = load_model(args.model, args.weights, device)
+    settings = {"data": args.data, "model": args.model}
+    if is_stream_spec(args.data):
+        stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, args.image_size)
+        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data)
+        settings.update(streamed=True, image_size=args.image_size, workers=args.workers, max_batch=args.max_batch)
+        return run_search(model, stream, held_stream, names, classes, args, settings)
     search, held_out, names = load_data(args.data, args.limit)
     classes = check_job(model, search, names, chosen, args.k, args.model, args.data)
-    return run_search(model, search, held_out, names, classes, args, {"data": args.data, "model": args.model})
+    return run_search(model, search, held_out, names, classes, args, settings)
+
+
+def _accuracy(model: torch.nn.Module, held_out: Source, device: torch.device) -> float:
+    """Top-1 accuracy on the held-out images, read batch by batch when they are a stream."""
+    if isinstance(held_out, Split):
+        return accuracy(model, held_out.images.to(device), held_out.labels.to(device))
+    correct = 0
+    for images, labels in held_out:
+        correct += int((predict(model, images, batch_size=len(images), device=device) == labels).sum())
+    return correct / len(held_out)

@@ -9,6 +9,7 @@ from ._loaders import (
     load_digits,
     load_image_folder,
 )
+from ._photo_digits import PHOTOS, load_photo_digits
 
 __all__ = [
     "Split",
@@ -16,6 +17,8 @@ __all__ = [
     "load_digits",
     "load_cifar10",
     "load_image_folder",
+    "load_photo_digits",
+    "PHOTOS",
     "DIGIT_CLASSES",
     "CIFAR10_CLASSES",
 ]

@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._utils import evaluation_mode
 from ._hooks import LayerSpec, LayerTap, resolve_layer
-
-Units = Union[int, Sequence[int], Tensor]
-"""Channel indices: an int, a sequence of ints or a 1-d integer tensor."""
-
-
-def unit_index(units: Units, width: Optional[int]) -> Tensor:
-    """Validate ``units`` and return them as a 1-d int64 tensor.
-
-    Args:
-        units: the channel indices.
-        width: the layer's number of units, if known.
-
-    Raises:
-        TypeError: units of the wrong type.
-        ValueError: a negative unit, or one beyond ``width``.
-    """
-    if isinstance(units, Tensor):
-        if units.is_floating_point() or units.dim() > 1:
-            raise TypeError("units must be an int, a sequence of ints or a 1-d integer tensor.")
-        index = units.reshape(-1).long().cpu()
-    elif isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-        index = torch.tensor([int(units)])
-    else:
-        try:
-            values = [int(u) for u in units]  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise TypeError("units must be an int, a sequence of ints or a 1-d integer tensor.") from None
-        index = torch.tensor(values, dtype=torch.long)
-    if index.numel() and int(index.min()) < 0:
-        raise ValueError(f"units must be non-negative channel indices, got {index.tolist()}.")
-    if width is not None and index.numel() and int(index.max()) >= width:
-        raise ValueError(f"unit {int(index.max())} is out of range: the layer has {width} units (0..{width - 1}).")
-    return index
-
-
-def _declared_width(module: nn.Module) -> Optional[int]:
-    """The output width a module declares (Conv, Linear, BatchNorm), if any."""
-    for attribute in ("out_channels", "out_features", "num_features"):
-        value = getattr(module, attribute, None)
-        if isinstance(value, int):
-            return value
-    return None
+from ._intervene import Units, declared_width, intervene, unit_index
 
 
 def keep_factors(output: Tensor, keep: Tensor) -> Tensor:
@@ -101,20 +59,9 @@ def ablate_units(model: nn.Module, layer: LayerSpec, units: Units) -> Iterator[L
         ...     logits = model(images)
     """
     _, module = resolve_layer(model, layer)
-    index = unit_index(units, _declared_width(module))
-
-    def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
-        if not isinstance(output, Tensor) or output.dim() < 2:
-            raise TypeError("ablation needs a layer whose output is one tensor N x C (x ...); units are channels.")
-        if index.numel() and int(index.max()) >= output.shape[1]:
-            raise ValueError(f"unit {int(index.max())} is out of range: the layer has {output.shape[1]} units.")
-        return output.index_fill(1, index.to(output.device), 0)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield index.tolist()
-    finally:
-        handle.remove()
+    index = unit_index(units, declared_width(module)).tolist()
+    with intervene(model, module, list(dict.fromkeys(index)), value=0.0):
+        yield index
 
 
 def layer_width(model: nn.Module, module: nn.Module, name: str, images: Tensor, device: torch.device) -> int:
@@ -123,7 +70,7 @@ def layer_width(model: nn.Module, module: nn.Module, name: str, images: Tensor, 
     Raises:
         TypeError: the layer's output is not one tensor N x C (x ...).
     """
-    width = _declared_width(module)
+    width = declared_width(module)
     if width is not None:
         return width
     with evaluation_mode(model, "unit ablation"), LayerTap(module, name) as tap, torch.inference_mode():

@@ -13,6 +13,7 @@ from ._captum_baselines import (
     captum_attribution,
     resolve_baselines,
 )
+from ._interval import wilson_interval
 from ._jaccard import trigger_jaccard
 from ._outliers import anomaly_index, flag_outliers
 from ._power import (
@@ -47,6 +48,7 @@ __all__ = [
     "anomaly_index",
     "flag_outliers",
     "trigger_jaccard",
+    "wilson_interval",
     "simplicity",
     "Simplicity",
     "summarise_simplicity",

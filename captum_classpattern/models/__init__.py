@@ -1,9 +1,16 @@
 """Small image classifiers that train on a CPU, and CIFAR-style ResNets (no pretrained weights)."""
 
-from ._architectures import SmallCNN, SpatialCNN, cifar_resnet
+from ._architectures import SmallCNN, SmallVGG, SpatialCNN, cifar_resnet
+from ._factory import ARCHITECTURES, DEFAULT_WIDTHS, make_model
+from ._generators import ConceptAutoencoder
 
 __all__ = [
     "SmallCNN",
     "SpatialCNN",
     "cifar_resnet",
+    "SmallVGG",
+    "make_model",
+    "ARCHITECTURES",
+    "DEFAULT_WIDTHS",
+    "ConceptAutoencoder",
 ]

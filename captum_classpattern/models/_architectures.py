@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 from torch import nn
+
+from .._utils import check_positive_int
 
 
 def _conv_blocks(in_channels: int, width: int) -> Tuple[nn.Sequential, int]:
@@ -91,25 +93,97 @@ class SpatialCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-def cifar_resnet(depth: int = 18, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+class SmallVGG(nn.Module):
+    """A VGG-style network: three conv-conv-pool blocks with batch norm, and a two-layer classifier.
+
+    After the blocks, the feature map is average-pooled to 2 x 2 (as torchvision's VGG pools
+    to 7 x 7), flattened and classified by two linear layers, so the head still sees coarse
+    positions and any image side of at least 8 pixels works.
+
+    Args:
+        in_channels: image channels.
+        num_classes: output classes.
+        width: channels of the first block (doubled in each later block).
+        hidden: units of the classifier's hidden layer.
+
+    Example:
+        >>> import torch
+        >>> from captum_classpattern.models import SmallVGG
+        >>> SmallVGG(in_channels=3, num_classes=10)(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 16, hidden: int = 128) -> None:
+        super().__init__()
+        layers = []
+        channels = in_channels
+        for i in range(3):
+            out = width * 2**i
+            for _ in range(2):
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                channels = out
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(
+            nn.Linear(channels * 4, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x):
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def cifar_resnet(depth: int = 18, num_classes: int = 10, in_channels: int = 3, width: int = 64) -> nn.Module:
     """A CIFAR-style ResNet (3x3 stem, no max-pool) built from torchvision's blocks.
 
-    Random weights: nothing is downloaded.
+    Random weights: nothing is downloaded. With the default ``width`` it is torchvision's
+    ResNet with its stem replaced; another ``width`` scales the channels of every stage
+    (``width``, 2, 4 and 8 times ``width``), a narrow network that trains on a CPU.
 
     Args:
         depth: 18, 34 or 50.
         num_classes: output classes.
         in_channels: image channels.
+        width: channels of the stem and the first stage (64 in torchvision's ResNets).
+
+    Returns:
+        A ``torchvision.models.ResNet``.
 
     Raises:
-        ValueError: an unsupported depth.
+        ValueError: an unsupported depth, or a width that is not a positive int.
+
+    Example:
+        >>> import torch
+        >>> from captum_classpattern.models import cifar_resnet
+        >>> cifar_resnet(18, width=16)(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
     """
     from torchvision.models import resnet18, resnet34, resnet50
 
     builders = {18: resnet18, 34: resnet34, 50: resnet50}
     if depth not in builders:
         raise ValueError(f"depth must be one of {sorted(builders)}, got {depth}.")
+    check_positive_int(width, "width")
     model = builders[depth](weights=None, num_classes=num_classes)
-    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
+    if width != 64:
+        _narrow(model, width)
     return model
+
+
+def _narrow(model: Any, width: int) -> None:
+    """Rebuild a torchvision ResNet's stages at ``width`` base channels, initialised as torchvision does."""
+    block: Any = type(model.layer1[0])
+    model.bn1 = nn.BatchNorm2d(width)
+    model.inplanes = width
+    for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
+        blocks = len(getattr(model, name))
+        setattr(model, name, model._make_layer(block, width * 2**i, blocks, stride=1 if i == 0 else 2))
+    model.fc = nn.Linear(width * 8 * block.expansion, model.fc.out_features)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)

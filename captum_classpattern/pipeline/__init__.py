@@ -1,5 +1,6 @@
 """Searching many classes: one call that searches, measures and reports, sharded over processes under ``torchrun``."""
 
+from ._budget import PowerSample
 from ._distributed import (
     all_gather,
     barrier,
@@ -13,11 +14,13 @@ from ._distributed import (
 )
 from ._report import ClassReport, SearchReport
 from ._results import SearchOutcome
-from ._search import DEFAULT_CHUNK_SIZE, search_classes
+from ._search import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH, search_classes
 
 __all__ = [
     "search_classes",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_FORWARD_BATCH",
+    "PowerSample",
     "SearchOutcome",
     "SearchReport",
     "ClassReport",

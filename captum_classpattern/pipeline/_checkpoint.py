@@ -24,12 +24,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch.utils.data import Subset
 
 from .._utils import write_atomic, write_json_atomic
 from .._version import __version__
-from ..attr import DEFAULT_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
-from ..data import Split
+from ..attr import DEFAULT_SCHEDULE, PAPER_IMAGENET_SCHEDULE, PAPER_SCHEDULE, ImageStream, SearchSchedule
 from ..metrics import CaptumBaseline
+from ._budget import PowerSample
 from ._results import ClassResults
 
 MANIFEST = "manifest.json"
@@ -38,7 +39,12 @@ EXIT_AFTER_CHUNKS = "CLASSPATTERN_TEST_EXIT_AFTER_CHUNKS"
 _CHUNK_FILE = re.compile(r"^classes-(\d+)-(\d+)\.pt$")
 _TEMPORARY_PREFIX = ".tmp-"  # the prefix write_atomic gives its temporary files
 _FINGERPRINT_BATCH = 256
-_NAMED_SCHEDULES = {None: DEFAULT_SCHEDULE, "default": DEFAULT_SCHEDULE, "paper": PAPER_SCHEDULE}
+_NAMED_SCHEDULES = {
+    None: DEFAULT_SCHEDULE,
+    "default": DEFAULT_SCHEDULE,
+    "paper": PAPER_SCHEDULE,
+    "paper-imagenet": PAPER_IMAGENET_SCHEDULE,
+}
 
 
 def _tensor_fingerprint(tensor: Tensor) -> List[Any]:
@@ -83,15 +89,38 @@ def _baseline_entry(baseline: Union[str, CaptumBaseline]) -> Union[str, Dict[str
     return {"name": baseline.name, "repr": repr(baseline)}
 
 
+def _dataset_entry(dataset: Any) -> Any:
+    """What identifies a dataset without reading its images: its files (``samples``), subsets, type and length."""
+    if isinstance(dataset, Subset):
+        return ["Subset", _digest([int(i) for i in dataset.indices]), _dataset_entry(dataset.dataset)]
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, list):
+        root = os.fspath(getattr(dataset, "root", ""))
+        files = [[os.path.relpath(str(path), root or None), int(label)] for path, label in samples]
+        return [type(dataset).__name__, _digest(files)]
+    return [type(dataset).__name__, len(dataset)]
+
+
+def _data_digest(data: Any) -> str:
+    """A Split's tensors; a stream's labels and files; a power sample's data and budget."""
+    if isinstance(data, PowerSample):
+        return _digest([_data_digest(data.data), data.describe()])
+    if isinstance(data, ImageStream):
+        return _digest([_tensor_fingerprint(data.labels), _dataset_entry(data.dataset)])
+    return _digest([_tensor_fingerprint(data.images), _tensor_fingerprint(data.labels)])
+
+
 def build_manifest(
-    model: Any, search: Split, held_out: Split, classes: Sequence[int], settings: Dict[str, Any]
+    model: Any, search: Any, held_out: Any, classes: Sequence[int], settings: Dict[str, Any]
 ) -> Dict[str, Any]:
     """The manifest of a run: what must be equal for its checkpoints to be reused.
 
     Args:
         model: the classifier (its state dict is fingerprinted).
-        search: the search split (fingerprinted).
-        held_out: the held-out split (fingerprinted).
+        search: the search split or stream (fingerprinted: a Split's tensors, a stream's
+            labels and the files of its dataset, not its images).
+        held_out: the held-out split, stream or power sample (fingerprinted likewise, with the
+            sample's budget).
         classes: the run's classes, in order.
         settings: ``k``, ``class_names``, ``baselines`` (method names or
             :class:`~captum_classpattern.metrics.CaptumBaseline` objects), ``schedule``,
@@ -112,8 +141,8 @@ def build_manifest(
         "baselines": [_baseline_entry(baseline) for baseline in settings["baselines"]],
         "class_names": None if names is None else [str(name) for name in names],
         "model": _model_fingerprint(model),
-        "search_data": _digest([_tensor_fingerprint(search.images), _tensor_fingerprint(search.labels)]),
-        "held_out_data": _digest([_tensor_fingerprint(held_out.images), _tensor_fingerprint(held_out.labels)]),
+        "search_data": _data_digest(search),
+        "held_out_data": _data_digest(held_out),
     }
     # The JSON round trip makes it compare equal to a manifest read back from its file.
     return json.loads(json.dumps(manifest))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._utils import JsonFile
 
@@ -20,6 +20,10 @@ class ClassReport:
         random: power of ``k`` random canvas pixels.
         baselines: a Captum baseline's display name to the power of its top-k pixels.
         name: the class's name.
+        power_interval: ``(low, high)``, the confidence interval of ``predictive_power``
+            when it was measured on a sample (a :class:`~captum_classpattern.pipeline.PowerSample`);
+            ``None`` otherwise.
+        measured: the number of held-out images the power was measured on, with the interval.
     """
 
     class_: int
@@ -29,11 +33,22 @@ class ClassReport:
     random: float
     baselines: Dict[str, float] = field(default_factory=dict)
     name: Optional[str] = None
+    power_interval: Optional[Tuple[float, float]] = None
+    measured: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.power_interval is not None:  # JSON gives a list back
+            self.power_interval = (float(self.power_interval[0]), float(self.power_interval[1]))
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready mapping with the key ``"class"``."""
+        """JSON-ready mapping with the key ``"class"``; the interval and its count only when measured."""
         data = asdict(self)
         data["class"] = data.pop("class_")
+        for key in ("power_interval", "measured"):
+            if data[key] is None:
+                del data[key]
+        if "power_interval" in data:
+            data["power_interval"] = list(data["power_interval"])
         return {"class": data["class"], **{key: value for key, value in data.items() if key != "class"}}
 
     @classmethod
@@ -104,8 +119,9 @@ class SearchReport(JsonFile):
     def table(self) -> str:
         """A plain-text table, one row per class and a mean row (a baseline's column as wide as its name)."""
         methods = list(self.classes[0].baselines) if self.classes else []
-        header = ["class", "k", "power", "floor", "random"] + methods
-        widths = [7] * 5 + [max(19, len(method)) for method in methods]
+        intervals = any(row.power_interval is not None for row in self.classes)
+        header = ["class", "k", "power"] + (["power CI", "n"] if intervals else []) + ["floor", "random"] + methods
+        widths = [7] * 3 + ([13, 6] if intervals else []) + [7] * 2 + [max(19, len(method)) for method in methods]
 
         def line(cells: List[str]) -> str:
             return " ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths))
@@ -116,17 +132,24 @@ class SearchReport(JsonFile):
                 row.name or str(row.class_),
                 str(row.k),
                 f"{row.predictive_power:.3f}",
-                f"{row.floor:.3f}",
-                f"{row.random:.3f}",
-            ] + [f"{row.baselines[m]:.3f}" for m in methods]
+            ]
+            if intervals:
+                cells += [_interval_text(row.power_interval), "" if row.measured is None else str(row.measured)]
+            cells += [f"{row.floor:.3f}", f"{row.random:.3f}"] + [f"{row.baselines[m]:.3f}" for m in methods]
             lines.append(line(cells))
         if self.classes:
             cells = [
                 "mean",
                 "",
                 f"{self.mean('predictive_power'):.3f}",
-                f"{self.mean('floor'):.3f}",
-                f"{self.mean('random'):.3f}",
-            ] + [f"{self.mean(m):.3f}" for m in methods]
+            ]
+            cells += ["", ""] if intervals else []
+            cells += [f"{self.mean('floor'):.3f}", f"{self.mean('random'):.3f}"] + [
+                f"{self.mean(m):.3f}" for m in methods
+            ]
             lines.append(line(cells))
         return "\n".join(lines)
+
+
+def _interval_text(interval: Optional[Tuple[float, float]]) -> str:
+    return "" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"

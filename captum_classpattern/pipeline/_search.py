@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import check_positive_int
-from ..attr import Budget, ClassPattern, SearchSchedule, pixel_budget, select_canvases, top_k_pattern
+from ..attr import (
+    Budget,
+    ClassPattern,
+    ImageStream,
+    SearchSchedule,
+    pixel_budget,
+    random_pattern,
+    select_canvases,
+    top_k_pattern,
+)
 from ..data import Split
 from ..metrics import (
     Baselines,
@@ -19,7 +30,9 @@ from ..metrics import (
     predictive_power,
     random_pixel_power,
     resolve_baselines,
+    wilson_interval,
 )
+from ._budget import PowerSample, measure_patterns, rates
 from ._checkpoint import Checkpoints, build_manifest
 from ._distributed import all_gather, init_distributed, main_process_first, shard, world
 from ._report import ClassReport, SearchReport
@@ -29,11 +42,23 @@ DEFAULT_BASELINES = ("Saliency", "IntegratedGradients")
 DEFAULT_CHUNK_SIZE = 8
 """Classes searched per call when checkpointing and no ``chunk_size`` is given."""
 
+DEFAULT_FORWARD_BATCH = 256
+"""The most composites per model call in a search on a :class:`~captum_classpattern.data.Split`.
+
+An :class:`~captum_classpattern.attr.ImageStream` sets its own (its ``batch_size``). A step
+with more composites (chunk size x the schedule's batch size) is split into several model
+calls whose gradients are accumulated; below the cap nothing changes, bit for bit."""
+
+RANDOM_TRIALS = 5
+"""Random-pixel patterns per class for the chance level, as :func:`~captum_classpattern.metrics.random_pixel_power`."""
+
+Source = Union[Split, ImageStream]
+
 
 def search_classes(
     model: Callable,
-    search: Split,
-    held_out: Split,
+    search: Source,
+    held_out: Union[Source, PowerSample],
     classes: Sequence[int],
     *,
     k: Budget = 0.05,
@@ -55,6 +80,17 @@ def search_classes(
     the seed, its class and the data, so searching the classes in chunks, on several
     processes or in a resumed run gives the same outcome as one uninterrupted call.
 
+    Data that does not fit in memory (ImageNet) is passed as
+    :class:`~captum_classpattern.attr.ImageStream` objects, read by DataLoaders with
+    workers: the search on a stream gives the maps of the same images in a tensor, and a
+    class's canvas is chosen among its own images only. Memory stays bounded whatever the
+    chunk size: each search step sends at most the stream's ``batch_size`` composites (for
+    a Split, :data:`DEFAULT_FORWARD_BATCH`) through the model at once, accumulating the
+    gradients. Wrap ``held_out`` in a :class:`~captum_classpattern.pipeline.PowerSample` to
+    measure on a seeded subsample of each class, several patterns per model call, with a
+    confidence interval for every class's power (``ClassReport.power_interval``); a
+    held-out stream is measured that way on all its images.
+
     With ``checkpoint_dir`` the classes are searched in chunks of ``chunk_size`` and each
     finished chunk is written to the folder at once (a file per chunk, next to a manifest of
     the run's settings, model and data); ``resume=True`` then loads the finished chunks of
@@ -71,8 +107,11 @@ def search_classes(
 
     Args:
         model: the classifier (pixels in [0, 1] in, logits out); its device is used.
-        search: images the canvases are chosen from and the patterns pasted onto.
-        held_out: images the patterns are evaluated on.
+        search: images the canvases are chosen from and the patterns pasted onto: a
+            :class:`~captum_classpattern.data.Split` or an
+            :class:`~captum_classpattern.attr.ImageStream`.
+        held_out: images the patterns are evaluated on: a Split, an ImageStream, or a
+            :class:`~captum_classpattern.pipeline.PowerSample` of either.
         classes: the classes to search.
         k: pattern size (pixels, or a fraction of the image).
         class_names: names for the report.
@@ -98,7 +137,8 @@ def search_classes(
         A :class:`SearchOutcome`, on every rank.
 
     Raises:
-        TypeError: a baseline of none of the accepted forms, or one that returns no tensor.
+        TypeError: a baseline of none of the accepted forms, or one that returns no tensor;
+            ``search`` or ``held_out`` of another type.
         ValueError: no classes, bad settings, an unknown baseline name or two baselines with
             the same display name, a baseline whose attribution does not give one score per
             canvas pixel, ``resume`` without ``checkpoint_dir``, or checkpoints of another run
@@ -114,7 +154,12 @@ def search_classes(
         >>> # compare with your own Captum settings too
         >>> smooth = CaptumBaseline(NoiseTunnel(Saliency(model)), attribute_kwargs=dict(nt_type="smoothgrad"))
         >>> outcome = search_classes(model, data.search, data.eval, range(10), baselines=["Saliency", smooth])
+        >>> # ImageNet: streamed folders, power on 10 images per class with its 95% interval
+        >>> train = ImageStream(ImageFolder("imagenet/train", tf), num_workers=8, batch_size=256)
+        >>> val = PowerSample(ImageStream(ImageFolder("imagenet/val", tf), num_workers=8), per_class=10)
+        >>> outcome = search_classes(model, train, val, range(1000), checkpoint_dir="ckpt", chunk_size=64)
     """
+    search, held_out = _check_sources(search, held_out)
     classes = [int(c) for c in classes]
     if not classes:
         raise ValueError("no classes to search.")
@@ -177,10 +222,51 @@ _ERRORS = {
 }
 
 
+def _check_sources(search: Any, held_out: Any) -> Tuple[Source, Union[Split, PowerSample]]:
+    """Refuse data of another type; a held-out stream becomes a :class:`PowerSample` of all its images."""
+    if not isinstance(search, (Split, ImageStream)):
+        raise TypeError(f"search must be a Split or an ImageStream, got {type(search).__name__}.")
+    if isinstance(held_out, ImageStream):
+        held_out = PowerSample(held_out)
+    if not isinstance(held_out, (Split, PowerSample)):
+        raise TypeError(f"held_out must be a Split, an ImageStream or a PowerSample, got {type(held_out).__name__}.")
+    return search, held_out
+
+
+def _on_device(data: Any, device) -> Any:
+    """A Split's tensors on ``device``; a stream (read batch by batch) or sample as it is."""
+    return Split(data.images.to(device), data.labels.to(device)) if isinstance(data, Split) else data
+
+
+def _search_maps(model, search: Source, classes: List[int], device, schedule, canvas_strategy, seed, show_progress):
+    """The canvases, maps and tie-break scores of ``classes``, chosen and searched on ``search``."""
+    baselines: Union[Tensor, ImageStream]
+    if isinstance(search, Split):
+        canvases = select_canvases(model, search.images, search.labels, classes, canvas_strategy, seed=seed)
+        baselines, labels, cap = search.images, search.labels, DEFAULT_FORWARD_BATCH
+    else:
+        own = torch.nonzero(torch.isin(search.labels, torch.tensor(classes))).flatten()
+        pool = search if canvas_strategy == "best_of_n" else search.subset(own)
+        canvases = select_canvases(model, pool, None, classes, canvas_strategy, seed=seed).to(device)
+        baselines, labels, cap = search, None, search.batch_size
+    explainer = ClassPattern(model)
+    maps = explainer.attribute(
+        canvases,
+        target=classes,
+        baselines=baselines,
+        baseline_labels=labels,
+        schedule=schedule,
+        seed=seed,
+        max_forward_batch=cap,
+        show_progress=show_progress,
+    )
+    return canvases, maps, explainer.last_tie_break
+
+
 def _search_here(
     model,
-    search: Split,
-    held_out: Split,
+    search: Source,
+    held_out: Union[Split, PowerSample],
     classes: List[int],
     device,
     *,
@@ -193,23 +279,20 @@ def _search_here(
     show_progress,
 ) -> SearchOutcome:
     """:func:`search_classes` for ``classes`` in this process alone."""
-    search_images, search_labels = search.images.to(device), search.labels.to(device)
-    eval_images, eval_labels = held_out.images.to(device), held_out.labels.to(device)
-    canvases = select_canvases(model, search_images, search_labels, classes, canvas_strategy, seed=seed)
-    maps = ClassPattern(model).attribute(
-        canvases,
-        target=classes,
-        baselines=search_images,
-        baseline_labels=search_labels,
-        schedule=schedule,
-        seed=seed,
-        show_progress=show_progress,
-    )
+    search, held_out = _on_device(search, device), _on_device(held_out, device)
+    canvases, maps, ties = _search_maps(model, search, classes, device, schedule, canvas_strategy, seed, show_progress)
     count = pixel_budget(k, *canvases.shape[-2:])
-    patterns, rows = [], []
+    patterns = [top_k_pattern(maps[i], canvases[i], count, tie_break=ties[i]) for i in range(len(classes))]
+    names = [None if class_names is None else str(class_names[cls]) for cls in classes]
+    if isinstance(held_out, PowerSample):
+        forward_batch = search.batch_size if isinstance(search, ImageStream) else DEFAULT_FORWARD_BATCH
+        rows = _measure_budgeted(
+            model, held_out, classes, canvases, patterns, count, baselines, names, seed, forward_batch
+        )
+        return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+    eval_images, eval_labels = held_out.images, held_out.labels
+    rows = []
     for i, cls in enumerate(tqdm(classes, desc="measuring patterns", disable=not show_progress)):
-        pattern = top_k_pattern(maps[i], canvases[i], count)
-        patterns.append(pattern)
         measured = {
             baseline.name: predictive_power(
                 model,
@@ -224,14 +307,56 @@ def _search_here(
             ClassReport(
                 class_=cls,
                 k=count,
-                predictive_power=predictive_power(model, pattern, eval_images, eval_labels, cls),
+                predictive_power=predictive_power(model, patterns[i], eval_images, eval_labels, cls),
                 floor=floor_rate(model, eval_images, eval_labels, cls),
                 random=random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed),
                 baselines=measured,
-                name=None if class_names is None else str(class_names[cls]),
+                name=names[i],
             )
         )
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+
+
+def _measure_budgeted(
+    model, sample: PowerSample, classes, canvases, patterns, count: int, baselines, names, seed: int, forward_batch: int
+) -> List[ClassReport]:
+    """The report rows of ``classes``, every pattern measured on the sample in one pass over it.
+
+    Per class: its pattern, :data:`RANDOM_TRIALS` random-pixel patterns (drawn as
+    :func:`~captum_classpattern.metrics.random_pixel_power` draws them) and each baseline's
+    top-k pattern.
+    """
+    stamped, targets = [], []
+    for i, cls in enumerate(classes):
+        generator = torch.Generator().manual_seed(seed)
+        stamped += [patterns[i]] + [random_pattern(canvases[i], count, generator) for _ in range(RANDOM_TRIALS)]
+        stamped += [
+            top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count)
+            for baseline in baselines
+        ]
+        targets += [cls] * (1 + RANDOM_TRIALS + len(baselines))
+    tally = measure_patterns(model, stamped, targets, sample, classes, forward_batch, canvases.device)
+    powers = rates(tally.hits, tally.measured, "the patterns")
+    floors = rates(tally.floor_hits, tally.floor_measured, "the floor")
+    per_class = 1 + RANDOM_TRIALS + len(baselines)
+    rows = []
+    for i, cls in enumerate(classes):
+        first = i * per_class
+        hits, measured = int(tally.hits[first]), int(tally.measured[first])
+        rows.append(
+            ClassReport(
+                class_=cls,
+                k=count,
+                predictive_power=powers[first],
+                floor=floors[i],
+                random=float(np.mean(powers[first + 1 : first + 1 + RANDOM_TRIALS])),
+                baselines={b.name: powers[first + 1 + RANDOM_TRIALS + j] for j, b in enumerate(baselines)},
+                name=names[i],
+                power_interval=wilson_interval(hits, measured, sample.confidence),
+                measured=measured,
+            )
+        )
+    return rows
 
 
 def _class_attribution(model, baseline: CaptumBaseline, canvas, cls: int, seed: int):
@@ -261,8 +386,8 @@ def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:
 
 def _search_share(
     model,
-    search: Split,
-    held_out: Split,
+    search: Source,
+    held_out: Union[Split, PowerSample],
     classes: List[int],
     positions: Sequence[int],
     device,
@@ -273,8 +398,7 @@ def _search_share(
     show_progress: bool,
 ) -> ClassResults:
     """The results of the classes at ``positions`` of ``classes``, chunk by chunk, checkpointed in ``store``."""
-    search = Split(search.images.to(device), search.labels.to(device))
-    held_out = Split(held_out.images.to(device), held_out.labels.to(device))
+    search, held_out = _on_device(search, device), _on_device(held_out, device)
     done: Dict[int, ClassResults] = store.load(positions) if store is not None and resume else {}
     chunks = _chunks([position for position in positions if position not in done], chunk_size)
     several = len(chunks) > 1

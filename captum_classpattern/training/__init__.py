@@ -7,6 +7,7 @@ from ._adversarial import (
     pgd_robust_accuracy,
 )
 from ._cache import cached_model, default_cache_dir, digits_model
+from ._generator import concept_autoencoder, concept_latents, concept_segmenter, train_autoencoder
 from ._train import accuracy, train_classifier
 
 __all__ = [
@@ -19,4 +20,8 @@ __all__ = [
     "pgd_attack",
     "pgd_robust_accuracy",
     "PGDPerturbation",
+    "train_autoencoder",
+    "concept_autoencoder",
+    "concept_latents",
+    "concept_segmenter",
 ]

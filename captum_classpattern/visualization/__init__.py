@@ -5,6 +5,7 @@ Also a self-contained HTML page of tables, figures and settings (:func:`html_rep
 
 from ._anomaly import plot_anomaly_indices
 from ._dissection import plot_top_activations
+from ._generator import plot_generated_edits
 from ._grids import PATTERN_ROWS, plot_class_patterns, plot_settings_comparison
 from ._html import ReportFigure, ReportImage, ReportSection, html_report, png_bytes
 from ._pattern_image import GRAY_GROUND, RGB_GROUND, pattern_image
@@ -26,6 +27,7 @@ __all__ = [
     "plot_anomaly_indices",
     "plot_scan",
     "plot_top_activations",
+    "plot_generated_edits",
     "html_report",
     "ReportSection",
     "ReportFigure",

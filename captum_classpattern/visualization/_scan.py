@@ -75,7 +75,8 @@ def plot_scan(
     bars.set_xticks(range(count), names, fontsize=8)
     bars.set_ylabel("anomaly index")
     side = "small" if result.direction == "low" else "large"
-    bars.set_title(f"score: {result.score} ({side} is suspicious); red: flagged", fontsize=9)
+    compared = " and relative to the references" if getattr(result, "reference_tables", None) else ""
+    bars.set_title(f"score: {result.score}{compared} ({side} is suspicious); red: flagged", fontsize=9)
     bars.legend(fontsize=8, loc="upper right")
     axes.append(bars)
     finish(use_pyplot)

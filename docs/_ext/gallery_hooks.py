@@ -33,6 +33,9 @@ STORY = (
     "backdoor_scan.py",
     "adversarial_patterns.py",
     "units_behind_a_class.py",
+    "interventions.py",
+    "adversarial_units.py",
+    "generator_dissection.py",
 )
 
 # PNG files already put on a page (path -> modification time), so each is shown once.

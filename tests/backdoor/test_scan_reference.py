@@ -1,0 +1,156 @@
+"""The backdoor scan compared with reference models: planted triggers stay flagged, natural shortcuts do not."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, ScanResult, ScanSettings, ScoringSettings, scan
+from captum_classpattern.data import Split
+from captum_classpattern.models import SmallCNN
+from captum_classpattern.training import train_classifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+QUICK = ScanSettings(steps=60)
+QUICK_SCORING = ScoringSettings(max_eval=150)
+TARGET = 0
+# The natural shortcut: every image of this class carries a 2 x 2 white mark in the top-left
+# corner, in the clean data itself, so every model trained on it learns the mark.
+MARKED = 3
+MARK = PatchTrigger(size=2, position="top-left")
+
+
+def _train(images, labels, seed, epochs=6):
+    torch.manual_seed(seed)
+    return train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=epochs, seed=seed)
+
+
+def _scan(model, split_search, split_eval, **kwargs):
+    return scan(
+        model,
+        split_search.images,
+        split_search.labels,
+        QUICK,
+        scoring=QUICK_SCORING,
+        eval_images=split_eval.images,
+        eval_labels=split_eval.labels,
+        **kwargs,
+    )
+
+
+def _marked(split):
+    images = split.images.clone()
+    chosen = split.labels == MARKED
+    images[chosen] = MARK(images[chosen])
+    return Split(images, split.labels)
+
+
+@pytest.fixture(scope="module")
+def clean_reference(digits16, one_thread):
+    """A clean reference model and its scan (run once, reused by every suspect)."""
+    model = _train(digits16.train.images, digits16.train.labels, seed=1)
+    return model, _scan(model, digits16.search, digits16.eval)
+
+
+@pytest.fixture(scope="module")
+def planted(digits16, clean_reference, one_thread):
+    """A SmallCNN with a 3 x 3 patch backdoor to class 0, scanned against the clean reference."""
+    view = PoisonedDataset(
+        (digits16.train.images, digits16.train.labels), PatchTrigger(), target=TARGET, rate=0.1, seed=0
+    )
+    model = _train(*view.tensors(), seed=0, epochs=10)
+    return model, _scan(model, digits16.search, digits16.eval, reference=clean_reference[1])
+
+
+@pytest.fixture(scope="module")
+def natural(digits16, one_thread):
+    """Suspect and reference trained on data whose class 3 always carries the mark, and their scans."""
+    train, search, held = _marked(digits16.train), _marked(digits16.search), _marked(digits16.eval)
+    suspect = _train(train.images, train.labels, seed=0)
+    reference = _train(train.images, train.labels, seed=1)
+    own = _scan(reference, search, held)
+    return suspect, reference, search, held, own, _scan(suspect, search, held, reference=own)
+
+
+def test_planted_patch_is_flagged_with_a_reference(planted):
+    result = planted[1]
+    assert TARGET in result.flagged
+    assert len(result.reference_tables) == 1 and len(result.reference_scores) == 10
+    assert result.scores[TARGET] == max(result.scores)
+    # Without the reference the same search flags the target too; the reference only clears flags.
+    alone = result.rescore("power_auc", reference=False)
+    assert TARGET in alone.flagged and set(result.flagged) <= set(alone.flagged)
+    assert all(a <= b for a, b in zip(result.anomaly_index, alone.anomaly_index))
+
+
+def test_natural_shortcut_is_flagged_alone_but_not_with_the_reference(natural):
+    result = natural[-1]
+    alone = result.rescore("power_auc", reference=False)
+    assert MARKED in alone.flagged
+    assert MARKED not in result.flagged and result.flagged == []
+    # The reference obeys the mark as well: its class is as easy to flip there.
+    assert result.reference_scores[MARKED] >= np.median(result.reference_scores)
+
+
+def test_without_reference_the_scan_is_unchanged(natural):
+    suspect, _, search, held, _, result = natural
+    plain = _scan(suspect, search, held)
+    alone = result.rescore("power_auc", reference=False)
+    assert plain.reference_tables == [] and plain.reference_scores == []
+    assert plain.scores == plain.suspect_scores == alone.scores == result.suspect_scores
+    assert plain.flagged == alone.flagged and plain.anomaly_index == alone.anomaly_index
+
+
+def test_reference_models_are_scanned_like_their_results(natural):
+    suspect, reference, search, held, own, result = natural
+    direct = _scan(suspect, search, held, reference=[reference])
+    np.testing.assert_array_equal(direct.reference_tables[0].powers, own.table.powers)
+    assert direct.flagged == result.flagged and direct.scores == result.scores
+
+
+def test_reference_fields_round_trip_through_json(natural, tmp_path):
+    result = natural[-1]
+    path = tmp_path / "scan.json"
+    result.to_json(path)
+    again = ScanResult.from_json(path)
+    data = json.loads(path.read_text())
+    assert len(data["reference_tables"]) == 1 and data["reference_scores"] == result.reference_scores
+    for name in ("scores", "suspect_scores", "reference_scores", "anomaly_index", "flagged"):
+        assert getattr(again, name) == getattr(result, name), name
+    np.testing.assert_array_equal(again.reference_tables[0].powers, result.reference_tables[0].powers)
+
+
+def test_rescore_keeps_the_reference(natural):
+    result = natural[-1]
+    by_size = result.rescore("min_k")
+    assert by_size.reference_tables == result.reference_tables and len(by_size.reference_scores) == 10
+    with pytest.raises(ValueError, match="mask_l1"):
+        result.rescore("mask_l1")
+    assert result.rescore("mask_l1", reference=False).reference_scores == []
+    with pytest.raises(TypeError, match="reference must be a bool"):
+        result.rescore("power_auc", reference="no")
+
+
+def test_bad_references_are_refused(natural, digits16):
+    suspect, reference, search, held, own, _ = natural
+    images, labels = search.images[:60], search.labels[:60]
+    quick = ScanSettings(steps=2)
+
+    def run(ref, **kwargs):
+        scan(suspect, images, labels, kwargs.pop("settings", quick), classes=[0, 1, 2], reference=ref, **kwargs)
+
+    with pytest.raises(ValueError, match="reference 0 has 5 output classes but the model has 10"):
+        run(SmallCNN(1, 5, 4).eval())
+    with pytest.raises(ValueError, match="reference 1 is on meta"):
+        run([reference, SmallCNN(1, 10, 4).eval().to("meta")])
+    with pytest.raises(ValueError, match="reference 0: .*probabilities"):
+        run(torch.nn.Sequential(reference, torch.nn.Softmax(dim=1)))
+    with pytest.raises(TypeError, match="reference must be a model"):
+        run("reference.pt")
+    with pytest.raises(ValueError, match="empty list"):
+        run([])
+    with pytest.raises(ValueError, match="needs the classes"):
+        run(own)
+    with pytest.raises(ValueError, match="other ScanSettings"):
+        scan(suspect, search.images, search.labels, quick, reference=own)
