@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import OrderedDict
 
 import numpy as np
 import torch
-from torch import nn
 
 from captum_classpattern.dissection import (
     AttackSettings,
@@ -40,46 +38,14 @@ from captum_classpattern.dissection import (
     rank_units_for_class,
     unit_overlap,
 )
-from captum_classpattern.models import SmallCNN
-from captum_classpattern.training import train_classifier
+from captum_classpattern.models import SmallCNN, concept_cnn
+from captum_classpattern.training import train_classifier, train_one_cycle
 
 LAYERS = {"example": "features.relu4", "smallcnn": "features.10"}
 SETTINGS = {
     "quick": dict(train=1500, epochs=4, rank=300, attack=100, seeds=[0], width=128),
     "full": dict(train=5000, epochs=8, rank=1000, attack=300, seeds=[0, 1, 2], width=128),
 }
-
-
-def small_cnn(num_classes: int, width: int) -> nn.Module:
-    """Four conv-BN-ReLU blocks (32 -> 16 -> 8 pixels), global average pooling, a linear head."""
-    layers = []
-    for index, (cin, cout) in enumerate(((3, 16), (16, 32), (32, 64), (64, width)), start=1):
-        layers += [(f"conv{index}", nn.Conv2d(cin, cout, 3, padding=1)), (f"bn{index}", nn.BatchNorm2d(cout))]
-        layers += [(f"relu{index}", nn.ReLU())] + ([(f"pool{index}", nn.MaxPool2d(2))] if index < 3 else [])
-    return nn.Sequential(
-        OrderedDict(
-            features=nn.Sequential(OrderedDict(layers)),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(),
-            head=nn.Linear(width, num_classes),
-        )
-    )
-
-
-def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int) -> nn.Module:
-    """Adam with a one-cycle schedule, batches of 64 (as the example trains); returns the model in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * -(-len(images) // 64))
-    model.train()
-    for _ in range(epochs):
-        for index in torch.randperm(len(images), generator=generator).split(64):
-            loss = nn.functional.cross_entropy(model(images[index]), labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
 
 
 def run_seed(seed: int, settings: dict, attack: AttackSettings, n: int, arch: str, with_dissection: bool) -> dict:
@@ -92,7 +58,9 @@ def run_seed(seed: int, settings: dict, attack: AttackSettings, n: int, arch: st
     classes = attack_set.num_classes
     torch.manual_seed(seed)
     if arch == "example":
-        model = train(small_cnn(classes, settings["width"]), train_images, train_labels, settings["epochs"], seed)
+        model = train_one_cycle(
+            concept_cnn(classes, settings["width"]), train_images, train_labels, settings["epochs"], seed
+        )
     else:  # the package's SmallCNN (three blocks, 64 units in the last), trained by train_classifier
         model = SmallCNN(3, classes, 16)
         model = train_classifier(model, train_images, train_labels, epochs=settings["epochs"], lr=5e-3, seed=seed)

@@ -35,15 +35,13 @@ import json
 import os
 import sys
 import time
-from collections import OrderedDict
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 
 from captum_classpattern.dissection import ConceptDataset, intervene, rank_units_for_class
-from captum_classpattern.training import cached_model
+from captum_classpattern.training import concept_classifier
 
 LAYER = "features.relu4"  # the ReLU after the last conv: 128 units on an 8 x 8 grid
 TOP = 20
@@ -83,48 +81,8 @@ summary: dict = {"mode": "quick" if args.quick else "full", "layer": LAYER, "top
 #
 # The CNN of :doc:`units_behind_a_class` (four conv blocks, 128 units in the last), trained
 # on the shapes (cached after the first run), then each class's units ranked by the damage their removal does.
-
-
-def small_cnn(num_classes: int = 5, width: int = 128) -> nn.Module:
-    """Four conv-BN-ReLU blocks (32 -> 16 -> 8 pixels), global average pooling, a linear head."""
-    layers = []
-    for index, (cin, cout) in enumerate(((3, 16), (16, 32), (32, 64), (64, width)), start=1):
-        layers += [(f"conv{index}", nn.Conv2d(cin, cout, 3, padding=1)), (f"bn{index}", nn.BatchNorm2d(cout))]
-        layers += [(f"relu{index}", nn.ReLU())] + ([(f"pool{index}", nn.MaxPool2d(2))] if index < 3 else [])
-    return nn.Sequential(
-        OrderedDict(
-            features=nn.Sequential(OrderedDict(layers)),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(),
-            head=nn.Linear(width, num_classes),
-        )
-    )
-
-
-def concept_classifier(train: int, epochs: int) -> nn.Module:
-    """The CNN trained on ``train`` concept images, cached by its settings."""
-    images, _, _, labels = ConceptDataset(train, seed=0).tensors()
-
-    def build() -> nn.Module:
-        torch.manual_seed(0)
-        return small_cnn()
-
-    def fit(model: nn.Module) -> nn.Module:  # Adam with a one-cycle schedule, as units_behind_a_class trains
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        steps = epochs * -(-len(images) // 64)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(epochs):
-            for index in torch.randperm(len(images), generator=generator).split(64):
-                loss = nn.functional.cross_entropy(model(images[index]), labels[index])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-        return model.eval()
-
-    return cached_model("concept_cnn4", {"train": train, "epochs": epochs, "one_cycle": 3e-3, "v": 1}, build, fit)
-
+# The model is :func:`~captum_classpattern.models.concept_cnn`, trained by
+# :func:`~captum_classpattern.training.concept_classifier`.
 
 model = concept_classifier(settings["train"], settings["epochs"])
 rank_images, _, _, rank_labels = ConceptDataset(settings["rank"], seed=1).tensors()

@@ -31,7 +31,6 @@ import json
 import os
 import sys
 import time
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from captum_classpattern.dissection import (
     rank_units_for_class,
     units_responding_to_pattern,
 )
+from captum_classpattern.training import concept_classifier
 from captum_classpattern.visualization import plot_top_activations
 
 LAYER = "features.relu4"
@@ -98,45 +98,8 @@ summary: dict = {"mode": "quick" if args.quick else "full", "layer": LAYER}
 #
 # Three disjoint sets of concept images: for training, for ranking units, for measuring.
 # The model: four conv blocks (32 -> 16 -> 8 pixels), global average pooling, a linear
-# head, trained with Adam and a one-cycle schedule.
-
-
-def small_cnn(num_classes: int, width: int = 128) -> nn.Module:
-    """Four conv blocks (32 -> 16 -> 8 pixels), global average pooling, a linear head."""
-
-    def block(name, cin, cout):
-        return [
-            (f"conv{name}", nn.Conv2d(cin, cout, 3, padding=1)),
-            (f"bn{name}", nn.BatchNorm2d(cout)),
-            (f"relu{name}", nn.ReLU()),
-        ]
-
-    layers = block(1, 3, 16) + [("pool1", nn.MaxPool2d(2))] + block(2, 16, 32) + [("pool2", nn.MaxPool2d(2))]
-    layers += block(3, 32, 64) + block(4, 64, width)
-    return nn.Sequential(
-        OrderedDict(
-            features=nn.Sequential(OrderedDict(layers)),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(),
-            head=nn.Linear(width, num_classes),
-        )
-    )
-
-
-def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
-    """Adam with a one-cycle schedule, batches of 64; returns the model in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * -(-len(images) // 64))
-    model.train()
-    for _ in range(epochs):
-        for index in torch.randperm(len(images), generator=generator).split(64):
-            loss = nn.functional.cross_entropy(model(images[index]), labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
+# head (:func:`~captum_classpattern.models.concept_cnn`), trained with Adam and a one-cycle
+# schedule (:func:`~captum_classpattern.training.concept_classifier`).
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -145,13 +108,10 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
         return float((model(images).argmax(1) == labels).float().mean())
 
 
-train_set = ConceptDataset(settings["train"], seed=0)
 rank_images, _, _, rank_labels = ConceptDataset(settings["rank"], seed=1).tensors()
 test_set = ConceptDataset(settings["test"], seed=2)
 test_images, _, _, test_labels = test_set.tensors()
-train_images, _, _, train_labels = train_set.tensors()
-torch.manual_seed(0)
-model = train(small_cnn(train_set.num_classes), train_images, train_labels, settings["epochs"])
+model = concept_classifier(settings["train"], settings["epochs"])  # cached after the first run
 summary["test_accuracy"] = accuracy(model, test_images, test_labels)
 log(started, f"trained: test accuracy {summary['test_accuracy']:.3f}")
 

@@ -1,6 +1,6 @@
 """Small image classifiers that train on a CPU, and CIFAR-style ResNets (no pretrained weights)."""
 
-from ._architectures import SmallCNN, SmallVGG, SpatialCNN, cifar_resnet
+from ._architectures import SmallCNN, SmallVGG, SpatialCNN, cifar_resnet, concept_cnn
 from ._factory import ARCHITECTURES, DEFAULT_WIDTHS, make_model
 from ._generators import ConceptAutoencoder
 
@@ -13,4 +13,5 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_WIDTHS",
     "ConceptAutoencoder",
+    "concept_cnn",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Tuple
 
 from torch import nn
@@ -187,3 +188,40 @@ def _narrow(model: Any, width: int) -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.constant_(module.weight, 1)
             nn.init.constant_(module.bias, 0)
+
+
+def concept_cnn(num_classes: int = 5, width: int = 128) -> nn.Sequential:
+    """A four-block CNN for 3 x 32 x 32 concept images, with named layers for dissection.
+
+    Four conv-BN-ReLU blocks (16, 32, 64 and ``width`` channels; max-pooling after the
+    first two, so the last block is 8 x 8), global average pooling and a linear head. The
+    layers are named (``features.conv1`` ... ``features.relu4``, ``pool``, ``flatten``,
+    ``head``), and ``model[1:]`` is the network after the features, the ``head`` that
+    :func:`~captum_classpattern.dissection.rank_units_for_class` runs per ablation.
+
+    Args:
+        num_classes: outputs of the head.
+        width: channels of the last block (its units).
+
+    Returns:
+        The model, with random weights, as an ``nn.Sequential``.
+
+    Example:
+        >>> model = concept_cnn(num_classes=5)
+        >>> model(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(width, "width")
+    layers: list = []
+    for index, (cin, cout) in enumerate(((3, 16), (16, 32), (32, 64), (64, width)), start=1):
+        layers += [(f"conv{index}", nn.Conv2d(cin, cout, 3, padding=1)), (f"bn{index}", nn.BatchNorm2d(cout))]
+        layers += [(f"relu{index}", nn.ReLU())] + ([(f"pool{index}", nn.MaxPool2d(2))] if index < 3 else [])
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(OrderedDict(layers)),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            head=nn.Linear(width, num_classes),
+        )
+    )

@@ -7,6 +7,7 @@ from ._adversarial import (
     pgd_robust_accuracy,
 )
 from ._cache import cached_model, default_cache_dir, digits_model
+from ._concept import concept_classifier, train_one_cycle
 from ._generator import concept_autoencoder, concept_latents, concept_segmenter, train_autoencoder
 from ._train import accuracy, train_classifier
 
@@ -15,6 +16,8 @@ __all__ = [
     "accuracy",
     "cached_model",
     "digits_model",
+    "concept_classifier",
+    "train_one_cycle",
     "default_cache_dir",
     "adversarial_train",
     "pgd_attack",
