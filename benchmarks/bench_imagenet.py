@@ -81,6 +81,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def best_rate(step, device, rounds: int, steps: int, batch: int) -> float:
+    """Images per second of ``steps`` calls of ``step`` on ``batch`` images: best of ``rounds``, after a warm-up."""
+    step()  # warm-up
+    best = 0.0
+    for _ in range(rounds):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        best = max(best, steps * batch / (time.perf_counter() - start))
+    return best
+
+
 def build(args: argparse.Namespace, device: torch.device):
     """The model, canvases, search set and labels, on ``device``."""
     from torchvision.models import resnet50
@@ -153,16 +167,7 @@ def bare_speed(model, images, batch: int, args, device) -> float:
                 logits = model(x)
             torch.autograd.grad(F.cross_entropy(logits.float(), target), x)
 
-    step()  # warm-up
-    best = 0.0
-    for _ in range(args.rounds):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        _sync(device)
-        best = max(best, args.steps * batch / (time.perf_counter() - start))
-    return best
+    return best_rate(step, device, args.rounds, args.steps, batch)
 
 
 def inference_speed(model, args, device) -> float:
@@ -179,16 +184,7 @@ def inference_speed(model, args, device) -> float:
             else:
                 model(x).argmax(1)
 
-    step()
-    best = 0.0
-    for _ in range(args.rounds):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(args.measure_steps):
-            step()
-        _sync(device)
-        best = max(best, args.measure_steps * args.measure_batch / (time.perf_counter() - start))
-    return best
+    return best_rate(step, device, args.rounds, args.measure_steps, args.measure_batch)
 
 
 def project(search_ips: float, inference_ips: float, args: argparse.Namespace) -> dict:

@@ -17,9 +17,7 @@ import torch
 
 from captum_classpattern.cli import _search as cli_search
 from captum_classpattern.cli import main
-from captum_classpattern.models import SmallCNN
 
-FACTORY = "from captum_classpattern.models import SmallCNN\n\n\ndef build():\n    return SmallCNN(1, 10, 8)\n"
 ARGS = ["search", "--model", "resume_nets:build", "--weights", "model.pt", "--classes", "0,3,7", "--no-progress"]
 
 pytestmark = [
@@ -29,13 +27,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def user_folder(tmp_path, monkeypatch):
+def user_folder(tmp_path, install_user_model):
     """A factory module and weights in the current folder (untrained: only determinism matters here)."""
-    torch.manual_seed(0)
-    torch.save(SmallCNN(1, 10, 8).state_dict(), tmp_path / "model.pt")
-    (tmp_path / "resume_nets.py").write_text(FACTORY)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_user_model("resume_nets", in_channels=1, num_classes=10, width=8)
     return tmp_path
 
 

@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torchvision import datasets  # noqa: F401  (its first import costs seconds: paid at collection, not in a test)
 
 from captum_classpattern.cli import main
-from captum_classpattern.models import SmallCNN
 
-FACTORY = "from captum_classpattern.models import SmallCNN\n\n\ndef build():\n    return SmallCNN(3, 3, 4)\n"
 ARGS = ["search", "--model", "stream_nets:build", "--weights", "model.pt", "--schedule", "paper", "--no-progress"]
 
 pytestmark = [
@@ -23,19 +20,15 @@ pytestmark = [
 
 
 @pytest.fixture
-def user_folder(tmp_path, monkeypatch):
+def user_folder(tmp_path, install_user_model):
     """A factory module, its weights and an image folder of three classes of six PNGs, in the current folder."""
-    torch.manual_seed(0)
-    torch.save(SmallCNN(3, 3, 4).state_dict(), tmp_path / "model.pt")
-    (tmp_path / "stream_nets.py").write_text(FACTORY)
+    install_user_model("stream_nets", in_channels=3, num_classes=3, width=4)
     generator = np.random.default_rng(0)
     for cls in ("cat", "dog", "fox"):
         (tmp_path / "images" / cls).mkdir(parents=True)
         for i in range(6):
             pixels = generator.integers(0, 256, (14, 14, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
 
