@@ -414,7 +414,9 @@ def reference_scans(arch: str, references, data, args) -> Tuple[List, float]:
     """
     results = []
     for entry in references:
-        tag = f"{args.scan_steps}-{args.max_eval}-{args.max_fraction}{'-quick' if args.quick else ''}"
+        quick = "-quick" if args.quick else ""
+        probe = f"b{args.blend_steps}x{ScanSettings().blend_batch_size}"
+        tag = f"{args.scan_steps}-{args.max_eval}-{args.max_fraction}-{probe}{quick}"
         path = None if not args.rows else f"{args.rows}.refs/{arch}-{entry.name}-{tag}.json"
         if path and os.path.isfile(path):
             results.append(ScanResult.from_json(path))
@@ -436,6 +438,7 @@ def done_rows(args, arch: str) -> List[Dict]:
         "steps": args.scan_steps,
         "max_eval": args.max_eval,
         "max_fraction": args.max_fraction,
+        "blend_steps": args.blend_steps,
     }
     return [r for r in rows if r["arch"] == arch and all(r.get(key) == value for key, value in setting.items())]
 
@@ -446,13 +449,20 @@ def scan_model(model, data, args, **kwargs):
         model,
         data.search.images,
         data.search.labels,
-        ScanSettings(steps=args.scan_steps),
+        ScanSettings(steps=args.scan_steps, blend_steps=args.blend_steps),
         scoring=ScoringSettings(max_eval=args.max_eval, max_fraction=args.max_fraction),
         eval_images=data.eval.images,
         eval_labels=data.eval.labels,
         seed=0,
         **kwargs,
     )
+
+
+def strongest_index(result: ScanResult) -> List[float]:
+    """Each class's larger anomaly index of the scan's two detectors (top-k patterns and blend probe)."""
+    if not result.blend_anomaly_index:
+        return list(result.anomaly_index)
+    return [max(a, b) for a, b in zip(result.anomaly_index, result.blend_anomaly_index)]
 
 
 def method_row(flagged, index, target, jaccard, seconds) -> Dict:
@@ -484,7 +494,8 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
     for row in rows:
         print_row(row)
     done = {(r["kind"], r["target"], r["seed"]) for r in rows}
-    for entry in suspects[: args.limit]:
+    index, count = args.shard
+    for entry in suspects[: args.limit][index::count]:
         if (entry.kind, entry.target, entry.seed) in done:
             continue
         target = entry.target
@@ -502,15 +513,22 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
             "steps": args.scan_steps,
             "max_eval": args.max_eval,
             "max_fraction": args.max_fraction,
+            "blend_steps": args.blend_steps,
             "kind": entry.kind,
             "target": target,
             "seed": entry.seed,
             "clean_accuracy": entry.meta.get("clean_accuracy"),
             "attack_success_rate": entry.meta.get("attack_success_rate"),
             "scan_ref": method_row(
-                result.flagged, result.anomaly_index, target, result.trigger_jaccard, result.seconds + amortised
+                result.flagged, strongest_index(result), target, result.trigger_jaccard, result.seconds + amortised
             ),
-            "scan": method_row(alone.flagged, alone.anomaly_index, target, result.trigger_jaccard, result.seconds),
+            "detectors": {
+                "pattern_flagged": result.pattern_flagged,
+                "blend_flagged": result.blend_flagged,
+                "pattern_alone": alone.pattern_flagged,
+                "blend_alone": alone.blend_flagged,
+            },
+            "scan": method_row(alone.flagged, strongest_index(alone), target, result.trigger_jaccard, result.seconds),
             "nc": method_row(nc.flagged, nc.anomaly_index, target, nc.trigger_jaccard, nc.seconds),
             "scores": {
                 "suspect": [round(s, 3) for s in result.suspect_scores],
@@ -591,6 +609,17 @@ def run_zoo(args) -> Dict:
     }
 
 
+def _shard(text: str) -> Tuple[int, int]:
+    """``"I/N"`` as ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick zoo (or 3 digits models) and short searches")
@@ -606,6 +635,13 @@ def main(argv=None) -> int:
     parser.add_argument("--references", type=int, default=3, help="reference models per architecture (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="scan at most this many suspects per architecture")
     parser.add_argument("--rows", help="append every model's row as one JSON line to this file")
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="zoo: scan only every N-th suspect from the I-th (0-based), to share one --rows file between processes",
+    )
     parser.add_argument("--max-eval", type=int, default=300, help="zoo: held-out images per class (ScoringSettings)")
     parser.add_argument("--max-fraction", type=float, default=1.0, help="zoo: largest pattern size (ScoringSettings)")
     parser.add_argument("--size", type=int, default=16, help="digits image side (16 or 32)")
@@ -622,6 +658,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dump", help="with --variants: write every search's raw powers to this JSON file")
     parser.add_argument("--scan-steps", type=int, default=None)
     parser.add_argument("--nc-steps", type=int, default=None)
+    parser.add_argument(
+        "--blend-steps", type=int, default=ScanSettings().blend_steps, help="zoo: the scan's blend-probe steps (0: off)"
+    )
     parser.add_argument("--suspicion-steps", type=int, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

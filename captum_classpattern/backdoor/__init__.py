@@ -11,6 +11,7 @@ from ._attack_metrics import (
     clean_accuracy,
     trigger_robust_accuracy,
 )
+from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
@@ -45,6 +46,9 @@ __all__ = [
     "TriggerRecoverySettings",
     "ScanResult",
     "PowerTable",
+    "BlendProbe",
+    "BlendTable",
+    "BLEND_STRENGTHS",
     "suspicion_scores",
     "SuspicionSettings",
     "SuspicionResult",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .._utils import check_images, check_labels, evaluation_mode, module_device, num_classes_of
+from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
 from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
 from ._scan_result import ScanResult
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
@@ -50,8 +51,15 @@ def scan(
     signed gradient steps. Each class is scored by how easily small top-k stamps of its
     pattern make held-out images of other classes classify as it, and classes whose score
     is a one-sided outlier (MAD anomaly index above ``scoring.threshold``) are flagged.
-    For each flagged class a second search recovers the trigger as one compact region
-    (``recovery``).
+    For each class the patterns flag a second search recovers the trigger as one compact
+    region (``recovery``).
+
+    A blended trigger changes every pixel a little, and no small stamp reproduces it. A
+    second, dense detector (the blend probe, ``settings.blend_steps``) learns one
+    full-image pattern per class, blends it into other-class images at strength
+    ``settings.blend_strength`` and measures the share of held-out images it flips at
+    strengths 0.02 to 0.3; a class that flips them at much lower strengths than the others
+    is flagged by the same anomaly rule. A class is flagged when either detector flags it.
 
     A clean-data scan alone cannot tell a poisoned class from a class with a *natural*
     backdoor: a few learned pixels that flip most images to it without any poisoning.
@@ -141,7 +149,9 @@ def scan(
             scan, images=images, labels=labels, settings=settings, scoring=scoring, eval_images=eval_images,
             eval_labels=eval_labels, classes=targets.tolist(), recovery=_NO_RECOVERY, seed=seed,
         )  # fmt: skip
-        reference_tables = _reference_tables(references, run_reference, settings, model, targets.tolist(), images)
+        reference_tables, reference_blend_tables = _reference_tables(
+            references, run_reference, settings, model, targets.tolist(), images
+        )
         canvases = pick_canvases(model, images, labels, targets.tolist(), settings.init)
         maps, learned = learn_patterns(
             model,
@@ -167,6 +177,17 @@ def scan(
         # ... and power_auc needs every size up to its range, known only now.
         auc_pixels = table.auc_size(scoring.auc_k, height, width)
         table = measure(stop_at=0.0, always={size for size in ks if size <= auc_pixels}, known=table)
+        blend = None
+        if settings.blend_steps:
+            blend_patterns = learn_blend_patterns(
+                model, targets, images, labels, strength=settings.blend_strength, steps=settings.blend_steps,
+                batch_size=settings.blend_batch_size, value_step=settings.value_step, seed=seed,
+                show_progress=show_progress,
+            )  # fmt: skip
+            blend_table = measure_blend_powers(
+                model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
+            )
+            blend = BlendProbe(blend_patterns, blend_table, reference_blend_tables)
         result = ScanResult(
             targets.tolist(),
             maps,
@@ -177,11 +198,14 @@ def scan(
             recovery,
             seed,
             reference_tables=reference_tables,
+            blend=blend,
         )
         jaccard_class = None
         if trigger_mask is not None:
             jaccard_class = result.most_suspicious() if trigger_target is None else int(trigger_target)
-        wanted = list(dict.fromkeys(result.flagged + ([] if jaccard_class is None else [jaccard_class])))
+        # A class the blend probe flags has its trigger in result.blend.patterns: a compact
+        # region would misdescribe a blend, so only the patterns' flags are recovered.
+        wanted = list(dict.fromkeys(result.pattern_flagged + ([] if jaccard_class is None else [jaccard_class])))
         if wanted and recovery.smoothness > 0 and settings.values == "learned":
             # A second, smaller search for the suspicious classes only: the detection search
             # stops at the fewest pixels that work; a total-variation penalty makes the
@@ -233,9 +257,10 @@ def _reference_tables(
     model: Callable,
     classes: List[int],
     images: Tensor,
-) -> List[PowerTable]:
-    """The power table of the suspect's search on each reference, scanning the reference models with ``run``."""
-    tables = []
+) -> Tuple[List[PowerTable], List[BlendTable]]:
+    """The power and blend tables of the suspect's searches on each reference (models scanned with ``run``)."""
+    tables: List[PowerTable] = []
+    blend_tables: List[BlendTable] = []
     num_classes = None
     for position, item in enumerate(references):
         name = f"reference {position}"
@@ -249,6 +274,10 @@ def _reference_tables(
             if item.settings != settings:
                 raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
             tables.append(item.table)
+            if item.blend is not None:
+                blend_tables.append(item.blend.table)
+            elif settings.blend_steps:
+                raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")
             continue
         device = module_device(item)
         if device is not None and device != images.device:
@@ -266,7 +295,10 @@ def _reference_tables(
                 "trained on the same task."
             )
         try:
-            tables.append(run(item).table)
+            result = run(item)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from error
-    return tables
+        tables.append(result.table)
+        if result.blend is not None:
+            blend_tables.append(result.blend.table)
+    return tables, blend_tables

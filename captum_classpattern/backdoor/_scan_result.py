@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor
 from .._utils import JsonFile, check_choice
 from ..attr import Pattern, pixel_budget, top_k_mask
 from ..metrics import flag_outliers, trigger_jaccard
+from ._blend_probe import BlendProbe
 from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
 from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
@@ -33,7 +34,7 @@ class ScanResult(JsonFile):
         settings: the search settings the scan ran with.
         recovery: the trigger-recovery settings it ran with.
         seed: the seed it ran with.
-        trigger_maps: the recovered trigger of each flagged class (and of the class the
+        trigger_maps: the recovered trigger of each class the patterns flag (and of the class the
             Jaccard is measured on): an H x W map from a second search whose size penalty
             also counts the map's total variation (see :class:`TriggerRecoverySettings`).
         trigger_values: the pasted values C x H x W of those triggers.
@@ -45,6 +46,9 @@ class ScanResult(JsonFile):
         reference_tables: the power tables of the same search on each reference model
             (empty without a reference): what a model trained on clean data of the same
             task does with each class.
+        blend: what the blend probe found (:class:`BlendProbe`: its patterns, their power at
+            each blend strength, and the same on each reference); ``None`` when the probe
+            was off (``ScanSettings(blend_steps=0)``).
         scores: the score of each class (see :attr:`score`): mean log-odds of the power for
             ``"power_auc"``, a pattern size in pixels for ``"min_k"``, a power for
             ``"power_at_k"``, the map's L1 norm for ``"mask_l1"``. With reference tables, the
@@ -56,9 +60,20 @@ class ScanResult(JsonFile):
             reference).
         anomaly_index: the MAD anomaly index of each class's score; with reference tables,
             the smaller of the suspect's own index and the index of the relative score.
-        flagged: flagged classes (one-sided outliers with index above the threshold),
-            most anomalous first; with reference tables, only classes that are outliers both
-            by the suspect's own scores and by the scores relative to the references.
+        pattern_flagged: classes flagged by the top-k patterns (one-sided outliers with
+            index above the threshold), most anomalous first; with reference tables, only
+            classes that are outliers both by the suspect's own scores and by the scores
+            relative to the references.
+        blend_scores: each class's blend-probe score (mean log-odds of its power over the
+            strengths up to where a typical class reaches 0.5; high is suspicious),
+            relative to the references' mean when there are references; empty without the
+            probe.
+        blend_anomaly_index: the MAD anomaly index of each blend score (with references,
+            the smaller of the suspect's own index and the relative one); empty without
+            the probe.
+        blend_flagged: classes flagged by the blend probe, by the same rule as
+            ``pattern_flagged`` with the threshold ``scoring.blend_threshold``.
+        flagged: the classes flagged by either detector, most anomalous first.
         patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
             top-k pixels with the searched values, ``k`` the smallest evaluated size that
             reaches the power threshold (``k`` itself for ``score="power_at_k"``).
@@ -81,12 +96,18 @@ class ScanResult(JsonFile):
     trigger_values: Dict[int, Tensor] = field(default_factory=dict)
     trigger_jaccard: Optional[float] = None
     jaccard_class: Optional[int] = None
-    seconds: float = 0.0
     reference_tables: List[PowerTable] = field(default_factory=list)
+    blend: Optional[BlendProbe] = None
+    # Set by the scan once it has finished, not an input of the scoring.
+    seconds: float = field(default=0.0, init=False)
     scores: List[float] = field(init=False)
     suspect_scores: List[float] = field(init=False)
     reference_scores: List[float] = field(init=False)
     anomaly_index: List[float] = field(init=False)
+    pattern_flagged: List[int] = field(init=False)
+    blend_scores: List[float] = field(init=False)
+    blend_anomaly_index: List[float] = field(init=False)
+    blend_flagged: List[int] = field(init=False)
     flagged: List[int] = field(init=False)
     patterns: List[Pattern] = field(init=False)
     powers: List[float] = field(init=False)
@@ -127,7 +148,36 @@ class ScanResult(JsonFile):
         self.suspect_scores = shown_scores(score, suspect)
         self.reference_scores = [] if reference is None else shown_scores(score, reference)
         self.anomaly_index = [float(a) for a in index]
-        self.flagged = [self.classes[r] for r in flagged_rows]
+        self.pattern_flagged = [self.classes[r] for r in flagged_rows]
+        blend_index, blend_rows = self._blend_flags()
+        self.blend_flagged = [self.classes[r] for r in blend_rows]
+        # Either detector's flag counts; the most anomalous class by either index comes first.
+        strongest = np.maximum(index, blend_index) if blend_index.size else np.asarray(index)
+        either = sorted(set(flagged_rows) | set(blend_rows), key=lambda r: -strongest[r])
+        self.flagged = [self.classes[r] for r in either]
+
+    def _blend_flags(self) -> Tuple[np.ndarray, List[int]]:
+        """Score the blend probe and flag its outliers, as the patterns are flagged; sets ``blend_scores``."""
+        self.blend_scores, self.blend_anomaly_index = [], []
+        if self.blend is None:
+            return np.zeros(0), []
+        raw = self.blend.table.class_scores()
+        threshold = self.scoring.blend_threshold
+        index, rows = flag_outliers(raw.tolist(), "high", threshold)
+        references = self.blend.reference_tables
+        if references:
+            if any(t.powers.shape != self.blend.table.powers.shape for t in references):
+                raise ValueError(
+                    "a reference blend table has another shape than the suspect's "
+                    f"{self.blend.table.powers.shape}: scan the references with the same classes and settings."
+                )
+            raw = raw - np.mean([t.class_scores() for t in references], axis=0)
+            relative, relative_rows = flag_outliers(raw.tolist(), "high", threshold)
+            index = np.minimum(index, relative)
+            rows = sorted(set(rows) & set(relative_rows), key=lambda r: -index[r])
+        self.blend_scores = [float(v) for v in raw]
+        self.blend_anomaly_index = [float(a) for a in index]
+        return index, rows
 
     def _reference_raw(self, height: int, width: int) -> Optional[np.ndarray]:
         """The references' mean raw score of each class, or ``None`` without reference tables."""
@@ -158,11 +208,14 @@ class ScanResult(JsonFile):
         return DIRECTION[self.scoring.score]
 
     def most_suspicious(self) -> int:
-        """The class with the largest anomaly index on the suspicious side."""
+        """The class with the largest anomaly index on the suspicious side, by either detector."""
         values = np.asarray(self.scores)
         median = np.median(values)
         side = values < median if self.direction == "low" else values > median
         index = np.where(side, np.asarray(self.anomaly_index), -1.0)
+        if self.blend_scores:
+            blend = np.asarray(self.blend_scores)
+            index = np.maximum(index, np.where(blend > np.median(blend), np.asarray(self.blend_anomaly_index), -1.0))
         return self.classes[int(np.argmax(index))]
 
     def recovered_trigger(self, cls: int, k: Optional[int] = None) -> Pattern:
@@ -182,7 +235,8 @@ class ScanResult(JsonFile):
         if cls not in self.trigger_maps:
             raise ValueError(
                 f"no trigger was recovered for class {cls}; recovered: {sorted(self.trigger_maps)} "
-                "(triggers are recovered for flagged classes and the trigger_target)."
+                "(triggers are recovered for the classes the patterns flag and the trigger_target; a class the "
+                "blend probe flags has its blended trigger in result.blend.patterns)."
             )
         trigger_map, values = self.trigger_maps[cls], self.trigger_values[cls]
         mask = trigger_map >= 0.5 if k is None else top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
@@ -227,6 +281,7 @@ class ScanResult(JsonFile):
         auc_k: Union[int, float, str, None] = None,
         threshold: Optional[float] = None,
         reference: bool = True,
+        blend_threshold: Optional[float] = None,
     ) -> ScanResult:
         """The same search scored another way (no new search).
 
@@ -239,6 +294,7 @@ class ScanResult(JsonFile):
             threshold: the anomaly-index threshold (default: the scan's).
             reference: compare with the reference tables, if the scan has any (default);
                 ``False`` scores the suspect alone, as a scan without a reference does.
+            blend_threshold: the blend probe's anomaly-index threshold (default: the scan's).
 
         Returns:
             A new :class:`ScanResult` sharing this one's maps and values.
@@ -253,17 +309,24 @@ class ScanResult(JsonFile):
         if not isinstance(reference, bool):
             raise TypeError(f"reference must be a bool, got {type(reference).__name__}.")
         changes: Dict[str, Any] = {"score": score}
-        for name, value in (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k), ("threshold", threshold)):
+        named = (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k), ("threshold", threshold))
+        for name, value in named + (("blend_threshold", blend_threshold),):
             if value is not None:
                 changes[name] = value
+        blend = self.blend
+        if blend is not None and not reference:
+            blend = dataclasses.replace(blend, reference_tables=[])
         # The triggers were recovered for this scan's flags; they are kept as they are.
-        return dataclasses.replace(
+        again = dataclasses.replace(
             self,
             scoring=self.scoring.replace(**changes),
             trigger_maps=dict(self.trigger_maps),
             trigger_values=dict(self.trigger_values),
             reference_tables=list(self.reference_tables) if reference else [],
+            blend=blend,
         )
+        again.seconds = self.seconds
+        return again
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: the summary first, then the power table, maps and values.
@@ -280,6 +343,10 @@ class ScanResult(JsonFile):
             "reference_scores": list(self.reference_scores),
             "anomaly_index": list(self.anomaly_index),
             "flagged": list(self.flagged),
+            "pattern_flagged": list(self.pattern_flagged),
+            "blend_flagged": list(self.blend_flagged),
+            "blend_scores": list(self.blend_scores),
+            "blend_anomaly_index": list(self.blend_anomaly_index),
             "pattern_sizes": [p.k for p in self.patterns],
             "powers": list(self.powers),
             "trigger_classes": sorted(self.trigger_maps),
@@ -298,6 +365,7 @@ class ScanResult(JsonFile):
             "values": self.values.tolist(),
             "trigger_maps": {str(c): m.tolist() for c, m in sorted(self.trigger_maps.items())},
             "trigger_values": {str(c): v.tolist() for c, v in sorted(self.trigger_values.items())},
+            "blend": None if self.blend is None else self.blend.to_dict(),
         }
 
     @classmethod
@@ -314,7 +382,8 @@ class ScanResult(JsonFile):
             The :class:`ScanResult`, its tensors on the CPU.
         """
         dtype = getattr(torch, data.get("dtype", "float32"))
-        return cls(
+        blend = data.get("blend")
+        result = cls(
             classes=[int(c) for c in data["classes"]],
             maps=torch.tensor(data["maps"], dtype=dtype),
             values=torch.tensor(data["values"], dtype=dtype),
@@ -327,6 +396,8 @@ class ScanResult(JsonFile):
             trigger_values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
             trigger_jaccard=data.get("trigger_jaccard"),
             jaccard_class=data.get("jaccard_class"),
-            seconds=float(data.get("seconds", 0.0)),
             reference_tables=[PowerTable.from_dict(table) for table in data.get("reference_tables", [])],
+            blend=None if blend is None else BlendProbe.from_dict(blend, dtype),
         )
+        result.seconds = float(data.get("seconds", 0.0))
+        return result

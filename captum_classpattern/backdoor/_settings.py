@@ -67,6 +67,13 @@ class ScanSettings(_Settings):
         harden: share of the steps, at the end, in which the composite uses the binarised
             map, so that the searched composite is a real top-k stamp (default 0.5; 0 keeps
             the map soft throughout).
+        blend_steps: steps of the dense blend probe, which finds blended triggers that no
+            small stamp reproduces (default 60; 0 switches the probe off). For each class
+            it learns one full-image pattern ``t`` whose blend ``(1 - a) x + a t`` with
+            ``a = blend_strength`` makes other-class images classify as the class, and
+            measures how many images it flips at blend strengths 0.02 to 0.3.
+        blend_strength: the blend strength ``a`` the probe searches at (default 0.1).
+        blend_batch_size: other-class images per class per step of the probe (default 8).
 
     Example:
         >>> quick = ScanSettings(steps=60)
@@ -81,6 +88,9 @@ class ScanSettings(_Settings):
     value_step: float = 0.05
     alpha: float = 0.2
     harden: float = 0.5
+    blend_steps: int = 60
+    blend_strength: float = 0.1
+    blend_batch_size: int = 8
 
     def __post_init__(self) -> None:
         check_choice(self.values, VALUE_MODES, "values")
@@ -93,6 +103,12 @@ class ScanSettings(_Settings):
             check_positive_float(getattr(self, name), name)
         check_number(self.alpha, "alpha", 0.0, 1.0)
         check_number(self.harden, "harden", 0.0, 1.0)
+        if isinstance(self.blend_steps, bool) or not isinstance(self.blend_steps, int):
+            raise TypeError(f"blend_steps must be an int, got {type(self.blend_steps).__name__}.")
+        if self.blend_steps < 0:
+            raise ValueError(f"blend_steps must be 0 (no blend probe) or more, got {self.blend_steps}.")
+        check_number(self.blend_strength, "blend_strength", 0.0, 1.0, low_open=True)
+        check_positive_int(self.blend_batch_size, "blend_batch_size")
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,9 @@ class ScoringSettings(_Settings):
             (default 1.0).
         max_eval: at most this many held-out images per class measure the power (default 300).
         threshold: the anomaly-index threshold for flagging, as in Neural Cleanse (default 2.0).
+        blend_threshold: the anomaly-index threshold of the blend probe (default 3.0). It is
+            stricter because a scan flags a class when either detector does: two tests per
+            class raise the chance that a clean class crosses one of them.
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
 
@@ -138,6 +157,7 @@ class ScoringSettings(_Settings):
     max_eval: int = 300
     threshold: float = 2.0
     full_table: bool = False
+    blend_threshold: float = 3.0
 
     def __post_init__(self) -> None:
         check_choice(self.score, SCORES, "score")
@@ -148,6 +168,7 @@ class ScoringSettings(_Settings):
         check_number(self.max_fraction, "max_fraction", 0.0, 1.0, low_open=True)
         check_positive_int(self.max_eval, "max_eval")
         check_positive_float(self.threshold, "threshold")
+        check_positive_float(self.blend_threshold, "blend_threshold")
         _check_bool(self.full_table, "full_table")
 
 

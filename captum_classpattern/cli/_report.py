@@ -138,12 +138,16 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
             "anomaly index": result.anomaly_index[row],
             "k": result.patterns[row].k,
             "power": result.powers[row],
+            "blend anomaly index": result.blend_anomaly_index[row] if result.blend_anomaly_index else None,
             "flagged": cls in result.flagged,
         }
         for row, cls in enumerate(result.classes)
     ]
     flagged = ", ".join(names[row_of[cls]] for cls in result.flagged) or "none"
-    verdict = f"Flagged: {flagged} (score {result.score}, threshold {result.scoring.threshold:g})."
+    verdict = f"Flagged: {flagged} (score {result.score}, threshold {result.scoring.threshold:g}"
+    if result.blend is not None:
+        verdict += f"; blend probe threshold {result.scoring.blend_threshold:g}"
+    verdict += ")."
     if result.trigger_jaccard is not None and result.jaccard_class is not None:
         verdict += (
             f" The recovered trigger of {names[row_of[result.jaccard_class]]} overlaps the true trigger with "

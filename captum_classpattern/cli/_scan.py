@@ -23,7 +23,7 @@ from .._utils import write_atomic, write_json_atomic
 from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
-from ._arguments import WEIGHTS_HELP, add_run_flags, positive_float, positive_int, show_progress
+from ._arguments import WEIGHTS_HELP, add_run_flags, non_negative_int, positive_float, positive_int, show_progress
 from ._errors import UsageError
 from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
 from ._output import prepare_out, publish
@@ -58,6 +58,13 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train (or load from the cache) a digits CNN with a 3x3 patch backdoor and scan it",
     )
     scan.add_argument("--weights", help=WEIGHTS_HELP)
+    scan.add_argument(
+        "--reference-weights",
+        nargs="+",
+        metavar="W",
+        help="weights of one or more reference models: the --model architecture trained by you on clean data of "
+        "the same task; a class that is just as easy to flip on them is not flagged",
+    )
     scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
     scan.add_argument("--size", type=positive_int, default=16, help="side of the digits images (default 16)")
     scan.add_argument(
@@ -82,6 +89,18 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"class score (default {ScoringSettings().score})",
     )
     scan.add_argument("--threshold", type=positive_float, default=2.0, help="anomaly-index threshold (default 2)")
+    scan.add_argument(
+        "--blend-steps",
+        type=non_negative_int,
+        default=ScanSettings().blend_steps,
+        help=f"steps of the blend probe, which finds blended triggers (default {ScanSettings().blend_steps}; 0: off)",
+    )
+    scan.add_argument(
+        "--blend-threshold",
+        type=positive_float,
+        default=ScoringSettings().blend_threshold,
+        help=f"the blend probe's anomaly-index threshold (default {ScoringSettings().blend_threshold:g})",
+    )
     scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     scan.add_argument(
         "--out",
@@ -96,7 +115,10 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _load(
     args: argparse.Namespace, classes: Optional[List[int]]
 ) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
-    """The model, the search and held-out images on the device, the class names and what to report."""
+    """The model, the search and held-out images on the device, the class names and what to report.
+
+    The reference models, if any, are under ``info["references"]``.
+    """
     device = parse_device(args.device)
     if args.demo_backdoor:
         if args.data != "digits":
@@ -107,10 +129,14 @@ def _load(
             )
         if not 0 <= args.demo_target < 10:
             raise UsageError(f"--demo-target must be a digit class, 0 to 9, got {args.demo_target}.")
+        references: List[torch.nn.Module] = []
     else:
         model = load_model(args.model, args.weights, device)
+        references = [load_model(args.model, weights, device) for weights in args.reference_weights or []]
     search, held_out, names = load_data(args.data, args.limit, size=args.size)
     info: Dict[str, Any] = {"model": args.model, "weights": args.weights}
+    if references:
+        info["reference_weights"] = list(args.reference_weights)
     if args.demo_backdoor:
         model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=show_progress(args))
         model = model.to(device)
@@ -121,6 +147,9 @@ def _load(
             "trigger_mask": trigger.mask(args.size, args.size),
         }
     check_job(model, search, names, classes, None, args.model, args.data)
+    for reference in references:
+        check_job(reference, search, names, classes, None, args.model, args.data)
+    info["references"] = references
     search = Split(search.images.to(device), search.labels.to(device))
     held_out = Split(held_out.images.to(device), held_out.labels.to(device))
     return model, search, held_out, names, info
@@ -138,14 +167,19 @@ def run_scan(args: argparse.Namespace) -> int:
     """
     if args.weights and not args.model:
         raise UsageError("--weights needs --model.")
+    if args.reference_weights and not args.model:
+        raise UsageError("--reference-weights needs --model: the references share its architecture.")
     prepare_out(args.out)
     classes = parse_classes(args.classes)
     if classes is not None and len(classes) < 3:
         raise UsageError(f"--classes: a scan compares classes with each other and needs at least three, got {classes}.")
-    settings = ScanSettings(steps=args.steps)
-    scoring = ScoringSettings(score=args.score, max_eval=args.max_eval, threshold=args.threshold)
+    settings = ScanSettings(steps=args.steps, blend_steps=args.blend_steps)
+    scoring = ScoringSettings(
+        score=args.score, max_eval=args.max_eval, threshold=args.threshold, blend_threshold=args.blend_threshold
+    )
     model, search, held_out, names, info = _load(args, classes)
     trigger_mask = info.pop("trigger_mask", None)
+    references = info.pop("references", [])
     started = time.perf_counter()
     result = scan(
         model,
@@ -160,16 +194,18 @@ def run_scan(args: argparse.Namespace) -> int:
         trigger_target=info.get("true_target"),
         seed=args.seed,
         show_progress=show_progress(args),
+        reference=references or None,
     )
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
-    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}  flagged")
+    blend = result.blend_anomaly_index or [float("nan")] * len(result.classes)
+    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}{'blend':>7}  flagged")
     for row, cls in enumerate(result.classes):
         mark = "  <-- flagged" if cls in result.flagged else ""
         print(
             f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
-            f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{mark}"
+            f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{blend[row]:>7.2f}{mark}"
         )
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
@@ -178,6 +214,14 @@ def run_scan(args: argparse.Namespace) -> int:
             trigger = result.recovered_trigger(cls)
             where = trigger_location(trigger)
             print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
+    for cls in result.blend_flagged:
+        row = result.classes.index(cls)
+        strengths, powers = result.blend.table.strengths, result.blend.table.powers[row]  # type: ignore[union-attr]
+        half = next((f"{a:g}" for a, p in zip(strengths, powers) if p >= 0.5), f"more than {strengths[-1]:g}")
+        print(
+            f"blended trigger of {class_names[row]}: its probe pattern flips half the other images at blend "
+            f"strength {half} (scan.json: result.blend.patterns)"
+        )
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 

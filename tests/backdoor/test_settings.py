@@ -51,11 +51,16 @@ KEYWORD_DEFAULTS = {
         threshold=2.0,
     ),
 }
+# Fields added since, for the blend probe.
+ADDED_DEFAULTS = {
+    ScanSettings: dict(blend_steps=60, blend_strength=0.1, blend_batch_size=8),
+    ScoringSettings: dict(blend_threshold=3.0),
+}
 
 
 @pytest.mark.parametrize("kind", list(KEYWORD_DEFAULTS), ids=lambda kind: kind.__name__)
 def test_defaults_are_the_keyword_defaults(kind):
-    assert kind().to_dict() == KEYWORD_DEFAULTS[kind]
+    assert kind().to_dict() == {**KEYWORD_DEFAULTS[kind], **ADDED_DEFAULTS.get(kind, {})}
     assert kind(**KEYWORD_DEFAULTS[kind]) == kind()
     assert kind.from_dict(json.loads(json.dumps(kind().to_dict()))) == kind()
 

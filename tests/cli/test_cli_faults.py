@@ -140,6 +140,12 @@ def test_scan_faults_of_its_own(files, tmp_path, capsys):
         (["--demo-backdoor", "--weights", "w.pt"], r"--weights needs --model"),
         (["--model", "fault_nets:build", "--score", "nope"], r"argument --score: invalid choice: 'nope'"),
         (["--model", "fault_nets:build", "--steps", "0"], r"argument --steps: must be a positive integer"),
+        (["--demo-backdoor", "--reference-weights", "w.pt"], r"--reference-weights needs --model"),
+        (
+            ["--model", "fault_nets:build", "--reference-weights", str(files / "truncated.pt")],
+            r"truncated\.pt is not a usable state_dict",
+        ),
+        (["--model", "fault_nets:build", "--blend-steps", "-1"], r"argument --blend-steps: must be"),
     ]
     for argv, pattern in cases:
         try:

@@ -1,0 +1,37 @@
+"""``classpattern scan --reference-weights``: the user's clean reference models take part in the scan."""
+
+import json
+
+import pytest
+import torch
+
+from captum_classpattern.backdoor import ScanResult
+from captum_classpattern.cli import main
+from captum_classpattern.models import SmallCNN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_reference_weights_are_loaded_and_compared(install_user_model, tmp_path, capsys):
+    install_user_model("scan_ref_nets", 1, 10, 8)
+    torch.manual_seed(1)
+    torch.save(SmallCNN(1, 10, 8).state_dict(), tmp_path / "reference.pt")
+    argv = ["scan", "--model", "scan_ref_nets:build", "--weights", "model.pt", "--reference-weights", "reference.pt"]
+    argv += ["--steps", "4", "--blend-steps", "3", "--max-eval", "20", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "blend" in printed.splitlines()[0]
+    report = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert report["reference_weights"] == ["reference.pt"]
+    result = ScanResult.from_dict(report["result"])
+    assert len(result.reference_tables) == 1 and len(result.blend.reference_tables) == 1
+    assert len(result.blend_anomaly_index) == 10
+
+
+def test_blend_probe_can_be_switched_off(install_user_model, tmp_path, capsys):
+    install_user_model("scan_off_nets", 1, 10, 8)
+    argv = ["scan", "--model", "scan_off_nets:build", "--weights", "model.pt", "--blend-steps", "0"]
+    argv += ["--steps", "4", "--max-eval", "20", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = ScanResult.from_dict(json.loads((tmp_path / "out" / "scan.json").read_text())["result"])
+    assert result.blend is None and result.reference_tables == []
