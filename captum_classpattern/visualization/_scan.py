@@ -25,7 +25,9 @@ def plot_scan(
 ) -> Tuple[Figure, List[Axes]]:
     """Each class's recovered pattern above a bar chart of the anomaly indices.
 
-    Flagged classes show their recovered trigger (see ``ScanResult.recovered_trigger``),
+    When the scan ran its blend probe, each class has two bars: the top-k patterns' index
+    and the blend probe's (hatched, with its own dotted threshold). Classes flagged by the
+    patterns show their recovered trigger (see ``ScanResult.recovered_trigger``),
     the others the smallest pattern that reached the power threshold. Pattern pixels are
     drawn with their values; the rest of the image is light blue (:data:`GROUND`), so that
     white and black pattern pixels both show.
@@ -33,7 +35,8 @@ def plot_scan(
     Args:
         result: a :class:`~captum_classpattern.backdoor.ScanResult`.
         class_names: a name per scanned class (default the class indices).
-        threshold: drawn as a dashed line; flagged classes are drawn in red.
+        threshold: the patterns' threshold, drawn as a dashed line; flagged classes (and,
+            per detector, flagged bars) are drawn in red.
         fig_size: size in inches; by default 1.1 inches per class (at least 6) by 4.2.
         use_pyplot: create the figure through pyplot and show it (Captum's default);
             ``False`` builds a :class:`matplotlib.figure.Figure` without touching pyplot.
@@ -69,8 +72,23 @@ def plot_scan(
             spine.set_linewidth(2 if flagged else 1)
         axes.append(ax)
     bars = fig.add_subplot(grid[1, :])
-    colours = ["tab:red" if c in result.flagged else "tab:gray" for c in result.classes]
-    bars.bar(range(count), result.anomaly_index, color=colours)
+    blend = list(getattr(result, "blend_anomaly_index", None) or [])
+    if blend:
+        # Two bars per class: the patterns' index, and the blend probe's (hatched), each red
+        # where that detector flags the class.
+        pattern_flagged, blend_flagged = result.pattern_flagged, result.blend_flagged
+        pattern_colours = ["tab:red" if c in pattern_flagged else "tab:gray" for c in result.classes]
+        blend_colours = ["tab:red" if c in blend_flagged else "0.85" for c in result.classes]
+        left = [position - 0.2 for position in range(count)]
+        right = [position + 0.2 for position in range(count)]
+        bars.bar(left, result.anomaly_index, 0.4, color=pattern_colours, label="top-k patterns")
+        bars.bar(right, blend, 0.4, color=blend_colours, hatch="//", edgecolor="0.35", label="blend probe")
+        blend_threshold = result.scoring.blend_threshold
+        label = f"blend threshold {blend_threshold:g}"
+        bars.axhline(blend_threshold, color="0.35", linestyle=":", linewidth=1, label=label)
+    else:
+        colours = ["tab:red" if c in result.flagged else "tab:gray" for c in result.classes]
+        bars.bar(range(count), result.anomaly_index, color=colours)
     bars.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     bars.set_xticks(range(count), names, fontsize=8)
     bars.set_ylabel("anomaly index")
