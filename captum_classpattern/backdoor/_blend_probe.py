@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .._utils import predict
 from ..attr import make_search_set
-from ._scan_scores import AUC_POWER, log_odds
+from ._scan_scores import AUC_POWER, held_out_others, log_odds
 from ._scan_search import stamp_loss
 
 BLEND_STRENGTHS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
@@ -204,9 +204,7 @@ def measure_blend_powers(
     generator = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
         for row, target in enumerate(targets.tolist()):
-            pool = torch.nonzero(labels != target).flatten()
-            pool = pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
-            others = images[pool.to(images.device)]
+            others = held_out_others(images, labels, target, generator, max_images)
             counts.append(int(others.shape[0]))
             for column, strength in enumerate(strengths):
                 blended = (1.0 - strength) * others + strength * patterns[row]

@@ -18,6 +18,28 @@ from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
 from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
+def flag_against_references(
+    raw: np.ndarray, reference: Optional[np.ndarray], direction: str, threshold: float
+) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """Flag the one-sided outliers of ``raw``, and with a reference only those that stay outliers relative to it.
+
+    A class stays flagged only if it is also an outlier once each class is measured against
+    the references' mean: the reference can clear a flag, never raise one.
+
+    Returns:
+        ``(scores, index, rows)``: the scores the flags are reported on (relative to the
+        reference when there is one), each class's anomaly index (the smaller of the two
+        with a reference) and the flagged rows, most anomalous first.
+    """
+    index, rows = flag_outliers(raw.tolist(), direction, threshold)
+    if reference is None:
+        return raw, index, rows
+    relative_raw = raw - reference
+    relative, relative_rows = flag_outliers(relative_raw.tolist(), direction, threshold)
+    index = np.minimum(index, relative)
+    return relative_raw, index, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
+
+
 @dataclass
 class ScanResult(JsonFile):
     """What :func:`~captum_classpattern.backdoor.scan` found.
@@ -124,15 +146,8 @@ class ScanResult(JsonFile):
         sizes = self.table.smallest_sizes(self.scoring.power_threshold)
         raw = self.table.class_scores(score, self.maps, sizes, fixed_k, int(self.scoring.auc_k))
         suspect = raw
-        index, flagged_rows = flag_outliers(raw.tolist(), DIRECTION[score], self.scoring.threshold)
         reference = self._reference_raw(height, width)
-        if reference is not None:
-            # A class stays flagged only if it is also an outlier once each class is measured
-            # against the references: the reference can clear a flag, never raise one.
-            raw = raw - reference
-            relative, flagged_relative = flag_outliers(raw.tolist(), DIRECTION[score], self.scoring.threshold)
-            index = np.minimum(index, relative)
-            flagged_rows = sorted(set(flagged_rows) & set(flagged_relative), key=lambda row: -index[row])
+        raw, index, flagged_rows = flag_against_references(raw, reference, DIRECTION[score], self.scoring.threshold)
         # The recovered pattern: the smallest evaluated size reaching the power threshold (the
         # largest size if none does), or the fixed size for score="power_at_k".
         if score == "power_at_k":
@@ -161,20 +176,16 @@ class ScanResult(JsonFile):
         self.blend_scores, self.blend_anomaly_index = [], []
         if self.blend is None:
             return np.zeros(0), []
-        raw = self.blend.table.class_scores()
-        threshold = self.scoring.blend_threshold
-        index, rows = flag_outliers(raw.tolist(), "high", threshold)
         references = self.blend.reference_tables
-        if references:
-            if any(t.powers.shape != self.blend.table.powers.shape for t in references):
-                raise ValueError(
-                    "a reference blend table has another shape than the suspect's "
-                    f"{self.blend.table.powers.shape}: scan the references with the same classes and settings."
-                )
-            raw = raw - np.mean([t.class_scores() for t in references], axis=0)
-            relative, relative_rows = flag_outliers(raw.tolist(), "high", threshold)
-            index = np.minimum(index, relative)
-            rows = sorted(set(rows) & set(relative_rows), key=lambda r: -index[r])
+        if any(t.powers.shape != self.blend.table.powers.shape for t in references):
+            raise ValueError(
+                "a reference blend table has another shape than the suspect's "
+                f"{self.blend.table.powers.shape}: scan the references with the same classes and settings."
+            )
+        reference = np.mean([t.class_scores() for t in references], axis=0) if references else None
+        raw, index, rows = flag_against_references(
+            self.blend.table.class_scores(), reference, "high", self.scoring.blend_threshold
+        )
         self.blend_scores = [float(v) for v in raw]
         self.blend_anomaly_index = [float(a) for a in index]
         return index, rows

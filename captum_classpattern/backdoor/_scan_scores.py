@@ -203,9 +203,7 @@ def measure_powers(
     with torch.inference_mode():
         classes = tqdm(targets.tolist(), desc="Class pattern scan: measuring", disable=not show_progress)
         for row, target in enumerate(classes):
-            pool = torch.nonzero(labels != target).flatten()
-            pool = pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
-            others = images[pool.to(images.device)]
+            others = held_out_others(images, labels, target, generator, max_images)
             counts.append(int(others.shape[0]))
             order = torch.argsort(maps[row].flatten(), descending=True, stable=True)
             reached = False
@@ -225,6 +223,17 @@ def measure_powers(
         return PowerTable(ks=list(ks), powers=table, counts=counts)
     known.counts = counts
     return known
+
+
+def held_out_others(images: Tensor, labels: Tensor, target: int, generator: torch.Generator, max_images: int) -> Tensor:
+    """A seeded subset of at most ``max_images`` of ``images`` outside class ``target``.
+
+    Draws one permutation from ``generator``: measurements that walk the classes in the same
+    order with generators seeded alike see the same subsets.
+    """
+    pool = torch.nonzero(labels != target).flatten()
+    pool = pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
+    return images[pool.to(images.device)]
 
 
 def min_k(powers: np.ndarray, ks: List[int], threshold: float) -> float:
