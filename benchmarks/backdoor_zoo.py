@@ -78,15 +78,19 @@ def zoo_data() -> Dataset3:
     return load_photo_digits(**DATA)
 
 
-def plan(quick: bool = False) -> List[Tuple[str, Optional[int], int]]:
+def plan(quick: bool = False, replica: int = 0) -> List[Tuple[str, Optional[int], int]]:
     """The ``(kind, target, seed)`` of every model of one architecture, in training order.
 
     The order interleaves kinds so that a partly trained zoo already holds some of each.
+    ``replica`` ``r`` > 0 is a held-out copy of the plan: the same kinds and targets with
+    new seeds (clean ``10 r`` to ``10 r + 9``, backdoored ``3 r`` to ``3 r + 2``) and the same
+    three reference models, to check on fresh models what was decided on replica 0.
     """
     if quick:
         return [("reference", None, 100), ("clean", None, 0), ("patch", 0, 0), ("blend", 0, 0), ("clean", None, 1)]
-    attacked = [(kind, target, seed) for seed in (0, 1, 2) for target in (0, 5) for kind in ("patch", "blend")]
-    clean = [("clean", None, seed) for seed in range(10)]
+    attacked_seeds = range(3 * replica, 3 * replica + 3)
+    attacked = [(kind, target, seed) for seed in attacked_seeds for target in (0, 5) for kind in ("patch", "blend")]
+    clean = [("clean", None, seed) for seed in range(10 * replica, 10 * replica + 10)]
     reference = [("reference", None, seed) for seed in (100, 101, 102)]
     order: List[Tuple[str, Optional[int], int]] = []
     while attacked or clean or reference:
@@ -246,6 +250,7 @@ def load_zoo(
     train_missing: bool = True,
     data: Optional[Dataset3] = None,
     log: Optional[Callable[[str], None]] = print,
+    replica: int = 0,
 ) -> List[ZooEntry]:
     """The zoo's models of one architecture (eval mode), training and caching the missing ones.
 
@@ -257,6 +262,7 @@ def load_zoo(
         train_missing: train what is not cached; if ``False``, return only cached models.
         data: the photo digits, if already loaded (:func:`zoo_data`); loaded when needed.
         log: called with one line per model trained; ``None`` for silence.
+        replica: which copy of the plan (:func:`plan`); 0 is the benchmark's zoo.
 
     Returns:
         The entries in plan order.
@@ -268,7 +274,7 @@ def load_zoo(
         raise ValueError(f"kinds must be among {', '.join(KINDS)}, got {sorted(unknown)}.")
     loaded = {} if data is None else {"data": data}
     entries = []
-    for step in plan(quick):
+    for step in plan(quick, replica):
         if step[0] in kinds:
             entry = _cached_or_trained(arch, step, quick, root, loaded if train_missing else None, log)
             if entry is not None:
@@ -332,6 +338,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--reverse", action="store_true", help="go through the plan from its end (a second worker filling the same zoo)"
     )
+    parser.add_argument(
+        "--replica", type=int, default=0, help="a held-out copy of the plan with new seeds (see plan()); 0: the zoo"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = args.out or default_root()
@@ -340,7 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     loaded: Optional[Dict[str, Dataset3]] = None if args.list else {}
     results: Dict[str, List[ZooEntry]] = {arch: [] for arch in args.archs}
     # Round-robin over architectures, one plan step at a time, so that all of them fill up together.
-    steps = plan(args.quick)
+    steps = plan(args.quick, args.replica)
     for step in reversed(steps) if args.reverse else steps:
         for arch in args.archs:
             entry = _cached_or_trained(arch, step, args.quick, root, loaded, print)

@@ -440,7 +440,13 @@ def done_rows(args, arch: str) -> List[Dict]:
         "max_fraction": args.max_fraction,
         "blend_steps": args.blend_steps,
     }
-    return [r for r in rows if r["arch"] == arch and all(r.get(key) == value for key, value in setting.items())]
+    return [
+        r
+        for r in rows
+        if r["arch"] == arch
+        and r.get("replica", 0) == args.replica  # rows of the zoo itself carry no replica key
+        and all(r.get(key) == value for key, value in setting.items())
+    ]
 
 
 def scan_model(model, data, args, **kwargs):
@@ -477,7 +483,7 @@ def method_row(flagged, index, target, jaccard, seconds) -> Dict:
 
 def run_zoo_arch(arch: str, data, args) -> Dict:
     """Scan (with and without reference) and Neural Cleanse on every cached model of one architecture."""
-    entries = load_zoo(arch, quick=args.quick, root=args.zoo, train_missing=args.train, data=data)
+    entries = load_zoo(arch, quick=args.quick, root=args.zoo, train_missing=args.train, data=data, replica=args.replica)
     references = [e for e in entries if e.kind == "reference"][: args.references]
     suspects = [e for e in entries if e.kind != "reference"]
     started = time.perf_counter()
@@ -514,6 +520,7 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
             "max_eval": args.max_eval,
             "max_fraction": args.max_fraction,
             "blend_steps": args.blend_steps,
+            **({"replica": args.replica} if args.replica else {}),
             "kind": entry.kind,
             "target": target,
             "seed": entry.seed,
@@ -631,6 +638,9 @@ def main(argv=None) -> int:
     parser.add_argument("--zoo", help="the zoo's folder (default: backdoor_zoo.py's)")
     parser.add_argument(
         "--train", action=argparse.BooleanOptionalAction, default=True, help="train zoo models that are not cached"
+    )
+    parser.add_argument(
+        "--replica", type=int, default=0, help="zoo: a held-out copy with new seeds (backdoor_zoo.plan); 0: the zoo"
     )
     parser.add_argument("--references", type=int, default=3, help="reference models per architecture (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="scan at most this many suspects per architecture")

@@ -15,7 +15,7 @@ the weights) on synthetic 224 x 224 images. Measured:
   ``MALLOC_MMAP_THRESHOLD_=131072`` so that freed tensors leave the resident set, as
   ``bench_search.py`` measures it); on CUDA, ``torch.cuda.max_memory_allocated`` during
   the searches;
-* a projection for all 1,000 classes at the default schedule (100 steps x 2 images per
+* a projection for all 1,000 classes at the default schedule (300 steps x 2 images per
   class) plus a budgeted power measurement (``--power-images`` held-out images per other
   class, ``--patterns-per-class`` patterns measured per class: the pattern, five random
   draws and two Captum baselines in the full report): hours on this device from the
@@ -52,7 +52,7 @@ from captum_classpattern.attr import DEFAULT_SCHEDULE  # noqa: E402
 
 CLASSES = 1000
 SIDE = 224
-SEARCH_IMAGES_PER_CLASS = 200  # the default schedule: 100 steps x 2 images
+SEARCH_IMAGES_PER_CLASS = DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size  # 300 steps x 2 images
 MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
 
 

@@ -6,7 +6,9 @@ search set and the same held-out images, for all 10 classes:
 
 * ``paper``: Zhao et al.'s schedule as the authors run it, one class per call (signed
   steps of 0.02, batches of 4, 5 epochs over the search set);
-* ``default``: the library's default schedule, all classes batched in one call.
+* ``default``: the library's default schedule, all classes batched in one call;
+* ``fast``: the ``"fast"`` schedule (a third of the default's steps), batched the same way
+  (``fast_seconds``, ``fast_speedup``, ``fast_power``).
 
 For each: wall time, images sent through the model, and mean predictive power of the
 5% pattern on held-out images. Timings are the best of ``--repeats`` interleaved runs
@@ -82,6 +84,7 @@ from captum_classpattern import (
     select_canvases,
     top_k_pattern,
 )
+from captum_classpattern.attr import FAST_SCHEDULE
 from captum_classpattern.data import Dataset3, load_photo_digits
 from captum_classpattern.models import make_model
 from captum_classpattern.training import cached_model, digits_model, train_classifier
@@ -135,8 +138,12 @@ def run_paper(model, data, canvases):
     return time.perf_counter() - start, images, torch.cat(maps), torch.cat(tie_breaks)
 
 
-def run_default(model, data, canvases):
-    """The default schedule, all classes in one call: ``(seconds, images, maps, loop images/s, tie-break scores)``."""
+def run_default(model, data, canvases, schedule: SearchSchedule = DEFAULT_SCHEDULE):
+    """The default schedule (or ``schedule``), all classes in one call.
+
+    Returns:
+        ``(seconds, images, maps, loop images/s, tie-break scores)``.
+    """
     explainer = ClassPattern(model)
     start = time.perf_counter()
     maps = explainer.attribute(
@@ -144,7 +151,7 @@ def run_default(model, data, canvases):
         target=CLASSES,
         baselines=data.search.images,
         baseline_labels=data.search.labels,
-        schedule=DEFAULT_SCHEDULE,
+        schedule=schedule,
         seed=SEED,
     )
     seconds = time.perf_counter() - start
@@ -418,7 +425,7 @@ def main(argv=None) -> int:
         _memory_child(args.memory_child, args.memory_schedule)
         return 0
     cache = PowerCache(args.cache)
-    schedules = {"paper": PAPER_SCHEDULE, "default": DEFAULT_SCHEDULE}
+    schedules = {"paper": PAPER_SCHEDULE, "default": DEFAULT_SCHEDULE, "fast": FAST_SCHEDULE}
     if args.per_model_only:
         block = per_model(schedules, cache=cache)
         print(json.dumps({"per_model": block, "per_model_summary": _per_model_summary(block)}))
@@ -432,13 +439,15 @@ def main(argv=None) -> int:
     step_rows = len(CLASSES) * DEFAULT_SCHEDULE.batch_size
     bare_images, bare_labels = data.search.images[:step_rows], data.search.labels[:step_rows]
     run_default(model, data, canvases)  # warm-up: kernel selection, thread pools
-    paper_times, default_times, loop_rates, bare_rates = [], [], [], []
-    for _ in range(repeats):  # interleaved, so that both see the same machine load
+    paper_times, default_times, fast_times, loop_rates, bare_rates = [], [], [], [], []
+    for _ in range(repeats):  # interleaved, so that all see the same machine load
         seconds, paper_images, paper_maps, paper_ties = run_paper(model, data, canvases)
         paper_times.append(seconds)
         seconds, default_images, default_maps, rate, default_ties = run_default(model, data, canvases)
         default_times.append(seconds)
         loop_rates.append(rate)
+        seconds, _, fast_maps, _, fast_ties = run_default(model, data, canvases, FAST_SCHEDULE)
+        fast_times.append(seconds)
     for _ in range(throughput_rounds):  # the loop and the bare model alternate, same number of steps
         seconds, _, _, rate, _ = run_default(model, data, canvases)
         default_times.append(seconds)
@@ -446,6 +455,7 @@ def main(argv=None) -> int:
         bare_rates.append(bare_throughput(model, bare_images, bare_labels, DEFAULT_SCHEDULE.steps))
     paper_power = _mean_power(model, data, canvases, paper_maps, paper_ties)
     default_power = _mean_power(model, data, canvases, default_maps, default_ties)
+    fast_power = _mean_power(model, data, canvases, fast_maps, fast_ties)
     memory = {scale: measure_memory(scale, "default", args.threads) for scale in (1, 10)}
     result = {
         "paper_seconds": round(min(paper_times), 3),
@@ -466,6 +476,9 @@ def main(argv=None) -> int:
         "process_peak_mb_10x": round(memory[10]["process_peak_mb"], 1),
         "search_set_mb_1x": round(memory[1]["search_set_mb"], 2),
         "search_set_mb_10x": round(memory[10]["search_set_mb"], 2),
+        "fast_seconds": round(min(fast_times), 3),
+        "fast_speedup": round(min(paper_times) / min(fast_times), 2),
+        "fast_power": round(fast_power, 4),
         "paper_seconds_median": round(statistics.median(paper_times), 3),
         "default_seconds_median": round(statistics.median(default_times), 3),
         "repeats": repeats,

@@ -14,7 +14,14 @@ from ._pattern import (
     top_k_mask,
     top_k_pattern,
 )
-from ._schedule import DEFAULT_SCHEDULE, PAPER_IMAGENET_SCHEDULE, PAPER_SCHEDULE, SearchSchedule
+from ._schedule import (
+    DEFAULT_SCHEDULE,
+    FAST_SCHEDULE,
+    NAMED_SCHEDULES,
+    PAPER_IMAGENET_SCHEDULE,
+    PAPER_SCHEDULE,
+    SearchSchedule,
+)
 from ._search_data import (
     IterableSearchSet,
     StepBatch,
@@ -28,6 +35,8 @@ __all__ = [
     "SearchStats",
     "SearchSchedule",
     "DEFAULT_SCHEDULE",
+    "FAST_SCHEDULE",
+    "NAMED_SCHEDULES",
     "PAPER_SCHEDULE",
     "PAPER_IMAGENET_SCHEDULE",
     "make_search_set",

@@ -17,6 +17,7 @@ import traceback
 import warnings
 from typing import Optional, Sequence
 
+from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
 from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, non_negative_int, pattern_size, positive_int
 from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
@@ -40,9 +41,7 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
         f"report.json, report.html and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
-    parser.add_argument(
-        "--schedule", choices=("default", "paper", "paper-imagenet"), default="default", help="search schedule"
-    )
+    parser.add_argument("--schedule", choices=tuple(NAMED_SCHEDULES), default="default", help="search schedule")
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -28,7 +28,7 @@ from torch.utils.data import Subset
 
 from .._utils import write_atomic, write_json_atomic
 from .._version import __version__
-from ..attr import DEFAULT_SCHEDULE, PAPER_IMAGENET_SCHEDULE, PAPER_SCHEDULE, ImageStream, SearchSchedule
+from ..attr import DEFAULT_SCHEDULE, NAMED_SCHEDULES, ImageStream, SearchSchedule
 from ..metrics import CaptumBaseline
 from ._budget import PowerSample
 from ._results import ClassResults
@@ -39,12 +39,8 @@ EXIT_AFTER_CHUNKS = "CLASSPATTERN_TEST_EXIT_AFTER_CHUNKS"
 _CHUNK_FILE = re.compile(r"^classes-(\d+)-(\d+)\.pt$")
 _TEMPORARY_PREFIX = ".tmp-"  # the prefix write_atomic gives its temporary files
 _FINGERPRINT_BATCH = 256
-_NAMED_SCHEDULES = {
-    None: DEFAULT_SCHEDULE,
-    "default": DEFAULT_SCHEDULE,
-    "paper": PAPER_SCHEDULE,
-    "paper-imagenet": PAPER_IMAGENET_SCHEDULE,
-}
+_NAMED_SCHEDULES: Dict[Optional[str], SearchSchedule] = {None: DEFAULT_SCHEDULE}
+_NAMED_SCHEDULES.update(NAMED_SCHEDULES)
 
 
 def _tensor_fingerprint(tensor: Tensor) -> List[Any]:

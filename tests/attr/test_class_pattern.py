@@ -252,7 +252,7 @@ def test_bad_schedules_are_refused():
         SearchSchedule(optimizer="sgd")
     with pytest.raises(ValueError, match="schedule must be"):
         ClassPattern(torch.nn.Linear(1, 1)).attribute(
-            torch.rand(1, 1, 1, 1), target=0, baselines=torch.rand(1, 1, 1, 1), schedule="fast"
+            torch.rand(1, 1, 1, 1), target=0, baselines=torch.rand(1, 1, 1, 1), schedule="quick"
         )
 
 

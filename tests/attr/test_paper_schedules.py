@@ -1,8 +1,16 @@
-"""The authors' schedules by name: CIFAR-10 (``"paper"``) and ImageNet (``"paper-imagenet"``)."""
+"""Schedules by name: the authors' CIFAR-10 (``"paper"``) and ImageNet (``"paper-imagenet"``), and ``"fast"``."""
 
 import pytest
+import torch
 
-from captum_classpattern.attr import DEFAULT_SCHEDULE, PAPER_IMAGENET_SCHEDULE, PAPER_SCHEDULE, ClassPattern
+from captum_classpattern.attr import (
+    DEFAULT_SCHEDULE,
+    FAST_SCHEDULE,
+    NAMED_SCHEDULES,
+    PAPER_IMAGENET_SCHEDULE,
+    PAPER_SCHEDULE,
+    ClassPattern,
+)
 
 
 def test_imagenet_schedule_is_the_cifar_one_for_one_epoch():
@@ -27,3 +35,23 @@ def test_named_schedules_run(linear_model, toy_split):
         ClassPattern(linear_model).attribute(
             images[:1], target=0, baselines=images, baseline_labels=labels, schedule="imagenet"
         )
+
+
+def test_fast_schedule_is_the_short_one_by_name(linear_model, toy_split):
+    images, labels = toy_split.images, toy_split.labels
+    assert NAMED_SCHEDULES == {
+        "default": DEFAULT_SCHEDULE,
+        "fast": FAST_SCHEDULE,
+        "paper": PAPER_SCHEDULE,
+        "paper-imagenet": PAPER_IMAGENET_SCHEDULE,
+    }
+    # "fast" forwards fewer images per canvas than the default: that is its point.
+    fast_images = FAST_SCHEDULE.steps * FAST_SCHEDULE.batch_size
+    assert fast_images < DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size
+    explainer = ClassPattern(linear_model)
+    by_name = explainer.attribute(images[:2], target=[0, 1], baselines=images, baseline_labels=labels, schedule="fast")
+    assert explainer.last_stats.images_forwarded == 2 * fast_images
+    by_value = explainer.attribute(
+        images[:2], target=[0, 1], baselines=images, baseline_labels=labels, schedule=FAST_SCHEDULE
+    )
+    assert torch.equal(by_name, by_value)
