@@ -138,10 +138,10 @@ class ScoringSettings(_Settings):
         max_fraction: the largest pattern size evaluated, as a fraction of the image
             (default 1.0).
         max_eval: at most this many held-out images per class measure the power (default 300).
-        threshold: the anomaly-index threshold for flagging, as in Neural Cleanse (default 2.0).
-        blend_threshold: the anomaly-index threshold of the blend probe (default 3.0). It is
-            stricter because a scan flags a class when either detector does: two tests per
-            class raise the chance that a clean class crosses one of them.
+        threshold: the anomaly-index threshold of the top-k patterns (default 3.0; Neural
+            Cleanse's convention is 2.0). A scan flags a class when either detector does, and
+            two tests per class raise the chance that a clean class crosses one of them.
+        blend_threshold: the anomaly-index threshold of the blend probe (default 3.0).
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
 
@@ -155,7 +155,7 @@ class ScoringSettings(_Settings):
     auc_k: Union[int, float, str] = "median"
     max_fraction: float = 1.0
     max_eval: int = 300
-    threshold: float = 2.0
+    threshold: float = 3.0
     full_table: bool = False
     blend_threshold: float = 3.0
 

@@ -88,7 +88,12 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=ScoringSettings().score,
         help=f"class score (default {ScoringSettings().score})",
     )
-    scan.add_argument("--threshold", type=positive_float, default=2.0, help="anomaly-index threshold (default 2)")
+    scan.add_argument(
+        "--threshold",
+        type=positive_float,
+        default=ScoringSettings().threshold,
+        help=f"the top-k patterns' anomaly-index threshold (default {ScoringSettings().threshold:g})",
+    )
     scan.add_argument(
         "--blend-steps",
         type=non_negative_int,

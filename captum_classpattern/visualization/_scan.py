@@ -18,7 +18,7 @@ GROUND = (0.75, 0.85, 1.0)
 def plot_scan(
     result: Any,
     class_names: Optional[Sequence[str]] = None,
-    threshold: float = 2.0,
+    threshold: Optional[float] = None,
     *,
     fig_size: Optional[FloatPair] = None,
     use_pyplot: bool = True,
@@ -35,8 +35,9 @@ def plot_scan(
     Args:
         result: a :class:`~captum_classpattern.backdoor.ScanResult`.
         class_names: a name per scanned class (default the class indices).
-        threshold: the patterns' threshold, drawn as a dashed line; flagged classes (and,
-            per detector, flagged bars) are drawn in red.
+        threshold: the patterns' threshold, drawn as a dashed line (default the scan's own,
+            ``result.scoring.threshold``); flagged classes (and, per detector, flagged
+            bars) are drawn in red.
         fig_size: size in inches; by default 1.1 inches per class (at least 6) by 4.2.
         use_pyplot: create the figure through pyplot and show it (Captum's default);
             ``False`` builds a :class:`matplotlib.figure.Figure` without touching pyplot.
@@ -89,6 +90,8 @@ def plot_scan(
     else:
         colours = ["tab:red" if c in result.flagged else "tab:gray" for c in result.classes]
         bars.bar(range(count), result.anomaly_index, color=colours)
+    if threshold is None:
+        threshold = result.scoring.threshold
     bars.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     bars.set_xticks(range(count), names, fontsize=8)
     bars.set_ylabel("anomaly index")

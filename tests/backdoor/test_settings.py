@@ -32,7 +32,7 @@ KEYWORD_DEFAULTS = {
         auc_k="median",
         max_fraction=1.0,
         max_eval=300,
-        threshold=2.0,
+        threshold=3.0,  # 2.0 before version 0.4
         full_table=False,
     ),
     TriggerRecoverySettings: dict(smoothness=2.0, alpha=0.5),

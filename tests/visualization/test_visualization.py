@@ -385,6 +385,7 @@ def _scan_result():
         anomaly_index=[0.2, 3.5, 0.4],
         direction="low",
         score="k",
+        scoring=SimpleNamespace(threshold=3.0, blend_threshold=3.0),
     )
 
 
@@ -392,7 +393,7 @@ def test_plot_scan_draws_both_detectors_when_the_blend_probe_ran():
     result = _scan_result()
     result.pattern_flagged, result.blend_flagged, result.flagged = [1], [2], [1, 2]
     result.blend_anomaly_index = [0.1, 0.5, 4.0]
-    result.scoring = SimpleNamespace(blend_threshold=3.0)
+    result.scoring = SimpleNamespace(threshold=2.5, blend_threshold=3.0)
     fig, axes = plot_scan(result, use_pyplot=False)
     bars = axes[-1].patches
     assert len(bars) == 6  # a pattern bar and a blend bar per class
@@ -400,7 +401,8 @@ def test_plot_scan_draws_both_detectors_when_the_blend_probe_ran():
     assert heights == [0.2, 3.5, 0.4, 0.1, 0.5, 4.0]
     red = [matplotlib.colors.same_color(bar.get_facecolor(), "tab:red") for bar in bars]
     assert red == [False, True, False, False, False, True]
-    assert {"top-k patterns", "blend probe", "blend threshold 3"} <= {
+    # Without a threshold argument the line is drawn at the scan's own threshold.
+    assert {"top-k patterns", "blend probe", "blend threshold 3", "threshold 2.5"} <= {
         text.get_text() for text in axes[-1].get_legend().get_texts()
     }
 
