@@ -27,46 +27,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.dirname(HERE)
 ROOT = os.path.dirname(DOCS)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
 
 from captum_classpattern import load_digits  # noqa: E402
-from captum_classpattern.backdoor import BlendTrigger, PoisonedDataset, ScanSettings, ScoringSettings, scan  # noqa: E402
-from captum_classpattern.models import SmallCNN  # noqa: E402
-from captum_classpattern.training import train_classifier  # noqa: E402
+from captum_classpattern.backdoor import BlendTrigger, PoisonedDataset, ScanSettings  # noqa: E402
 from captum_classpattern.visualization import plot_anomaly_indices  # noqa: E402
 
 TARGET = 2
 SETTINGS = ScanSettings(steps=40)
-SCORING = ScoringSettings(max_eval=150)
-
-
-def _train(images, labels, seed, epochs):
-    torch.manual_seed(seed)
-    return train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=epochs, seed=seed)
-
-
-def _scan(model, data, reference=None):
-    return scan(
-        model,
-        data.search.images,
-        data.search.labels,
-        SETTINGS,
-        scoring=SCORING,
-        eval_images=data.eval.images,
-        eval_labels=data.eval.labels,
-        reference=reference,
-    )
 
 
 def cases():
     """``(title, scan with the reference)`` of the blend-backdoored and the clean model."""
     data = load_digits(size=16)
-    reference = _scan(_train(data.train.images, data.train.labels, seed=11, epochs=8), data)
+    reference_model = train_tiny_cnn(data.train.images, data.train.labels, seed=11, epochs=8)
+    reference = quick_scan(reference_model, data.search, data.eval, SETTINGS)
     poisoned = PoisonedDataset((data.train.images, data.train.labels), BlendTrigger("noise", alpha=0.2), TARGET, 0.1)
-    planted = _train(*poisoned.tensors(), seed=0, epochs=10)
-    clean = _train(data.train.images, data.train.labels, seed=12, epochs=8)
+    planted = train_tiny_cnn(*poisoned.tensors(), seed=0, epochs=10)
+    clean = train_tiny_cnn(data.train.images, data.train.labels, seed=12, epochs=8)
     return [
-        (f"noise blend backdoor to class {TARGET}", _scan(planted, data, reference)),
-        ("clean model", _scan(clean, data, reference)),
+        (f"noise blend backdoor to class {TARGET}", quick_scan(planted, data.search, data.eval, SETTINGS, reference)),
+        ("clean model", quick_scan(clean, data.search, data.eval, SETTINGS, reference)),
     ]
 
 

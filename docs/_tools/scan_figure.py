@@ -27,24 +27,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.dirname(HERE)
 ROOT = os.path.dirname(DOCS)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
 
 from captum_classpattern import load_digits  # noqa: E402
-from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, ScanSettings, ScoringSettings, scan  # noqa: E402
+from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, ScanSettings  # noqa: E402
 from captum_classpattern.data import Split  # noqa: E402
-from captum_classpattern.models import SmallCNN  # noqa: E402
-from captum_classpattern.training import train_classifier  # noqa: E402
 from captum_classpattern.visualization import pattern_image, plot_anomaly_indices  # noqa: E402
 
 TARGET = 0
 MARKED = 3
 MARK = PatchTrigger(size=2, position="top-left")
 SETTINGS = ScanSettings(steps=60)
-SCORING = ScoringSettings(max_eval=150)
-
-
-def _train(images, labels, seed, epochs):
-    torch.manual_seed(seed)
-    return train_classifier(SmallCNN(1, 10, 8), images, labels, epochs=epochs, seed=seed)
 
 
 def _marked(split):
@@ -54,31 +49,20 @@ def _marked(split):
     return Split(images, split.labels)
 
 
-def _scan(model, search, held, reference=None):
-    return scan(
-        model,
-        search.images,
-        search.labels,
-        SETTINGS,
-        scoring=SCORING,
-        eval_images=held.images,
-        eval_labels=held.labels,
-        reference=reference,
-    )
-
-
 def cases():
     """``(title, class, scan with reference)`` of the planted and the natural case."""
     data = load_digits(size=16)
     poisoned = PoisonedDataset((data.train.images, data.train.labels), PatchTrigger(), TARGET, 0.1, seed=0)
-    planted = _train(*poisoned.tensors(), seed=0, epochs=10)
-    clean_reference = _scan(_train(data.train.images, data.train.labels, seed=1, epochs=6), data.search, data.eval)
+    planted = train_tiny_cnn(*poisoned.tensors(), seed=0, epochs=10)
+    clean_model = train_tiny_cnn(data.train.images, data.train.labels, seed=1, epochs=6)
+    clean_reference = quick_scan(clean_model, data.search, data.eval, SETTINGS)
     train, search, held = _marked(data.train), _marked(data.search), _marked(data.eval)
-    natural = _train(train.images, train.labels, seed=0, epochs=6)
-    marked_reference = _scan(_train(train.images, train.labels, seed=1, epochs=6), search, held)
+    natural = train_tiny_cnn(train.images, train.labels, seed=0, epochs=6)
+    marked_model = train_tiny_cnn(train.images, train.labels, seed=1, epochs=6)
+    marked_reference = quick_scan(marked_model, search, held, SETTINGS)
     return [
-        ("planted patch, class 0", TARGET, _scan(planted, data.search, data.eval, clean_reference)),
-        ("natural mark, class 3", MARKED, _scan(natural, search, held, marked_reference)),
+        ("planted patch, class 0", TARGET, quick_scan(planted, data.search, data.eval, SETTINGS, clean_reference)),
+        ("natural mark, class 3", MARKED, quick_scan(natural, search, held, SETTINGS, marked_reference)),
     ]
 
 
