@@ -68,7 +68,10 @@ def scan(
     clean data of the same task, the same search runs on each reference, every class is
     also scored relative to the references' mean, and a class stays flagged only if it is
     an outlier by that relative score too: a class that is just as easy to flip on a
-    clean model is natural, a planted trigger works on the suspect only.
+    clean model is natural, a planted trigger works on the suspect only. With two or more
+    references, that relative index divides by at least the references' own spread (how
+    much a class's score varies between clean models; ``ScoringSettings.reference_spread``),
+    so that a class cannot stand out by less than clean models differ.
 
     Args:
         model: the classifier, returning N x num_classes logits for images in [0, 1]. Its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -19,25 +20,54 @@ from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySet
 
 
 def flag_against_references(
-    raw: np.ndarray, reference: Optional[np.ndarray], direction: str, threshold: float
-) -> Tuple[np.ndarray, np.ndarray, List[int]]:
-    """Flag the one-sided outliers of ``raw``, and with a reference only those that stay outliers relative to it.
+    raw: np.ndarray, references: Optional[np.ndarray], direction: str, threshold: float, use_spread: bool
+) -> Tuple[np.ndarray, np.ndarray, Optional[float], List[int]]:
+    """Flag the one-sided outliers of ``raw``, and with references only those that stay outliers relative to them.
 
     A class stays flagged only if it is also an outlier once each class is measured against
-    the references' mean: the reference can clear a flag, never raise one.
+    the references' mean: the references can clear a flag, never raise one. With two or
+    more references and ``use_spread``, the relative scores' anomaly index divides by at
+    least the references' spread (:func:`reference_spread`): a class cannot stand out by
+    less than clean models differ among themselves.
+
+    Args:
+        raw: the suspect's K raw scores.
+        references: an n x K array of the references' raw scores, or ``None``.
+        direction: ``"high"`` or ``"low"``, the suspicious end of the score.
+        threshold: the anomaly-index threshold.
+        use_spread: floor the relative index's spread by the references' spread.
 
     Returns:
-        ``(scores, index, rows)``: the scores the flags are reported on (relative to the
-        reference when there is one), each class's anomaly index (the smaller of the two
-        with a reference) and the flagged rows, most anomalous first.
+        ``(scores, index, spread, rows)``: the scores the flags are reported on (relative to
+        the references' mean when there are references), each class's anomaly index (the
+        smaller of the two with references), the references' spread (``None`` when it was
+        not used) and the flagged rows, most anomalous first.
     """
     index, rows = flag_outliers(raw.tolist(), direction, threshold)
-    if reference is None:
-        return raw, index, rows
-    relative_raw = raw - reference
-    relative, relative_rows = flag_outliers(relative_raw.tolist(), direction, threshold)
+    if references is None:
+        return raw, index, None, rows
+    relative_raw = raw - references.mean(axis=0)
+    spread = reference_spread(references) if use_spread and references.shape[0] >= 2 else None
+    relative, relative_rows = flag_outliers(relative_raw.tolist(), direction, threshold, spread or 0.0)
     index = np.minimum(index, relative)
-    return relative_raw, index, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
+    return relative_raw, index, spread, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
+
+
+def reference_spread(references: np.ndarray) -> float:
+    """How much a class's score varies between clean models, as seen by a suspect compared with their mean.
+
+    The standard deviation of each class's score over the ``n`` references, pooled over the
+    classes (the root of the mean per-class variance), times ``sqrt(1 + 1/n)`` because the
+    suspect is compared with the mean of only ``n`` references.
+
+    Args:
+        references: an n x K array (n >= 2) of the references' raw scores.
+
+    Returns:
+        The spread, on the scores' scale.
+    """
+    count = references.shape[0]
+    return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)
 
 
 @dataclass
@@ -82,6 +112,10 @@ class ScanResult(JsonFile):
             reference).
         anomaly_index: the MAD anomaly index of each class's score; with reference tables,
             the smaller of the suspect's own index and the index of the relative score.
+        reference_spread: how much a class's score varies between the references
+            (:func:`reference_spread`), the least spread the relative index divides by;
+            ``None`` with fewer than two reference tables or ``scoring.reference_spread``
+            off.
         pattern_flagged: classes flagged by the top-k patterns (one-sided outliers with
             index above the threshold), most anomalous first; with reference tables, only
             classes that are outliers both by the suspect's own scores and by the scores
@@ -93,6 +127,7 @@ class ScanResult(JsonFile):
         blend_anomaly_index: the MAD anomaly index of each blend score (with references,
             the smaller of the suspect's own index and the relative one); empty without
             the probe.
+        blend_reference_spread: the same for the blend scores; ``None`` without the probe.
         blend_flagged: classes flagged by the blend probe, by the same rule as
             ``pattern_flagged`` with the threshold ``scoring.blend_threshold``.
         flagged: the classes flagged by either detector, most anomalous first.
@@ -126,9 +161,11 @@ class ScanResult(JsonFile):
     suspect_scores: List[float] = field(init=False)
     reference_scores: List[float] = field(init=False)
     anomaly_index: List[float] = field(init=False)
+    reference_spread: Optional[float] = field(init=False)
     pattern_flagged: List[int] = field(init=False)
     blend_scores: List[float] = field(init=False)
     blend_anomaly_index: List[float] = field(init=False)
+    blend_reference_spread: Optional[float] = field(init=False)
     blend_flagged: List[int] = field(init=False)
     flagged: List[int] = field(init=False)
     patterns: List[Pattern] = field(init=False)
@@ -147,7 +184,9 @@ class ScanResult(JsonFile):
         raw = self.table.class_scores(score, self.maps, sizes, fixed_k, int(self.scoring.auc_k))
         suspect = raw
         reference = self._reference_raw(height, width)
-        raw, index, flagged_rows = flag_against_references(raw, reference, DIRECTION[score], self.scoring.threshold)
+        raw, index, spread, flagged_rows = flag_against_references(
+            raw, reference, DIRECTION[score], self.scoring.threshold, self.scoring.reference_spread
+        )
         # The recovered pattern: the smallest evaluated size reaching the power threshold (the
         # largest size if none does), or the fixed size for score="power_at_k".
         if score == "power_at_k":
@@ -161,8 +200,9 @@ class ScanResult(JsonFile):
             self.powers.append(float(self.table.powers[row, ks.index(size)]))
         self.scores = shown_scores(score, raw)
         self.suspect_scores = shown_scores(score, suspect)
-        self.reference_scores = [] if reference is None else shown_scores(score, reference)
+        self.reference_scores = [] if reference is None else shown_scores(score, reference.mean(axis=0))
         self.anomaly_index = [float(a) for a in index]
+        self.reference_spread = spread
         self.pattern_flagged = [self.classes[r] for r in flagged_rows]
         blend_index, blend_rows = self._blend_flags()
         self.blend_flagged = [self.classes[r] for r in blend_rows]
@@ -173,7 +213,7 @@ class ScanResult(JsonFile):
 
     def _blend_flags(self) -> Tuple[np.ndarray, List[int]]:
         """Score the blend probe and flag its outliers, as the patterns are flagged; sets ``blend_scores``."""
-        self.blend_scores, self.blend_anomaly_index = [], []
+        self.blend_scores, self.blend_anomaly_index, self.blend_reference_spread = [], [], None
         if self.blend is None:
             return np.zeros(0), []
         references = self.blend.reference_tables
@@ -182,16 +222,21 @@ class ScanResult(JsonFile):
                 "a reference blend table has another shape than the suspect's "
                 f"{self.blend.table.powers.shape}: scan the references with the same classes and settings."
             )
-        reference = np.mean([t.class_scores() for t in references], axis=0) if references else None
-        raw, index, rows = flag_against_references(
-            self.blend.table.class_scores(), reference, "high", self.scoring.blend_threshold
+        reference = np.array([t.class_scores() for t in references]) if references else None
+        raw, index, spread, rows = flag_against_references(
+            self.blend.table.class_scores(),
+            reference,
+            "high",
+            self.scoring.blend_threshold,
+            self.scoring.reference_spread,
         )
         self.blend_scores = [float(v) for v in raw]
         self.blend_anomaly_index = [float(a) for a in index]
+        self.blend_reference_spread = spread
         return index, rows
 
     def _reference_raw(self, height: int, width: int) -> Optional[np.ndarray]:
-        """The references' mean raw score of each class, or ``None`` without reference tables."""
+        """The references' raw scores (n x K), or ``None`` without reference tables."""
         if not self.reference_tables:
             return None
         if self.scoring.score == "mask_l1":
@@ -206,7 +251,7 @@ class ScanResult(JsonFile):
                     f"from the same search over the classes {self.classes} with size k={self.scoring.k}."
                 )
             raws.append(reference_raw(table, self.scoring, height, width))
-        return np.mean(raws, axis=0)
+        return np.array(raws)
 
     @property
     def score(self) -> str:
@@ -293,6 +338,7 @@ class ScanResult(JsonFile):
         threshold: Optional[float] = None,
         reference: bool = True,
         blend_threshold: Optional[float] = None,
+        reference_spread: Optional[bool] = None,
     ) -> ScanResult:
         """The same search scored another way (no new search).
 
@@ -306,6 +352,8 @@ class ScanResult(JsonFile):
             reference: compare with the reference tables, if the scan has any (default);
                 ``False`` scores the suspect alone, as a scan without a reference does.
             blend_threshold: the blend probe's anomaly-index threshold (default: the scan's).
+            reference_spread: floor the relative index's spread by the references' spread
+                (default: the scan's).
 
         Returns:
             A new :class:`ScanResult` sharing this one's maps and values.
@@ -321,7 +369,7 @@ class ScanResult(JsonFile):
             raise TypeError(f"reference must be a bool, got {type(reference).__name__}.")
         changes: Dict[str, Any] = {"score": score}
         named = (("power_threshold", power_threshold), ("k", k), ("auc_k", auc_k), ("threshold", threshold))
-        for name, value in named + (("blend_threshold", blend_threshold),):
+        for name, value in named + (("blend_threshold", blend_threshold), ("reference_spread", reference_spread)):
             if value is not None:
                 changes[name] = value
         blend = self.blend
@@ -353,11 +401,13 @@ class ScanResult(JsonFile):
             "suspect_scores": list(self.suspect_scores),
             "reference_scores": list(self.reference_scores),
             "anomaly_index": list(self.anomaly_index),
+            "reference_spread": self.reference_spread,
             "flagged": list(self.flagged),
             "pattern_flagged": list(self.pattern_flagged),
             "blend_flagged": list(self.blend_flagged),
             "blend_scores": list(self.blend_scores),
             "blend_anomaly_index": list(self.blend_anomaly_index),
+            "blend_reference_spread": self.blend_reference_spread,
             "pattern_sizes": [p.k for p in self.patterns],
             "powers": list(self.powers),
             "trigger_classes": sorted(self.trigger_maps),
@@ -399,7 +449,7 @@ class ScanResult(JsonFile):
             maps=torch.tensor(data["maps"], dtype=dtype),
             values=torch.tensor(data["values"], dtype=dtype),
             table=PowerTable.from_dict(data["table"]),
-            scoring=ScoringSettings.from_dict(data.get("scoring", {})),
+            scoring=ScoringSettings.from_dict(_scoring_as_written(data.get("scoring", {}))),
             settings=ScanSettings.from_dict(data.get("settings", {})),
             recovery=TriggerRecoverySettings.from_dict(data.get("recovery", {})),
             seed=int(data.get("seed", 0)),
@@ -412,3 +462,8 @@ class ScanResult(JsonFile):
         )
         result.seconds = float(data.get("seconds", 0.0))
         return result
+
+
+def _scoring_as_written(scoring: Dict[str, Any]) -> Dict[str, Any]:
+    """Scoring settings read from a file; files without ``reference_spread`` were flagged without it."""
+    return scoring if "reference_spread" in scoring else {**scoring, "reference_spread": False}

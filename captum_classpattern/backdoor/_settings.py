@@ -142,6 +142,11 @@ class ScoringSettings(_Settings):
             Cleanse's convention is 2.0). A scan flags a class when either detector does, and
             two tests per class raise the chance that a clean class crosses one of them.
         blend_threshold: the anomaly-index threshold of the blend probe (default 3.0).
+        reference_spread: with two or more reference models, the anomaly index of the
+            scores relative to the references divides by at least the references' spread
+            (how much a class's score varies from one clean reference to another, pooled
+            over the classes), so that a class merely as much easier on this model as clean
+            models differ among themselves is not an outlier (default ``True``).
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
 
@@ -158,6 +163,7 @@ class ScoringSettings(_Settings):
     threshold: float = 3.0
     full_table: bool = False
     blend_threshold: float = 3.0
+    reference_spread: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.score, SCORES, "score")
@@ -169,6 +175,7 @@ class ScoringSettings(_Settings):
         check_positive_int(self.max_eval, "max_eval")
         check_positive_float(self.threshold, "threshold")
         check_positive_float(self.blend_threshold, "blend_threshold")
+        _check_bool(self.reference_spread, "reference_spread")
         _check_bool(self.full_table, "full_table")
 
 

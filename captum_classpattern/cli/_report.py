@@ -147,6 +147,11 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
     verdict = f"Flagged: {flagged} (score {result.score}, threshold {result.scoring.threshold:g}"
     if result.blend is not None:
         verdict += f"; blend probe threshold {result.scoring.blend_threshold:g}"
+    if result.reference_tables:
+        count = len(result.reference_tables)
+        verdict += f"; relative to {count} reference model{'s' if count > 1 else ''}"
+        if result.reference_spread is not None:
+            verdict += f", whose spread of {result.reference_spread:.2f} the relative index divides by at least"
     verdict += ")."
     if result.trigger_jaccard is not None and result.jaccard_class is not None:
         verdict += (

@@ -106,6 +106,13 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=ScoringSettings().blend_threshold,
         help=f"the blend probe's anomaly-index threshold (default {ScoringSettings().blend_threshold:g})",
     )
+    scan.add_argument(
+        "--no-reference-spread",
+        dest="reference_spread",
+        action="store_false",
+        help="with two or more --reference-weights, do not floor the relative anomaly index's spread by how "
+        "much the references differ among themselves (ScoringSettings.reference_spread)",
+    )
     scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     scan.add_argument(
         "--out",
@@ -180,7 +187,11 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError(f"--classes: a scan compares classes with each other and needs at least three, got {classes}.")
     settings = ScanSettings(steps=args.steps, blend_steps=args.blend_steps)
     scoring = ScoringSettings(
-        score=args.score, max_eval=args.max_eval, threshold=args.threshold, blend_threshold=args.blend_threshold
+        score=args.score,
+        max_eval=args.max_eval,
+        threshold=args.threshold,
+        blend_threshold=args.blend_threshold,
+        reference_spread=args.reference_spread,
     )
     model, search, held_out, names, info = _load(args, classes)
     trigger_mask = info.pop("trigger_mask", None)

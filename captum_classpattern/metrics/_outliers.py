@@ -9,11 +9,17 @@ import numpy as np
 from .._utils import check_choice
 
 
-def anomaly_index(scores: Union[Sequence[float], np.ndarray]) -> np.ndarray:
+def anomaly_index(scores: Union[Sequence[float], np.ndarray], min_spread: float = 0.0) -> np.ndarray:
     """Median-absolute-deviation anomaly index of each score (Neural Cleanse's rule).
 
     ``A_c = |s_c - median(s)| / (1.4826 * median(|s - median(s)|))``; a score is an
     outlier when ``A_c > 2``. Callers pick the suspicious direction.
+
+    Args:
+        scores: one score per class (at least three).
+        min_spread: the denominator is at least this: a known noise level of the scores
+            (e.g. how much they vary between clean models), so that classes that happen
+            to agree closely do not make a small difference look anomalous (default 0).
 
     Raises:
         ValueError: fewer than three scores.
@@ -22,12 +28,12 @@ def anomaly_index(scores: Union[Sequence[float], np.ndarray]) -> np.ndarray:
     if values.ndim != 1 or values.size < 3:
         raise ValueError("anomaly_index needs at least three scores (one per class).")
     median = np.median(values)
-    spread = 1.4826 * np.median(np.abs(values - median))
+    spread = max(1.4826 * np.median(np.abs(values - median)), float(min_spread))
     return np.abs(values - median) / max(spread, 1e-12)
 
 
 def flag_outliers(
-    scores: Sequence[float], direction: str = "low", threshold: float = 2.0
+    scores: Sequence[float], direction: str = "low", threshold: float = 2.0, min_spread: float = 0.0
 ) -> Tuple[np.ndarray, List[int]]:
     """MAD anomaly index of each score, and the positions that are one-sided outliers.
 
@@ -36,6 +42,7 @@ def flag_outliers(
         direction: ``"low"`` when small scores are suspicious (pattern size, mask norm),
             ``"high"`` when large ones are (predictive power at a fixed size).
         threshold: a class is flagged when its index exceeds this (Neural Cleanse: 2).
+        min_spread: the smallest spread the index divides by (see :func:`anomaly_index`).
 
     Returns:
         ``(index, flagged)``: the anomaly index of every score (a float array) and the
@@ -53,7 +60,7 @@ def flag_outliers(
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or not np.all(np.isfinite(values)):
         raise ValueError("scores must be a 1-d sequence of finite numbers.")
-    index = anomaly_index(values)
+    index = anomaly_index(values, min_spread)
     median = np.median(values)
     side = values < median if direction == "low" else values > median
     flagged = [int(i) for i in np.flatnonzero(side & (index > threshold))]

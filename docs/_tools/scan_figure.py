@@ -4,7 +4,9 @@ Two tiny ``SmallCNN`` suspects on 16 x 16 digits: one backdoored with a 3 x 3 wh
 (bottom-right) to class 0, one trained on data whose class 3 always carries a 2 x 2 mark in
 the top-left corner (a natural shortcut: part of the clean data). Each is scanned alone and
 against a clean reference model trained on the same (clean) data, and the figure shows the
-pattern of the class in question next to both anomaly indices. Nothing here runs during
+pattern of the class in question next to both anomaly indices, flagged at Neural Cleanse's
+threshold of 2.0 (:data:`FIGURE_THRESHOLD`): at the scan's stricter default of 3.0 the
+natural mark is not an outlier even alone, and the figure would have nothing to clear. Nothing here runs during
 the Sphinx build; re-run it when the scan changes (about a minute on one core)::
 
     .venv/bin/python docs/_tools/scan_figure.py
@@ -40,6 +42,8 @@ TARGET = 0
 MARKED = 3
 MARK = PatchTrigger(size=2, position="top-left")
 SETTINGS = ScanSettings(steps=60)
+FIGURE_THRESHOLD = 2.0
+"""The anomaly-index threshold the figure flags at (Neural Cleanse's convention)."""
 
 
 def _marked(split):
@@ -71,8 +75,9 @@ def scan_figure(path: str) -> None:
     rows = cases()
     fig = Figure(figsize=(10.5, 5.4), layout="constrained")
     grid = fig.add_gridspec(len(rows), 3, width_ratios=(0.8, 1.6, 1.6))
-    for row, (title, cls, result) in enumerate(rows):
-        alone = result.rescore(result.score, reference=False)
+    for row, (title, cls, scanned) in enumerate(rows):
+        result = scanned.rescore(scanned.score, threshold=FIGURE_THRESHOLD)
+        alone = scanned.rescore(scanned.score, reference=False, threshold=FIGURE_THRESHOLD)
         ax = fig.add_subplot(grid[row, 0])
         pattern = alone.patterns[alone.classes.index(cls)]
         ax.imshow(pattern_image(pattern), interpolation="nearest")

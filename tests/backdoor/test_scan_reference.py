@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, ScanResult, ScanSettings, ScoringSettings, scan
+from captum_classpattern.backdoor._scan_result import flag_against_references
 from captum_classpattern.data import Split
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
@@ -64,6 +65,14 @@ def planted(digits16, clean_reference, one_thread):
 
 
 @pytest.fixture(scope="module")
+def planted_two_references(digits16, clean_reference, planted, one_thread):
+    """The planted model scanned against two clean references, so their spread can be measured."""
+    second = _train(digits16.train.images, digits16.train.labels, seed=2)
+    own = _scan(second, digits16.search, digits16.eval)
+    return _scan(planted[0], digits16.search, digits16.eval, reference=[clean_reference[1], own])
+
+
+@pytest.fixture(scope="module")
 def natural(digits16, one_thread):
     """Suspect and reference trained on data whose class 3 always carries the mark, and their scans."""
     train, search, held = _marked(digits16.train), _marked(digits16.search), _marked(digits16.eval)
@@ -82,6 +91,55 @@ def test_planted_patch_is_flagged_with_a_reference(planted):
     alone = result.rescore("power_auc", reference=False)
     assert TARGET in alone.flagged and set(result.flagged) <= set(alone.flagged)
     assert all(a <= b for a, b in zip(result.anomaly_index, alone.anomaly_index))
+
+
+def test_planted_patch_stays_flagged_against_the_references_spread(planted_two_references):
+    result = planted_two_references
+    # These tiny references disagree a lot with each other, and the target still stands out.
+    assert result.reference_spread is not None and result.reference_spread > 1.0
+    assert result.flagged == [TARGET]
+    assert result.anomaly_index[TARGET] > result.scoring.threshold
+    # The spread only ever lowers the index: without it the target is flagged all the same.
+    unfloored = result.rescore("power_auc", reference_spread=False)
+    assert unfloored.reference_spread is None and TARGET in unfloored.flagged
+    assert all(a <= b + 1e-12 for a, b in zip(result.anomaly_index, unfloored.anomaly_index))
+
+
+def test_a_class_within_the_references_spread_is_cleared():
+    # Nine classes almost equal, one a little easier on the suspect than on the references:
+    # the MAD of the relative scores is tiny, so it looks anomalous, but clean references
+    # differ from each other by more than that.
+    rng = np.random.default_rng(0)
+    raw = np.array([0.0, 0.02, -0.02, 0.01, -0.01, 0.03, -0.03, 0.015, -0.015, 0.6])
+    references = rng.normal(0.0, 0.3, size=(3, 10))
+    references -= references.mean(axis=0) + rng.normal(0.0, 0.01, size=10)
+    _, index, spread, rows = flag_against_references(raw, references, "high", 3.0, False)
+    assert spread is None and rows == [9] and index[9] > 3.0
+    _, index, spread, rows = flag_against_references(raw, references, "high", 3.0, True)
+    assert rows == [] and index[9] < 3.0
+    assert spread == pytest.approx(np.sqrt(references.var(axis=0, ddof=1).mean() * 4 / 3))
+    # A planted class moves by many spreads and stays flagged.
+    planted = raw.copy()
+    planted[9] = 6.0
+    assert flag_against_references(planted, references, "high", 3.0, True)[3] == [9]
+    # One reference has no spread: the floor is skipped and the flag stands.
+    _, _, spread, rows = flag_against_references(raw, references[:1], "high", 3.0, True)
+    assert spread is None and rows == [9]
+    # For sizes (small is suspicious) the same holds downwards.
+    assert flag_against_references(-raw, -references, "low", 3.0, True)[3] == []
+    assert flag_against_references(-planted, -references, "low", 3.0, True)[3] == [9]
+
+
+def test_reference_spread_is_checked_and_old_files_keep_their_flags(natural, tmp_path):
+    with pytest.raises(TypeError, match="reference_spread"):
+        ScoringSettings(reference_spread=1)
+    # A file written before the setting existed is read back without the floor.
+    path = tmp_path / "old.json"
+    natural[-1].to_json(path)
+    data = json.loads(path.read_text())
+    del data["scoring"]["reference_spread"]
+    path.write_text(json.dumps(data))
+    assert ScanResult.from_json(path).scoring.reference_spread is False
 
 
 def test_natural_shortcut_is_flagged_alone_but_not_with_the_reference(natural):
