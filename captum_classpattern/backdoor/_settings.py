@@ -145,8 +145,9 @@ class ScoringSettings(_Settings):
         reference_spread: with two or more reference models, the anomaly index of the
             scores relative to the references divides by at least the references' spread
             (how much a class's score varies from one clean reference to another, pooled
-            over the classes), so that a class merely as much easier on this model as clean
-            models differ among themselves is not an outlier (default ``True``).
+            over the classes), so that a class is not an outlier for differing from the
+            references by no more than clean models differ among themselves (default
+            ``True``).
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
 
