@@ -22,11 +22,13 @@ def anomaly_index(scores: Union[Sequence[float], np.ndarray], min_spread: float 
             to agree closely do not make a small difference look anomalous (default 0).
 
     Raises:
-        ValueError: fewer than three scores.
+        ValueError: fewer than three scores, or a negative or non-finite ``min_spread``.
     """
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or values.size < 3:
         raise ValueError("anomaly_index needs at least three scores (one per class).")
+    if not (isinstance(min_spread, (int, float)) and np.isfinite(min_spread) and min_spread >= 0):
+        raise ValueError(f"min_spread must be a finite number >= 0, got {min_spread!r}.")
     median = np.median(values)
     spread = max(1.4826 * np.median(np.abs(values - median)), float(min_spread))
     return np.abs(values - median) / max(spread, 1e-12)

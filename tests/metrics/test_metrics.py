@@ -12,7 +12,7 @@ from captum_classpattern import (
     random_pixel_power,
     top_k_pattern,
 )
-from captum_classpattern.metrics import anomaly_index
+from captum_classpattern.metrics import anomaly_index, flag_outliers
 
 
 class CornerModel(torch.nn.Module):
@@ -72,6 +72,20 @@ def test_anomaly_index_matches_the_formula():
     assert anomaly_index(scores)[-1] > 2 and (anomaly_index(scores)[:-1] < 2).all()
     with pytest.raises(ValueError):
         anomaly_index([1.0, 2.0])
+
+
+def test_anomaly_index_divides_by_at_least_the_given_spread():
+    # Six scores that agree to 0.05 make a difference of 0.3 look anomalous, unless the
+    # caller knows the scores vary by 0.25 anyway.
+    scores = np.array([0.0, 0.05, -0.05, 0.02, -0.02, 0.01, 0.3])
+    assert anomaly_index(scores)[-1] > 3
+    np.testing.assert_allclose(anomaly_index(scores, min_spread=0.25), np.abs(scores - np.median(scores)) / 0.25)
+    assert flag_outliers(scores, "high", 3.0)[1] == [6] and flag_outliers(scores, "high", 3.0, 0.25)[1] == []
+    # A floor below the MAD changes nothing.
+    np.testing.assert_allclose(anomaly_index(scores, min_spread=1e-6), anomaly_index(scores))
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="min_spread"):
+            anomaly_index(scores, min_spread=bad)
 
 
 # Every metric checks its target, labels and settings (docs/reliability/inputs.rst).
