@@ -16,7 +16,8 @@ measures, for each model and seed, in one process:
 
 with the wall time, the images sent through the model per class and the mean predictive
 power of the 5% patterns (ties broken by the search's gradient evidence) on the held-out
-split. Canvases are each class's most confidently classified search image. The models are
+split. Canvases are each class's most confidently classified search image (``--canvas``:
+or the first image of the class, or the first one classified correctly). The models are
 the 3-channel test beds of ``bench_search.py`` (a BatchNorm / global-pooling CNN and a
 narrow ResNet-18, cached by the same settings) and a narrow VGG-style net, all trained on
 the default photo digits; the held-out digits of the splits were never trained on.
@@ -25,6 +26,7 @@ Usage::
 
     python benchmarks/bench_search_size.py                     # copies 1 and 6, seeds 0-2
     python benchmarks/bench_search_size.py --copies 6 --seeds 0 1 2 3 4 5
+    python benchmarks/bench_search_size.py --copies 6 --canvas index
     python benchmarks/bench_search_size.py --quick             # one small model, one seed
 
 One torch thread (as ``bench_search.py``, for the same reason). The last line printed is
@@ -47,9 +49,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_search import CLASSES, RGB_MODELS, SEED, Testbed, _mean_power, _trained  # noqa: E402
+from bench_search import CANVAS_CHOICES, CLASSES, RGB_MODELS, Testbed, _mean_power, _trained, canvases_for  # noqa: E402
 
-from captum_classpattern import DEFAULT_SCHEDULE, PAPER_SCHEDULE, ClassPattern, select_canvases  # noqa: E402
+from captum_classpattern import DEFAULT_SCHEDULE, PAPER_SCHEDULE, ClassPattern  # noqa: E402
 from captum_classpattern.attr import FAST_SCHEDULE  # noqa: E402
 from captum_classpattern.data import load_photo_digits  # noqa: E402
 from captum_classpattern.models import make_model  # noqa: E402
@@ -107,17 +109,16 @@ def _summary(runs: List[dict]) -> dict:
     }
 
 
-def measure(bed: Testbed, seeds: List[int], log=print) -> dict:
+def measure(bed: Testbed, seeds: List[int], canvas: str = "confident", log=print) -> dict:
     """Paper (class by class), default and fast (batched) on ``bed`` for each seed, interleaved."""
-    torch.manual_seed(SEED)
-    canvases = select_canvases(bed.model, bed.data.search.images, bed.data.search.labels, bed.classes, "confident")
+    canvases = canvases_for(bed, canvas)
     runs: Dict[str, List[dict]] = {"paper": [], "default": [], "fast": []}
     for seed in seeds:
         runs["paper"].append(_search(bed, canvases, PAPER_SCHEDULE, seed, by_class=True))
         runs["default"].append(_search(bed, canvases, DEFAULT_SCHEDULE, seed, by_class=False))
         runs["fast"].append(_search(bed, canvases, FAST_SCHEDULE, seed, by_class=False))
         log(
-            f"{bed.name:12s} search set {len(bed.data.search.labels):5d}  seed {seed}  "
+            f"{bed.name:12s} {canvas:13s} search set {len(bed.data.search.labels):5d}  seed {seed}  "
             + "  ".join(f"{n} {r[-1]['power']:.3f} in {r[-1]['seconds']:6.1f} s" for n, r in runs.items())
         )
     row = {name: _summary(values) for name, values in runs.items()}
@@ -134,6 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 6], help="composites per digit in the splits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
     parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
+    parser.add_argument("--canvas", choices=CANVAS_CHOICES, default="confident", help="canvas strategy")
     parser.add_argument("--quick", action="store_true", help="the pooled CNN, copies 1, one seed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
@@ -141,10 +143,11 @@ def main(argv=None) -> int:
         args.copies, args.seeds, args.models = [1], [0], ["gap_cnn"]
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    result: dict = {"bench": "search_size", "seeds": args.seeds, "threads": args.threads, "models": {}}
+    result: dict = {"bench": "search_size", "canvas": args.canvas, "seeds": args.seeds, "threads": args.threads}
+    result["models"] = {}
     for copies in args.copies:
         for bed in beds(copies, args.models):
-            result["models"].setdefault(bed.name, {})[f"copies_{copies}"] = measure(bed, args.seeds)
+            result["models"].setdefault(bed.name, {})[f"copies_{copies}"] = measure(bed, args.seeds, args.canvas)
     rows = [row for per_size in result["models"].values() for row in per_size.values()]
     result["default_wins"] = sum(row["default_power_ratio"] >= 1.0 for row in rows)
     result["rows"] = len(rows)
