@@ -49,7 +49,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_search import CANVAS_CHOICES, CLASSES, RGB_MODELS, Testbed, _mean_power, _trained, canvases_for  # noqa: E402
+from bench_search import (  # noqa: E402
+    CANVAS_CHOICES,
+    CLASSES,
+    RGB_MODELS,
+    Testbed,
+    _mean_power,
+    _trained,
+    canvases_for,
+    search_power,
+)
 
 from captum_classpattern import DEFAULT_SCHEDULE, PAPER_SCHEDULE, ClassPattern  # noqa: E402
 from captum_classpattern.attr import FAST_SCHEDULE  # noqa: E402
@@ -72,21 +81,19 @@ def beds(copies: int, names: List[str]) -> List[Testbed]:
     return chosen
 
 
-def _search(bed: Testbed, canvases: torch.Tensor, schedule, seed: int, by_class: bool) -> dict:
-    """One schedule's search: wall time, images per class and mean power of the 5% patterns."""
+def _paper_by_class(bed: Testbed, canvases: torch.Tensor, seed: int) -> dict:
+    """The paper schedule, one class per call as the authors run it: wall time, images, mean power."""
     explainer = ClassPattern(bed.model)
-    targets = [[c] for c in bed.classes] if by_class else [bed.classes]
-    rows = [[i] for i in range(len(bed.classes))] if by_class else [list(range(len(bed.classes)))]
     maps, ties, images = [], [], 0
     start = time.perf_counter()
-    for target, row in zip(targets, rows):
+    for row, target in enumerate(bed.classes):
         maps.append(
             explainer.attribute(
-                canvases[row],
+                canvases[row : row + 1],
                 target=target,
                 baselines=bed.data.search.images,
                 baseline_labels=bed.data.search.labels,
-                schedule=schedule,
+                schedule=PAPER_SCHEDULE,
                 seed=seed,
             )
         )
@@ -94,7 +101,7 @@ def _search(bed: Testbed, canvases: torch.Tensor, schedule, seed: int, by_class:
         images += explainer.last_stats.images_forwarded
     seconds = time.perf_counter() - start
     power = _mean_power(bed.model, bed.data, canvases, torch.cat(maps), torch.cat(ties), bed.classes)
-    return {"seconds": seconds, "images_per_class": images / len(bed.classes), "power": power}
+    return {"seconds": seconds, "images": images, "power": power}
 
 
 def _summary(runs: List[dict]) -> dict:
@@ -105,7 +112,7 @@ def _summary(runs: List[dict]) -> dict:
         "power_max": round(max(powers), 4),
         "per_seed": [round(p, 4) for p in powers],
         "seconds": round(statistics.mean(r["seconds"] for r in runs), 2),
-        "images_per_class": round(statistics.mean(r["images_per_class"] for r in runs)),
+        "images_per_class": round(statistics.mean(r["images"] for r in runs) / len(CLASSES)),
     }
 
 
@@ -114,9 +121,9 @@ def measure(bed: Testbed, seeds: List[int], canvas: str = "confident", log=print
     canvases = canvases_for(bed, canvas)
     runs: Dict[str, List[dict]] = {"paper": [], "default": [], "fast": []}
     for seed in seeds:
-        runs["paper"].append(_search(bed, canvases, PAPER_SCHEDULE, seed, by_class=True))
-        runs["default"].append(_search(bed, canvases, DEFAULT_SCHEDULE, seed, by_class=False))
-        runs["fast"].append(_search(bed, canvases, FAST_SCHEDULE, seed, by_class=False))
+        runs["paper"].append(_paper_by_class(bed, canvases, seed))
+        runs["default"].append(search_power(bed, canvases, DEFAULT_SCHEDULE, seed))
+        runs["fast"].append(search_power(bed, canvases, FAST_SCHEDULE, seed))
         log(
             f"{bed.name:12s} {canvas:13s} search set {len(bed.data.search.labels):5d}  seed {seed}  "
             + "  ".join(f"{n} {r[-1]['power']:.3f} in {r[-1]['seconds']:6.1f} s" for n, r in runs.items())
