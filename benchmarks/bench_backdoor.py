@@ -16,8 +16,9 @@ runs
   the same search, so no extra time), which is what the scan did before;
 * Neural Cleanse (:func:`captum_classpattern.backdoor.neural_cleanse`) on the same clean images.
 
-It prints one row per model, a summary per architecture (detection rate, clean false-alarm
-rate, share of backdoored models with an extra flag, patch-trigger Jaccard, seconds per
+It prints one row per model, a summary per architecture (detection rate over every poisoned
+model and over those whose backdoor works, attack success at least ``EFFECTIVE_ASR``; clean
+false-alarm rate, share of backdoored models with an extra flag, patch-trigger Jaccard, seconds per
 model) and ONE JSON line last. ``--rows FILE`` appends each model's row to FILE (and the
 scans next to it) so that an interrupted run resumes; ``--no-train`` scans only the models
 already cached.
@@ -405,6 +406,9 @@ def run_variants(args) -> Dict:
 
 METHODS = (("scan_ref", "scan with reference"), ("scan", "scan alone"), ("nc", "Neural Cleanse"))
 
+EFFECTIVE_ASR = 0.5
+"""Attack success rate from which a poisoned model counts as backdoored in ``detection_rate_effective``."""
+
 
 def reference_scans(arch: str, references, data, args) -> Tuple[List, float]:
     """Scan each reference model once; every suspect of the architecture reuses the results.
@@ -554,7 +558,8 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
     for method, label in METHODS:
         s = summary[method]
         print(
-            f"{label:<20} detected {s['detection_rate']}  clean false alarms {s['clean_false_alarm_rate']}  "
+            f"{label:<20} detected {s['detection_rate']} (of working backdoors {s['detection_rate_effective']})  "
+            f"clean false alarms {s['clean_false_alarm_rate']}  "
             f"backdoored with an extra flag {s['backdoored_with_extra_flag_rate']}  patch J {s['patch_jaccard']}  "
             f"{s['mean_seconds']} s per model",
             flush=True,
@@ -579,11 +584,22 @@ def summarise_methods(rows: List[Dict], methods: Sequence[str]) -> Dict:
     """Detection, clean false alarms, extra flags, patch Jaccard and seconds of each method."""
     clean = [r for r in rows if r["kind"] == "clean"]
     attacked = [r for r in rows if r["kind"] != "clean"]
-    out: Dict = {"clean_models": len(clean), "backdoored_models": len(attacked)}
+    # A poisoning that did not take (the trigger flips few images) leaves no backdoor to find;
+    # those models are counted apart so that a flag on them is not read as a detection.
+    effective = [r for r in attacked if (r.get("attack_success_rate") or 0.0) >= EFFECTIVE_ASR]
+    out: Dict = {
+        "clean_models": len(clean),
+        "backdoored_models": len(attacked),
+        "effective_backdoors": len(effective),
+        "effective_asr": EFFECTIVE_ASR,
+    }
     for method in methods:
         jaccards = [r[method]["jaccard"] for r in attacked if r["kind"] == "patch" and r[method]["jaccard"] is not None]
         out[method] = {
             "detection_rate": _rate(sum(r["target"] in r[method]["flagged"] for r in attacked), len(attacked)),
+            "detection_rate_effective": _rate(
+                sum(r["target"] in r[method]["flagged"] for r in effective), len(effective)
+            ),
             "detection_by_trigger": {
                 kind: _rate(
                     sum(r["target"] in r[method]["flagged"] for r in attacked if r["kind"] == kind),
