@@ -5,7 +5,8 @@ the weights) on synthetic 224 x 224 images. Measured:
 
 * ``search_images_per_s``: composites per second of the :class:`~captum_classpattern.ClassPattern`
   search loop (``SearchStats``, the loop alone) with the default schedule, ``--classes``
-  canvases searched together for ``--steps`` steps (``--classes`` x 2 composites per step);
+  canvases searched together for ``--steps`` steps (``--classes`` composites per step: the
+  default takes one image per canvas and step);
 * ``bare_images_per_s``: the model's bare forward and backward with input gradients at the
   same batch for the same number of steps; ``throughput_ratio`` is search / bare;
 * ``inference_images_per_s``: forward passes without gradients at ``--measure-batch``, the
@@ -15,7 +16,7 @@ the weights) on synthetic 224 x 224 images. Measured:
   ``MALLOC_MMAP_THRESHOLD_=131072`` so that freed tensors leave the resident set, as
   ``bench_search.py`` measures it); on CUDA, ``torch.cuda.max_memory_allocated`` during
   the searches;
-* a projection for all 1,000 classes at the default schedule (300 steps x 2 images per
+* a projection for all 1,000 classes at the default schedule (600 steps x 1 image per
   class) plus a budgeted power measurement (``--power-images`` held-out images per other
   class, ``--patterns-per-class`` patterns measured per class: the pattern, five random
   draws and two Captum baselines in the full report): hours on this device from the
@@ -52,7 +53,7 @@ from captum_classpattern.attr import DEFAULT_SCHEDULE  # noqa: E402
 
 CLASSES = 1000
 SIDE = 224
-SEARCH_IMAGES_PER_CLASS = DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size  # 300 steps x 2 images
+SEARCH_IMAGES_PER_CLASS = DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size  # 600 steps x 1 image
 MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
 
 

@@ -1,7 +1,7 @@
 """The paper's schedule against the default at the authors' search-set size, side by side.
 
 The paper's schedule makes 5 passes over the search set, so its cost grows with the set;
-the default takes a fixed 300 steps of 2 images per class, whatever the set's size. The
+the default takes a fixed 600 steps of 1 image per class, whatever the set's size. The
 authors search on a random 20% of CIFAR-10's test set, about 2,000 images (1,800 of other
 classes per class); ``bench_search.py`` searches the digits' and photo digits' own search
 splits of about 360 images, where the paper's schedule is cheap. This benchmark builds the
