@@ -11,7 +11,7 @@ A :class:`SearchSchedule` holds them; four are predefined:
   when no schedule is given, and what ``SearchSchedule()`` builds: the same loss and signed,
   clamped steps, but 600 steps on one other-class image per canvas, with the step
   cosine-annealed from 0.1 to 0.001;
-* :data:`FAST_SCHEDULE`, a quick look at a third of the default's cost: 100 steps on
+* :data:`FAST_SCHEDULE`, a quick look at a third of the default's images: 100 steps on
   batches of 2, annealed from 0.1 to 0.01 (``schedule="fast"``).
 
 Whatever the schedule, all canvases are searched in one batched loop in which each canvas
@@ -22,8 +22,8 @@ Example:
     >>> from captum_classpattern.attr import DEFAULT_SCHEDULE, FAST_SCHEDULE, PAPER_SCHEDULE
     >>> DEFAULT_SCHEDULE.steps, DEFAULT_SCHEDULE.batch_size, DEFAULT_SCHEDULE.final_step_size
     (600, 1, 0.001)
-    >>> FAST_SCHEDULE.steps * FAST_SCHEDULE.batch_size * 3 == DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size
-    True
+    >>> FAST_SCHEDULE.steps, FAST_SCHEDULE.batch_size, FAST_SCHEDULE.final_step_size
+    (100, 2, 0.01)
     >>> PAPER_SCHEDULE.replace(epochs=1) == PAPER_IMAGENET_SCHEDULE
     True
 """
