@@ -1,0 +1,136 @@
+"""Candidate schedules against the paper's on both search-set sizes: the rounds that chose the default.
+
+Runs the paper schedule (class by class, as the authors do) and each candidate (all classes
+batched) on the development seeds, for 18 (model, canvas) pairs: the test beds of
+``bench_search.py`` (digits CNN, pooled CNN, narrow ResNet-18) on their 359-image search
+splits, and those of ``bench_search_size.py`` (pooled CNN, narrow ResNet-18, narrow VGG) on
+2,154-image splits; canvases ``index``, ``first_correct`` and ``confident``. A pair is won
+when a candidate's mean power over the seeds is at least the paper schedule's. The rule of
+``docs/design/schedule_choice.rst`` ("Rounds four and five"): the candidate winning the most
+pairs; ties to fewer images per class, then to the higher mean ratio.
+
+``--cache FILE`` keeps every run (power, seconds, images) in a JSON file, so an interrupted
+run resumes and a new candidate costs only its own searches.
+
+Usage::
+
+    python benchmarks/bench_schedule_rounds.py --cache /tmp/rounds.json            # C0-C8, seeds 10 11
+    python benchmarks/bench_schedule_rounds.py --sizes small --candidates C0 C6 --cache /tmp/rounds.json
+    python benchmarks/bench_schedule_rounds.py --quick                             # one model, one seed
+
+One torch thread. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from typing import Dict, List
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bench_search_size  # noqa: E402
+from bench_search import CANVAS_CHOICES, canvases_for, search_power, testbeds  # noqa: E402
+
+from captum_classpattern.attr import SearchSchedule  # noqa: E402
+
+CANDIDATES: Dict[str, SearchSchedule] = {
+    "C0": SearchSchedule(steps=300, batch_size=2, final_step_size=0.01),  # the 0.4 / 0.5 default
+    "C1": SearchSchedule(steps=500, batch_size=1, final_step_size=0.01),
+    "C2": SearchSchedule(steps=600, batch_size=1, final_step_size=0.01),
+    "C3": SearchSchedule(steps=350, batch_size=2, final_step_size=0.01),
+    "C4": SearchSchedule(steps=300, batch_size=2, final_step_size=0.02),
+    "C5": SearchSchedule(steps=600, batch_size=1, step_size=0.05, final_step_size=0.005),
+    "C6": SearchSchedule(steps=600, batch_size=1, step_size=0.1, final_step_size=0.001),  # the 0.6 default
+    "C7": SearchSchedule(steps=700, batch_size=1, step_size=0.05, final_step_size=0.005),
+    "C8": SearchSchedule(steps=350, batch_size=2, step_size=0.05, final_step_size=0.005),
+}
+"""The candidates of rounds four (C0-C4) and five (C5-C8); every field that differs from the paper's spelled out."""
+
+
+def _beds(size: str, quick: bool):
+    if size == "small":
+        beds = testbeds()
+        return beds[:1] if quick else beds
+    names = ["gap_cnn"] if quick else [m[0] for m in bench_search_size.MODELS]
+    return bench_search_size.beds(6, names)
+
+
+def run(sizes: List[str], names: List[str], seeds: List[int], cache: dict, save, quick: bool, log=print) -> dict:
+    """Every (size, model, canvas, seed) for the paper schedule and each candidate; the mean powers per pair."""
+    pairs: dict = {}
+    for size in sizes:
+        for bed in _beds(size, quick):
+            for canvas in CANVAS_CHOICES[:1] if quick else CANVAS_CHOICES:
+                canvases = canvases_for(bed, canvas)
+                powers: Dict[str, List[float]] = {}
+                for seed in seeds:
+                    for name in ["paper"] + names:
+                        key = f"{size}|{bed.name}|{canvas}|{seed}|{name}"
+                        if key not in cache:
+                            if name == "paper":
+                                result = bench_search_size._paper_by_class(bed, canvases, seed)
+                            else:
+                                result = search_power(bed, canvases, CANDIDATES[name], seed)
+                            cache[key] = {k: result[k] for k in ("power", "seconds", "images")}
+                            save()
+                            log(f"{key} {result['power']:.4f} in {result['seconds']:.1f} s", flush=True)
+                        powers.setdefault(name, []).append(cache[key]["power"])
+                pairs[f"{size}|{bed.name}|{canvas}"] = {n: round(statistics.mean(p), 4) for n, p in powers.items()}
+    return pairs
+
+
+def rule(pairs: dict, names: List[str]) -> dict:
+    """Pairs won, mean and worst ratio to the paper schedule per candidate, and the candidate the rule picks."""
+    summary = {}
+    for name in names:
+        ratios = {pair: row[name] / row["paper"] for pair, row in pairs.items()}
+        summary[name] = {
+            "won": sum(r >= 1.0 for r in ratios.values()),
+            "pairs": len(ratios),
+            "mean_ratio": round(statistics.mean(ratios.values()), 3),
+            "worst_ratio": round(min(ratios.values()), 3),
+            "lost": sorted(pair for pair, r in ratios.items() if r < 1.0),
+            "images_per_class": CANDIDATES[name].steps * CANDIDATES[name].batch_size,
+        }
+    chosen = max(names, key=lambda n: (summary[n]["won"], -summary[n]["images_per_class"], summary[n]["mean_ratio"]))
+    return {"candidates": summary, "chosen": chosen}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", choices=("small", "large"), default=["small", "large"])
+    parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=sorted(CANDIDATES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11], help="search seeds (development: 10 11)")
+    parser.add_argument("--cache", help="JSON file of every run, reused across runs")
+    parser.add_argument("--quick", action="store_true", help="the first model, index canvases, seed 10, C0 and C6")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.seeds, args.candidates = args.sizes[:1], [10], ["C0", "C6"]
+    torch.set_num_threads(1)
+    cache: dict = {}
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache) as stream:
+            cache = json.load(stream)
+
+    def save() -> None:
+        if args.cache:
+            with open(args.cache + ".tmp", "w") as stream:
+                json.dump(cache, stream)
+            os.replace(args.cache + ".tmp", args.cache)
+
+    pairs = run(args.sizes, args.candidates, args.seeds, cache, save, args.quick)
+    result = {"bench": "schedule_rounds", "seeds": args.seeds, "pairs": pairs}
+    result.update(rule(pairs, args.candidates))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
