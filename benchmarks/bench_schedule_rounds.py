@@ -28,6 +28,7 @@ import json
 import os
 import statistics
 import sys
+from functools import partial
 from typing import Dict, List
 
 import torch
@@ -36,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_search_size  # noqa: E402
-from bench_search import CANVAS_CHOICES, canvases_for, search_power, testbeds  # noqa: E402
+from bench_search import CANVAS_CHOICES, PowerCache, canvases_for, search_power, testbeds  # noqa: E402
 
 from captum_classpattern.attr import SearchSchedule  # noqa: E402
 
@@ -62,7 +63,17 @@ def _beds(size: str, quick: bool):
     return bench_search_size.beds(6, names)
 
 
-def run(sizes: List[str], names: List[str], seeds: List[int], cache: dict, save, quick: bool, log=print) -> dict:
+def _run(bed, canvases: torch.Tensor, name: str, seed: int) -> dict:
+    """The paper schedule class by class, or candidate ``name`` batched: power, seconds, images."""
+    if name == "paper":
+        result = bench_search_size.paper_by_class(bed, canvases, seed)
+    else:
+        result = search_power(bed, canvases, CANDIDATES[name], seed)
+    print(f"{bed.name} {name} seed {seed}: {result['power']:.4f} in {result['seconds']:.1f} s", flush=True)
+    return {k: result[k] for k in ("power", "seconds", "images")}
+
+
+def run(sizes: List[str], names: List[str], seeds: List[int], cache: PowerCache, quick: bool) -> dict:
     """Every (size, model, canvas, seed) for the paper schedule and each candidate; the mean powers per pair."""
     pairs: dict = {}
     for size in sizes:
@@ -73,15 +84,8 @@ def run(sizes: List[str], names: List[str], seeds: List[int], cache: dict, save,
                 for seed in seeds:
                     for name in ["paper"] + names:
                         key = f"{size}|{bed.name}|{canvas}|{seed}|{name}"
-                        if key not in cache:
-                            if name == "paper":
-                                result = bench_search_size._paper_by_class(bed, canvases, seed)
-                            else:
-                                result = search_power(bed, canvases, CANDIDATES[name], seed)
-                            cache[key] = {k: result[k] for k in ("power", "seconds", "images")}
-                            save()
-                            log(f"{key} {result['power']:.4f} in {result['seconds']:.1f} s", flush=True)
-                        powers.setdefault(name, []).append(cache[key]["power"])
+                        entry = cache.entry(key, partial(_run, bed, canvases, name, seed))
+                        powers.setdefault(name, []).append(entry["power"])
                 pairs[f"{size}|{bed.name}|{canvas}"] = {n: round(statistics.mean(p), 4) for n, p in powers.items()}
     return pairs
 
@@ -114,18 +118,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.sizes, args.seeds, args.candidates = args.sizes[:1], [10], ["C0", "C6"]
     torch.set_num_threads(1)
-    cache: dict = {}
-    if args.cache and os.path.exists(args.cache):
-        with open(args.cache) as stream:
-            cache = json.load(stream)
-
-    def save() -> None:
-        if args.cache:
-            with open(args.cache + ".tmp", "w") as stream:
-                json.dump(cache, stream)
-            os.replace(args.cache + ".tmp", args.cache)
-
-    pairs = run(args.sizes, args.candidates, args.seeds, cache, save, args.quick)
+    pairs = run(args.sizes, args.candidates, args.seeds, PowerCache(args.cache), args.quick)
     result = {"bench": "schedule_rounds", "seeds": args.seeds, "pairs": pairs}
     result.update(rule(pairs, args.candidates))
     print(json.dumps(result))

@@ -337,16 +337,19 @@ class PowerCache:
     def key(bed: Testbed, strategy: str, seed: int, schedule: SearchSchedule) -> str:
         return json.dumps([bed.key, strategy, seed, K, asdict(schedule)], sort_keys=True)
 
-    def power(self, bed: Testbed, strategy: str, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
-        """:func:`search_power`, read from the cache when it has the entry."""
-        key = self.key(bed, strategy, seed, schedule)
+    def entry(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The entry under ``key``; ``compute()`` it and write the file when there is none."""
         if key not in self.entries:
-            self.entries[key] = search_power(bed, canvases, schedule, seed)
+            self.entries[key] = compute()
             if self.path:
                 with open(self.path + ".tmp", "w") as stream:
                     json.dump(self.entries, stream)
                 os.replace(self.path + ".tmp", self.path)
         return self.entries[key]
+
+    def power(self, bed: Testbed, strategy: str, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
+        """:func:`search_power`, read from the cache when it has the entry."""
+        return self.entry(self.key(bed, strategy, seed, schedule), lambda: search_power(bed, canvases, schedule, seed))
 
 
 def _spread(values: List[float]) -> dict:

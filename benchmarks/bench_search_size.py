@@ -81,7 +81,7 @@ def beds(copies: int, names: List[str]) -> List[Testbed]:
     return chosen
 
 
-def _paper_by_class(bed: Testbed, canvases: torch.Tensor, seed: int) -> dict:
+def paper_by_class(bed: Testbed, canvases: torch.Tensor, seed: int) -> dict:
     """The paper schedule, one class per call as the authors run it: wall time, images, mean power."""
     explainer = ClassPattern(bed.model)
     maps, ties, images = [], [], 0
@@ -121,7 +121,7 @@ def measure(bed: Testbed, seeds: List[int], canvas: str = "confident", log=print
     canvases = canvases_for(bed, canvas)
     runs: Dict[str, List[dict]] = {"paper": [], "default": [], "fast": []}
     for seed in seeds:
-        runs["paper"].append(_paper_by_class(bed, canvases, seed))
+        runs["paper"].append(paper_by_class(bed, canvases, seed))
         runs["default"].append(search_power(bed, canvases, DEFAULT_SCHEDULE, seed))
         runs["fast"].append(search_power(bed, canvases, FAST_SCHEDULE, seed))
         log(

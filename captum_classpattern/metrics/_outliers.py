@@ -27,10 +27,14 @@ def anomaly_index(scores: Union[Sequence[float], np.ndarray], min_spread: float 
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or values.size < 3:
         raise ValueError("anomaly_index needs at least three scores (one per class).")
-    if not (isinstance(min_spread, (int, float)) and np.isfinite(min_spread) and min_spread >= 0):
+    try:
+        floor = float(min_spread)  # numpy scalars too
+    except (TypeError, ValueError):
+        floor = float("nan")
+    if not (np.isfinite(floor) and floor >= 0):
         raise ValueError(f"min_spread must be a finite number >= 0, got {min_spread!r}.")
     median = np.median(values)
-    spread = max(1.4826 * np.median(np.abs(values - median)), float(min_spread))
+    spread = max(1.4826 * np.median(np.abs(values - median)), floor)
     return np.abs(values - median) / max(spread, 1e-12)
 
 

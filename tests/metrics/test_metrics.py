@@ -81,6 +81,10 @@ def test_anomaly_index_divides_by_at_least_the_given_spread():
     assert anomaly_index(scores)[-1] > 3
     np.testing.assert_allclose(anomaly_index(scores, min_spread=0.25), np.abs(scores - np.median(scores)) / 0.25)
     assert flag_outliers(scores, "high", 3.0)[1] == [6] and flag_outliers(scores, "high", 3.0, 0.25)[1] == []
+    # A numpy scalar is as good as a float (spreads often come out of numpy).
+    np.testing.assert_allclose(
+        anomaly_index(scores, min_spread=np.float32(0.25)), anomaly_index(scores, min_spread=0.25)
+    )
     # A floor below the MAD changes nothing.
     np.testing.assert_allclose(anomaly_index(scores, min_spread=1e-6), anomaly_index(scores))
     for bad in (-0.1, float("nan"), float("inf")):
