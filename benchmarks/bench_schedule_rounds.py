@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_schedule_rounds.py --cache /tmp/rounds.json            # C0-C8, seeds 10 11
     python benchmarks/bench_schedule_rounds.py --sizes small --candidates C0 C6 --cache /tmp/rounds.json
     python benchmarks/bench_schedule_rounds.py --quick                             # one model, one seed
+    python benchmarks/bench_schedule_rounds.py --sizes small --candidates C6 B2 F  # round six's lengths
 
 One torch thread. The last line printed is one JSON object.
 """
@@ -39,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_search_size  # noqa: E402
 from bench_search import CANVAS_CHOICES, PowerCache, canvases_for, search_power, testbeds  # noqa: E402
 
-from captum_classpattern.attr import SearchSchedule  # noqa: E402
+from captum_classpattern.attr import FAST_SCHEDULE, SearchSchedule  # noqa: E402
 
 CANDIDATES: Dict[str, SearchSchedule] = {
     "C0": SearchSchedule(steps=300, batch_size=2, final_step_size=0.01),  # the 0.4 / 0.5 default
@@ -53,6 +54,14 @@ CANDIDATES: Dict[str, SearchSchedule] = {
     "C8": SearchSchedule(steps=350, batch_size=2, step_size=0.05, final_step_size=0.005),
 }
 """The candidates of rounds four (C0-C4) and five (C5-C8); every field that differs from the paper's spelled out."""
+
+SHORTER: Dict[str, SearchSchedule] = {
+    "B2": SearchSchedule(steps=200, batch_size=1, step_size=0.1, final_step_size=0.001),
+    "F": FAST_SCHEDULE,  # 100 steps x batch 2, 0.1 -> 0.01
+}
+"""Round six's shorter schedules, 200 images per class each; run only when named in ``--candidates``."""
+
+SCHEDULES: Dict[str, SearchSchedule] = {**CANDIDATES, **SHORTER}
 
 
 def _beds(size: str, quick: bool):
@@ -68,7 +77,7 @@ def _run(bed, canvases: torch.Tensor, name: str, seed: int) -> dict:
     if name == "paper":
         result = bench_search_size.paper_by_class(bed, canvases, seed)
     else:
-        result = search_power(bed, canvases, CANDIDATES[name], seed)
+        result = search_power(bed, canvases, SCHEDULES[name], seed)
     print(f"{bed.name} {name} seed {seed}: {result['power']:.4f} in {result['seconds']:.1f} s", flush=True)
     return {k: result[k] for k in ("power", "seconds", "images")}
 
@@ -101,7 +110,7 @@ def rule(pairs: dict, names: List[str]) -> dict:
             "mean_ratio": round(statistics.mean(ratios.values()), 3),
             "worst_ratio": round(min(ratios.values()), 3),
             "lost": sorted(pair for pair, r in ratios.items() if r < 1.0),
-            "images_per_class": CANDIDATES[name].steps * CANDIDATES[name].batch_size,
+            "images_per_class": SCHEDULES[name].steps * SCHEDULES[name].batch_size,
         }
     chosen = max(names, key=lambda n: (summary[n]["won"], -summary[n]["images_per_class"], summary[n]["mean_ratio"]))
     return {"candidates": summary, "chosen": chosen}
@@ -110,7 +119,7 @@ def rule(pairs: dict, names: List[str]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=("small", "large"), default=["small", "large"])
-    parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=sorted(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", choices=sorted(SCHEDULES), default=sorted(CANDIDATES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11], help="search seeds (development: 10 11)")
     parser.add_argument("--cache", help="JSON file of every run, reused across runs")
     parser.add_argument("--quick", action="store_true", help="the first model, index canvases, seed 10, C0 and C6")
