@@ -29,9 +29,15 @@ Usage::
     python benchmarks/bench_imagenet.py                       # CPU, 1 thread, about a minute
     python benchmarks/bench_imagenet.py --memory-only --classes 8 --steps 1 --rounds 1 --max-forward-batch 4
     python benchmarks/bench_imagenet.py --device cuda --classes 64 --steps 20 [--compile]
+    python benchmarks/bench_imagenet.py --device cuda --classes 64 --steps 20 --sweep
 
 On CUDA the model runs under bf16 autocast and in channels_last (``--no-bf16`` and
-``--no-channels-last`` turn them off). The last line printed is the JSON of all numbers.
+``--no-channels-last`` turn them off). ``--sweep`` adds, in the same process and at the same
+batch, the search loop and the bare forward and backward under four settings (``fp32``;
+``bf16`` autocast; ``bf16_channels_last``; ``bf16_channels_last_compile``, the model through
+``torch.compile``), each with a freshly built model, and their speed over ``fp32``
+(``sweep`` and ``sweep_best`` in the JSON): which of them helps on this device. It runs on the
+CPU too (bf16 autocast exists there), slowly. The last line printed is the JSON of all numbers.
 """
 
 from __future__ import annotations
@@ -188,6 +194,39 @@ def inference_speed(model, args, device) -> float:
     return best_rate(step, device, args.rounds, args.measure_steps, args.measure_batch)
 
 
+SWEEP = (
+    ("fp32", False, False, False),
+    ("bf16", True, False, False),
+    ("bf16_channels_last", True, True, False),
+    ("bf16_channels_last_compile", True, True, True),
+)
+"""The settings ``--sweep`` compares: name, bf16 autocast, channels_last, torch.compile."""
+
+
+def sweep(args: argparse.Namespace, device: torch.device) -> dict:
+    """Search loop and bare forward + backward under each of :data:`SWEEP`, with their speed over fp32."""
+    rows = {}
+    for name, bf16, channels_last, compiled in SWEEP:
+        options = {"bf16": bf16, "channels_last": channels_last, "compile": compiled}
+        setting = argparse.Namespace(**{**vars(args), **options})
+        model, canvases, targets, images, labels = build(setting, device)
+        search = search_speed(model, canvases, targets, images, labels, setting, device)
+        bare = bare_speed(model, images, search["batch"], setting, device)
+        rows[name] = {
+            "search_images_per_s": round(search["search_images_per_s"], 3),
+            "bare_images_per_s": round(bare, 3),
+            "throughput_ratio": round(search["search_images_per_s"] / bare, 3),
+            "peak_mb": round(search["peak_mb"], 1),
+        }
+        print(f"sweep {name}: search {search['search_images_per_s']:.2f} images/s, bare {bare:.2f}", flush=True)
+        del model
+    base = rows["fp32"]["search_images_per_s"]
+    for row in rows.values():
+        row["search_speedup_over_fp32"] = round(row["search_images_per_s"] / base, 3)
+    best = max(rows, key=lambda name: rows[name]["search_images_per_s"])
+    return {"sweep": rows, "sweep_best": best}
+
+
 def project(search_ips: float, inference_ips: float, args: argparse.Namespace) -> dict:
     """Hours for all 1,000 classes: the search, and the budgeted power measurement (one pattern, or the full report)."""
     search_images = CLASSES * SEARCH_IMAGES_PER_CLASS
@@ -233,6 +272,9 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--no-bf16", action="store_true", help="on CUDA, run in float32")
     parser.add_argument("--no-channels-last", action="store_true", help="on CUDA, keep the NCHW memory format")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also compare fp32, bf16, channels_last and torch.compile side by side"
+    )
     args = parser.parse_args(argv)
     if argv is None and sys.platform.startswith("linux") and MALLOC_ENV not in os.environ:
         # Freed tensors leave the resident set at once, so that its peak is the search's (as bench_search.py).
@@ -272,6 +314,8 @@ def main(argv=None) -> int:
         "gpu_train_ips_assumed": args.gpu_train_ips,
         "gpu_hours_projected": {key: round(value, 3) for key, value in gpu.items() if "hours" in key},
     }
+    if args.sweep:
+        result.update(sweep(args, device))
     print(
         f"{device}: search {result['search_images_per_s']:.2f} images/s, bare forward+backward "
         f"{result['bare_images_per_s']:.2f} (ratio {ratio:.2f}), inference {inference:.2f} images/s, "

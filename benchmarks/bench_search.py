@@ -306,8 +306,13 @@ def canvases_for(bed: Testbed, strategy: str) -> torch.Tensor:
     return torch.stack(picked)
 
 
-def search_power(bed: Testbed, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
-    """All classes of ``bed`` in one call: mean power of the 5% patterns and wall time of the call."""
+def search_power(
+    bed: Testbed, canvases: torch.Tensor, schedule: SearchSchedule, seed: int, autocast_dtype=None
+) -> dict:
+    """All classes of ``bed`` in one call: mean power of the 5% patterns and wall time of the call.
+
+    ``autocast_dtype`` runs the search (not the power measurement) under autocast.
+    """
     explainer = ClassPattern(bed.model)
     start = time.perf_counter()
     maps = explainer.attribute(
@@ -317,6 +322,7 @@ def search_power(bed: Testbed, canvases: torch.Tensor, schedule: SearchSchedule,
         baseline_labels=bed.data.search.labels,
         schedule=schedule,
         seed=seed,
+        autocast_dtype=autocast_dtype,
     )
     seconds = time.perf_counter() - start
     power = _mean_power(bed.model, bed.data, canvases, maps, explainer.last_tie_break, bed.classes)

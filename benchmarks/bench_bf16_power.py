@@ -1,0 +1,82 @@
+"""Does searching under bf16 autocast change the patterns' power? The default schedule in both precisions.
+
+For the three test beds of ``bench_search.py`` (digits CNN; pooled CNN and narrow ResNet-18
+on the photo digits), the three canvas strategies and the given seeds, the default
+schedule searches all classes once in float32 and once under ``torch.autocast`` with
+bfloat16 (``ClassPattern.attribute(..., autocast_dtype=torch.bfloat16)``); the patterns
+of both are measured the same way, in float32 (mean power of the 5% patterns on the
+held-out images). Printed per run: both powers and wall times; in the JSON, the paired
+difference (bf16 - fp32) with its standard error, and the runs where bf16 is higher.
+
+Usage::
+
+    python benchmarks/bench_bf16_power.py                # 18 runs: 3 models x 3 canvases x seeds 0 1
+    python benchmarks/bench_bf16_power.py --quick        # the digits CNN, index canvases, seed 0
+
+One torch thread. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_search import CANVAS_CHOICES, canvases_for, search_power, testbeds  # noqa: E402
+
+from captum_classpattern.attr import DEFAULT_SCHEDULE  # noqa: E402
+
+PRECISIONS = (("fp32", None), ("bf16", torch.bfloat16))
+
+
+def run(seeds, quick: bool) -> dict:
+    """Power and seconds per (model, canvas, seed) and precision."""
+    beds = testbeds()[:1] if quick else testbeds()
+    runs = {}
+    for bed in beds:
+        for canvas in CANVAS_CHOICES[:1] if quick else CANVAS_CHOICES:
+            canvases = canvases_for(bed, canvas)
+            for seed in seeds:
+                row = {}
+                for name, dtype in PRECISIONS:
+                    result = search_power(bed, canvases, DEFAULT_SCHEDULE, seed, autocast_dtype=dtype)
+                    row[name] = {"power": round(result["power"], 5), "seconds": round(result["seconds"], 2)}
+                runs[f"{bed.name}|{canvas}|{seed}"] = row
+                fp32, bf16 = row["fp32"]["power"], row["bf16"]["power"]
+                print(f"{bed.name} {canvas} seed {seed}: fp32 {fp32:.4f}, bf16 {bf16:.4f}", flush=True)
+    return runs
+
+
+def summary(runs: dict) -> dict:
+    """The paired difference bf16 - fp32 over all runs."""
+    differences = [row["bf16"]["power"] - row["fp32"]["power"] for row in runs.values()]
+    spread = statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else None
+    return {
+        "runs": len(differences),
+        "mean_difference": round(statistics.mean(differences), 4),
+        "standard_error": None if spread is None else round(spread, 4),
+        "bf16_higher": sum(d > 0 for d in differences),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds (default 0 1)")
+    parser.add_argument("--quick", action="store_true", help="the digits CNN, index canvases, seed 0")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = [0] if args.quick else args.seeds
+    runs = run(seeds, args.quick)
+    print(json.dumps({"bench": "bf16_power", "seeds": seeds, **summary(runs), "per_run": runs}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
