@@ -5,8 +5,9 @@ on the photo digits), the three canvas strategies and the given seeds, the defau
 schedule searches all classes once in float32 and once under ``torch.autocast`` with
 bfloat16 (``ClassPattern.attribute(..., autocast_dtype=torch.bfloat16)``); the patterns
 of both are measured the same way, in float32 (mean power of the 5% patterns on the
-held-out images). Printed per run: both powers and wall times; in the JSON, the paired
-difference (bf16 - fp32) with its standard error, and the runs where bf16 is higher.
+held-out images). Printed per run: both powers; in the JSON, both powers and wall times per
+run, the paired difference (bf16 - fp32) with its standard error, and the runs where bf16
+is higher.
 
 Usage::
 
@@ -57,11 +58,11 @@ def run(seeds, quick: bool) -> dict:
 def summary(runs: dict) -> dict:
     """The paired difference bf16 - fp32 over all runs."""
     differences = [row["bf16"]["power"] - row["fp32"]["power"] for row in runs.values()]
-    spread = statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else None
+    count = len(differences)
     return {
-        "runs": len(differences),
+        "runs": count,
         "mean_difference": round(statistics.mean(differences), 4),
-        "standard_error": None if spread is None else round(spread, 4),
+        "standard_error": round(statistics.stdev(differences) / count**0.5, 4) if count > 1 else None,
         "bf16_higher": sum(d > 0 for d in differences),
     }
 
