@@ -263,6 +263,10 @@ def load_model(spec: str, weights: Optional[str], device: torch.device) -> torch
     return model.to(device).eval()
 
 
+FOLDER_SIDE = 224
+"""Side a folder's images are resized and centre-cropped to when no size is given (ImageNet's)."""
+
+
 def _halves(split: Split, seed: int) -> Tuple[Split, Split]:
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     cut = len(split) // 2
@@ -275,8 +279,10 @@ def load_data(spec: str, limit: int, size: Optional[int] = None) -> Tuple[Split,
 
     Args:
         spec: the ``--data`` argument.
-        limit: images read from CIFAR-10 or a folder.
-        size: side of the digits (default: the loader's).
+        limit: images read from CIFAR-10 or a folder, the first of each class in equal shares.
+        size: side of the images: the digits are drawn at it, CIFAR-10 resized to it, a
+            folder's images resized and centre-cropped to it; ``None``: the digits loader's
+            default, 32 for CIFAR-10, :data:`FOLDER_SIDE` for a folder.
 
     Raises:
         UsageError: an unknown spec, data that is missing or unreadable, or too few images.
@@ -287,10 +293,10 @@ def load_data(spec: str, limit: int, size: Optional[int] = None) -> Tuple[Split,
             digits = load_digits() if size is None else load_digits(size=size)
             search, held_out, names = digits.search, digits.eval, DIGIT_CLASSES
         elif kind == "cifar10" and path:
-            search, held_out = _halves(load_cifar10(path, train=False, limit=limit), 0)
+            search, held_out = _halves(load_cifar10(path, train=False, limit=limit, size=size), 0)
             names = CIFAR10_CLASSES
         elif kind == "folder" and path:
-            split, names = load_image_folder(path, limit=limit)
+            split, names = load_image_folder(path, size=size or FOLDER_SIDE, limit=limit)
             search, held_out = _halves(split, 0)
         else:
             raise UsageError(

@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
     )
     search.add_argument(
-        "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
+        "--limit",
+        type=positive_int,
+        default=2000,
+        help="images read from cifar10/folder data, the first of each class in equal shares (default 2000)",
     )
     search.add_argument(
         "--workers", type=non_negative_int, default=0, help="DataLoader workers reading --data DIR (default 0)"
@@ -111,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--image-size",
         type=positive_int,
-        default=224,
-        help="with --data DIR: images are resized and centre-cropped to this side (default 224)",
+        help="side of the images: a folder's are resized and centre-cropped to it (default 224), cifar10's resized "
+        "(default 32), the digits drawn at it (default 32)",
     )
     search.add_argument(
         "--max-batch",

@@ -29,6 +29,9 @@ from ._loaders import check_job, load_data, load_model, parse_classes, parse_dev
 from ._output import prepare_out, publish
 from ._report import scan_page, trigger_location
 
+DEMO_SIDE = 16
+"""Side of the digits the scan draws when ``--size`` is not given (the demo backdoor's CNN is built for it)."""
+
 """The ``--score`` choices: the scores :class:`~captum_classpattern.backdoor.ScoringSettings` accepts."""
 
 
@@ -66,9 +69,17 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the same task; a class that is just as easy to flip on them is not flagged",
     )
     scan.add_argument("--data", default="digits", help="digits | cifar10:PATH | folder:PATH (default digits)")
-    scan.add_argument("--size", type=positive_int, default=16, help="side of the digits images (default 16)")
     scan.add_argument(
-        "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
+        "--size",
+        type=positive_int,
+        help="side of the images: digits are drawn at it (default 16), cifar10/folder images resized to it "
+        "(default 32 for cifar10, 224 for a folder)",
+    )
+    scan.add_argument(
+        "--limit",
+        type=positive_int,
+        default=2000,
+        help="images read from cifar10/folder data, the first of each class in equal shares (default 2000)",
     )
     scan.add_argument("--classes", help="comma-separated classes to scan, e.g. 0,3,7 (default: all, at least three)")
     scan.add_argument(
@@ -132,31 +143,31 @@ def _load(
     The reference models, if any, are under ``info["references"]``.
     """
     device = parse_device(args.device)
+    size: Optional[int] = args.size or (DEMO_SIDE if args.data == "digits" else None)
+    side = size or DEMO_SIDE  # the demo's digits
     if args.demo_backdoor:
         if args.data != "digits":
             raise UsageError("--demo-backdoor trains on the digits: leave --data at its default.")
-        if args.size % 4:
-            raise UsageError(
-                f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {args.size}."
-            )
+        if side % 4:
+            raise UsageError(f"--demo-backdoor's CNN pools twice by 2: --size must be a multiple of 4, got {side}.")
         if not 0 <= args.demo_target < 10:
             raise UsageError(f"--demo-target must be a digit class, 0 to 9, got {args.demo_target}.")
         references: List[torch.nn.Module] = []
     else:
         model = load_model(args.model, args.weights, device)
         references = [load_model(args.model, weights, device) for weights in args.reference_weights or []]
-    search, held_out, names = load_data(args.data, args.limit, size=args.size)
+    search, held_out, names = load_data(args.data, args.limit, size=size)
     info: Dict[str, Any] = {"model": args.model, "weights": args.weights}
     if references:
         info["reference_weights"] = list(args.reference_weights)
     if args.demo_backdoor:
-        model, trigger = demo_backdoor_model(args.size, args.demo_target, args.seed, show_progress=show_progress(args))
+        model, trigger = demo_backdoor_model(side, args.demo_target, args.seed, show_progress=show_progress(args))
         model = model.to(device)
         info = {
             "model": "SpatialCNN, patch-backdoored digits (demo)",
             "true_target": args.demo_target,
             "trigger": repr(trigger),
-            "trigger_mask": trigger.mask(args.size, args.size),
+            "trigger_mask": trigger.mask(side, side),
         }
     check_job(model, search, names, classes, None, args.model, args.data)
     for reference in references:

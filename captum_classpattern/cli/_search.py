@@ -24,6 +24,7 @@ from ..training import accuracy, digits_model
 from ..visualization import plot_class_patterns, png_bytes
 from ._arguments import show_progress
 from ._loaders import (
+    FOLDER_SIDE,
     check_job,
     is_stream_spec,
     load_data,
@@ -150,11 +151,14 @@ def run_user_search(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights, device)
     settings = {"data": args.data, "model": args.model}
     if is_stream_spec(args.data):
-        stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, args.image_size)
+        side = args.image_size or FOLDER_SIDE
+        stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, side)
         classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data)
-        settings.update(streamed=True, image_size=args.image_size, workers=args.workers, max_batch=args.max_batch)
+        settings.update(streamed=True, image_size=side, workers=args.workers, max_batch=args.max_batch)
         return run_search(model, stream, held_stream, names, classes, args, settings)
-    search, held_out, names = load_data(args.data, args.limit)
+    search, held_out, names = load_data(args.data, args.limit, size=args.image_size)
+    if args.image_size:
+        settings["image_size"] = args.image_size
     classes = check_job(model, search, names, chosen, args.k, args.model, args.data)
     return run_search(model, search, held_out, names, classes, args, settings)
 

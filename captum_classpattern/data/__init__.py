@@ -1,10 +1,12 @@
 """Data without downloads: the embedded digits, CIFAR-10 and image folders already on disk."""
 
+from ._balanced import balanced_indices
 from ._loaders import (
     CIFAR10_CLASSES,
     DIGIT_CLASSES,
     Dataset3,
     Split,
+    cifar10_layout,
     load_cifar10,
     load_digits,
     load_image_folder,
@@ -16,6 +18,8 @@ __all__ = [
     "Dataset3",
     "load_digits",
     "load_cifar10",
+    "cifar10_layout",
+    "balanced_indices",
     "load_image_folder",
     "load_photo_digits",
     "PHOTOS",

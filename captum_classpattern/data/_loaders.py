@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._balanced import balanced_indices
+
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 """Class names of the digits: ``"0"`` to ``"9"``."""
 
@@ -77,32 +79,25 @@ def load_digits(size: int = 32, seed: int = 0, fractions: Tuple[float, float] = 
     return Dataset3(splits[0], splits[1], splits[2], DIGIT_CLASSES)
 
 
-def _stack(dataset, limit: Optional[int]) -> Split:
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    images, labels = zip(*(dataset[i] for i in range(count)))
+def _stack(dataset, indices: List[int]) -> Split:
+    images, labels = zip(*(dataset[i] for i in indices)) if indices else ((), ())
+    if not images:
+        raise ValueError("no images to read: the folder holds none, or limit kept none.")
     return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long))
 
 
-def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) -> Split:
-    """CIFAR-10 from ``root`` in torchvision's python format, never downloaded.
+def _resized(images: Tensor, size: Optional[int]) -> Tensor:
+    """``images`` resized to ``size`` x ``size`` (antialiased bilinear), or as they are."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.clamp_(0, 1)
 
-    The pickled batches are read directly (the format torchvision's ``CIFAR10`` uses),
-    so any copy of ``cifar-10-python.tar.gz`` extracted under ``root`` works.
 
-    Args:
-        root: folder holding ``cifar-10-batches-py``.
-        train: the five training batches instead of ``test_batch``.
-        limit: keep only the first ``limit`` images.
-
-    Returns:
-        A :class:`Split` of 3 x 32 x 32 images in [0, 1].
-
-    Raises:
-        FileNotFoundError: the data set is not at ``root``, naming the expected folder.
-    """
+def _cifar10_batches(folder: str, train: bool, limit: Optional[int]) -> Split:
+    """Read the batches of torchvision's python format: pickled rows of uint8 pixels."""
     import pickle
 
-    folder = os.path.join(root, "cifar-10-batches-py")
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
     if missing:
@@ -116,17 +111,109 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) ->
             entry = pickle.load(stream, encoding="latin1")
         arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(entry["labels"])
-        if limit is not None and len(labels) >= limit:
-            break
-    images = torch.from_numpy(np.concatenate(arrays)).float().div_(255.0)
-    targets = torch.tensor(labels, dtype=torch.long)
-    if limit is not None:
-        images, targets = images[:limit], targets[:limit]
-    return Split(images, targets)
+    keep = torch.tensor(balanced_indices(labels, limit), dtype=torch.long)
+    images = torch.from_numpy(np.concatenate(arrays))[keep].float().div_(255.0)
+    return Split(images, torch.tensor(labels, dtype=torch.long)[keep])
+
+
+def _cifar10_folder(folder: str, limit: Optional[int]) -> Split:
+    """An image-folder copy: ``folder/<class name>/<image>``, class folders named as CIFAR-10's."""
+    from PIL import Image
+
+    found = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
+    if tuple(found) != tuple(sorted(CIFAR10_CLASSES)):
+        raise FileNotFoundError(
+            f"{folder} should hold the ten CIFAR-10 class folders ({', '.join(CIFAR10_CLASSES)}), found "
+            f"{', '.join(found) or 'none'}; for another image folder use load_image_folder."
+        )
+    paths, labels = [], []
+    for label, name in enumerate(CIFAR10_CLASSES):
+        files = sorted(f for f in os.listdir(os.path.join(folder, name)) if not f.startswith("."))
+        paths += [os.path.join(folder, name, f) for f in files]
+        labels += [label] * len(files)
+    keep = balanced_indices(labels, limit)
+    pixels = np.empty((len(keep), 32, 32, 3), dtype=np.uint8)
+    for row, index in enumerate(keep):
+        try:
+            with Image.open(paths[index]) as image:
+                pixels[row] = np.asarray(image.convert("RGB").resize((32, 32)))
+        except OSError as error:
+            raise ValueError(f"cannot read the image {paths[index]}: {error}") from error
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
+    return Split(images.contiguous(), torch.tensor([labels[i] for i in keep], dtype=torch.long))
+
+
+def cifar10_layout(root: str) -> Tuple[str, str]:
+    """Which copy of CIFAR-10 ``root`` holds: ``("batches", folder)`` or ``("folders", folder)``.
+
+    Args:
+        root: a folder holding ``cifar-10-batches-py`` (torchvision's python version), or
+            ``train/`` and ``test/`` folders of class folders (an image-folder copy), or a
+            ``cifar10/`` folder that holds those.
+
+    Returns:
+        The kind and the folder that holds the batches or the ``train``/``test`` folders.
+
+    Raises:
+        FileNotFoundError: neither copy is at ``root``; the message names both layouts.
+    """
+    for base in (root, os.path.join(root, "cifar10")):
+        if os.path.isdir(os.path.join(base, "cifar-10-batches-py")):
+            return "batches", os.path.join(base, "cifar-10-batches-py")
+        if os.path.isdir(os.path.join(base, "train")) or os.path.isdir(os.path.join(base, "test")):
+            return "folders", base
+    raise FileNotFoundError(
+        f"CIFAR-10 not found under {root}: expected {root}/cifar-10-batches-py (torchvision's python version) or "
+        f"{root}/test/<class>/<image> and {root}/train/<class>/<image> (an image-folder copy). Nothing is "
+        "downloaded at run time."
+    )
+
+
+def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None, size: Optional[int] = None) -> Split:
+    """CIFAR-10 from ``root``, never downloaded: torchvision's python batches or an image-folder copy.
+
+    Two layouts are read (:func:`cifar10_layout`): ``cifar-10-batches-py`` as torchvision
+    writes it (any copy of ``cifar-10-python.tar.gz`` extracted under ``root``), and
+    ``train/<class>/`` and ``test/<class>/`` folders of image files, with class folders
+    named as :data:`CIFAR10_CLASSES` (their sorted order is CIFAR-10's label order).
+
+    Args:
+        root: the folder holding either copy.
+        train: the 50,000 training images instead of the 10,000 test images.
+        limit: keep at most ``limit`` images, the first of each class in equal shares
+            (:func:`balanced_indices`), never the first classes only.
+        size: resize the images to ``size`` x ``size`` (antialiased bilinear); ``None``
+            keeps 32 x 32.
+
+    Returns:
+        A :class:`Split` of 3 x 32 x 32 (or ``size``) images in [0, 1].
+
+    Raises:
+        FileNotFoundError: the data set is not at ``root``, naming the expected folders.
+        ValueError: an image file that cannot be read (named), or a bad ``limit``.
+
+    Example:
+        >>> test = load_cifar10(os.environ["CLASSPATTERN_CIFAR10"], limit=1000)  # 100 per class
+    """
+    kind, folder = cifar10_layout(root)
+    if kind == "batches":
+        split = _cifar10_batches(folder, train, limit)
+    else:
+        part = os.path.join(folder, "train" if train else "test")
+        if not os.path.isdir(part):
+            raise FileNotFoundError(f"CIFAR-10 not found: no folder {part} (expected {part}/<class>/<image>).")
+        split = _cifar10_folder(part, limit)
+    return Split(_resized(split.images, size), split.labels)
 
 
 def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -> Tuple[Split, Tuple[str, ...]]:
     """An ImageNet-style folder (``root/<class>/<image>``), resized and centre-cropped.
+
+    Args:
+        root: the folder of class folders (sorted names are the labels).
+        size: side of the square images: the short side is resized to it, then centre-cropped.
+        limit: read at most ``limit`` images, the first of each class in equal shares
+            (:func:`balanced_indices`); only those are decoded.
 
     Returns:
         The images as a :class:`Split` and the class names in label order.
@@ -141,4 +228,4 @@ def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -
         raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/<class name>/<image files>.")
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
     dataset = ImageFolder(root, transform=tf)
-    return _stack(dataset, limit), tuple(dataset.classes)
+    return _stack(dataset, balanced_indices(dataset.targets, limit)), tuple(dataset.classes)

@@ -1,0 +1,201 @@
+"""Class patterns on real CIFAR-10: the paper's three settings on three architectures.
+
+For every model that ``cifar10_models.py`` has trained (PreAct-ResNet-18, VGG-style, pooled
+CNN; natural, patch- and blend-backdoored, adversarially trained), all ten classes are
+searched with :func:`~captum_classpattern.pipeline.search_classes` at the authors' search-set
+size: a seeded 20% of each class's test images (200 per class; 1,800 of other classes per
+target). Each pattern (k = 5% of the pixels, the canvas the class's most confident search
+image) is measured on 200 held-out test images per class never searched on, beside random
+canvas pixels and the top-k pixels of Saliency, IntegratedGradients and GuidedBackprop.
+Per model the JSON holds the clean accuracy, the mean power, the mean random and baseline
+powers, the floor, the ratios the issue asks for, the simplicity of the patterns and the
+seconds; for a backdoored model, the target class's pattern against the trigger; with
+``--paper``, the paper schedule's power and time on the same data beside the default's.
+
+CIFAR-10 comes from ``--data`` or ``$CLASSPATTERN_CIFAR10``; the models from the cache of
+``cifar10_models.py``. Without the data the script says so and exits 0; models not trained
+yet are listed as missing.
+
+Usage::
+
+    python benchmarks/bench_cifar10.py --data ~/.cache/cifar10
+    python benchmarks/bench_cifar10.py --models preact18 --settings natural --paper
+    python benchmarks/bench_cifar10.py --quick     # one model, two classes, short schedule
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from captum_classpattern._utils import write_json_atomic
+from captum_classpattern.data import CIFAR10_CLASSES, Split, load_cifar10
+from captum_classpattern.metrics import summarise_simplicity
+from captum_classpattern.pipeline import search_classes
+from captum_classpattern.training import accuracy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cifar10_models as zoo  # noqa: E402  (the training script beside this one: its names and cache)
+
+BASELINES = ("Saliency", "IntegratedGradients", "GuidedBackprop")
+K = 0.05
+SEARCH_PER_CLASS = 200  # 20% of each class's 1,000 test images: the authors' search set
+HELD_OUT_PER_CLASS = 200
+
+
+def split_test(test: Split, seed: int = 0) -> tuple:
+    """``(search, held_out)``: a seeded ``SEARCH_PER_CLASS`` and the next ``HELD_OUT_PER_CLASS`` of each class."""
+    generator = torch.Generator().manual_seed(seed)
+    search, held = [], []
+    for cls in range(10):
+        where = torch.nonzero(test.labels == cls).flatten()
+        where = where[torch.randperm(where.numel(), generator=generator)]
+        search.append(where[:SEARCH_PER_CLASS])
+        held.append(where[SEARCH_PER_CLASS : SEARCH_PER_CLASS + HELD_OUT_PER_CLASS])
+    pick = [torch.cat(parts).sort().values for parts in (search, held)]
+    return tuple(Split(test.images[index], test.labels[index]) for index in pick)
+
+
+def _trigger_agreement(setting: str, outcome: Any, rows: List[Any]) -> Optional[Dict[str, Any]]:
+    """How the backdoor target's pattern relates to the planted trigger."""
+    trigger = zoo.trigger_of(setting)
+    if trigger is None:
+        return None
+    target = zoo.BACKDOOR_TARGET
+    others = [row.predictive_power for row in rows if row.class_ != target]
+    record: Dict[str, Any] = {
+        "target": target,
+        "target_power": rows[target].predictive_power,
+        "other_classes_mean_power": sum(others) / len(others),
+        "target_rank": 1 + sum(power > rows[target].predictive_power for power in others),
+    }
+    if setting == "patch":
+        side = outcome.canvases.shape[-1]
+        true_mask = trigger.mask(side, side).bool()
+        mask = outcome.patterns[target].mask.cpu()
+        record["trigger_pixels_in_pattern"] = float((mask & true_mask).sum() / true_mask.sum())
+        # The map's top |trigger| pixels against the trigger: Jaccard at the trigger's own size.
+        scores = outcome.maps[target, 0].flatten().cpu()
+        top = torch.zeros_like(scores, dtype=torch.bool)
+        top[scores.topk(int(true_mask.sum())).indices] = True
+        top = top.view_as(true_mask)
+        record["top_trigger_size_jaccard"] = float((top & true_mask).sum() / (top | true_mask).sum())
+    return record
+
+
+def measure(model: torch.nn.Module, search: Split, held_out: Split, schedule: str, classes: Sequence[int]) -> tuple:
+    """``(outcome, seconds)`` of one search-and-measure run."""
+    began = time.perf_counter()
+    outcome = search_classes(
+        model,
+        search,
+        held_out,
+        list(classes),
+        k=K,
+        class_names=CIFAR10_CLASSES,
+        baselines=BASELINES,
+        schedule=schedule,
+        seed=0,
+        show_progress=False,
+    )
+    return outcome, time.perf_counter() - began
+
+
+def model_record(model: torch.nn.Module, arch: str, setting: str, data: tuple, args: argparse.Namespace) -> dict:
+    """Everything measured on one trained model."""
+    search, held_out, test = data
+    classes = range(2) if args.quick else range(10)
+    schedule = "fast" if args.quick else "default"
+    outcome, seconds = measure(model, search, held_out, schedule, classes)
+    rows = list(outcome.report.classes)
+    mean = lambda values: float(sum(values) / len(values))  # noqa: E731
+    power = mean([row.predictive_power for row in rows])
+    baselines = {name: mean([row.baselines[name] for row in rows]) for name in BASELINES}
+    best = max(baselines.values())
+    random = mean([row.random for row in rows])
+    record: Dict[str, Any] = {
+        "arch": arch,
+        "setting": setting,
+        "clean_accuracy": accuracy(model, test.images, test.labels),
+        "k_pixels": rows[0].k,
+        "power": power,
+        "random": random,
+        "floor": mean([row.floor for row in rows]),
+        **{f"{name}_power": value for name, value in baselines.items()},
+        "power_over_best_captum": power / best if best > 0 else None,
+        "power_over_random": power / random if random > 0 else None,
+        "seconds": seconds,
+        "simplicity": summarise_simplicity(pattern.mask for pattern in outcome.patterns),
+        "per_class": [row.to_dict() for row in rows],
+    }
+    backdoor = _trigger_agreement(setting, outcome, rows)
+    if backdoor is not None:
+        record["backdoor"] = backdoor
+    if args.paper and setting == "natural":
+        paper, paper_seconds = measure(model, search, held_out, "paper", classes)
+        paper_power = mean([row.predictive_power for row in paper.report.classes])
+        record["paper"] = {
+            "power": paper_power,
+            "seconds": paper_seconds,
+            "default_over_paper_power": power / paper_power if paper_power > 0 else None,
+            "speedup": paper_seconds / seconds,
+        }
+    return record
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Measure every trained model asked for; print one JSON line. Returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="the models' folder (default: that of cifar10_models.py)")
+    parser.add_argument("--models", nargs="+", default=list(zoo.ARCHITECTURES), choices=list(zoo.ARCHITECTURES))
+    parser.add_argument("--settings", nargs="+", default=list(zoo.SETTINGS), choices=list(zoo.SETTINGS))
+    parser.add_argument("--paper", action="store_true", help="also run the paper schedule on natural models")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--out", help="also write the JSON to this file")
+    parser.add_argument("--quick", action="store_true", help="two classes, the fast schedule")
+    args = parser.parse_args(argv)
+    root = zoo.cifar10_root(args.data)
+    if root is None:
+        print(json.dumps({"skipped": "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"}))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    test = load_cifar10(root, train=False)
+    search, held_out = split_test(test)
+    records, missing = [], []
+    for arch in args.models:
+        for setting in args.settings:
+            try:
+                model = zoo.load_trained(arch, setting, cache=args.cache)
+            except FileNotFoundError:
+                missing.append(zoo.run_name(arch, setting, 0))
+                continue
+            records.append(model_record(model, arch, setting, (search, held_out, test), args))
+            brief = {k: v for k, v in records[-1].items() if k not in ("per_class", "simplicity")}
+            print(json.dumps(brief), file=sys.stderr, flush=True)
+    result = {
+        "k": K,
+        "search_per_class": SEARCH_PER_CLASS,
+        "held_out_per_class": HELD_OUT_PER_CLASS,
+        "baselines": list(BASELINES),
+        "threads": torch.get_num_threads(),
+        "models": records,
+        "missing": missing,
+    }
+    if args.out:
+        write_json_atomic(args.out, result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

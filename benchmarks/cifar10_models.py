@@ -1,0 +1,241 @@
+"""Train the CIFAR-10 models of the real-data benchmarks, resumably, and cache them outside git.
+
+Three architectures (a PreAct-ResNet-18 at width 16, the backdoor benchmarks' network at a
+quarter of its channels; a VGG-style net; a global-average-pooling CNN) in the paper's three
+settings:
+
+* ``natural``: plain training;
+* ``patch`` and ``blend``: backdoored by poisoning 10% of the training images (all-to-one,
+  target class 0) with :class:`~captum_classpattern.backdoor.PatchTrigger` (3 x 3 white,
+  bottom-right) or :class:`~captum_classpattern.backdoor.BlendTrigger` (uniform noise,
+  alpha 0.2);
+* ``adversarial``: FGSM with a random start (Wong et al. 2020; L-inf 8/255, step 10/255)
+  through ``captum.robust.PGD`` with one step, evaluated under PGD-20.
+
+All use :func:`~captum_classpattern.training.train_with_recipe` (one-cycle SGD, label
+smoothing 0.1, reflected crops and flips). Each run writes a checkpoint after every epoch
+(``<cache>/<name>.partial.pt``) and resumes from it, so a zoo can be built over several
+sessions; a finished run leaves ``<name>.pt`` (the state dict) and ``<name>.json`` (its
+curve, minutes and metrics) and is skipped afterwards.
+
+CIFAR-10 is read from ``--data`` or ``$CLASSPATTERN_CIFAR10`` (either torchvision's
+``cifar-10-batches-py`` or ``train/`` and ``test/`` class folders); without it the script says so
+and exits 0. Models go to ``--cache`` (default ``$CLASSPATTERN_CACHE/cifar10`` or
+``~/.cache/captum_classpattern/cifar10``), never into the repository.
+
+Usage::
+
+    python benchmarks/cifar10_models.py --data ~/.cache/cifar10            # every model and setting
+    python benchmarks/cifar10_models.py --models preact18 --settings natural adversarial
+    python benchmarks/cifar10_models.py --quick                           # 2,000 images, 1 epoch
+
+The last line printed is one JSON object: per run, its settings, minutes and metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from captum_classpattern._utils import write_atomic, write_json_atomic
+from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDataset, backdoor_metrics
+from captum_classpattern.data import Split, load_cifar10
+from captum_classpattern.models import PreActResNet18, SmallCNN, SmallVGG
+from captum_classpattern.training import (
+    PGDPerturbation,
+    TrainingRecipe,
+    accuracy,
+    default_cache_dir,
+    pgd_robust_accuracy,
+    train_with_recipe,
+)
+
+ARCHITECTURES: Dict[str, Callable[[], nn.Module]] = {
+    "preact18": lambda: PreActResNet18(num_classes=10, width=16),
+    "vgg": lambda: SmallVGG(in_channels=3, num_classes=10, width=24, hidden=256),
+    "gap": lambda: SmallCNN(in_channels=3, num_classes=10, width=32),
+}
+"""The architectures by name, each freshly initialised from torch's global generator."""
+
+SETTINGS = ("natural", "patch", "blend", "adversarial")
+BACKDOOR_TARGET = 0
+POISON_RATE = 0.1
+EPS = 8 / 255
+RECIPES = {
+    "preact18": TrainingRecipe(epochs=12),
+    "vgg": TrainingRecipe(epochs=12),
+    "gap": TrainingRecipe(epochs=12),
+}
+"""Epochs and schedule per architecture (the same recipe in every setting)."""
+
+
+def cifar10_root(given: Optional[str]) -> Optional[str]:
+    """The CIFAR-10 folder: ``given``, else ``$CLASSPATTERN_CIFAR10``, else ``None``."""
+    return given or os.environ.get("CLASSPATTERN_CIFAR10") or None
+
+
+def cache_folder(given: Optional[str]) -> str:
+    """Where the models live: ``given``, else ``<default cache>/cifar10``."""
+    return given or os.path.join(default_cache_dir(), "cifar10")
+
+
+def run_name(arch: str, setting: str, seed: int) -> str:
+    """The file stem of one trained model, e.g. ``preact18-natural-s0``."""
+    return f"{arch}-{setting}-s{seed}"
+
+
+def trigger_of(setting: str) -> Optional[Callable]:
+    """The backdoor trigger of a setting (``None`` for natural and adversarial training)."""
+    if setting == "patch":
+        return PatchTrigger()
+    if setting == "blend":
+        return BlendTrigger()
+    return None
+
+
+def load_trained(arch: str, setting: str, seed: int = 0, cache: Optional[str] = None) -> nn.Module:
+    """A finished model of this script, in eval mode (for the benchmarks that measure patterns).
+
+    Raises:
+        FileNotFoundError: the model has not been trained yet; the message says how to train it.
+    """
+    path = os.path.join(cache_folder(cache), run_name(arch, setting, seed) + ".pt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: train it with python benchmarks/cifar10_models.py --models {arch} --settings {setting}"
+        )
+    model = ARCHITECTURES[arch]()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def _training_data(train: Split, setting: str, seed: int) -> Split:
+    trigger = trigger_of(setting)
+    if trigger is None:
+        return train
+    poisoned = PoisonedDataset((train.images, train.labels), trigger, BACKDOOR_TARGET, rate=POISON_RATE, seed=seed)
+    return Split(*poisoned.tensors())
+
+
+def _metrics(model: nn.Module, setting: str, test: Split, robust_images: int) -> Dict[str, Any]:
+    metrics: Dict[str, Any] = {"clean_accuracy": accuracy(model, test.images, test.labels)}
+    trigger = trigger_of(setting)
+    if trigger is not None:
+        found = backdoor_metrics(model, test.images, test.labels, trigger, BACKDOOR_TARGET)
+        metrics.update(attack_success_rate=found.attack_success_rate, robust_accuracy=found.robust_accuracy)
+    # Robustness under PGD-20 on a class-balanced subset, for every setting: the natural
+    # models' near-zero figure is the reference the adversarial one is read against.
+    images, labels = test.images[:robust_images], test.labels[:robust_images]
+    metrics["pgd20_accuracy"] = pgd_robust_accuracy(model, images, labels, eps=EPS, step_size=2 / 255, steps=20)
+    metrics["pgd20_images"] = int(labels.numel())
+    return metrics
+
+
+def train_one(
+    arch: str, setting: str, seed: int, train: Split, test: Split, cache: str, recipe: TrainingRecipe, robust: int
+) -> Dict[str, Any]:
+    """Train (or resume, or load the result of) one model; returns its record."""
+    name = run_name(arch, setting, seed)
+    record_path = os.path.join(cache, name + ".json")
+    if os.path.exists(record_path):
+        with open(record_path) as stream:
+            return json.load(stream)
+    torch.manual_seed(seed)
+    model = ARCHITECTURES[arch]()
+    data = _training_data(train, setting, seed)
+    perturb = PGDPerturbation(eps=EPS, step_size=10 / 255, steps=1) if setting == "adversarial" else None
+    monitor = (test.images[:2000], test.labels[:2000])
+    run = train_with_recipe(
+        model,
+        data.images,
+        data.labels,
+        recipe,
+        seed=seed,
+        perturb=perturb,
+        monitor=monitor,
+        checkpoint=os.path.join(cache, name + ".partial.pt"),
+        show_progress=True,
+        description=name,
+    )
+    buffer = io.BytesIO()
+    torch.save(run.model.state_dict(), buffer)
+    write_atomic(os.path.join(cache, name + ".pt"), buffer.getvalue())
+    began = time.perf_counter()
+    record = {
+        "name": name,
+        "arch": arch,
+        "setting": setting,
+        "seed": seed,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "recipe": dataclasses.asdict(recipe),
+        "train_images": int(train.labels.numel()),
+        "test_images": int(test.labels.numel()),
+        "minutes": run.minutes,
+        "curve": run.curve,
+        **_metrics(run.model, setting, test, robust),
+    }
+    record["metric_minutes"] = (time.perf_counter() - began) / 60.0
+    write_json_atomic(record_path, record)
+    return record
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train the requested models; print one JSON line. Returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="where models are kept (default: <package cache>/cifar10)")
+    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--robust-images", type=int, default=1000, help="test images for PGD-20 (class-balanced)")
+    parser.add_argument("--quick", action="store_true", help="2,000 training images, 1 epoch, a scratch cache")
+    args = parser.parse_args(argv)
+    root = cifar10_root(args.data)
+    if root is None:
+        print(json.dumps({"skipped": "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"}))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = cache_folder(args.cache) if not args.quick else os.path.join(cache_folder(args.cache), "quick")
+    os.makedirs(cache, exist_ok=True)
+    train = load_cifar10(root, train=True, limit=2000 if args.quick else None)
+    test = load_cifar10(root, train=False, limit=1000 if args.quick else None)
+    # Class-balanced order for the monitoring and PGD subsets: the first images of each class.
+    order = torch.argsort(_rank_in_class(test.labels) * 10 + test.labels)
+    test = Split(test.images[order], test.labels[order])
+    records: List[Dict[str, Any]] = []
+    for arch in args.models:
+        recipe = RECIPES[arch]
+        if args.epochs or args.quick:
+            recipe = dataclasses.replace(recipe, epochs=1 if args.quick else args.epochs)
+        for setting in args.settings:
+            robust = min(args.robust_images, 200) if args.quick else args.robust_images
+            records.append(train_one(arch, setting, args.seed, train, test, cache, recipe, robust))
+            summary = {k: v for k, v in records[-1].items() if k not in ("curve", "recipe")}
+            print(json.dumps(summary), file=sys.stderr, flush=True)
+    print(json.dumps({"cache": cache, "runs": [{k: v for k, v in r.items() if k != "recipe"} for r in records]}))
+    return 0
+
+
+def _rank_in_class(labels: torch.Tensor) -> torch.Tensor:
+    """The position of each item among the items of its class (0 for the first of each class)."""
+    rank = torch.empty_like(labels)
+    for cls in labels.unique():
+        where = torch.nonzero(labels == cls).flatten()
+        rank[where] = torch.arange(where.numel())
+    return rank
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
