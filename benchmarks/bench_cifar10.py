@@ -10,7 +10,9 @@ canvas pixels and the top-k pixels of Saliency, IntegratedGradients and GuidedBa
 Per model the JSON holds the clean accuracy, the mean power, the mean random and baseline
 powers, the floor, the ratios the issue asks for, the simplicity of the patterns and the
 seconds; for a backdoored model, the target class's pattern against the trigger; with
-``--paper``, the paper schedule's power and time on the same data beside the default's.
+``--paper``, the paper schedule's power and time on the same data beside the default's. The
+canvases, maps and pattern masks are kept in ``<cache>/patterns/`` for the figure
+(``docs/_tools/cifar10_figure.py``).
 
 CIFAR-10 comes from ``--data`` or ``$CLASSPATTERN_CIFAR10``; the models from the cache of
 ``cifar10_models.py``. Without the data the script says so and exits 0; models not trained
@@ -28,6 +30,7 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -36,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from captum_classpattern._utils import write_json_atomic
+from captum_classpattern._utils import write_atomic, write_json_atomic
 from captum_classpattern.data import CIFAR10_CLASSES, Split, load_cifar10
 from captum_classpattern.metrics import summarise_simplicity
 from captum_classpattern.pipeline import search_classes
@@ -91,6 +94,20 @@ def _trigger_agreement(setting: str, outcome: Any, rows: List[Any]) -> Optional[
     return record
 
 
+def _save_patterns(outcome: Any, rows: List[Any], path: str) -> None:
+    """Keep the canvases, maps and pattern masks for the figure (docs/_tools/cifar10_figure.py)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    state = {
+        "canvases": outcome.canvases.cpu(),
+        "maps": outcome.maps[:, :1].cpu(),
+        "masks": torch.stack([pattern.mask for pattern in outcome.patterns]).cpu(),
+        "powers": torch.tensor([row.predictive_power for row in rows]),
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
 def measure(model: torch.nn.Module, search: Split, held_out: Split, schedule: str, classes: Sequence[int]) -> tuple:
     """``(outcome, seconds)`` of one search-and-measure run."""
     began = time.perf_counter()
@@ -136,6 +153,8 @@ def model_record(model: torch.nn.Module, arch: str, setting: str, data: tuple, a
         "simplicity": summarise_simplicity(pattern.mask for pattern in outcome.patterns),
         "per_class": [row.to_dict() for row in rows],
     }
+    if not args.quick:
+        _save_patterns(outcome, rows, os.path.join(zoo.cache_folder(args.cache), "patterns", f"{arch}-{setting}.pt"))
     backdoor = _trigger_agreement(setting, outcome, rows)
     if backdoor is not None:
         record["backdoor"] = backdoor
