@@ -18,11 +18,13 @@ from .._utils import (
     as_tuple,
     call_model,
     check_device,
+    check_seed,
     clamp_noisy_images,
     evaluation_mode,
     expand_targets,
     mirror,
     num_classes_of,
+    refuse_one_shot,
     target_classes,
 )
 from ._candidates import CanvasChoice, choose_canvases
@@ -183,7 +185,10 @@ class ClassPattern(GradientAttribution):
 
         Raises:
             ValueError: bad shapes, NaN, pixels outside [0, 1] (beyond the noise bound for
-                canvases), a target out of range, an empty search set once a canvas's
+                canvases), a target or a search-set label the model does not have, a model
+                whose output carries no class signal (NaN, or fewer than two classes), a
+                seed outside 0..2**32 - 1, a one-shot iterator as the search set where it
+                must be read more than once, an empty search set once a canvas's
                 class is excluded, tensors on another device than the model, a model
                 that returns probabilities instead of logits, or a model that fails on the
                 canvases (e.g. another dtype or channel count; chained to its error).
@@ -195,6 +200,7 @@ class ClassPattern(GradientAttribution):
                 cannot be excluded).
         """
         plan = resolve_schedule(schedule)
+        seed = check_seed(seed)
         settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
         classes = target_classes(target)  # the types, before any work; the range once the model has run
         if baselines is None:
@@ -205,6 +211,9 @@ class ClassPattern(GradientAttribution):
         if inputs is None:
             if baselines is None:
                 raise ValueError(NO_SEARCH_SET)
+            refuse_one_shot(
+                baselines, "baselines", "with inputs=None it is read to choose the canvases and again to search"
+            )
             choice = CanvasChoice(canvas_strategy, seed=seed, additional_forward_args=additional_forward_args)
             short = partial(short_search, self.forward_func)
             canvases = choose_canvases(self.forward_func, baselines, baseline_labels, classes, choice, short, "target")
@@ -223,7 +232,7 @@ class ClassPattern(GradientAttribution):
             num_classes = num_classes_of(self.forward_func, canvases[:1], additional_forward_args, "ClassPattern")
             targets = expand_targets(target, canvases.shape[0], num_classes)
             search_set = make_search_set(
-                baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed
+                baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed, num_classes
             )
             maps = self._search(
                 canvases.detach(), targets, search_set, plan, additional_forward_args, settings, show_progress

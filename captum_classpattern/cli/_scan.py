@@ -23,9 +23,17 @@ from .._utils import write_atomic, write_json_atomic
 from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
-from ._arguments import WEIGHTS_HELP, add_run_flags, non_negative_int, positive_float, positive_int, show_progress
+from ._arguments import (
+    WEIGHTS_HELP,
+    add_run_flags,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    show_progress,
+)
 from ._errors import UsageError
-from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
+from ._loaders import ClassSpec, check_job, class_mapping, load_data, load_model, parse_classes, parse_device
 from ._output import prepare_out, publish
 from ._report import scan_page, trigger_location
 
@@ -70,7 +78,11 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     scan.add_argument(
         "--limit", type=positive_int, default=2000, help="images read from cifar10/folder data (default 2000)"
     )
-    scan.add_argument("--classes", help="comma-separated classes to scan, e.g. 0,3,7 (default: all, at least three)")
+    scan.add_argument(
+        "--classes",
+        help="comma-separated class numbers or names to scan, e.g. 0,3,7 (default: all, at least three); the run "
+        "prints the number = name mapping",
+    )
     scan.add_argument(
         "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
     )
@@ -113,11 +125,12 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with two or more --reference-weights, do not floor the relative anomaly index's spread by how "
         "much the references differ among themselves (ScoringSettings.reference_spread)",
     )
-    scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    scan.add_argument("--seed", type=seed_int, default=0, help="seed of the search, 0..2**32 - 1 (default 0)")
     scan.add_argument(
         "--out",
         default="classpattern_scan",
-        help="output folder, created if missing and checked writable before any work (default classpattern_scan)",
+        help="output folder, checked writable before any work and created when the run first writes "
+        "(default classpattern_scan)",
     )
     scan.add_argument("--fail-on-flag", action="store_true", help="exit with status 1 when a class is flagged")
     add_run_flags(scan)
@@ -125,11 +138,12 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load(
-    args: argparse.Namespace, classes: Optional[List[int]]
+    args: argparse.Namespace, classes: Optional[List[ClassSpec]]
 ) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
     """The model, the search and held-out images on the device, the class names and what to report.
 
-    The reference models, if any, are under ``info["references"]``.
+    The reference models, if any, are under ``info["references"]``; the class numbers of
+    ``--classes`` (names resolved) under ``info["classes"]``.
     """
     device = parse_device(args.device)
     if args.demo_backdoor:
@@ -158,9 +172,10 @@ def _load(
             "trigger": repr(trigger),
             "trigger_mask": trigger.mask(args.size, args.size),
         }
-    check_job(model, search, names, classes, None, args.model, args.data)
-    for reference in references:
-        check_job(reference, search, names, classes, None, args.model, args.data)
+    chosen = check_job(model, search, names, classes, None, args.model, args.data, args.weights)
+    for reference, weights in zip(references, args.reference_weights or []):
+        check_job(reference, search, names, classes, None, args.model, args.data, weights)
+    info["classes"] = None if classes is None else chosen
     info["references"] = references
     search = Split(search.images.to(device), search.labels.to(device))
     held_out = Split(held_out.images.to(device), held_out.labels.to(device))
@@ -195,6 +210,9 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     model, search, held_out, names, info = _load(args, classes)
     trigger_mask = info.pop("trigger_mask", None)
+    classes = info.pop("classes")
+    if classes is not None:
+        print(class_mapping(classes, names))
     references = info.pop("references", [])
     started = time.perf_counter()
     result = scan(

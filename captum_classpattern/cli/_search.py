@@ -25,6 +25,7 @@ from ..visualization import plot_class_patterns, png_bytes
 from ._arguments import show_progress
 from ._loaders import (
     check_job,
+    class_mapping,
     is_stream_spec,
     load_data,
     load_model,
@@ -65,6 +66,7 @@ def run_search(
     main_process = is_main_process()
     test_accuracy = None
     if main_process:
+        print(class_mapping(classes, class_names))
         test_accuracy = _accuracy(model, held_out, device)
         print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
     power_images = getattr(args, "power_images", None)
@@ -151,11 +153,11 @@ def run_user_search(args: argparse.Namespace) -> int:
     settings = {"data": args.data, "model": args.model}
     if is_stream_spec(args.data):
         stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, args.image_size)
-        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data)
+        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data, args.weights)
         settings.update(streamed=True, image_size=args.image_size, workers=args.workers, max_batch=args.max_batch)
         return run_search(model, stream, held_stream, names, classes, args, settings)
     search, held_out, names = load_data(args.data, args.limit)
-    classes = check_job(model, search, names, chosen, args.k, args.model, args.data)
+    classes = check_job(model, search, names, chosen, args.k, args.model, args.data, args.weights)
     return run_search(model, search, held_out, names, classes, args, settings)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._safe_pickle import load_cifar_batch
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 """Class names of the digits: ``"0"`` to ``"9"``."""
@@ -87,7 +89,9 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) ->
     """CIFAR-10 from ``root`` in torchvision's python format, never downloaded.
 
     The pickled batches are read directly (the format torchvision's ``CIFAR10`` uses),
-    so any copy of ``cifar-10-python.tar.gz`` extracted under ``root`` works.
+    so any copy of ``cifar-10-python.tar.gz`` extracted under ``root`` works. They are read
+    with a restricted unpickler that builds only what the format holds (dicts, lists,
+    strings and NumPy arrays), so a tampered file cannot run code.
 
     Args:
         root: folder holding ``cifar-10-batches-py``.
@@ -99,9 +103,10 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) ->
 
     Raises:
         FileNotFoundError: the data set is not at ``root``, naming the expected folder.
+        pickle.UnpicklingError: a batch file refers to anything outside the format (it
+            could run code); nothing it names is imported or called.
+        ValueError: a batch file is damaged or not a CIFAR-10 batch.
     """
-    import pickle
-
     folder = os.path.join(root, "cifar-10-batches-py")
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
@@ -112,8 +117,7 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) ->
         )
     arrays, labels = [], []
     for name in names:
-        with open(os.path.join(folder, name), "rb") as stream:
-            entry = pickle.load(stream, encoding="latin1")
+        entry = load_cifar_batch(os.path.join(folder, name))
         arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(entry["labels"])
         if limit is not None and len(labels) >= limit:
@@ -125,6 +129,33 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None) ->
     return Split(images, targets)
 
 
+def read_image(path: str) -> Any:
+    """Open an image file as an RGB PIL image, naming the file when it cannot be read.
+
+    ``ImageFolder``'s own loader fails on a corrupt file with PIL's message, which names an
+    open file object at best; in a folder of thousands of images the file is what matters.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The image, converted to RGB.
+
+    Raises:
+        ValueError: the file is not a readable image; the message names it.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as stream:
+            return Image.open(stream).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as error:  # PIL reports a bad file with any of these
+        raise ValueError(
+            f"cannot read the image {path} ({type(error).__name__}: {' '.join(str(error).split())[:120]}): "
+            "remove or replace the file."
+        ) from error
+
+
 def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -> Tuple[Split, Tuple[str, ...]]:
     """An ImageNet-style folder (``root/<class>/<image>``), resized and centre-cropped.
 
@@ -133,12 +164,13 @@ def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -
 
     Raises:
         FileNotFoundError: ``root`` is not a folder of class folders.
+        ValueError: an image file cannot be read; the message names it.
     """
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/<class name>/<image files>.")
+        raise FileNotFoundError(f"image folder {root} not found: expected {root}/<class name>/<image files>.")
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
-    dataset = ImageFolder(root, transform=tf)
+    dataset = ImageFolder(root, transform=tf, loader=read_image)
     return _stack(dataset, limit), tuple(dataset.classes)

@@ -18,6 +18,7 @@ from .._utils import (
     check_class_index,
     check_images,
     check_keys,
+    check_label_range,
     check_labels,
     check_positive_float,
     check_positive_int,
@@ -253,6 +254,7 @@ def attack_unit_shift(
     run_on = run_device(model, device)
     with evaluation_mode(model, _WHO):
         num_classes = num_classes_of(model, images[:1].to(run_on), who=_WHO)
+        check_label_range(labels, num_classes, "labels")
         target = check_class_index(target, "target", num_classes)
         if source is not None and check_class_index(source, "source", num_classes) == target:
             raise ValueError(f"source and target are both class {target}; attack toward another class.")

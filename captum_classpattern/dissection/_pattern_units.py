@@ -251,6 +251,7 @@ def units_responding_to_pattern(
             device=run_on,
             batch_size=batch_size,
             who="units_responding_to_pattern",
+            labels=labels,
         )
 
     def accuracy() -> float:

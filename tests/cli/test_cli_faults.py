@@ -75,7 +75,7 @@ FAULTS = {
     ),
     "garbage weights": ([], ["--weights", "{d}/garbage.pt"], r"not a file written by torch.save"),
     "weights folder": ([], ["--weights", "{d}"], r"--weights \S+ is a folder"),
-    "missing weights": ([], ["--weights", "{d}/nowhere.pt"], r"--weights \S+nowhere.pt: no such file"),
+    "missing weights": ([], ["--weights", "{d}/nowhere.pt"], r"--weights \S+nowhere.pt: not found: no such file"),
     "missing module": (["--model", "no_such_module:build"], [], r"no module named 'no_such_module'"),
     "no factory": (["--model", "fault_nets"], [], r"--model must look like module:factory"),
     "missing factory": (["--model", "fault_nets:nothing"], [], r"fault_nets has no callable nothing"),
