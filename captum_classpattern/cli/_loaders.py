@@ -12,7 +12,7 @@ import pickle
 import sys
 import warnings
 import zipfile
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from safetensors.torch import load_file as load_safetensors
@@ -22,6 +22,7 @@ from ..attr import Budget, ImageStream, pixel_budget
 from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder
 from ..data._loaders import read_image
 from ..pipeline import local_device
+from ._classes import ClassSpec, resolve_classes
 from ._errors import DEBUG_HINT, UsageError, listing, one_line
 
 _ZIP_HEADER = b"PK\x03\x04"  # how a file written by torch.save starts
@@ -61,61 +62,6 @@ def parse_device(text: str) -> torch.device:
                 f"--device {text} cannot be used here ({one_line(error, 150)}); use --device cpu."
             ) from error
     return device
-
-
-ClassSpec = Union[int, str]
-"""An item of ``--classes``: a class number, or a class name (a folder name of the data)."""
-
-
-def parse_classes(text: Optional[str]) -> Optional[List[ClassSpec]]:
-    """The items of ``--classes`` (``None`` when not given): class numbers, or class names to look up.
-
-    An item that reads as an integer is a class number; anything else is a class name,
-    resolved against the data's names by :func:`check_job`.
-
-    Raises:
-        UsageError: an empty item, or an item listed twice.
-    """
-    if text is None:
-        return None
-    classes: List[ClassSpec] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            raise UsageError(
-                f"--classes takes comma-separated class numbers or names such as 0,3,7 or cat,dog; got {text!r}."
-            )
-        try:
-            classes.append(int(item))
-        except ValueError:
-            classes.append(item)
-    repeated = sorted({str(c) for c in classes if classes.count(c) > 1})
-    if repeated:
-        raise UsageError(f"--classes lists {', '.join(repeated)} more than once.")
-    return classes
-
-
-def _resolve_classes(classes: List[ClassSpec], names: Sequence[str], data_spec: str) -> List[int]:
-    """Class numbers for the items of ``--classes``, names looked up in the data's class names."""
-    resolved = []
-    for item in classes:
-        if isinstance(item, int):
-            resolved.append(item)
-        elif item in names:
-            resolved.append(list(names).index(item))
-        else:
-            raise UsageError(
-                f"--classes {item!r} is neither a class number nor a class name of --data {data_spec}; its classes "
-                f"are {listing([f'{i}={name}' for i, name in enumerate(names)], 10)}."
-            )
-    repeated = sorted({c for c in resolved if resolved.count(c) > 1})
-    if repeated:
-        raise UsageError(f"--classes names class {', '.join(map(str, repeated))} more than once (by number and name).")
-    return resolved
-
-
-def class_mapping(classes: Sequence[int], names: Sequence[str]) -> str:
-    """The line that says which class number is which name, e.g. ``classes: 0 = airplane, 3 = cat``."""
-    return "classes: " + ", ".join(f"{c} = {names[c]}" if c < len(names) else str(c) for c in classes)
 
 
 def _import_factory(spec: str) -> Any:
@@ -417,7 +363,7 @@ def check_job(
             f"labels {logits.shape[1]} and above are classes the model cannot have; give data of the model's classes."
         )
     count = min(len(names), logits.shape[1])
-    chosen = list(range(count)) if classes is None else _resolve_classes(classes, names, data_spec)
+    chosen = list(range(count)) if classes is None else resolve_classes(classes, names, data_spec)
     outside = [c for c in chosen if not 0 <= c < count]
     if outside:
         raise UsageError(

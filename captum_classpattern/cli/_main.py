@@ -19,7 +19,16 @@ from typing import Optional, Sequence
 
 from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
-from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, non_negative_int, pattern_size, positive_int, seed_int
+from ._arguments import (
+    WEIGHTS_HELP,
+    Parser,
+    add_run_flags,
+    non_negative_int,
+    pattern_size,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
 from ._scan import add_scan_parser, run_scan
 from ._search import CHECKPOINTS, run_demo, run_user_search
@@ -43,6 +52,12 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     )
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the search, 0..2**32 - 1 (default 0)")
     parser.add_argument("--schedule", choices=tuple(NAMED_SCHEDULES), default="default", help="search schedule")
+    parser.add_argument(
+        "--alpha",
+        type=positive_float,
+        help="weight of the class term of the search, in (0, 1]; 1 - alpha weighs the map's size (default: the "
+        "schedule's, 0.2). Raise it when a map collapses (fewer positive pixels than --k asks for)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -32,8 +32,9 @@ from ._arguments import (
     seed_int,
     show_progress,
 )
+from ._classes import ClassSpec, class_mapping, parse_classes
 from ._errors import UsageError
-from ._loaders import ClassSpec, check_job, class_mapping, load_data, load_model, parse_classes, parse_device
+from ._loaders import check_job, load_data, load_model, parse_device
 from ._output import prepare_out, publish
 from ._report import scan_page, trigger_location
 
@@ -233,13 +234,15 @@ def run_scan(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
-    blend = result.blend_anomaly_index or [float("nan")] * len(result.classes)
-    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}{'blend':>7}  flagged")
+    # Every number to three decimals, as in the search's table; the blend column only when the probe ran.
+    blend = result.blend_anomaly_index
+    blend_header = f"{'blend':>8}" if blend else ""
+    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}{blend_header}  flagged")
     for row, cls in enumerate(result.classes):
         mark = "  <-- flagged" if cls in result.flagged else ""
         print(
-            f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
-            f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{blend[row]:>7.2f}{mark}"
+            f"{class_names[row]:<12}{result.scores[row]:>10.3f}{result.anomaly_index[row]:>9.3f}"
+            f"{result.patterns[row].k:>6}{result.powers[row]:>7.3f}{f'{blend[row]:>8.3f}' if blend else ''}{mark}"
         )
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")

@@ -6,19 +6,25 @@ must be one line on stderr with exit status 2, and leave no ``--out`` folder beh
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from captum_classpattern.attr import top_k_pattern
 from captum_classpattern.cli import _search as cli_search
 from captum_classpattern.cli import main
+from captum_classpattern.cli._report import SCAN_COLUMNS, legend, search_page
 from captum_classpattern.models import SmallCNN
+from captum_classpattern.pipeline import ClassReport, SearchOutcome, SearchReport
+from captum_classpattern.visualization import png_bytes
 
 FACTORIES = textwrap.dedent(
     """
@@ -167,3 +173,56 @@ def test_classes_take_names_and_the_mapping_is_printed(files, tmp_path, monkeypa
     assert "--classes 'wolf' is neither a class number nor a class name" in line and "'2=fox'" in line
     line, _ = _run(argv[:-1] + ["fox,2"], files, tmp_path / "out", capsys)
     assert "names class 2 more than once" in line
+
+
+def _collapsed_search(model, search, held_out, classes, *, k, class_names, **kwargs):
+    """What search_classes returns when every map collapsed: all-zero maps, patterns of filler."""
+    canvases = search.images[: len(classes)]
+    maps = torch.zeros_like(canvases)
+    patterns = [top_k_pattern(maps[i], canvases[i], k) for i in range(len(classes))]  # warns, as a real search does
+    rows = [
+        ClassReport(class_=c, k=k, predictive_power=0.0, floor=0.0, random=0.0, name=class_names[c]) for c in classes
+    ]
+    return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_collapsed_map_is_one_plain_line_and_marked_in_the_figure(files, tmp_path, monkeypatch, capsys):
+    drawn = {}
+    original = cli_search.plot_class_patterns
+
+    def plot(*args, **kwargs):
+        drawn["names"] = kwargs["class_names"]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cli_search, "plot_class_patterns", plot)
+    monkeypatch.setattr(cli_search, "search_classes", _collapsed_search)
+    argv = ["search", "--model", "newcomer_nets:build", "--classes", "0,1", "--alpha", "0.3", "--k", "40"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the raw warning must not escape
+        code = main(argv + ["--out", str(tmp_path / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 0 and len(lines) == 1, captured.err
+    assert lines[0].startswith("classpattern search: warning: the map of 2 class(es) collapsed")
+    assert "0 (0 px), 1 (0 px)" in lines[0] and "Rerun with a larger --alpha (now 0.3, e.g. 0.6)" in lines[0]
+    assert drawn["names"] == ["0\n(map collapsed)", "1\n(map collapsed)"]
+    assert "classes: 0 = 0, 1 = 1" in captured.out and (tmp_path / "out" / "report.json").exists()
+
+
+PNG = png_bytes(np.zeros((2, 2)))
+
+
+def test_the_report_legend_names_only_the_columns_the_table_has():
+    rows = [ClassReport(class_=0, k=5, predictive_power=0.5, floor=0.1, random=0.2, name="cat")]
+    plain = search_page(SearchReport(rows), PNG, "classpattern search")
+    assert "predictive power: share of held-out images" in plain
+    assert "power low" not in plain and "Captum" not in plain
+    rows[0].baselines = {"Saliency": 0.3}
+    rows[0].power_interval, rows[0].measured = (0.2, 0.8), 10
+    full = search_page(SearchReport(rows), PNG, "classpattern search")
+    full = html.unescape(full)
+    assert "Saliency: power of the top-k pixels of Captum's Saliency." in full
+    assert "power low: lower end of the 95% Wilson" in full and "images measured:" in full
+    text = legend(["class", "score", "flagged"], SCAN_COLUMNS)
+    assert "blend anomaly index" not in text and text.count(": ") == 3
