@@ -19,8 +19,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from ..attr import Budget, ImageStream, pixel_budget
-from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder
-from ..data._loaders import read_image
+from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder, read_image
 from ..pipeline import local_device
 from ._classes import ClassSpec, resolve_classes
 from ._errors import DEBUG_HINT, UsageError, listing, one_line

@@ -8,6 +8,7 @@ from ._loaders import (
     load_cifar10,
     load_digits,
     load_image_folder,
+    read_image,
 )
 from ._photo_digits import PHOTOS, load_photo_digits
 
@@ -17,6 +18,7 @@ __all__ = [
     "load_digits",
     "load_cifar10",
     "load_image_folder",
+    "read_image",
     "load_photo_digits",
     "PHOTOS",
     "DIGIT_CLASSES",
