@@ -31,7 +31,7 @@ from captum_classpattern.backdoor import (
     suspicion_scores,
 )
 from captum_classpattern.data import Split
-from captum_classpattern.dissection import ablation_curves, rank_units_for_class
+from captum_classpattern.dissection import AttackSettings, ablation_curves, rank_units_for_class
 
 LAYER = "features.1"
 SHORT = SearchSchedule(steps=2)
@@ -199,6 +199,19 @@ def test_numpy_integers_are_taken_where_ints_are(model, data):
         )
     assert [row.class_ for row in outcome.report.classes] == [0, 1] and outcome.report.classes[0].k == 6
     assert isinstance(predictive_power(model, _pattern(data), data.images, data.labels, np.int64(2)), float)
+    canvases = select_canvases(model, data.images, data.labels, np.array([3, 4]), "index", index=np.int64(1))
+    assert torch.equal(canvases, data.images[[13, 14]])
+    maps = ClassPattern(model).attribute(
+        canvases,
+        target=np.array([3, 4]),
+        baselines=data.images,
+        baseline_labels=data.labels,
+        schedule=SHORT,
+        max_forward_batch=np.int64(8),
+        seed=np.uint8(1),
+    )
+    assert maps.shape == canvases.shape
+    assert AttackSettings(seed=np.int64(5)).seed == 5 and type(AttackSettings(seed=np.int64(5)).seed) is int
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -45,7 +45,7 @@ def check_seed(value: Any, name: str = "seed") -> int:
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.") from None
     if not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"{name} must lie in 0..{SEED_LIMIT - 1} (2**32 - 1), got {seed}: pick a smaller seed.")
+        raise ValueError(f"{name} must lie in 0..{SEED_LIMIT - 1} (2**32 - 1), got {seed}: pick a seed in that range.")
     return seed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,11 +55,12 @@ class CanvasChoice:
     def __post_init__(self) -> None:
         """Check every field."""
         check_choice(self.strategy, CANVAS_STRATEGIES, "canvas strategy")
-        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+        if isinstance(self.index, (bool, np.bool_)) or not isinstance(self.index, (int, np.integer)) or self.index < 0:
             raise ValueError(f"index must be an int >= 0, got {self.index!r}.")
         check_positive_int(self.n, "n")
         check_positive_int(self.search_steps, "search_steps")
-        check_seed(self.seed)
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "index", int(self.index))
 
 
 ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tuple[Tensor, Tensor]]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from captum.attr import GradientAttribution
 from captum.log import log_usage
@@ -397,7 +398,9 @@ _AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSettings:
     """Check the execution settings of :meth:`ClassPattern.attribute`."""
     if max_forward_batch is not None and (
-        isinstance(max_forward_batch, bool) or not isinstance(max_forward_batch, int) or max_forward_batch < 1
+        isinstance(max_forward_batch, (bool, np.bool_))
+        or not isinstance(max_forward_batch, (int, np.integer))
+        or max_forward_batch < 1
     ):
         raise ValueError(f"max_forward_batch must be a positive int or None, got {max_forward_batch!r}.")
     if autocast_dtype is not None:
@@ -407,7 +410,8 @@ def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSetti
             raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}.")
     if not isinstance(channels_last, bool):
         raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
-    return _RunSettings(max_forward_batch, autocast_dtype, channels_last)
+    batch = None if max_forward_batch is None else int(max_forward_batch)
+    return _RunSettings(batch, autocast_dtype, channels_last)
 
 
 def short_search(

@@ -22,6 +22,7 @@ from .._utils import (
     check_labels,
     check_positive_float,
     check_positive_int,
+    check_seed,
     evaluation_mode,
     float_array,
     num_classes_of,
@@ -60,8 +61,7 @@ class AttackSettings:
         check_positive_float(self.step_size, "step_size")
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+        object.__setattr__(self, "seed", check_seed(self.seed, "AttackSettings.seed"))
 
     def replace(self, **changes: Any) -> AttackSettings:
         """A copy with some settings changed, e.g. ``AttackSettings().replace(steps=20)``."""
