@@ -65,6 +65,7 @@ def run_search(
     device = next(model.parameters()).device
     init_distributed(device)
     main_process = is_main_process()
+    schedule = _schedule(args)  # a bad --alpha is refused before any work
     test_accuracy = None
     if main_process:
         print(class_mapping(classes, class_names))
@@ -83,7 +84,7 @@ def run_search(
             classes,
             k=args.k,
             class_names=class_names,
-            schedule=_schedule(args),
+            schedule=schedule,
             seed=args.seed,
             show_progress=show_progress(args),
             checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
@@ -134,7 +135,11 @@ def run_search(
 
 
 def _schedule(args: argparse.Namespace) -> Union[str, SearchSchedule]:
-    """The named ``--schedule``, with ``--alpha`` when given."""
+    """The named ``--schedule``, with ``--alpha`` when given.
+
+    Raises:
+        ValueError: ``--alpha`` above 1.
+    """
     if args.alpha is None:
         return args.schedule
     return NAMED_SCHEDULES[args.schedule].replace(alpha=args.alpha)

@@ -147,10 +147,14 @@ def test_a_streamed_folder_names_the_corrupt_image_or_says_not_found(files, data
 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("command", ["search", "scan"])
-@pytest.mark.parametrize("extra", [["--classes", "0,1,12"], ["--seed", "-1"], ["--k", "0"]], ids=["class", "seed", "k"])
+@pytest.mark.parametrize(
+    "extra",
+    [["--classes", "0,1,12"], ["--seed", "-1"], ["--k", "0"], ["--alpha", "1.5"]],
+    ids=["class", "seed", "k", "alpha"],
+)
 def test_a_failed_run_leaves_no_out_folder(files, command, extra, tmp_path, capsys):
-    if command == "scan" and extra[0] == "--k":
-        pytest.skip("scan takes no --k")
+    if command == "scan" and extra[0] in ("--k", "--alpha"):
+        pytest.skip(f"scan takes no {extra[0]}")
     out = tmp_path / "deep" / "out"
     try:
         code = main([command, "--model", "newcomer_nets:build", *extra, "--out", str(out), "--no-progress"])
