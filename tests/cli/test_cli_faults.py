@@ -84,7 +84,11 @@ FAULTS = {
     "not a device": ([], ["--device", "toaster"], r"--device 'toaster' is not a device name"),
     "unknown data": ([], ["--data", "mnist"], r"--data must be digits, cifar10:PATH or folder:PATH"),
     "cifar10 folder without the data": ([], ["--data", "cifar10:{d}"], r"--data cifar10:\S+: CIFAR-10 not found.*"),
-    "class not an integer": ([], ["--classes", "1,x,3"], r"--classes .*'x' is not one"),
+    "class neither a number nor a name": (
+        [],
+        ["--classes", "1,x,3"],
+        r"--classes 'x' is neither a class number nor a class name",
+    ),
     "class out of range": ([], ["--classes", "1,3,12"], r"--classes 12 out of range: .*0 to 9"),
     "out is a file": ([], ["--out", "{d}/afile"], r"--out \S+afile is a file"),
     "out under a file": ([], ["--out", "{d}/afile/sub"], r"--out \S+sub: cannot create the folder"),

@@ -7,7 +7,6 @@ status 2 and no traceback, found before any work.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import textwrap
