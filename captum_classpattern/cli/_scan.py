@@ -235,15 +235,18 @@ def run_scan(args: argparse.Namespace) -> int:
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
     # Every number to three decimals, as in the search's table; the blend column only when the probe ran.
+    # Cells are joined by a space, so that an anomaly index wider than its column (a spread of 0
+    # makes it huge) cannot run into its neighbour.
     blend = result.blend_anomaly_index
-    blend_header = f"{'blend':>8}" if blend else ""
-    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}{blend_header}  flagged")
+    names = ["score", "anomaly", "k", "power"] + (["blend"] if blend else [])
+    widths = [9, 9, 5, 6, 8][: len(names)]
+    print(" ".join([f"{'class':<11}"] + [f"{n:>{w}}" for n, w in zip(names, widths)]) + "  flagged")
     for row, cls in enumerate(result.classes):
+        values = [result.scores[row], result.anomaly_index[row], result.patterns[row].k, result.powers[row]]
+        values += [blend[row]] if blend else []
+        cells = [f"{v:>{w}}" if isinstance(v, int) else f"{v:>{w}.3f}" for v, w in zip(values, widths)]
         mark = "  <-- flagged" if cls in result.flagged else ""
-        print(
-            f"{class_names[row]:<12}{result.scores[row]:>10.3f}{result.anomaly_index[row]:>9.3f}"
-            f"{result.patterns[row].k:>6}{result.powers[row]:>7.3f}{f'{blend[row]:>8.3f}' if blend else ''}{mark}"
-        )
+        print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
     for cls in result.flagged:
