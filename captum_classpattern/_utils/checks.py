@@ -20,6 +20,10 @@ def check_images(images: Tensor, name: str, *, unit_range: bool = True) -> None:
         raise TypeError(f"{name} must be a float tensor with pixels in [0, 1], got {images.dtype}.")
     if images.shape[0] == 0:
         raise ValueError(f"{name} is empty.")
+    if images.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the meta device (shapes only, no values): load the images into a tensor on a real device."
+        )
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
     if unit_range and (images.min() < 0 or images.max() > 1):
@@ -127,10 +131,10 @@ def check_choice(value: Any, allowed: Sequence[str], name: str) -> str:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` if it is an int >= 1 (not a bool), else raise a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Return ``value`` as an int if it is an integer >= 1 (Python or NumPy, not a bool), else raise a ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
+    return int(value)
 
 
 def check_positive_float(value: Any, name: str) -> float:
@@ -202,6 +206,11 @@ def module_device(forward_func: Callable) -> Optional[torch.device]:
 def check_device(forward_func: Callable, tensor: Tensor, name: str) -> None:
     """Raise a clear error when ``tensor`` and the model live on different devices."""
     device = module_device(forward_func)
+    if device is not None and device.type == "meta":
+        raise ValueError(
+            "the model is on the meta device (shapes only, no weights): materialise it first, e.g. "
+            "model.to_empty(device='cpu') followed by model.load_state_dict(...)."
+        )
     if device is not None and device != tensor.device:
         raise ValueError(
             f"{name} is on {tensor.device} but the model is on {device}: move it with {name}.to({str(device)!r})."

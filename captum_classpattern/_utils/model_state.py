@@ -80,15 +80,33 @@ def check_logits(output: Any, who: str) -> int:
 
 
 def output_width(output: Any, who: str) -> int:
-    """The number of classes of an N x num_classes model output (logits or probabilities).
+    """The number of classes of an N x num_classes model output, checked to carry a class signal.
+
+    A model whose output is NaN or infinite, or that has a single output unit, cannot say
+    which class an image shows: every search on it returns maps of 0.5 (or a constant map)
+    and every power is meaningless, without any error. Such outputs are refused here, on
+    the first call every entry point makes.
 
     Raises:
-        ValueError: the output is not a 2-d tensor.
+        ValueError: the output is not a 2-d tensor, has fewer than two columns, or holds
+            NaN or infinite values.
     """
     if not isinstance(output, Tensor) or output.dim() != 2:
         shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(f"{who}: the model must return N x num_classes outputs, got {shape}.")
-    return int(output.shape[1])
+    width = int(output.shape[1])
+    if width < 2:
+        raise ValueError(
+            f"{who}: the model returns {width} output column(s) per image, but a class pattern needs a classifier "
+            "with at least two classes (one logit per class); for a binary model with one logit, wrap it to return "
+            "two: lambda x: torch.cat([-model(x), model(x)], 1) / 2."
+        )
+    if output.is_floating_point() and output.numel() and not bool(torch.isfinite(output.detach()).all()):
+        raise ValueError(
+            f"{who}: the model returns NaN or infinite outputs on the first images, so it carries no class signal: "
+            "check its weights (torch.isfinite on each parameter) and that the inputs are what it was trained on."
+        )
+    return width
 
 
 def checked_call(forward_func: Callable, inputs: Tuple[Tensor, ...], additional_forward_args: Any, who: str) -> Any:
@@ -99,8 +117,15 @@ def checked_call(forward_func: Callable, inputs: Tuple[Tensor, ...], additional_
     to the model's own error. Out-of-memory errors pass through unchanged.
 
     Raises:
-        ValueError: the model raised a RuntimeError.
+        ValueError: the model raised a RuntimeError, or it is on the meta device.
     """
+    if isinstance(forward_func, nn.Module) and any(
+        t.device.type == "meta" for t in [*forward_func.parameters(), *forward_func.buffers()]
+    ):
+        raise ValueError(
+            f"{who}: the model is on the meta device (shapes only, no weights): materialise it first, e.g. "
+            "model.to_empty(device='cpu') followed by model.load_state_dict(...)."
+        )
     try:
         return call_model(forward_func, inputs, additional_forward_args)
     except torch.cuda.OutOfMemoryError:

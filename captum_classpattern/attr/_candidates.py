@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -13,8 +13,10 @@ from .._utils import (
     call_model,
     check_choice,
     check_images,
+    check_label_range,
     check_labels,
     check_positive_int,
+    check_seed,
     checked_call,
     evaluation_mode,
     expand_targets,
@@ -53,12 +55,12 @@ class CanvasChoice:
     def __post_init__(self) -> None:
         """Check every field."""
         check_choice(self.strategy, CANVAS_STRATEGIES, "canvas strategy")
-        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+        if isinstance(self.index, (bool, np.bool_)) or not isinstance(self.index, (int, np.integer)) or self.index < 0:
             raise ValueError(f"index must be an int >= 0, got {self.index!r}.")
         check_positive_int(self.n, "n")
         check_positive_int(self.search_steps, "search_steps")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "index", int(self.index))
 
 
 ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tuple[Tensor, Tensor]]
@@ -80,14 +82,18 @@ def _labelled_batches(images, labels):
 def _confident_candidates(model: Callable, images, labels, classes: Sequence[int], n: int, extra: Any, name: str):
     """Per class, the ``n`` images with the highest probability of that class (streamed)."""
     best: Dict[int, Tuple[Tensor, List[Tensor]]] = {c: (torch.empty(0), []) for c in classes}
+    width = 0
     with evaluation_mode(model, _WHO), torch.inference_mode():
         for number, (batch, batch_labels) in enumerate(_labelled_batches(images, labels)):
             check_images(batch, "search images")
             if number == 0:  # the first call says clearly when the images or classes do not fit the model
                 output = checked_call(model, (batch,), extra, _WHO)
-                expand_targets(classes, len(classes), output_width(output, _WHO), name)
+                width = output_width(output, _WHO)
+                expand_targets(classes, len(classes), width, name)
             else:
                 output = call_model(model, (batch,), extra)
+            # A label the model cannot have would hide that image from its class's candidates.
+            check_label_range(batch_labels, width, "the search set's labels")
             probs = output.softmax(1).cpu()
             for c in set(classes):
                 rows = torch.nonzero(batch_labels.cpu() == c).flatten()

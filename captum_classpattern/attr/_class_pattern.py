@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from captum.attr import GradientAttribution
 from captum.log import log_usage
@@ -18,11 +19,13 @@ from .._utils import (
     as_tuple,
     call_model,
     check_device,
+    check_seed,
     clamp_noisy_images,
     evaluation_mode,
     expand_targets,
     mirror,
     num_classes_of,
+    refuse_one_shot,
     target_classes,
 )
 from ._candidates import CanvasChoice, choose_canvases
@@ -183,7 +186,10 @@ class ClassPattern(GradientAttribution):
 
         Raises:
             ValueError: bad shapes, NaN, pixels outside [0, 1] (beyond the noise bound for
-                canvases), a target out of range, an empty search set once a canvas's
+                canvases), a target or a search-set label the model does not have, a model
+                whose output carries no class signal (NaN, or fewer than two classes), a
+                seed outside 0..2**32 - 1, a one-shot iterator as the search set where it
+                must be read more than once, an empty search set once a canvas's
                 class is excluded, tensors on another device than the model, a model
                 that returns probabilities instead of logits, or a model that fails on the
                 canvases (e.g. another dtype or channel count; chained to its error).
@@ -195,6 +201,7 @@ class ClassPattern(GradientAttribution):
                 cannot be excluded).
         """
         plan = resolve_schedule(schedule)
+        seed = check_seed(seed)
         settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
         classes = target_classes(target)  # the types, before any work; the range once the model has run
         if baselines is None:
@@ -205,6 +212,9 @@ class ClassPattern(GradientAttribution):
         if inputs is None:
             if baselines is None:
                 raise ValueError(NO_SEARCH_SET)
+            refuse_one_shot(
+                baselines, "baselines", "with inputs=None it is read to choose the canvases and again to search"
+            )
             choice = CanvasChoice(canvas_strategy, seed=seed, additional_forward_args=additional_forward_args)
             short = partial(short_search, self.forward_func)
             canvases = choose_canvases(self.forward_func, baselines, baseline_labels, classes, choice, short, "target")
@@ -223,7 +233,7 @@ class ClassPattern(GradientAttribution):
             num_classes = num_classes_of(self.forward_func, canvases[:1], additional_forward_args, "ClassPattern")
             targets = expand_targets(target, canvases.shape[0], num_classes)
             search_set = make_search_set(
-                baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed
+                baselines, baseline_labels, targets, tuple(canvases.shape[1:]), plan.batch_size, seed, num_classes
             )
             maps = self._search(
                 canvases.detach(), targets, search_set, plan, additional_forward_args, settings, show_progress
@@ -388,7 +398,9 @@ _AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSettings:
     """Check the execution settings of :meth:`ClassPattern.attribute`."""
     if max_forward_batch is not None and (
-        isinstance(max_forward_batch, bool) or not isinstance(max_forward_batch, int) or max_forward_batch < 1
+        isinstance(max_forward_batch, (bool, np.bool_))
+        or not isinstance(max_forward_batch, (int, np.integer))
+        or max_forward_batch < 1
     ):
         raise ValueError(f"max_forward_batch must be a positive int or None, got {max_forward_batch!r}.")
     if autocast_dtype is not None:
@@ -398,7 +410,8 @@ def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSetti
             raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}.")
     if not isinstance(channels_last, bool):
         raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
-    return _RunSettings(max_forward_batch, autocast_dtype, channels_last)
+    batch = None if max_forward_batch is None else int(max_forward_batch)
+    return _RunSettings(batch, autocast_dtype, channels_last)
 
 
 def short_search(

@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,7 +22,9 @@ def pixel_budget(k: Budget, height: int, width: int) -> int:
         TypeError: ``k`` is neither an int nor a float.
     """
     area = height * width
-    if isinstance(k, bool) or not isinstance(k, (int, float)):
+    if isinstance(k, np.integer):  # NumPy ints (from an array of sizes, say) count as ints
+        k = int(k)
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float)):
         raise TypeError(f"k must be an int (pixels) or a float fraction of the image, got {type(k).__name__}.")
     if isinstance(k, float):
         if not 0.0 < k <= 1.0:

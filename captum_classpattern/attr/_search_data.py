@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
-from .._utils import check_images, check_labels
+from .._utils import check_images, check_label_range, check_labels, is_one_shot
 from ._image_stream import ImageStream
 
 BaselineSource = Union[Tensor, Iterable]
@@ -101,10 +101,20 @@ class TensorSearchSet:
     searched together.
     """
 
-    def __init__(self, images: Tensor, labels: Optional[Tensor], targets: Tensor, batch_size: int, seed: int):
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Optional[Tensor],
+        targets: Tensor,
+        batch_size: int,
+        seed: int,
+        num_classes: Optional[int] = None,
+    ):
         _check_in_slices(images, "baselines")
         if labels is not None:
             labels = check_labels(images, labels, "baseline")
+            if num_classes is not None:
+                check_label_range(labels, num_classes, "baseline_labels")
         self.images = images
         self._plan_pools(images.shape[0], labels, targets, batch_size, seed)
 
@@ -215,7 +225,17 @@ class StreamSearchSet(TensorSearchSet):
     ahead, so only those steps' images are in memory.
     """
 
-    def __init__(self, stream: ImageStream, targets: Tensor, shape: Tuple[int, ...], batch_size: int, seed: int):
+    def __init__(
+        self,
+        stream: ImageStream,
+        targets: Tensor,
+        shape: Tuple[int, ...],
+        batch_size: int,
+        seed: int,
+        num_classes: Optional[int] = None,
+    ):
+        if num_classes is not None:
+            check_label_range(stream.labels, num_classes, "the ImageStream's labels")
         self.stream = stream
         self.shape = shape
         self._plan_pools(len(stream), stream.labels, targets, batch_size, seed)
@@ -248,10 +268,11 @@ class _StepIndices:
 class IterableSearchSet:
     """Batches of an iterable of ``(images, labels)``, each batch one step for all canvases."""
 
-    def __init__(self, source: Iterable, targets: Tensor, shape: Tuple[int, ...]):
+    def __init__(self, source: Iterable, targets: Tensor, shape: Tuple[int, ...], num_classes: Optional[int] = None):
         self.source = source
         self.targets = targets
         self.shape = shape
+        self.num_classes = num_classes
 
     def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Optional[Tensor]:
         """Steps per canvas if known in advance: ``steps``, or ``epochs`` times the source's length.
@@ -274,10 +295,24 @@ class IterableSearchSet:
         """Yield ``(batch, active)`` pairs, passing over the source ``epochs`` times or until ``steps``."""
         step, epoch, warned = 0, 0, False
         seen = torch.zeros(self.targets.numel(), dtype=torch.long)
+        one_shot = is_one_shot(self.source)
+        if one_shot and epochs is not None and epochs > 1:
+            raise ValueError(
+                _one_shot_message(self.source, f"the schedule passes over it {epochs} times (epochs={epochs})")
+            )
         while (epochs is None or epoch < epochs) and (steps is None or step < steps):
             produced = False
+            if one_shot and epoch > 0:
+                # A consumed iterator yields nothing: the search would stop early without a word.
+                raise ValueError(
+                    _one_shot_message(
+                        self.source, f"the schedule needs {steps} steps and it ran out after {step}, one pass"
+                    )
+                )
             for batch in self.source:
                 images, labels = _split_batch(batch)
+                if labels is not None and self.num_classes is not None:
+                    check_label_range(labels, self.num_classes, "the search set's batch labels")
                 check_images(images, "a baseline batch")
                 if tuple(images.shape[1:]) != self.shape:
                     raise ValueError(
@@ -314,6 +349,13 @@ class IterableSearchSet:
             )
 
 
+def _one_shot_message(source: Any, why: str) -> str:
+    return (
+        f"baselines is a one-shot iterator ({type(source).__name__}) that yields its batches only once, but {why}: "
+        "pass a DataLoader or a list of batches, which can be read again (or a schedule of one pass)."
+    )
+
+
 UNLABELLED = (
     "the search set has no labels, so each canvas's own class cannot be excluded from it (a pattern "
     "then also has to flip images that already show its class): pass baseline_labels=labels with a "
@@ -334,17 +376,21 @@ def make_search_set(
     canvas_shape: Tuple[int, ...],
     batch_size: int,
     seed: int,
+    num_classes: Optional[int] = None,
 ) -> Union[TensorSearchSet, IterableSearchSet]:
     """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
 
     A map-style dataset (with ``baseline_labels``, or labels of its own in ``targets``) is
     read as an :class:`ImageStream`; an :class:`ImageStream` becomes a
-    :class:`StreamSearchSet`, whose steps are those of the same images in a tensor.
+    :class:`StreamSearchSet`, whose steps are those of the same images in a tensor. With
+    ``num_classes`` (the model's output width) every label is checked to be a class of the
+    model: a label the model cannot have never equals a target, so the canvas's own class
+    would silently stay in the search set.
 
     Raises:
         ValueError: the baselines are missing, empty, hold NaN or do not match the canvas
-            shape, or a tensor has a multiple of its labels' count of images (as when
-            Captum's ``NoiseTunnel`` or ``sensitivity_max`` repeated it).
+            shape, labels at or above ``num_classes``, or a tensor has a multiple of its
+            labels' count of images (as when Captum's ``NoiseTunnel`` or ``sensitivity_max`` repeated it).
         TypeError: the baselines are neither a tensor nor an iterable of batches.
 
     Warns:
@@ -358,7 +404,7 @@ def make_search_set(
     if isinstance(baselines, ImageStream):
         if baseline_labels is not None:
             raise ValueError("an ImageStream carries its own labels: pass them to ImageStream, not as baseline_labels.")
-        return StreamSearchSet(baselines, targets, tuple(canvas_shape), batch_size, seed)
+        return StreamSearchSet(baselines, targets, tuple(canvas_shape), batch_size, seed, num_classes)
     if baseline_labels is not None and isinstance(baselines, tuple) and len(baselines) == 1:
         baselines = baselines[0]  # Captum's 1-tuple form of one tensor, as its wrappers pass it on
     if isinstance(baselines, Tensor):
@@ -369,7 +415,7 @@ def make_search_set(
             )
         if baseline_labels is not None:
             _refuse_repeated_baselines(baselines, baseline_labels)
-        search_set = TensorSearchSet(baselines, baseline_labels, targets, batch_size, seed)
+        search_set = TensorSearchSet(baselines, baseline_labels, targets, batch_size, seed, num_classes)
         if baseline_labels is None:
             warnings.warn(UNLABELLED, UserWarning, stacklevel=4)
         return search_set
@@ -380,7 +426,7 @@ def make_search_set(
         )
     if baseline_labels is not None:
         raise ValueError("baseline_labels is only used with a tensor of baselines; a DataLoader yields its own labels.")
-    return IterableSearchSet(baselines, targets, tuple(canvas_shape))
+    return IterableSearchSet(baselines, targets, tuple(canvas_shape), num_classes)
 
 
 def _refuse_repeated_baselines(baselines: Tensor, labels: Any) -> None:

@@ -32,7 +32,9 @@ def _triggered(
     keep = labels != target
     if not bool(keep.any()):
         raise ValueError(f"no test images outside the target class {target}.")
-    predicted = predict(model, images[keep.to(images.device)], batch_size=batch_size, transform=trigger, who=_WHO)
+    predicted = predict(
+        model, images[keep.to(images.device)], batch_size=batch_size, transform=trigger, who=_WHO, labels=labels
+    )
     return predicted, labels[keep], target
 
 
@@ -48,7 +50,8 @@ def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: 
     Returns:
         A float in [0, 1].
     """
-    return _share(predict(model, images, batch_size=batch_size, who=_WHO), _checked(images, labels))
+    labels = _checked(images, labels)
+    return _share(predict(model, images, batch_size=batch_size, who=_WHO, labels=labels), labels)
 
 
 def attack_success_rate(

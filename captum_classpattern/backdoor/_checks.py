@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-from .._utils import check_device, check_images, check_labels, expand_targets, num_classes_of
+from .._utils import check_device, check_images, check_label_range, check_labels, expand_targets, num_classes_of
 from ..attr import pixel_budget
 
 
@@ -114,18 +114,29 @@ def check_trigger_mask(mask: Optional[Tensor], height: int, width: int) -> None:
         raise ValueError("trigger_mask is empty.")
 
 
-def scanned_classes(model: Callable, images: Tensor, classes: Optional[Sequence[int]], who: str) -> Tensor:
+def scanned_classes(
+    model: Callable,
+    images: Tensor,
+    classes: Optional[Sequence[int]],
+    who: str,
+    labelled: Sequence[Tuple[Tensor, str]] = (),
+) -> Tensor:
     """The classes a scan compares: every output class by default, at least three, none repeated.
 
-    Call it with the model in evaluation mode (it runs the model on one image).
+    Call it with the model in evaluation mode (it runs the model on one image). ``labels``
+    ``labelled`` holds ``(labels, name)`` pairs (labels already checked by ``check_labels``),
+    each checked to hold classes of the model only.
 
     Returns:
         A 1-d ``torch.long`` tensor of classes on the CPU.
 
     Raises:
-        ValueError: fewer than three classes, a repeated class or a class out of range.
+        ValueError: fewer than three classes, a repeated class, a class or a label out of
+            range, or a model whose output carries no class signal.
     """
     num_classes = num_classes_of(model, images[:1])
+    for labels, name in labelled:
+        check_label_range(labels, num_classes, name)
     wanted: List[int] = list(range(num_classes)) if classes is None else list(classes)
     targets = expand_targets(wanted, len(wanted), num_classes, name="classes")
     if targets.numel() < 3:

@@ -9,7 +9,14 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._utils import check_images, check_labels, evaluation_mode, module_device, num_classes_of
+from .._utils import (
+    check_images,
+    check_labels,
+    check_seed,
+    evaluation_mode,
+    module_device,
+    num_classes_of,
+)
 from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
 from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
 from ._scan_result import ScanResult
@@ -123,6 +130,7 @@ def scan(
         >>> compared.rescore("power_auc", reference=False).flagged  # the suspect alone
     """
     started = time.perf_counter()
+    seed = check_seed(seed)
     check_model(model)
     check_settings(settings, ScanSettings, "settings")
     check_settings(scoring, ScoringSettings, "scoring")
@@ -140,7 +148,7 @@ def scan(
     references = _as_references(reference)
 
     with evaluation_mode(model, "scan"):
-        targets = scanned_classes(model, images, classes, "scan")
+        targets = scanned_classes(model, images, classes, "scan", [(labels, "labels"), (eval_labels, "eval_labels")])
         if trigger_target is not None and int(trigger_target) not in targets.tolist():
             raise ValueError(f"trigger_target {trigger_target} is not among the scanned classes {targets.tolist()}.")
         for target in targets.tolist():

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import check_images, check_labels, evaluation_mode, predict
+from .._utils import check_class_list, check_images, check_labels, check_seed, evaluation_mode, predict
 from ..attr import ClassPattern, SearchSchedule, pixel_budget, top_k_mask
 from ._checks import budget_pixels, check_model, check_second_set, check_settings
 from ._settings import SuspicionSettings
@@ -163,6 +163,7 @@ def suspicion_scores(
         >>> result.precision_recall(poisoned.poisoned_indices)
     """
     started = time.perf_counter()
+    seed = check_seed(seed)
     check_model(model)
     check_settings(settings, SuspicionSettings, "settings")
     check_images(images, "images")
@@ -175,7 +176,7 @@ def suspicion_scores(
     if classes is None:
         selected = torch.arange(labels.numel())
     else:
-        wanted = torch.as_tensor(list(classes), dtype=torch.long)
+        wanted = torch.tensor(check_class_list(classes), dtype=torch.long)
         selected = torch.nonzero(torch.isin(labels, wanted)).flatten()
     generator = torch.Generator().manual_seed(seed)
     reference_of: Dict[int, Tensor] = {}

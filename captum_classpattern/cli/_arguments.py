@@ -39,6 +39,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """``--seed``: an integer in 0..2**32 - 1, the range every entry point takes (see ``check_seed``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..4294967295 (2**32 - 1), got {text!r}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     try:

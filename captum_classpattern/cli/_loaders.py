@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 import warnings
+import zipfile
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -18,8 +19,9 @@ from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from ..attr import Budget, ImageStream, pixel_budget
-from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder
+from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder, read_image
 from ..pipeline import local_device
+from ._classes import ClassSpec, resolve_classes
 from ._errors import DEBUG_HINT, UsageError, listing, one_line
 
 _ZIP_HEADER = b"PK\x03\x04"  # how a file written by torch.save starts
@@ -59,28 +61,6 @@ def parse_device(text: str) -> torch.device:
                 f"--device {text} cannot be used here ({one_line(error, 150)}); use --device cpu."
             ) from error
     return device
-
-
-def parse_classes(text: Optional[str]) -> Optional[List[int]]:
-    """The class numbers of ``--classes`` (``None`` when not given).
-
-    Raises:
-        UsageError: an item that is not an integer, or a class listed twice.
-    """
-    if text is None:
-        return None
-    classes = []
-    for item in text.split(","):
-        try:
-            classes.append(int(item.strip()))
-        except ValueError:
-            raise UsageError(
-                f"--classes takes comma-separated class numbers such as 0,3,7; {item.strip()!r} is not one."
-            ) from None
-    repeated = sorted({c for c in classes if classes.count(c) > 1})
-    if repeated:
-        raise UsageError(f"--classes lists {', '.join(map(str, repeated))} more than once.")
-    return classes
 
 
 def _import_factory(spec: str) -> Any:
@@ -128,6 +108,15 @@ def _load_safetensors(path: str) -> Mapping[str, Any]:
         ) from error
 
 
+def _is_torch_zip(path: str) -> bool:
+    """Whether a zip archive is laid out as torch.save writes it (``<name>/data.pkl``); a damaged one counts."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return True  # unreadable as a zip: a truncated torch file, reported as such
+
+
 def _load_torch(path: str, head: bytes) -> Any:
     try:
         with warnings.catch_warnings():
@@ -136,6 +125,10 @@ def _load_torch(path: str, head: bytes) -> Any:
     except Exception as error:  # torch.load fails in many ways on a bad file; all mean "unusable"
         if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
             why = "it holds Python objects besides tensors, e.g. a whole pickled model"
+        elif not head:
+            why = "the file is empty, not a weights file"
+        elif head.startswith(_ZIP_HEADER) and not _is_torch_zip(path):
+            why = "it is a zip archive but not a weights file written by torch.save (a NumPy .npz or another archive?)"
         elif head.startswith(_ZIP_HEADER):
             why = "the file is truncated or damaged"
         else:
@@ -180,7 +173,7 @@ def _read_state(path: str) -> Mapping[str, Any]:
             f"--weights {path} is a folder: give the file written by torch.save(model.state_dict(), path)."
         )
     if not os.path.exists(path):
-        raise UsageError(f"--weights {path}: no such file.")
+        raise UsageError(f"--weights {path}: not found: no such file.")
     try:
         with open(path, "rb") as stream:
             head = stream.read(16)
@@ -314,31 +307,35 @@ def check_job(
     model: torch.nn.Module,
     search: Split,
     names: Sequence[str],
-    classes: Optional[List[int]],
+    classes: Optional[List[ClassSpec]],
     k: Optional[Budget],
     model_spec: Optional[str],
     data_spec: str,
+    weights: Optional[str] = None,
 ) -> List[int]:
     """Check that the model runs on the data and that ``--classes`` and ``--k`` fit them.
 
     Runs the model on two search images (on its device), so that a model that does not take
-    these images fails here, before any search.
+    these images, returns NaN or infinite logits (broken weights) or fewer than two classes,
+    or has fewer classes than the data, fails here, before any search.
 
     Args:
         model: the loaded model.
         search: the search images.
         names: the data's class names.
-        classes: the parsed ``--classes`` (``None``: all the data's classes).
+        classes: the parsed ``--classes``, numbers or names (``None``: all the data's classes).
         k: the ``--k`` argument (``None``: no pattern size to check).
         model_spec: the ``--model`` argument, named in messages (``None``: a built-in model).
         data_spec: the ``--data`` argument, named in messages.
+        weights: the ``--weights`` file loaded into the model, named when its logits are broken.
 
     Returns:
-        The classes to search.
+        The class numbers to search.
 
     Raises:
-        UsageError: the model fails on the images or returns no logits, a class out of
-            range, or a pattern size that does not fit the images.
+        UsageError: the model fails on the images or returns no logits, logits without a
+            class signal, fewer classes than the data, a class out of range or not a name of
+            the data, or a pattern size that does not fit the images.
     """
     who = model_spec or "(the built-in model)"
     device = next(iter(model.parameters()), torch.empty(0)).device
@@ -354,8 +351,24 @@ def check_job(
     if not isinstance(logits, Tensor) or logits.dim() != 2 or len(logits) != len(probe):
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise UsageError(f"--model {who} must return N x classes logits, got {shape} for {len(probe)} images.")
+    source = f"--weights {weights}" if weights else f"--model {who}"
+    if logits.shape[1] < 2:
+        raise UsageError(
+            f"--model {who} returns {logits.shape[1]} logit per image: a class pattern needs a classifier with one "
+            "logit per class (at least two)."
+        )
+    if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
+        raise UsageError(
+            f"{source}: the model returns NaN or infinite logits on --data {data_spec} images, so it carries no "
+            "class signal; check the weights (a diverged training run?) and that the data is what it was trained on."
+        )
+    if len(names) > logits.shape[1]:
+        raise UsageError(
+            f"--data {data_spec} has {len(names)} classes but --model {who} returns {logits.shape[1]} logits: the "
+            f"labels {logits.shape[1]} and above are classes the model cannot have; give data of the model's classes."
+        )
     count = min(len(names), logits.shape[1])
-    chosen = list(range(count)) if classes is None else classes
+    chosen = list(range(count)) if classes is None else resolve_classes(classes, names, data_spec)
     outside = [c for c in chosen if not 0 <= c < count]
     if outside:
         raise UsageError(
@@ -399,12 +412,12 @@ def load_stream(spec: str, workers: int, batch: int, size: int = 224) -> Tuple[I
     from torchvision.datasets import ImageFolder
 
     if not os.path.exists(spec):
-        raise UsageError(f"--data {spec}: no such folder (expected {spec}/<class name>/<image files>).")
+        raise UsageError(f"--data {spec}: not found: no such folder (expected {spec}/<class name>/<image files>).")
     if not os.path.isdir(spec):
         raise UsageError(f"--data {spec} is a file: give a folder of class folders, {spec}/<class name>/<image files>.")
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
     try:
-        dataset = ImageFolder(spec, transform=tf)
+        dataset = ImageFolder(spec, transform=tf, loader=read_image)
     except (OSError, ValueError) as error:  # no class folders, or class folders without images
         raise UsageError(f"--data {spec}: {one_line(error, 300)}") from error
     stream = ImageStream(dataset, batch_size=batch, num_workers=workers)

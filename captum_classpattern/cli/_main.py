@@ -19,7 +19,16 @@ from typing import Optional, Sequence
 
 from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
-from ._arguments import WEIGHTS_HELP, Parser, add_run_flags, non_negative_int, pattern_size, positive_int
+from ._arguments import (
+    WEIGHTS_HELP,
+    Parser,
+    add_run_flags,
+    non_negative_int,
+    pattern_size,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED, one_line
 from ._scan import add_scan_parser, run_scan
 from ._search import CHECKPOINTS, run_demo, run_user_search
@@ -37,11 +46,18 @@ def _search_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument(
         "--out",
         default=default_out,
-        help=f"output folder, created if missing and checked writable before any work (default {default_out}); "
-        f"report.json, report.html and patterns.png appear together, checkpoints go to OUT/{CHECKPOINTS}/",
+        help="output folder, checked writable before any work and created when the run first writes "
+        f"(default {default_out}); report.json, report.html and patterns.png appear together, checkpoints go "
+        f"to OUT/{CHECKPOINTS}/",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the search, 0..2**32 - 1 (default 0)")
     parser.add_argument("--schedule", choices=tuple(NAMED_SCHEDULES), default="default", help="search schedule")
+    parser.add_argument(
+        "--alpha",
+        type=positive_float,
+        help="weight of the class term of the search, in (0, 1]; 1 - alpha weighs the map's size (default: the "
+        "schedule's, 0.2). Raise it when a map collapses (fewer positive pixels than --k asks for)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -98,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="digits | cifar10:PATH | folder:PATH (read into memory, at most --limit images) | DIR, an image folder "
         "DIR/<class>/<image> streamed by a DataLoader, never read whole (default digits)",
     )
-    search.add_argument("--classes", help="comma-separated classes, e.g. 0,3,7 (default: all)")
+    search.add_argument(
+        "--classes",
+        help="comma-separated class numbers or names (folder names), e.g. 0,3,7 or cat,dog; numbers follow the "
+        "sorted class names, and the run prints the number = name mapping (default: all)",
+    )
     search.add_argument(
         "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
     )
@@ -158,5 +178,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except EXPECTED as error:
         if args.debug:
             traceback.print_exc()
-        print(one_line(f"{prefix}: error: {error}", limit=1000), file=sys.stderr)
+        print(one_line(f"{prefix}: error: {_message(error)}", limit=1000), file=sys.stderr)
         return EXIT_USAGE
+
+
+def _message(error: BaseException) -> str:
+    """The error's message; for an error raised in a DataLoader worker, the worker's own last line.
+
+    PyTorch re-raises a worker's error with the worker's whole traceback as its message; its
+    last line (e.g. ``ValueError: cannot read the image ...``) is what the user needs.
+    """
+    text = str(error)
+    if "Original Traceback" in text:
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else text
+    return text

@@ -19,23 +19,53 @@ from ..backdoor import ScanResult
 from ..pipeline import ClassReport, SearchReport
 from ..visualization import ReportFigure, ReportSection, html_report, pattern_image
 
-SEARCH_TEXT = (
-    "One row per class. k: pattern size in pixels. predictive power: share of held-out images of the other "
-    "classes that the class pattern, pasted onto them, makes the model classify as the class. floor: share "
-    "already classified as the class without a pattern. random: power of k random pixels of the same canvas. "
-    "power low / high (when measured on a sample of held-out images): the 95% Wilson confidence interval of "
-    "the predictive power, on the number of images measured. "
-    "The other columns: power of the top-k pixels of Captum's attribution methods.\n\n"
-    "Click a column header to sort by it; click again to reverse."
-)
+SEARCH_COLUMNS = {
+    "class": "the class number",
+    "name": "its name",
+    "k": "pattern size in pixels",
+    "predictive power": "share of held-out images of the other classes that the class pattern, pasted onto "
+    "them, makes the model classify as the class",
+    "power low": "lower end of the 95% Wilson confidence interval of the predictive power",
+    "power high": "its upper end",
+    "images measured": "the held-out images the power was measured on",
+    "floor": "share already classified as the class without a pattern",
+    "random": "power of k random pixels of the same canvas",
+}
+"""What each column of the search table means; a column not listed is a Captum method's top-k power."""
 
-SCAN_TEXT = (
-    "One row per scanned class. score: the class score the scan compares; anomaly index: how far the score "
-    "lies from the median of all classes, in median absolute deviations; k: pixels of the class's recovered "
-    "pattern; power: its predictive power on held-out images. A class is flagged when its anomaly index "
-    "exceeds the threshold on the suspicious side.\n\n"
-    "Click a column header to sort by it; click again to reverse."
-)
+SCAN_COLUMNS = {
+    "class": "the class number",
+    "name": "its name",
+    "score": "the class score the scan compares",
+    "anomaly index": "how far the score lies from the median of all classes, in median absolute deviations",
+    "k": "pixels of the class's recovered pattern",
+    "power": "its predictive power on held-out images",
+    "blend anomaly index": "the blend probe's anomaly index, which finds blended triggers",
+    "flagged": "whether the anomaly index exceeds the threshold on the suspicious side",
+}
+"""What each column of the scan table means."""
+
+_SORTING = "Click a column header to sort by it; click again to reverse."
+
+
+def legend(columns: Sequence[str], meanings: Mapping[str, str], other: str = "") -> str:
+    """The text above a table: what each of its columns means, in its order, and nothing it does not have.
+
+    Args:
+        columns: the table's columns.
+        meanings: a description per known column.
+        other: the description of a column not in ``meanings`` (``{}`` stands for its name);
+            empty: such a column is not described.
+
+    Returns:
+        The text, one sentence per column, then how to sort.
+    """
+    parts = []
+    for column in columns:
+        meaning = meanings.get(column) or (other.format(column) if other else "")
+        if meaning:
+            parts.append(f"{column}: {meaning}.")
+    return "One row per class. " + " ".join(parts) + "\n\n" + _SORTING
 
 
 def versions() -> Dict[str, str]:
@@ -103,8 +133,10 @@ def search_page(report: SearchReport, figure_png: bytes, command_line: str) -> s
             }
         )
     settings = {"command": command_line, "test accuracy": report.test_accuracy, **report.settings}
+    columns = list(rows[0]) if rows else []
+    text = legend(columns, SEARCH_COLUMNS, "power of the top-k pixels of Captum's {}")
     sections = [
-        ReportSection("Classes", text=SEARCH_TEXT, table=rows, footer=footer),
+        ReportSection("Classes", text=text, table=rows, footer=footer),
         ReportSection(
             "Patterns",
             figures=[
@@ -138,7 +170,8 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
             "anomaly index": result.anomaly_index[row],
             "k": result.patterns[row].k,
             "power": result.powers[row],
-            "blend anomaly index": result.blend_anomaly_index[row] if result.blend_anomaly_index else None,
+            # Only when the blend probe ran: a column of blanks would name a number the table does not have.
+            **({"blend anomaly index": result.blend_anomaly_index[row]} if result.blend_anomaly_index else {}),
             "flagged": cls in result.flagged,
         }
         for row, cls in enumerate(result.classes)
@@ -185,7 +218,7 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
     )
     sections = [
         ReportSection("Verdict", text=verdict),
-        ReportSection("Classes", text=SCAN_TEXT, table=rows),
+        ReportSection("Classes", text=legend(list(rows[0]) if rows else [], SCAN_COLUMNS), table=rows),
         ReportSection("Flagged classes and recovered triggers", text=trigger_text, table=triggers, figures=pictures),
         ReportSection(
             "Patterns and anomaly indices",

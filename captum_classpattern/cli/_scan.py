@@ -23,9 +23,18 @@ from .._utils import write_atomic, write_json_atomic
 from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
-from ._arguments import WEIGHTS_HELP, add_run_flags, non_negative_int, positive_float, positive_int, show_progress
+from ._arguments import (
+    WEIGHTS_HELP,
+    add_run_flags,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    show_progress,
+)
+from ._classes import ClassSpec, class_mapping, parse_classes
 from ._errors import UsageError
-from ._loaders import check_job, load_data, load_model, parse_classes, parse_device
+from ._loaders import check_job, load_data, load_model, parse_device
 from ._output import prepare_out, publish
 from ._report import scan_page, trigger_location
 
@@ -81,7 +90,11 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=2000,
         help="images read from cifar10/folder data, the first of each class in equal shares (default 2000)",
     )
-    scan.add_argument("--classes", help="comma-separated classes to scan, e.g. 0,3,7 (default: all, at least three)")
+    scan.add_argument(
+        "--classes",
+        help="comma-separated class numbers or names to scan, e.g. 0,3,7 (default: all, at least three); the run "
+        "prints the number = name mapping",
+    )
     scan.add_argument(
         "--device", default="cpu", help="torch device, e.g. cuda:0; checked before any work (default cpu)"
     )
@@ -124,11 +137,12 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with two or more --reference-weights, do not floor the relative anomaly index's spread by how "
         "much the references differ among themselves (ScoringSettings.reference_spread)",
     )
-    scan.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    scan.add_argument("--seed", type=seed_int, default=0, help="seed of the search, 0..2**32 - 1 (default 0)")
     scan.add_argument(
         "--out",
         default="classpattern_scan",
-        help="output folder, created if missing and checked writable before any work (default classpattern_scan)",
+        help="output folder, checked writable before any work and created when the run first writes "
+        "(default classpattern_scan)",
     )
     scan.add_argument("--fail-on-flag", action="store_true", help="exit with status 1 when a class is flagged")
     add_run_flags(scan)
@@ -136,11 +150,12 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load(
-    args: argparse.Namespace, classes: Optional[List[int]]
+    args: argparse.Namespace, classes: Optional[List[ClassSpec]]
 ) -> Tuple[torch.nn.Module, Split, Split, Sequence[str], Dict[str, Any]]:
     """The model, the search and held-out images on the device, the class names and what to report.
 
-    The reference models, if any, are under ``info["references"]``.
+    The reference models, if any, are under ``info["references"]``; the class numbers of
+    ``--classes`` (names resolved) under ``info["classes"]``.
     """
     device = parse_device(args.device)
     size: Optional[int] = args.size or (DEMO_SIDE if args.data == "digits" else None)
@@ -169,9 +184,10 @@ def _load(
             "trigger": repr(trigger),
             "trigger_mask": trigger.mask(side, side),
         }
-    check_job(model, search, names, classes, None, args.model, args.data)
-    for reference in references:
-        check_job(reference, search, names, classes, None, args.model, args.data)
+    chosen = check_job(model, search, names, classes, None, args.model, args.data, args.weights)
+    for reference, weights in zip(references, args.reference_weights or []):
+        check_job(reference, search, names, classes, None, args.model, args.data, weights)
+    info["classes"] = None if classes is None else chosen
     info["references"] = references
     search = Split(search.images.to(device), search.labels.to(device))
     held_out = Split(held_out.images.to(device), held_out.labels.to(device))
@@ -206,6 +222,9 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     model, search, held_out, names, info = _load(args, classes)
     trigger_mask = info.pop("trigger_mask", None)
+    classes = info.pop("classes")
+    if classes is not None:
+        print(class_mapping(classes, names))
     references = info.pop("references", [])
     started = time.perf_counter()
     result = scan(
@@ -226,14 +245,19 @@ def run_scan(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
 
-    blend = result.blend_anomaly_index or [float("nan")] * len(result.classes)
-    print(f"{'class':<12}{'score':>10}{'anomaly':>9}{'k':>6}{'power':>7}{'blend':>7}  flagged")
+    # Every number to three decimals, as in the search's table; the blend column only when the probe ran.
+    # Cells are joined by a space, so that an anomaly index wider than its column (a spread of 0
+    # makes it huge) cannot run into its neighbour.
+    blend = result.blend_anomaly_index
+    names = ["score", "anomaly", "k", "power"] + (["blend"] if blend else [])
+    widths = [9, 9, 5, 6, 8][: len(names)]
+    print(" ".join([f"{'class':<11}"] + [f"{n:>{w}}" for n, w in zip(names, widths)]) + "  flagged")
     for row, cls in enumerate(result.classes):
+        values = [result.scores[row], result.anomaly_index[row], result.patterns[row].k, result.powers[row]]
+        values += [blend[row]] if blend else []
+        cells = [f"{v:>{w}}" if isinstance(v, int) else f"{v:>{w}.3f}" for v, w in zip(values, widths)]
         mark = "  <-- flagged" if cls in result.flagged else ""
-        print(
-            f"{class_names[row]:<12}{result.scores[row]:>10.3g}{result.anomaly_index[row]:>9.2f}"
-            f"{result.patterns[row].k:>6}{result.powers[row]:>7.2f}{blend[row]:>7.2f}{mark}"
-        )
+        print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
     for cls in result.flagged:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
-from typing import List, Sequence, Union
+import warnings
+from typing import Dict, List, Sequence, Union
 
 import torch
 
 from .._utils import predict, write_atomic
-from ..attr import ImageStream
+from ..attr import NAMED_SCHEDULES, Budget, ImageStream, SearchSchedule, pixel_budget
 from ..data import DIGIT_CLASSES, Split, load_digits
 from ..pipeline import PowerSample, init_distributed, is_main_process, main_process_first, search_classes
 from ..training import accuracy, digits_model
 from ..visualization import plot_class_patterns, png_bytes
 from ._arguments import show_progress
+from ._classes import class_mapping, parse_classes
 from ._loaders import (
     FOLDER_SIDE,
     check_job,
@@ -30,7 +33,6 @@ from ._loaders import (
     load_data,
     load_model,
     load_stream,
-    parse_classes,
     parse_device,
     probe_split,
 )
@@ -64,27 +66,32 @@ def run_search(
     device = next(model.parameters()).device
     init_distributed(device)
     main_process = is_main_process()
+    schedule = _schedule(args)  # a bad --alpha is refused before any work
     test_accuracy = None
     if main_process:
+        print(class_mapping(classes, class_names))
         test_accuracy = _accuracy(model, held_out, device)
         print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
     power_images = getattr(args, "power_images", None)
     measured: Union[Source, PowerSample] = held_out if power_images is None else PowerSample(held_out, power_images)
     start = time.perf_counter()
-    outcome = search_classes(
-        model,
-        search,
-        measured,
-        classes,
-        k=args.k,
-        class_names=class_names,
-        schedule=args.schedule,
-        seed=args.seed,
-        show_progress=show_progress(args),
-        checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
-        chunk_size=args.chunk_size,
-        resume=args.resume,
-    )
+    with warnings.catch_warnings():
+        # A collapsed map is reported below in one line, with advice this command can follow.
+        warnings.filterwarnings("ignore", message="only .* pixels asked for have a positive score")
+        outcome = search_classes(
+            model,
+            search,
+            measured,
+            classes,
+            k=args.k,
+            class_names=class_names,
+            schedule=schedule,
+            seed=args.seed,
+            show_progress=show_progress(args),
+            checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
+            chunk_size=args.chunk_size,
+            resume=args.resume,
+        )
     seconds = time.perf_counter() - start
     if not main_process:
         return 0
@@ -92,6 +99,7 @@ def run_search(
     report.test_accuracy = test_accuracy
     report.settings = {
         "schedule": args.schedule,
+        **({} if args.alpha is None else {"alpha": args.alpha}),
         "seed": args.seed,
         "k": args.k,
         "seconds": round(seconds, 2),
@@ -99,11 +107,17 @@ def run_search(
         **extra_settings,
     }
     print(report.table())
+    collapsed = _collapsed(outcome.maps, args.k)
+    if collapsed:
+        print(_collapse_note(args, collapsed, classes, class_names), file=sys.stderr)
     fig, _ = plot_class_patterns(
         outcome.canvases.cpu(),
         outcome.maps.cpu(),
         [p.to("cpu") for p in outcome.patterns],
-        class_names=[str(class_names[c]) for c in classes],
+        class_names=[
+            f"{class_names[c]}\n(map collapsed)" if i in collapsed else str(class_names[c])
+            for i, c in enumerate(classes)
+        ],
         powers=[row.predictive_power for row in report.classes],
         use_pyplot=False,
     )
@@ -119,6 +133,35 @@ def run_search(
     )
     print(f"wrote {report_path}, {page_path} and {figure_path} (search and measurement took {seconds:.1f} s)")
     return 0
+
+
+def _schedule(args: argparse.Namespace) -> Union[str, SearchSchedule]:
+    """The named ``--schedule``, with ``--alpha`` when given.
+
+    Raises:
+        ValueError: ``--alpha`` above 1.
+    """
+    if args.alpha is None:
+        return args.schedule
+    return NAMED_SCHEDULES[args.schedule].replace(alpha=args.alpha)
+
+
+def _collapsed(maps: torch.Tensor, k: Budget) -> Dict[int, int]:
+    """Row -> positive pixels, for the maps with fewer positive pixels than the pattern size asks for."""
+    count = pixel_budget(k, *maps.shape[-2:])
+    positive = (maps.reshape(maps.shape[0], -1, *maps.shape[-2:])[:, 0] > 0).flatten(1).sum(1).tolist()
+    return {row: int(n) for row, n in enumerate(positive) if n < count}
+
+
+def _collapse_note(args: argparse.Namespace, collapsed: Dict[int, int], classes, class_names) -> str:
+    """One plain line about collapsed maps, with advice this command can follow."""
+    which = ", ".join(f"{class_names[classes[row]]} ({n} px)" for row, n in collapsed.items())
+    alpha = args.alpha if args.alpha is not None else NAMED_SCHEDULES[args.schedule].alpha
+    return (
+        f"classpattern {args.command}: warning: the map of {len(collapsed)} class(es) collapsed, with fewer positive "
+        f"pixels than --k asks for: {which}; their patterns are partly filler (marked in patterns.png). Rerun with "
+        f"a larger --alpha (now {alpha:g}, e.g. {min(1.0, alpha * 2):g}) or a smaller --k."
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -153,13 +196,13 @@ def run_user_search(args: argparse.Namespace) -> int:
     if is_stream_spec(args.data):
         side = args.image_size or FOLDER_SIDE
         stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, side)
-        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data)
+        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data, args.weights)
         settings.update(streamed=True, image_size=side, workers=args.workers, max_batch=args.max_batch)
         return run_search(model, stream, held_stream, names, classes, args, settings)
     search, held_out, names = load_data(args.data, args.limit, size=args.image_size)
     if args.image_size:
         settings["image_size"] = args.image_size
-    classes = check_job(model, search, names, chosen, args.k, args.model, args.data)
+    classes = check_job(model, search, names, chosen, args.k, args.model, args.data, args.weights)
     return run_search(model, search, held_out, names, classes, args, settings)
 
 

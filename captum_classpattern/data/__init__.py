@@ -10,6 +10,7 @@ from ._loaders import (
     load_cifar10,
     load_digits,
     load_image_folder,
+    read_image,
 )
 from ._photo_digits import PHOTOS, load_photo_digits
 
@@ -21,6 +22,7 @@ __all__ = [
     "cifar10_layout",
     "balanced_indices",
     "load_image_folder",
+    "read_image",
     "load_photo_digits",
     "PHOTOS",
     "DIGIT_CLASSES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._balanced import balanced_indices
+from ._safe_pickle import load_cifar_batch
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 """Class names of the digits: ``"0"`` to ``"9"``."""
@@ -95,9 +96,7 @@ def _resized(images: Tensor, size: Optional[int]) -> Tensor:
 
 
 def _cifar10_batches(folder: str, train: bool, limit: Optional[int]) -> Split:
-    """Read the batches of torchvision's python format: pickled rows of uint8 pixels."""
-    import pickle
-
+    """Read the batches of torchvision's python format with the restricted unpickler."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
     if missing:
@@ -107,8 +106,7 @@ def _cifar10_batches(folder: str, train: bool, limit: Optional[int]) -> Split:
         )
     arrays, labels = [], []
     for name in names:
-        with open(os.path.join(folder, name), "rb") as stream:
-            entry = pickle.load(stream, encoding="latin1")
+        entry = load_cifar_batch(os.path.join(folder, name))
         arrays.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(entry["labels"])
     keep = torch.tensor(balanced_indices(labels, limit), dtype=torch.long)
@@ -190,7 +188,12 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None, si
 
     Raises:
         FileNotFoundError: the data set is not at ``root``, naming the expected folders.
-        ValueError: an image file that cannot be read (named), or a bad ``limit``.
+        pickle.UnpicklingError: a batch file refers to anything outside the format (it
+            could run code); the batches are read with a restricted unpickler that builds
+            only dicts, lists, strings, numbers and NumPy arrays, and nothing a file names
+            is imported or called.
+        ValueError: a damaged batch file, an image file that cannot be read (named), or a
+            bad ``limit``.
 
     Example:
         >>> test = load_cifar10(os.environ["CLASSPATTERN_CIFAR10"], limit=1000)  # 100 per class
@@ -204,6 +207,33 @@ def load_cifar10(root: str, train: bool = False, limit: Optional[int] = None, si
             raise FileNotFoundError(f"CIFAR-10 not found: no folder {part} (expected {part}/<class>/<image>).")
         split = _cifar10_folder(part, limit)
     return Split(_resized(split.images, size), split.labels)
+
+
+def read_image(path: str) -> Any:
+    """Open an image file as an RGB PIL image, naming the file when it cannot be read.
+
+    ``ImageFolder``'s own loader fails on a corrupt file with PIL's message, which names an
+    open file object at best; in a folder of thousands of images the file is what matters.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The image, converted to RGB.
+
+    Raises:
+        ValueError: the file is not a readable image; the message names it.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as stream:
+            return Image.open(stream).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as error:  # PIL reports a bad file with any of these
+        raise ValueError(
+            f"cannot read the image {path} ({type(error).__name__}: {' '.join(str(error).split())[:120]}): "
+            "remove or replace the file."
+        ) from error
 
 
 def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -> Tuple[Split, Tuple[str, ...]]:
@@ -220,12 +250,13 @@ def load_image_folder(root: str, size: int = 224, limit: Optional[int] = None) -
 
     Raises:
         FileNotFoundError: ``root`` is not a folder of class folders.
+        ValueError: an image file cannot be read; the message names it.
     """
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"image folder {root} does not exist: expected {root}/<class name>/<image files>.")
+        raise FileNotFoundError(f"image folder {root} not found: expected {root}/<class name>/<image files>.")
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
-    dataset = ImageFolder(root, transform=tf)
+    dataset = ImageFolder(root, transform=tf, loader=read_image)
     return _stack(dataset, balanced_indices(dataset.targets, limit)), tuple(dataset.classes)

@@ -18,9 +18,11 @@ from .._utils import (
     check_class_index,
     check_images,
     check_keys,
+    check_label_range,
     check_labels,
     check_positive_float,
     check_positive_int,
+    check_seed,
     evaluation_mode,
     float_array,
     num_classes_of,
@@ -59,8 +61,7 @@ class AttackSettings:
         check_positive_float(self.step_size, "step_size")
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+        object.__setattr__(self, "seed", check_seed(self.seed, "AttackSettings.seed"))
 
     def replace(self, **changes: Any) -> AttackSettings:
         """A copy with some settings changed, e.g. ``AttackSettings().replace(steps=20)``."""
@@ -253,6 +254,7 @@ def attack_unit_shift(
     run_on = run_device(model, device)
     with evaluation_mode(model, _WHO):
         num_classes = num_classes_of(model, images[:1].to(run_on), who=_WHO)
+        check_label_range(labels, num_classes, "labels")
         target = check_class_index(target, "target", num_classes)
         if source is not None and check_class_index(source, "source", num_classes) == target:
             raise ValueError(f"source and target are both class {target}; attack toward another class.")

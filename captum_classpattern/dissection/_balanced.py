@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .._utils import check_labels, check_positive_int, predict
+from .._utils import check_labels, check_positive_int, checked_call, evaluation_mode, output_width, predict
 from ._hooks import run_device
 
 
@@ -35,6 +35,27 @@ def check_labelled(images: Tensor, labels: Any, num_classes: Optional[int] = Non
         if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
             raise ValueError(f"labels must lie in 0..{num_classes - 1}.")
     return labels
+
+
+def check_model_width(model: nn.Module, images: Tensor, num_classes: int, device: torch.device, who: str) -> None:
+    """Run the model on one image and refuse a ``num_classes`` other than its output width.
+
+    The per-class scores count predictions against ``num_classes`` classes: with fewer, the
+    predictions of the model's extra classes were clamped onto the last one; with more, the
+    extra classes scored as never predicted. Either way the numbers were wrong without a word.
+
+    Raises:
+        ValueError: the model fails on the image, its output carries no class signal, or its
+            width is not ``num_classes``.
+    """
+    with evaluation_mode(model, who, warn=False), torch.inference_mode():
+        output = checked_call(model, (images[:1].to(device),), None, who)
+    width = output_width(output, who)
+    if width != num_classes:
+        raise ValueError(
+            f"num_classes is {num_classes} but the model returns {width} classes: pass num_classes={width} "
+            f"(and labels in 0..{width - 1})."
+        )
 
 
 def balanced_from_predictions(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -89,7 +110,7 @@ def balanced_accuracy_per_class(
     """
     labels = check_labelled(images, labels, num_classes)
     check_positive_int(batch_size, "batch_size")
-    predictions = predict(
-        model, images, batch_size=batch_size, device=run_device(model, device), who="balanced_accuracy_per_class"
-    )
+    run_on = run_device(model, device)
+    check_model_width(model, images, num_classes, run_on, "balanced_accuracy_per_class")
+    predictions = predict(model, images, batch_size=batch_size, device=run_on, who="balanced_accuracy_per_class")
     return balanced_from_predictions(predictions, labels, num_classes)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import JsonFile, check_keys, check_positive_float, check_positive_int, float_array
+from .._utils import JsonFile, check_keys, check_positive_float, check_positive_int, check_seed, float_array
 from ._generator import check_latents, generate, segment, top_units
 from ._hooks import LayerSpec, resolve_layer
 from ._intervene import intervene
@@ -58,8 +58,7 @@ class CausalSettings:
     def __post_init__(self) -> None:
         for name in ("units", "random_draws", "batch_size"):
             check_positive_int(getattr(self, name), f"CausalSettings.{name}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"CausalSettings.seed must be an int, got {self.seed!r}.")
+        object.__setattr__(self, "seed", check_seed(self.seed, "CausalSettings.seed"))
         check_positive_float(self.boost, "CausalSettings.boost")
         if not 0 < check_positive_float(self.appear_share, "CausalSettings.appear_share") <= 1:
             raise ValueError(f"CausalSettings.appear_share must lie in (0, 1], got {self.appear_share!r}.")

@@ -228,8 +228,9 @@ def units_responding_to_pattern(
     if others.shape[0] == 0:
         raise ValueError(f"no images of classes other than {target}: pass held-out images of several classes.")
     width = layer_width(model, module, name, others, run_on)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= width:
+    if isinstance(top, (bool, np.bool_)) or not isinstance(top, (int, np.integer)) or not 1 <= top <= width:
         raise ValueError(f"top must be an int in 1..{width} (the layer's units), got {top!r}.")
+    top = int(top)
     check_positive_int(random_trials, "random_trials")
     clean = _mean_channel_activation(model, module, name, others, None, run_on, batch_size)
     stamped = _mean_channel_activation(model, module, name, others, pattern.stamp, run_on, batch_size)
@@ -251,6 +252,7 @@ def units_responding_to_pattern(
             device=run_on,
             batch_size=batch_size,
             who="units_responding_to_pattern",
+            labels=labels,
         )
 
     def accuracy() -> float:

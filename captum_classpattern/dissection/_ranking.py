@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import JsonFile, check_keys, check_positive_int, float_array
+from .._utils import JsonFile, check_class_list, check_keys, check_positive_int, check_seed, float_array
 from ._ablate import ablated_predictions, layer_width, unit_index
-from ._balanced import balanced_from_predictions, check_labelled
+from ._balanced import balanced_from_predictions, check_labelled, check_model_width
 from ._hooks import LayerSpec, resolve_layer, run_device
 
 
@@ -134,6 +134,7 @@ def rank_units_for_class(
     labels = check_labelled(images, labels, num_classes)
     check_positive_int(batch_size, "batch_size")
     run_on = run_device(model, device)
+    check_model_width(model, images, num_classes, run_on, "rank_units_for_class")
     width = layer_width(model, module, name, images, run_on)
     chosen = list(range(width)) if units is None else unit_index(units, width).tolist()
     ablations = [torch.empty(0, dtype=torch.long)] + [torch.tensor([u]) for u in chosen]
@@ -287,10 +288,10 @@ def ablation_curves(
     ks = [int(k) for k in ks]
     if not ks or any(k < 0 or k > len(ranking.units) for k in ks):
         raise ValueError(f"each k must lie in 0..{len(ranking.units)} (the ranked units), got {ks}.")
-    classes = list(range(num_classes)) if classes is None else [int(c) for c in classes]
-    if any(c < 0 or c >= num_classes for c in classes):
-        raise ValueError(f"classes must lie in 0..{num_classes - 1}, got {classes}.")
+    classes = list(range(num_classes)) if classes is None else check_class_list(classes, "classes", num_classes)
     check_positive_int(random_trials, "random_trials")
+    seed = check_seed(seed)
+    check_model_width(model, images, num_classes, run_device(model, device), "ablation_curves")
     generator = torch.Generator().manual_seed(seed)
     ablations: List[Tensor] = [torch.empty(0, dtype=torch.long)]
     every = torch.arange(width)

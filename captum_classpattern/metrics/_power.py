@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Sequence
+from typing import Callable, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import check_class_index, check_images, check_labels, check_positive_int, share_predicted
+from .._utils import check_class_index, check_images, check_labels, check_positive_int, check_seed, share_predicted
 from ..attr import Budget, Pattern, pixel_budget, pixel_scores, random_pattern, top_k_pattern
 
 
-def _other_class(images: Tensor, labels: Tensor, target: int) -> Tensor:
+def _other_class(images: Tensor, labels: Tensor, target: int) -> Tuple[Tensor, Tensor]:
+    """The images not of ``target``, and all the labels (checked)."""
     target = check_class_index(target, "target")
     check_images(images, "images")
     labels = check_labels(images, labels, "held-out")
     keep = (labels != target).to(images.device)
     if not bool(keep.any()):
         raise ValueError(f"no images of classes other than {target} to measure on.")
-    return images[keep]
+    return images[keep], labels
 
 
 def predictive_power(
@@ -49,9 +50,9 @@ def predictive_power(
             ``target`` the model does not have (checked against its output width).
         TypeError: a ``target`` or labels that are not integer class indices.
     """
-    others = _other_class(images, labels, target)
+    others, checked = _other_class(images, labels, target)
     return share_predicted(
-        model, others, target, batch_size=batch_size, transform=pattern.stamp, who="predictive_power"
+        model, others, target, labels=checked, batch_size=batch_size, transform=pattern.stamp, who="predictive_power"
     )
 
 
@@ -72,7 +73,8 @@ def floor_rate(model: Callable, images: Tensor, labels: Tensor, target: int, bat
         ValueError: no other-class images, or a ``target`` the model does not have.
         TypeError: a ``target`` or labels that are not integer class indices.
     """
-    return share_predicted(model, _other_class(images, labels, target), target, batch_size=batch_size, who="floor_rate")
+    others, checked = _other_class(images, labels, target)
+    return share_predicted(model, others, target, labels=checked, batch_size=batch_size, who="floor_rate")
 
 
 def random_pixel_power(
@@ -103,12 +105,12 @@ def random_pixel_power(
         A float in [0, 1].
 
     Raises:
-        ValueError: ``trials`` < 1, and as :func:`predictive_power`.
-        TypeError: as :func:`predictive_power`.
+        ValueError: ``trials`` < 1, a seed outside 0..2**32 - 1, and as :func:`predictive_power`.
+        TypeError: a seed that is not an int, and as :func:`predictive_power`.
     """
     check_positive_int(trials, "trials")
     check_class_index(target, "target")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_seed(seed))
     powers = [
         predictive_power(model, random_pattern(canvas, k, generator), images, labels, target, batch_size)
         for _ in range(trials)

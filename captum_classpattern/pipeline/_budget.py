@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._utils import check_positive_int, evaluation_mode
+from .._utils import check_label_range, check_positive_int, evaluation_mode, output_width
 from ..attr import ImageStream, Pattern
 from ..data import Split
 
@@ -161,8 +161,11 @@ def measure_patterns(
     floor_hits = torch.zeros(len(classes), dtype=torch.long, device=device)
     floor_measured = torch.zeros_like(floor_hits)
     with evaluation_mode(model, "search_classes"), torch.inference_mode():
-        for images, labels in sample_batches(sample.data, sample.indices(), rows, device):
-            plain = model(images).argmax(1)
+        for number, (images, labels) in enumerate(sample_batches(sample.data, sample.indices(), rows, device)):
+            logits = model(images)
+            if number == 0:  # a model without a class signal, or labels it cannot have, make every count wrong
+                check_label_range(sample.data.labels, output_width(logits, "search_classes"), "held_out labels")
+            plain = logits.argmax(1)
             others = labels.unsqueeze(0) != floor_classes.unsqueeze(1)
             floor_hits += (others & (plain.unsqueeze(0) == floor_classes.unsqueeze(1))).sum(1)
             floor_measured += others.sum(1)

@@ -149,6 +149,17 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_checkpoint_folder(folder: Union[str, os.PathLike]) -> None:
+    """Refuse a checkpoint folder that is a file, before any work.
+
+    Raises:
+        ValueError: ``folder`` exists and is not a folder.
+    """
+    path = os.fspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"checkpoint_dir {path} is a file, not a folder: give a folder (it is created when missing).")
+
+
 class Checkpoints:
     """The checkpoint folder of one run.
 
@@ -178,18 +189,32 @@ class Checkpoints:
 
         Run on one process only (rank 0), before the others read the folder.
 
+        Resuming never deletes a finished chunk: when the manifest is missing but chunk files
+        are there, nothing is touched and the error says how to recover. Only a run without
+        ``resume`` (an explicit fresh start) deletes old chunks.
+
         Raises:
-            ValueError: resuming, but the folder's manifest records other settings, data or model.
+            ValueError: the folder is a file; resuming, but the folder's manifest is missing
+                (with chunk files present), unreadable, or records other settings, data or model.
         """
+        check_checkpoint_folder(self.folder)
         os.makedirs(self.folder, exist_ok=True)
         for name in os.listdir(self.folder):  # the leftovers of a write that was interrupted
             if name.startswith(_TEMPORARY_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(self.folder, name))
-        if resume and os.path.isfile(os.path.join(self.folder, MANIFEST)):
+        if resume and os.path.lexists(os.path.join(self.folder, MANIFEST)):
             self.check()
             return
-        for name in self._chunk_files():
+        chunks = self._chunk_files()
+        if resume and chunks:
+            raise ValueError(
+                f"cannot resume from {self.folder}: its manifest ({MANIFEST}) is missing, so its {len(chunks)} "
+                "finished chunk file(s) cannot be matched to this run; nothing was deleted. Restore the manifest "
+                "from a backup to resume, or start afresh without resume (resume=False; on the command line, "
+                "without --resume), which deletes them."
+            )
+        for name in chunks:
             os.remove(os.path.join(self.folder, name))
         write_json_atomic(os.path.join(self.folder, MANIFEST), self.manifest)
 
@@ -203,10 +228,17 @@ class Checkpoints:
         try:
             with open(path, encoding="utf-8") as stream:
                 recorded = json.load(stream)
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"cannot read the checkpoint manifest {path}: {error}.") from error
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"cannot read the checkpoint manifest {path} ({type(error).__name__}: {' '.join(str(error).split())}); "
+                "nothing was deleted: restore the manifest to resume, or start afresh without resume (resume=False; "
+                "on the command line, without --resume), which deletes the folder's checkpoints."
+            ) from error
         if not isinstance(recorded, dict):
-            raise ValueError(f"{path} is not a checkpoint manifest: delete the folder, or start afresh without resume.")
+            raise ValueError(
+                f"{path} is not a checkpoint manifest; nothing was deleted: restore it to resume, or start afresh "
+                "without resume (resume=False; on the command line, without --resume)."
+            )
         if recorded == self.manifest:
             return
         keys = list(self.manifest) + [key for key in recorded if key not in self.manifest]

@@ -10,7 +10,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import check_positive_int
+from .._utils import (
+    check_class_list,
+    check_label_range,
+    check_positive_int,
+    check_seed,
+    check_sequence_length,
+    evaluation_mode,
+    num_classes_of,
+)
 from ..attr import (
     Budget,
     ClassPattern,
@@ -33,7 +41,7 @@ from ..metrics import (
     wilson_interval,
 )
 from ._budget import PowerSample, measure_patterns, rates
-from ._checkpoint import Checkpoints, build_manifest
+from ._checkpoint import Checkpoints, build_manifest, check_checkpoint_folder
 from ._distributed import all_gather, init_distributed, main_process_first, shard, world
 from ._report import ClassReport, SearchReport
 from ._results import ClassResults, SearchOutcome
@@ -137,9 +145,14 @@ def search_classes(
         A :class:`SearchOutcome`, on every rank.
 
     Raises:
-        TypeError: a baseline of none of the accepted forms, or one that returns no tensor;
-            ``search`` or ``held_out`` of another type.
-        ValueError: no classes, bad settings, an unknown baseline name or two baselines with
+        TypeError: classes that are not int class indices, a baseline of none of the
+            accepted forms, or one that returns no tensor; ``search`` or ``held_out`` of
+            another type.
+        ValueError: no classes, a repeated class, ``class_names`` without a name for every
+            class, a seed outside 0..2**32 - 1, a model whose output carries no class signal
+            (NaN, or fewer than two classes), labels the model cannot have, a
+            ``checkpoint_dir`` that is a file, ``resume`` with a checkpoint folder whose
+            manifest is missing or unreadable, bad settings, an unknown baseline name or two baselines with
             the same display name, a baseline whose attribution does not give one score per
             canvas pixel, ``resume`` without ``checkpoint_dir``, or checkpoints of another run
             (other settings, classes, baselines, model, data or package version) to resume.
@@ -160,13 +173,17 @@ def search_classes(
         >>> outcome = search_classes(model, train, val, range(1000), checkpoint_dir="ckpt", chunk_size=64)
     """
     search, held_out = _check_sources(search, held_out)
-    classes = [int(c) for c in classes]
-    if not classes:
-        raise ValueError("no classes to search.")
+    classes = check_class_list(classes, "classes")
+    check_sequence_length(class_names, max(classes) + 1, "class_names", f"classes include {max(classes)}")
+    seed = check_seed(seed)
+    k = int(k) if isinstance(k, np.integer) else k  # the manifest is JSON, which takes no NumPy ints
+    _refuse_meta(model, search, held_out)
     if chunk_size is not None:
-        check_positive_int(chunk_size, "chunk_size")
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to resume.")
+    if checkpoint_dir is not None:
+        check_checkpoint_folder(checkpoint_dir)
     resolved = resolve_baselines(baselines)
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
     settings: Dict[str, Any] = dict(
@@ -233,6 +250,19 @@ def _check_sources(search: Any, held_out: Any) -> Tuple[Source, Union[Split, Pow
     return search, held_out
 
 
+def _refuse_meta(model: Any, search: Source, held_out: Union[Split, PowerSample]) -> None:
+    """Refuse a model or a Split on the meta device (shapes only), which would fail deep inside the search."""
+    if isinstance(model, torch.nn.Module) and any(p.device.type == "meta" for p in model.parameters()):
+        raise ValueError(
+            "model is on the meta device (shapes only, no weights): materialise it first, e.g. "
+            "model.to_empty(device='cpu') followed by model.load_state_dict(...)."
+        )
+    data = held_out.data if isinstance(held_out, PowerSample) else held_out
+    for name, split in (("search", search), ("held_out", data)):
+        if isinstance(split, Split) and split.images.device.type == "meta":
+            raise ValueError(f"{name} images are on the meta device (shapes only, no values): load the images.")
+
+
 def _on_device(data: Any, device) -> Any:
     """A Split's tensors on ``device``; a stream (read batch by batch) or sample as it is."""
     return Split(data.images.to(device), data.labels.to(device)) if isinstance(data, Split) else data
@@ -245,6 +275,7 @@ def _search_maps(model, search: Source, classes: List[int], device, schedule, ca
         canvases = select_canvases(model, search.images, search.labels, classes, canvas_strategy, seed=seed)
         baselines, labels, cap = search.images, search.labels, DEFAULT_FORWARD_BATCH
     else:
+        _check_stream_labels(model, search, device)
         own = torch.nonzero(torch.isin(search.labels, torch.tensor(classes))).flatten()
         pool = search if canvas_strategy == "best_of_n" else search.subset(own)
         canvases = select_canvases(model, pool, None, classes, canvas_strategy, seed=seed).to(device)
@@ -261,6 +292,19 @@ def _search_maps(model, search: Source, classes: List[int], device, schedule, ca
         show_progress=show_progress,
     )
     return canvases, maps, explainer.last_tie_break
+
+
+def _check_stream_labels(model, stream: ImageStream, device) -> None:
+    """Refuse a stream's labels that the model cannot have, checked on one image before the canvases are chosen.
+
+    The canvases of a stream are chosen among each class's own images only, so a label the
+    model cannot have would otherwise surface as a class "with no images".
+    """
+    head = stream.subset(range(1))
+    images, _ = next(iter(ImageStream(head.dataset, head.labels, batch_size=1)))
+    with evaluation_mode(model, "search_classes"):
+        width = num_classes_of(model, images.to(device), who="search_classes")
+    check_label_range(stream.labels, width, "the search stream's labels")
 
 
 def _search_here(

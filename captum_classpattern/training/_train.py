@@ -91,5 +91,5 @@ def accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: int = 
     """
     check_images(images, "images", unit_range=False)
     labels = check_labels(images, labels, "accuracy")
-    predicted = predict(model, images, batch_size=batch_size, who="accuracy")
+    predicted = predict(model, images, batch_size=batch_size, who="accuracy", labels=labels)
     return float((predicted == labels).double().mean())

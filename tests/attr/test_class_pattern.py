@@ -236,7 +236,7 @@ def test_bad_input_raises_clear_errors(linear_model, toy_split, change, message)
 
 def test_model_on_another_device_is_reported(toy_split):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).to("meta")
-    with pytest.raises(ValueError, match="model is on meta"):
+    with pytest.raises(ValueError, match="model is on the meta device.*materialise"):
         ClassPattern(model).attribute(toy_split.images[:1], target=0, baselines=toy_split.images)
 
 

@@ -1,6 +1,7 @@
 """``classpattern scan --reference-weights``: the user's clean reference models take part in the scan."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -35,6 +36,10 @@ def test_blend_probe_can_be_switched_off(install_user_model, tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     result = ScanResult.from_dict(json.loads((tmp_path / "out" / "scan.json").read_text())["result"])
     assert result.blend is None and result.reference_tables == []
+    # Without the probe the table has no blend column, and every number has three decimals.
+    header, *rows = capsys.readouterr().out.splitlines()[:11]
+    assert header.split() == ["class", "score", "anomaly", "k", "power", "flagged"]
+    assert all(re.fullmatch(r"\S+ +-?\d+\.\d{3} +-?\d+\.\d{3} +\d+ +\d\.\d{3}(  <-- flagged)?", r) for r in rows), rows
 
 
 def test_two_references_floor_the_index_unless_told_not_to(install_user_model, tmp_path, capsys):

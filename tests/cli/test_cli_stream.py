@@ -57,7 +57,7 @@ def test_a_streamed_folder_search_resumes(user_folder, capsys):
 @pytest.mark.parametrize(
     "data, message",
     [
-        ("./nowhere", "--data ./nowhere: no such folder"),
+        ("./nowhere", "--data ./nowhere: not found: no such folder"),
         ("model.pt/", "is a file"),
         ("empty", "--data empty: Couldn't find any class folder"),
         ("mnist", "--data must be digits, cifar10:PATH or folder:PATH"),

@@ -61,7 +61,8 @@ def test_probabilities_are_refused_and_logits_and_log_probabilities_accepted():
     logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
     assert check_logits(logits, "test") == 10
     assert check_logits(logits.log_softmax(1), "test") == 10
-    assert check_logits(torch.tensor([[1.0]]), "test") == 1  # one class: nothing to tell apart
+    with pytest.raises(ValueError, match="test: the model returns 1 output column.*at least two classes"):
+        check_logits(torch.tensor([[1.0]]), "test")  # one column carries no class signal
     with pytest.raises(ValueError, match="test: the model returns probabilities.*remove the final softmax"):
         check_logits(logits.softmax(1), "test")
     with pytest.raises(ValueError, match="N x num_classes"):
