@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# OpenMP reads this once, when torch loads it below: threads that wait for work sleep instead
+# of spinning. Only the digits CNN below trains with two threads; on a loaded 2-core box their
+# spinning took 13-47 s of CPU instead of 3 s (same weights either way).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +18,10 @@ from captum_classpattern.data import Split
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
 
-# One torch thread for the whole suite: its models are tiny, and two OpenMP threads cost them
-# about 5x the CPU time (16 s instead of 3 s to train the session's digits CNN) and, on a
-# loaded 2-core box, 5-40x the wall time. The examples' processes run with OMP_NUM_THREADS=1 too.
+# One torch thread for the whole suite: its models are tiny, and two OpenMP threads made them
+# slower, not faster (spinning, they cost about 5x the CPU time: 16 s instead of 3 s to train
+# the session's digits CNN; 5-40x the wall time on a loaded 2-core box). The examples'
+# processes run with OMP_NUM_THREADS=1 too.
 torch.set_num_threads(1)
 
 
