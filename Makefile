@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-quick lint format docs bench clean
+.PHONY: venv demo test test-slow test-all lint format docs bench clean
 
 venv: $(STAMP)
 
@@ -17,11 +17,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/classpattern demo --out classpattern_output
 
+# The tests marked slow (end-to-end runs, the examples, models trained and scanned) are left out
+# of `make test`, so that it stays a few minutes; `make test-slow` runs just them (CI runs both
+# halves) and `make test-all` everything in one run.
 test: $(STAMP)
-	$(BIN)/python -m pytest
-
-test-quick: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

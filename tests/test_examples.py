@@ -12,8 +12,8 @@ nbformat; the quick start's notebook is executed (its code cells joined, in one 
 no Jupyter kernel needed), and each example's options parser is checked to accept the
 command line a Jupyter kernel is started with.
 
-Running the scripts takes minutes, so those tests are marked ``slow`` (``make test-quick``,
-i.e. ``pytest -m "not slow"``, skips them; ``make test`` runs them).
+Running the scripts takes minutes, so those tests are marked ``slow`` (``make test``,
+i.e. ``pytest -m "not slow"``, skips them; ``make test-slow`` and ``make test-all`` run them).
 """
 
 from __future__ import annotations

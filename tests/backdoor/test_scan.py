@@ -318,6 +318,7 @@ def test_scan_rejects_bad_inputs(trained_digits_model, digits16):
         )
 
 
+@pytest.mark.slow  # end to end: the command line trains its backdoored demo model, then scans it
 def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLASSPATTERN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"

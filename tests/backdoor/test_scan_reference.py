@@ -47,6 +47,8 @@ def _marked(split):
     return Split(images, split.labels)
 
 
+# The tests that use the fixtures below are marked slow: between them they train five models
+# and scan each (about 50 s of CPU). ``make test`` leaves them to ``make test-slow``.
 @pytest.fixture(scope="module")
 def clean_reference(digits16, one_thread):
     """A clean reference model and its scan (run once, reused by every suspect)."""
@@ -82,6 +84,7 @@ def natural(digits16, one_thread):
     return suspect, reference, search, held, own, _scan(suspect, search, held, reference=own)
 
 
+@pytest.mark.slow
 def test_planted_patch_is_flagged_with_a_reference(planted):
     result = planted[1]
     assert TARGET in result.flagged
@@ -93,6 +96,7 @@ def test_planted_patch_is_flagged_with_a_reference(planted):
     assert all(a <= b for a, b in zip(result.anomaly_index, alone.anomaly_index))
 
 
+@pytest.mark.slow
 def test_planted_patch_stays_flagged_against_the_references_spread(planted_two_references):
     result = planted_two_references
     # These tiny references disagree a lot with each other, and the target still stands out.
@@ -130,6 +134,7 @@ def test_a_class_within_the_references_spread_is_cleared():
     assert flag_against_references(-planted, -references, "low", 3.0, True)[3] == [9]
 
 
+@pytest.mark.slow
 def test_reference_spread_is_checked_and_old_files_keep_their_flags(natural, tmp_path):
     with pytest.raises(TypeError, match="reference_spread"):
         ScoringSettings(reference_spread=1)
@@ -142,6 +147,7 @@ def test_reference_spread_is_checked_and_old_files_keep_their_flags(natural, tmp
     assert ScanResult.from_json(path).scoring.reference_spread is False
 
 
+@pytest.mark.slow
 def test_natural_shortcut_is_flagged_alone_but_not_with_the_reference(natural):
     result = natural[-1]
     # At Neural Cleanse's lenient threshold the shortcut is an outlier of the suspect alone...
@@ -154,6 +160,7 @@ def test_natural_shortcut_is_flagged_alone_but_not_with_the_reference(natural):
     assert result.reference_scores[MARKED] >= np.median(result.reference_scores)
 
 
+@pytest.mark.slow
 def test_without_reference_the_scan_is_unchanged(natural):
     suspect, _, search, held, _, result = natural
     plain = _scan(suspect, search, held)
@@ -163,6 +170,7 @@ def test_without_reference_the_scan_is_unchanged(natural):
     assert plain.flagged == alone.flagged and plain.anomaly_index == alone.anomaly_index
 
 
+@pytest.mark.slow
 def test_reference_models_are_scanned_like_their_results(natural):
     suspect, reference, search, held, own, result = natural
     direct = _scan(suspect, search, held, reference=[reference])
@@ -170,6 +178,7 @@ def test_reference_models_are_scanned_like_their_results(natural):
     assert direct.flagged == result.flagged and direct.scores == result.scores
 
 
+@pytest.mark.slow
 def test_reference_fields_round_trip_through_json(natural, tmp_path):
     result = natural[-1]
     path = tmp_path / "scan.json"
@@ -182,6 +191,7 @@ def test_reference_fields_round_trip_through_json(natural, tmp_path):
     np.testing.assert_array_equal(again.reference_tables[0].powers, result.reference_tables[0].powers)
 
 
+@pytest.mark.slow
 def test_rescore_keeps_the_reference(natural):
     result = natural[-1]
     by_size = result.rescore("min_k")
@@ -193,6 +203,7 @@ def test_rescore_keeps_the_reference(natural):
         result.rescore("power_auc", reference="no")
 
 
+@pytest.mark.slow
 def test_bad_references_are_refused(natural, digits16):
     suspect, reference, search, held, own, _ = natural
     images, labels = search.images[:60], search.labels[:60]

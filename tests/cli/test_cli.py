@@ -78,6 +78,7 @@ def test_search_writes_report_and_figure(user_model, tmp_path, capsys):
     assert {"class", "k", "predictive_power", "floor", "random", "baselines"} <= set(raw["classes"][0])
 
 
+@pytest.mark.slow  # trains the demo's CNN and searches all 10 classes with the default schedule
 def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSPATTERN_CACHE", str(tmp_path / "cache"))
     code = main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"])

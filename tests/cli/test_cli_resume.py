@@ -44,6 +44,7 @@ def _maps(checkpoints):
     return maps
 
 
+@pytest.mark.slow  # end to end: a real process killed, then three default-schedule searches
 def test_a_killed_search_resumes_to_the_uninterrupted_result(user_folder, capsys):
     env = dict(os.environ, CLASSPATTERN_TEST_EXIT_AFTER_CHUNKS="1", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "captum_classpattern.cli", *ARGS, "--chunk-size", "1", "--out", "run"]
@@ -83,7 +84,8 @@ def test_a_failed_figure_or_page_leaves_no_report(failing, user_folder, monkeypa
         write(path, data)
 
     monkeypatch.setattr(cli_search, "write_atomic", disk_full)
-    assert main([*ARGS, "--out", "out"]) == 2
+    # The fast schedule: what happens after the search is under test, not the search itself.
+    assert main([*ARGS, "--schedule", "fast", "--out", "out"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     # No report, page or figure, no temporary file: the search itself is kept.
     assert sorted(os.listdir(user_folder / "out")) == ["checkpoints"]

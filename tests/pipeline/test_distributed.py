@@ -97,6 +97,7 @@ def single_process(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.mark.slow  # end to end: two worker processes, each importing torch and searching
 def test_two_gloo_processes_gather_the_single_process_report(trained_digits_model, digits16, tmp_path, single_process):
     weights = tmp_path / "model.pt"
     torch.save(trained_digits_model.state_dict(), weights)
@@ -168,6 +169,7 @@ def test_two_gloo_processes_gather_the_single_process_report(trained_digits_mode
     ]
 
 
+@pytest.mark.slow  # end to end: torchrun and two worker processes
 def test_classpattern_search_under_torchrun_writes_once(trained_digits_model, tmp_path, monkeypatch, single_process):
     """``classpattern search`` launched by torchrun: rank 0 alone prints and writes, same report."""
     from captum_classpattern.cli import main
