@@ -5,7 +5,7 @@ Class patterns on real images: CIFAR-10 when you have it
 The same search the other examples run on the digits, on photographs. Without data of
 your own the script trains a small CNN on the embedded photo digits (colour digits over
 crops of real photographs, nothing downloaded); given a CIFAR-10 copy
-(``--cifar10 PATH`` or ``$CLASSPATTERN_CIFAR10``: torchvision's ``cifar-10-batches-py``, or
+(``--cifar10 PATH``, or ``$CLASSPATTERN_CIFAR10`` without ``--quick``: torchvision's ``cifar-10-batches-py``, or
 ``train/`` and ``test/`` class folders) it uses CIFAR-10, and the PreAct-ResNet-18 of
 ``benchmarks/cifar10_models.py`` if that has been trained, or else trains a small pooled
 CNN for ``--epochs`` epochs with :func:`~captum_classpattern.training.train_with_recipe`
@@ -44,14 +44,17 @@ K = 0.05
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options; in a notebook the defaults apply unless ``argv`` is given."""
     parser = argparse.ArgumentParser(description="Class patterns on photo digits or CIFAR-10.")
-    parser.add_argument("--cifar10", default=os.environ.get("CLASSPATTERN_CIFAR10"), help="a CIFAR-10 copy")
+    parser.add_argument("--cifar10", help="a CIFAR-10 copy (default: $CLASSPATTERN_CIFAR10, except with --quick)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the CNN trained when no model is cached")
     parser.add_argument("--quick", action="store_true", help="four classes, the fast schedule")
     parser.add_argument("--out", default=os.path.join("examples_output", "real_images"))
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     if argv is None and "ipykernel" in sys.modules:
         argv = []
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cifar10 is None and not args.quick:  # quick runs (tests, the docs build) stay on the embedded data
+        args.cifar10 = os.environ.get("CLASSPATTERN_CIFAR10")
+    return args
 
 
 args = parse_args()

@@ -30,6 +30,7 @@ OUT_ROOT = os.path.join(DOCS, "_build", "gallery_out")
 STORY = (
     "natural_patterns.py",
     "captum_baselines.py",
+    "real_images.py",
     "backdoor_scan.py",
     "adversarial_patterns.py",
     "units_behind_a_class.py",
