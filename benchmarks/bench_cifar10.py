@@ -41,7 +41,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from captum_classpattern._utils import write_atomic, write_json_atomic
 from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
 from captum_classpattern.data import CIFAR10_CLASSES, Split, load_cifar10
 from captum_classpattern.metrics import predictive_power, summarise_simplicity
@@ -108,7 +107,7 @@ def _save_patterns(outcome: Any, rows: List[Any], path: str) -> None:
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
+    zoo.write_atomic(path, buffer.getvalue())
 
 
 def measure(model: torch.nn.Module, search: Split, held_out: Split, schedule: str, classes: Sequence[int]) -> tuple:
@@ -260,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "missing": missing,
     }
     if args.out:
-        write_json_atomic(args.out, result)
+        zoo.write_json_atomic(args.out, result)
     print(json.dumps(result))
     return 0
 

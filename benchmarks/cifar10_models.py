@@ -40,13 +40,13 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from captum_classpattern._utils import write_atomic, write_json_atomic
 from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDataset, backdoor_metrics
 from captum_classpattern.data import Split, load_cifar10
 from captum_classpattern.models import PreActResNet18, SmallCNN, SmallVGG
@@ -76,6 +76,20 @@ RECIPES = {
     "gap": TrainingRecipe(epochs=12),
 }
 """Epochs and schedule per architecture (the same recipe in every setting)."""
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, so a killed run leaves no torn file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".tmp") as stream:
+        stream.write(data)
+        temporary = stream.name
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path: str, record: Any) -> None:
+    """:func:`write_atomic` of ``record`` as JSON."""
+    write_atomic(path, json.dumps(record, indent=1).encode())
 
 
 def cifar10_root(given: Optional[str]) -> Optional[str]:

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import cifar10_models as zoo  # noqa: E402
 
 from captum_classpattern import Pattern  # noqa: E402
-from captum_classpattern._utils import save_figure_atomic  # noqa: E402
 from captum_classpattern.data import CIFAR10_CLASSES  # noqa: E402
 from captum_classpattern.visualization import RGB_GROUND, plot_settings_comparison  # noqa: E402
 
@@ -67,7 +66,9 @@ def main() -> int:
     fig, _ = plot_settings_comparison(
         settings, class_names=CIFAR10_CLASSES, powers=powers, use_pyplot=False, ground=RGB_GROUND
     )
-    save_figure_atomic(fig, args.out, dpi=80)
+    temporary = args.out + ".tmp.png"
+    fig.savefig(temporary, dpi=80)
+    os.replace(temporary, args.out)  # no half-written figure if the run is killed
     print(f"wrote {args.out}" + (f"; missing settings: {', '.join(missing)}" if missing else ""))
     return 0
 
