@@ -37,13 +37,14 @@ import json
 import os
 import sys
 import time
+from statistics import fmean as mean
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
 from captum_classpattern.data import CIFAR10_CLASSES, Split, load_cifar10
-from captum_classpattern.metrics import predictive_power, summarise_simplicity
+from captum_classpattern.metrics import predictive_power, summarise_simplicity, trigger_jaccard
 from captum_classpattern.pipeline import search_classes
 from captum_classpattern.training import accuracy
 
@@ -79,7 +80,7 @@ def _trigger_agreement(setting: str, outcome: Any, rows: List[Any]) -> Optional[
     record: Dict[str, Any] = {
         "target": target,
         "target_power": rows[target].predictive_power,
-        "other_classes_mean_power": sum(others) / len(others),
+        "other_classes_mean_power": mean(others),
         "target_rank": 1 + sum(power > rows[target].predictive_power for power in others),
     }
     if setting == "patch":
@@ -91,8 +92,7 @@ def _trigger_agreement(setting: str, outcome: Any, rows: List[Any]) -> Optional[
         scores = outcome.maps[target, 0].flatten().cpu()
         top = torch.zeros_like(scores, dtype=torch.bool)
         top[scores.topk(int(true_mask.sum())).indices] = True
-        top = top.view_as(true_mask)
-        record["top_trigger_size_jaccard"] = float((top & true_mask).sum() / (top | true_mask).sum())
+        record["top_trigger_size_jaccard"] = trigger_jaccard(top.view_as(true_mask), true_mask)
     return record
 
 
@@ -155,7 +155,7 @@ def _searched_power(model, search: Split, held_out: Split, schedule: str, classe
     for row, cls in enumerate(classes):
         pattern = top_k_pattern(maps_all[row], canvases[row], K, tie_break=evidence_all[row])
         powers.append(predictive_power(model, pattern, held_out.images, held_out.labels, cls))
-    return float(sum(powers) / len(powers)), seconds, images / len(classes)
+    return mean(powers), seconds, images / len(classes)
 
 
 def paper_vs_default(model, search: Split, held_out: Split, classes: List[int]) -> Dict[str, Any]:
@@ -187,7 +187,6 @@ def model_record(model: torch.nn.Module, arch: str, setting: str, data: tuple, a
     schedule = "fast" if args.quick else "default"
     outcome, seconds = measure(model, search, held_out, schedule, classes)
     rows = list(outcome.report.classes)
-    mean = lambda values: float(sum(values) / len(values))  # noqa: E731
     power = mean([row.predictive_power for row in rows])
     baselines = {name: mean([row.baselines[name] for row in rows]) for name in BASELINES}
     best = max(baselines.values())

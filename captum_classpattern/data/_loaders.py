@@ -81,9 +81,9 @@ def load_digits(size: int = 32, seed: int = 0, fractions: Tuple[float, float] = 
 
 
 def _stack(dataset, indices: List[int]) -> Split:
-    images, labels = zip(*(dataset[i] for i in indices)) if indices else ((), ())
-    if not images:
+    if not indices:
         raise ValueError("no images to read: the folder holds none, or limit kept none.")
+    images, labels = zip(*(dataset[i] for i in indices))
     return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long))
 
 
@@ -116,8 +116,6 @@ def _cifar10_batches(folder: str, train: bool, limit: Optional[int]) -> Split:
 
 def _cifar10_folder(folder: str, limit: Optional[int]) -> Split:
     """An image-folder copy: ``folder/<class name>/<image>``, class folders named as CIFAR-10's."""
-    from PIL import Image
-
     found = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
     if tuple(found) != tuple(sorted(CIFAR10_CLASSES)):
         raise FileNotFoundError(
@@ -132,11 +130,7 @@ def _cifar10_folder(folder: str, limit: Optional[int]) -> Split:
     keep = balanced_indices(labels, limit)
     pixels = np.empty((len(keep), 32, 32, 3), dtype=np.uint8)
     for row, index in enumerate(keep):
-        try:
-            with Image.open(paths[index]) as image:
-                pixels[row] = np.asarray(image.convert("RGB").resize((32, 32)))
-        except OSError as error:
-            raise ValueError(f"cannot read the image {paths[index]}: {error}") from error
+        pixels[row] = np.asarray(read_image(paths[index]).resize((32, 32)))
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
     return Split(images.contiguous(), torch.tensor([labels[i] for i in keep], dtype=torch.long))
 
