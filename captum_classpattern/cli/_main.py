@@ -44,8 +44,9 @@ SEARCH_TIME = (
     "demo model about 1.4 s per class (all 10 in one run); a torchvision ResNet-18 on a folder of 1,000 images "
     "(500 held out) about 13 s per class at --image-size 32, mostly the search, and about 6 minutes per class "
     "at 224, mostly the measurement (pattern, floor, random pixels and the Captum baselines on every held-out "
-    "image of the other classes; --power-images M caps it). No GPU figure has been measured yet "
-    "(benchmarks/bench_imagenet.py --device cuda measures one)."
+    "image of the other classes; --power-images M caps it). With torch's default threads a calm machine was a "
+    "little faster; on a machine busy with other work they can be several times slower than OMP_NUM_THREADS=1. "
+    "No GPU figure has been measured yet (benchmarks/bench_imagenet.py --device cuda measures one)."
 )
 
 
