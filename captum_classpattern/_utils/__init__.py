@@ -29,6 +29,8 @@ from .model_state import call_model, check_logits, checked_call, evaluation_mode
 from .predict import predict, share_predicted
 from .serialise import JsonFile, check_keys, float_array
 from .tensors import TensorOrTuple, as_tuple, expand_targets, mirror, target_classes
+from .threads import explicit_threads, set_threads, thread_report, thread_setting, tuned_threads
+from .timing import phase, recording_phases
 
 __all__ = [
     "JsonFile",
@@ -53,6 +55,7 @@ __all__ = [
     "checked_call",
     "clamp_noisy_images",
     "evaluation_mode",
+    "explicit_threads",
     "expand_targets",
     "float_array",
     "is_one_shot",
@@ -60,11 +63,17 @@ __all__ = [
     "module_device",
     "num_classes_of",
     "output_width",
+    "phase",
     "predict",
+    "recording_phases",
     "refuse_one_shot",
     "save_figure_atomic",
+    "set_threads",
     "share_predicted",
     "target_classes",
+    "thread_report",
+    "thread_setting",
+    "tuned_threads",
     "write_atomic",
     "write_json_atomic",
 ]

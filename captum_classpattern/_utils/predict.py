@@ -11,6 +11,7 @@ from torch import Tensor
 from .arguments import check_label_range
 from .checks import check_class_index
 from .model_state import call_model, checked_call, evaluation_mode, output_width
+from .threads import tuned_threads
 
 
 def predict(
@@ -58,14 +59,16 @@ def predict(
             if transform is not None:
                 batch = transform(batch)
             if start == 0:  # the first call says clearly when the images do not fit the model
-                output = checked_call(model, (batch,), additional_forward_args, who)
+                with tuned_threads("predict", batch, model):
+                    output = checked_call(model, (batch,), additional_forward_args, who)
                 width = output_width(output, who)  # NaN, or a single column, would make every prediction class 0
                 if labels is not None:
                     check_label_range(labels, width, "labels")
                 if check_output is not None:
                     check_output(output)
             else:
-                output = call_model(model, (batch,), additional_forward_args)
+                with tuned_threads("predict", batch, model):
+                    output = call_model(model, (batch,), additional_forward_args)
             predictions.append(output.argmax(1).cpu())
     if not predictions:
         return torch.empty(0, dtype=torch.long)

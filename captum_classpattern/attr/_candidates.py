@@ -23,6 +23,7 @@ from .._utils import (
     output_width,
     share_predicted,
     target_classes,
+    tuned_threads,
 )
 from ._pattern import top_k_pattern
 
@@ -86,12 +87,12 @@ def _confident_candidates(model: Callable, images, labels, classes: Sequence[int
     with evaluation_mode(model, _WHO), torch.inference_mode():
         for number, (batch, batch_labels) in enumerate(_labelled_batches(images, labels)):
             check_images(batch, "search images")
+            with tuned_threads("predict", batch, model):
+                first = number == 0
+                output = checked_call(model, (batch,), extra, _WHO) if first else call_model(model, (batch,), extra)
             if number == 0:  # the first call says clearly when the images or classes do not fit the model
-                output = checked_call(model, (batch,), extra, _WHO)
                 width = output_width(output, _WHO)
                 expand_targets(classes, len(classes), width, name)
-            else:
-                output = call_model(model, (batch,), extra)
             # A label the model cannot have would hide that image from its class's candidates.
             check_label_range(batch_labels, width, "the search set's labels")
             probs = output.softmax(1).cpu()

@@ -27,6 +27,7 @@ from .._utils import (
     num_classes_of,
     refuse_one_shot,
     target_classes,
+    tuned_threads,
 )
 from ._candidates import CanvasChoice, choose_canvases
 from ._composite import composite_loss
@@ -263,7 +264,8 @@ class ClassPattern(GradientAttribution):
             images = batch.images.to(device=device, dtype=canvases.dtype, non_blocking=True)
             # None stands for "every canvas", the common case that needs no masking.
             active = None if bool(active.all()) else active.to(device)
-            grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
+            with tuned_threads("search", images, self.forward_func):
+                grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
             optimizer.step(grad, active)
             stats.steps += 1
             stats.images_forwarded += int(images.shape[0])

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import predict
+from .._utils import predict, tuned_threads
 from ..attr import make_search_set
 from ._scan_scores import AUC_POWER, held_out_others, log_odds
 from ._scan_search import stamp_loss
@@ -167,7 +167,7 @@ def learn_blend_patterns(
         owner = batch.owner.to(images.device)
         counts = torch.bincount(owner, minlength=count).clamp(min=1).to(images.dtype)
         leaf = patterns.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), tuned_threads("blend probe", batch.images, model):
             _, loss = stamp_loss(model, batch.images.to(images.device), owner, keep, leaf, targets_dev, counts)
             (grad,) = torch.autograd.grad(loss, [leaf])
         cosine = 0.5 * (1.0 + math.cos(math.pi * step / steps))

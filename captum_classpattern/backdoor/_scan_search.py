@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import call_model
+from .._utils import call_model, tuned_threads
 from ..attr import canvas_mean_cross_entropy, make_search_set, select_canvases
 from ._settings import ScanSettings
 
@@ -133,7 +133,7 @@ def learn_patterns(
         counts = torch.bincount(owner, minlength=count).clamp(min=1).to(canvases.dtype)
         leaf_m = maps.detach().requires_grad_(True)
         leaf_v = values.detach().requires_grad_(learn_values)
-        with torch.enable_grad():
+        with torch.enable_grad(), tuned_threads("scan search", batch.images, model):
             used = leaf_m
             if step >= hard_from:
                 used = (leaf_m >= 0.5).to(leaf_m.dtype) + leaf_m - leaf_m.detach()

@@ -72,6 +72,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def thread_count(text: str) -> Union[int, str]:
+    """``--threads``: ``auto``, ``torch`` or an integer >= 1."""
+    if text in ("auto", "torch"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be auto, torch or a positive integer, got {text!r}")
+    return value
+
+
 WEIGHTS_HELP = (
     "weights loaded into --model: a .safetensors file, a state dict saved with torch.save, or a checkpoint "
     "holding it under 'state_dict', 'model_state_dict', 'model' or 'net' (a 'module.' prefix is removed)"
@@ -90,6 +103,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "--no-progress",
         action="store_true",
         help="hide progress bars (they are drawn on stderr, and only when it is a terminal)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default="auto",
+        help="torch threads of the search and measurement loops: auto (default) times one thread against all "
+        "cores on the first steps of each loop and keeps the faster, which on a busy machine is often one; "
+        "N: N threads; torch: torch's own count. OMP_NUM_THREADS or MKL_NUM_THREADS, when set, fix the count",
     )
     parser.add_argument(
         "--debug",

@@ -435,8 +435,9 @@ def probe_split(stream: ImageStream, count: int = 2) -> Split:
         UsageError: an image cannot be read or is not a tensor.
     """
     head = stream.subset(range(min(count, len(stream))))
+    head.num_workers = 0
     try:
-        images, labels = next(iter(ImageStream(head.dataset, head.labels, batch_size=count)))
+        images, labels = next(iter(head.loader(batch_sampler=[list(range(len(head)))])))
     except (OSError, TypeError, ValueError) as error:
         raise UsageError(f"--data: cannot read the first images ({one_line(error, 300)}).") from error
     return Split(images, labels)

@@ -17,6 +17,7 @@ import traceback
 import warnings
 from typing import Optional, Sequence
 
+from .._utils import recording_phases, set_threads, thread_setting
 from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
 from ._arguments import (
@@ -176,8 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.command_line = shlex.join(["classpattern", *argv])
     handlers = {"demo": run_demo, "search": run_user_search, "scan": run_scan}
     prefix = f"classpattern {args.command}"
+    caller_threads = thread_setting()
     try:
-        with warnings.catch_warnings():
+        set_threads(args.threads)
+        with warnings.catch_warnings(), recording_phases() as args.phases:
             warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
             return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -191,6 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             traceback.print_exc()
         print(one_line(f"{prefix}: error: {_message(error)}", limit=1000), file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        set_threads(caller_threads)
 
 
 def _message(error: BaseException) -> str:

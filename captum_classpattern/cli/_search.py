@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence, Union
 
 import torch
 
-from .._utils import predict, write_atomic
+from .._utils import phase, predict, thread_report, write_atomic
 from ..attr import NAMED_SCHEDULES, Budget, ImageStream, SearchSchedule, pixel_budget
 from ..data import DIGIT_CLASSES, Split, load_digits
 from ..pipeline import PowerSample, init_distributed, is_main_process, main_process_first, search_classes
@@ -70,7 +70,8 @@ def run_search(
     test_accuracy = None
     if main_process:
         print(class_mapping(classes, class_names))
-        test_accuracy = _accuracy(model, held_out, device)
+        with phase("test accuracy"):
+            test_accuracy = _accuracy(model, held_out, device)
         print(f"test accuracy on {len(held_out)} held-out images: {test_accuracy:.3f}")
     power_images = getattr(args, "power_images", None)
     measured: Union[Source, PowerSample] = held_out if power_images is None else PowerSample(held_out, power_images)
@@ -97,6 +98,8 @@ def run_search(
         return 0
     report = outcome.report
     report.test_accuracy = test_accuracy
+    with phase("figure"):
+        figure = _figure(outcome, report, classes, class_names, _collapsed(outcome.maps, args.k))
     report.settings = {
         "schedule": args.schedule,
         **({} if args.alpha is None else {"alpha": args.alpha}),
@@ -105,23 +108,12 @@ def run_search(
         "seconds": round(seconds, 2),
         **({} if power_images is None else {"power_images": power_images, "confidence": 0.95}),
         **extra_settings,
+        **_run_costs(args, search, held_out),
     }
     print(report.table())
     collapsed = _collapsed(outcome.maps, args.k)
     if collapsed:
         print(_collapse_note(args, collapsed, classes, class_names), file=sys.stderr)
-    fig, _ = plot_class_patterns(
-        outcome.canvases.cpu(),
-        outcome.maps.cpu(),
-        [p.to("cpu") for p in outcome.patterns],
-        class_names=[
-            f"{class_names[c]}\n(map collapsed)" if i in collapsed else str(class_names[c])
-            for i, c in enumerate(classes)
-        ],
-        powers=[row.predictive_power for row in report.classes],
-        use_pyplot=False,
-    )
-    figure = png_bytes(fig, dpi=120, bbox_inches="tight")
     page = search_page(report, figure, args.command_line)
     figure_path, page_path, report_path = publish(
         args.out,
@@ -133,6 +125,34 @@ def run_search(
     )
     print(f"wrote {report_path}, {page_path} and {figure_path} (search and measurement took {seconds:.1f} s)")
     return 0
+
+
+def _figure(outcome, report, classes: List[int], class_names, collapsed: Dict[int, int]) -> bytes:
+    """``patterns.png``: every class's canvas, map and pattern, collapsed maps marked."""
+    fig, _ = plot_class_patterns(
+        outcome.canvases.cpu(),
+        outcome.maps.cpu(),
+        [p.to("cpu") for p in outcome.patterns],
+        class_names=[
+            f"{class_names[c]}\n(map collapsed)" if i in collapsed else str(class_names[c])
+            for i, c in enumerate(classes)
+        ],
+        powers=[row.predictive_power for row in report.classes],
+        use_pyplot=False,
+    )
+    return png_bytes(fig, dpi=120, bbox_inches="tight")
+
+
+def _run_costs(args: argparse.Namespace, search: Source, held_out: Source) -> dict:
+    """Where the run's seconds went, the threads its loops used, and how often a folder's images were decoded."""
+    costs: dict = {
+        "phase_seconds": {name: round(seconds, 2) for name, seconds in getattr(args, "phases", {}).items()},
+        "threads": thread_report(),
+    }
+    if isinstance(search, ImageStream):
+        cache = search.cache  # shared with the held-out half: both are subsets of one folder
+        costs["images"] = {"decoded": cache.decoded, "reused": cache.reused, "kept_mb": round(cache.used / 2**20, 1)}
+    return costs
 
 
 def _schedule(args: argparse.Namespace) -> Union[str, SearchSchedule]:
@@ -170,9 +190,9 @@ def run_demo(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     init_distributed("cpu")
     # Rank 0 trains and caches the model if needed; the other ranks then load the cache.
-    with main_process_first():
+    with main_process_first(), phase("load"):
         model = digits_model(show_progress=show_progress(args) and is_main_process())
-    data = load_digits()
+        data = load_digits()
     classes = check_job(model, data.search, DIGIT_CLASSES, None, args.k, None, "digits")
     return run_search(
         model,
@@ -191,18 +211,22 @@ def run_user_search(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     chosen = parse_classes(args.classes)
     init_distributed(device)
-    model = load_model(args.model, args.weights, device)
     settings = {"data": args.data, "model": args.model}
-    if is_stream_spec(args.data):
-        side = args.image_size or FOLDER_SIDE
-        stream, held_stream, names = load_stream(args.data, args.workers, args.max_batch, side)
-        classes = check_job(model, probe_split(stream), names, chosen, args.k, args.model, args.data, args.weights)
-        settings.update(streamed=True, image_size=side, workers=args.workers, max_batch=args.max_batch)
-        return run_search(model, stream, held_stream, names, classes, args, settings)
-    search, held_out, names = load_data(args.data, args.limit, size=args.image_size)
-    if args.image_size:
-        settings["image_size"] = args.image_size
-    classes = check_job(model, search, names, chosen, args.k, args.model, args.data, args.weights)
+    search: Source
+    held_out: Source
+    with phase("load"):
+        model = load_model(args.model, args.weights, device)
+        if is_stream_spec(args.data):
+            side = args.image_size or FOLDER_SIDE
+            search, held_out, names = load_stream(args.data, args.workers, args.max_batch, side)
+            probe = probe_split(search)
+            settings.update(streamed=True, image_size=side, workers=args.workers, max_batch=args.max_batch)
+        else:
+            search, held_out, names = load_data(args.data, args.limit, size=args.image_size)
+            probe = search
+            if args.image_size:
+                settings["image_size"] = args.image_size
+        classes = check_job(model, probe, names, chosen, args.k, args.model, args.data, args.weights)
     return run_search(model, search, held_out, names, classes, args, settings)
 
 

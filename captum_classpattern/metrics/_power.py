@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,6 +89,9 @@ def random_pixel_power(
 ) -> float:
     """Mean predictive power of ``k`` random canvas pixels over ``trials`` draws (chance).
 
+    The draws are stamped together: each model call classifies every draw on
+    ``batch_size // trials`` images, so the draws cost one pass over the images.
+
     Args:
         model: the classifier.
         canvas: C x H x W image the random pixels are taken from.
@@ -111,11 +113,23 @@ def random_pixel_power(
     check_positive_int(trials, "trials")
     check_class_index(target, "target")
     generator = torch.Generator().manual_seed(check_seed(seed))
-    powers = [
-        predictive_power(model, random_pattern(canvas, k, generator), images, labels, target, batch_size)
-        for _ in range(trials)
-    ]
-    return float(np.mean(powers))
+    draws = [random_pattern(canvas, k, generator) for _ in range(trials)]
+    others, checked = _other_class(images, labels, target)
+
+    def stamp_every_draw(batch: Tensor) -> Tensor:
+        return torch.cat([draw.stamp(batch) for draw in draws])
+
+    # Every draw is measured on the same images, so the mean of the draws' shares is the
+    # share over all (draw, image) pairs.
+    return share_predicted(
+        model,
+        others,
+        target,
+        labels=checked,
+        batch_size=max(1, batch_size // trials),
+        transform=stamp_every_draw,
+        who="random_pixel_power",
+    )
 
 
 @dataclass

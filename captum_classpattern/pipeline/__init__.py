@@ -1,5 +1,6 @@
 """Searching many classes: one call that searches, measures and reports, sharded over processes under ``torchrun``."""
 
+from .._utils import recording_phases, set_threads, thread_report
 from ._budget import PowerSample
 from ._distributed import (
     all_gather,
@@ -33,4 +34,7 @@ __all__ = [
     "main_process_first",
     "local_device",
     "launched_with_several_processes",
+    "set_threads",
+    "thread_report",
+    "recording_phases",
 ]

@@ -16,7 +16,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._utils import check_label_range, check_positive_int, evaluation_mode, output_width
+from .._utils import check_label_range, check_positive_int, evaluation_mode, output_width, tuned_threads
 from ..attr import ImageStream, Pattern
 from ..data import Split
 
@@ -107,9 +107,8 @@ def sample_batches(data: HeldOut, indices: Tensor, batch: int, device) -> Iterat
             yield images.to(device), data.labels.index_select(0, rows.to(data.labels.device)).to(device)
         return
     subset = data.subset(indices)
-    for images, labels in ImageStream(
-        subset.dataset, subset.labels, batch_size=batch, num_workers=data.num_workers, pin_memory=data.pin_memory
-    ):
+    runs = [list(range(start, min(start + batch, len(subset)))) for start in range(0, len(subset), batch)]
+    for images, labels in subset.loader(batch_sampler=runs):
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
@@ -162,7 +161,8 @@ def measure_patterns(
     floor_measured = torch.zeros_like(floor_hits)
     with evaluation_mode(model, "search_classes"), torch.inference_mode():
         for number, (images, labels) in enumerate(sample_batches(sample.data, sample.indices(), rows, device)):
-            logits = model(images)
+            with tuned_threads("predict", images, model):
+                logits = model(images)
             if number == 0:  # a model without a class signal, or labels it cannot have, make every count wrong
                 check_label_range(sample.data.labels, output_width(logits, "search_classes"), "held_out labels")
             plain = logits.argmax(1)
@@ -172,7 +172,9 @@ def measure_patterns(
             for first in range(0, len(patterns), group):
                 part = slice(first, first + group)
                 stamped = torch.where(masks[part, None, None], values[part, None].to(images.dtype), images.unsqueeze(0))
-                predicted = model(stamped.flatten(0, 1)).argmax(1).view(stamped.shape[0], -1)
+                flat = stamped.flatten(0, 1)
+                with tuned_threads("predict", flat, model):
+                    predicted = model(flat).argmax(1).view(stamped.shape[0], -1)
                 other = labels.unsqueeze(0) != wanted[part].unsqueeze(1)
                 hits[part] += (other & (predicted == wanted[part].unsqueeze(1))).sum(1)
                 measured[part] += other.sum(1)

@@ -18,6 +18,8 @@ from .._utils import (
     check_sequence_length,
     evaluation_mode,
     num_classes_of,
+    phase,
+    tuned_threads,
 )
 from ..attr import (
     Budget,
@@ -271,26 +273,28 @@ def _on_device(data: Any, device) -> Any:
 def _search_maps(model, search: Source, classes: List[int], device, schedule, canvas_strategy, seed, show_progress):
     """The canvases, maps and tie-break scores of ``classes``, chosen and searched on ``search``."""
     baselines: Union[Tensor, ImageStream]
-    if isinstance(search, Split):
-        canvases = select_canvases(model, search.images, search.labels, classes, canvas_strategy, seed=seed)
-        baselines, labels, cap = search.images, search.labels, DEFAULT_FORWARD_BATCH
-    else:
-        _check_stream_labels(model, search, device)
-        own = torch.nonzero(torch.isin(search.labels, torch.tensor(classes))).flatten()
-        pool = search if canvas_strategy == "best_of_n" else search.subset(own)
-        canvases = select_canvases(model, pool, None, classes, canvas_strategy, seed=seed).to(device)
-        baselines, labels, cap = search, None, search.batch_size
+    with phase("canvas choice"):
+        if isinstance(search, Split):
+            canvases = select_canvases(model, search.images, search.labels, classes, canvas_strategy, seed=seed)
+            baselines, labels, cap = search.images, search.labels, DEFAULT_FORWARD_BATCH
+        else:
+            _check_stream_labels(model, search, device)
+            own = torch.nonzero(torch.isin(search.labels, torch.tensor(classes))).flatten()
+            pool = search if canvas_strategy == "best_of_n" else search.subset(own)
+            canvases = select_canvases(model, pool, None, classes, canvas_strategy, seed=seed).to(device)
+            baselines, labels, cap = search, None, search.batch_size
     explainer = ClassPattern(model)
-    maps = explainer.attribute(
-        canvases,
-        target=classes,
-        baselines=baselines,
-        baseline_labels=labels,
-        schedule=schedule,
-        seed=seed,
-        max_forward_batch=cap,
-        show_progress=show_progress,
-    )
+    with phase("search"):
+        maps = explainer.attribute(
+            canvases,
+            target=classes,
+            baselines=baselines,
+            baseline_labels=labels,
+            schedule=schedule,
+            seed=seed,
+            max_forward_batch=cap,
+            show_progress=show_progress,
+        )
     return canvases, maps, explainer.last_tie_break
 
 
@@ -301,7 +305,8 @@ def _check_stream_labels(model, stream: ImageStream, device) -> None:
     model cannot have would otherwise surface as a class "with no images".
     """
     head = stream.subset(range(1))
-    images, _ = next(iter(ImageStream(head.dataset, head.labels, batch_size=1)))
+    head.num_workers = 0  # one image: read it here
+    images, _ = next(iter(head.loader(batch_sampler=[[0]])))
     with evaluation_mode(model, "search_classes"):
         width = num_classes_of(model, images.to(device), who="search_classes")
     check_label_range(stream.labels, width, "the search stream's labels")
@@ -337,23 +342,28 @@ def _search_here(
     eval_images, eval_labels = held_out.images, held_out.labels
     rows = []
     for i, cls in enumerate(tqdm(classes, desc="measuring patterns", disable=not show_progress)):
-        measured = {
-            baseline.name: predictive_power(
-                model,
-                top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count),
-                eval_images,
-                eval_labels,
-                cls,
-            )
-            for baseline in baselines
-        }
+        with phase("measurement"):
+            power = predictive_power(model, patterns[i], eval_images, eval_labels, cls)
+            floor = floor_rate(model, eval_images, eval_labels, cls)
+        with phase("baselines"):
+            chance = random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed)
+            measured = {
+                baseline.name: predictive_power(
+                    model,
+                    top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count),
+                    eval_images,
+                    eval_labels,
+                    cls,
+                )
+                for baseline in baselines
+            }
         rows.append(
             ClassReport(
                 class_=cls,
                 k=count,
-                predictive_power=predictive_power(model, patterns[i], eval_images, eval_labels, cls),
-                floor=floor_rate(model, eval_images, eval_labels, cls),
-                random=random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed),
+                predictive_power=power,
+                floor=floor,
+                random=chance,
                 baselines=measured,
                 name=names[i],
             )
@@ -371,15 +381,17 @@ def _measure_budgeted(
     top-k pattern.
     """
     stamped, targets = [], []
-    for i, cls in enumerate(classes):
-        generator = torch.Generator().manual_seed(seed)
-        stamped += [patterns[i]] + [random_pattern(canvases[i], count, generator) for _ in range(RANDOM_TRIALS)]
-        stamped += [
-            top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count)
-            for baseline in baselines
-        ]
-        targets += [cls] * (1 + RANDOM_TRIALS + len(baselines))
-    tally = measure_patterns(model, stamped, targets, sample, classes, forward_batch, canvases.device)
+    with phase("baselines"):  # the attributions; every pattern is measured together below
+        for i, cls in enumerate(classes):
+            generator = torch.Generator().manual_seed(seed)
+            stamped += [patterns[i]] + [random_pattern(canvases[i], count, generator) for _ in range(RANDOM_TRIALS)]
+            stamped += [
+                top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count)
+                for baseline in baselines
+            ]
+            targets += [cls] * (1 + RANDOM_TRIALS + len(baselines))
+    with phase("measurement"):
+        tally = measure_patterns(model, stamped, targets, sample, classes, forward_batch, canvases.device)
     powers = rates(tally.hits, tally.measured, "the patterns")
     floors = rates(tally.floor_hits, tally.floor_measured, "the floor")
     per_class = 1 + RANDOM_TRIALS + len(baselines)
@@ -414,7 +426,8 @@ def _class_attribution(model, baseline: CaptumBaseline, canvas, cls: int, seed: 
     devices = [canvas.device] if canvas.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed * 1_000_003 + cls)
-        return captum_attribution(model, baseline, canvas, cls)
+        with tuned_threads(f"captum {baseline.name}", canvas, model):
+            return captum_attribution(model, baseline, canvas, cls)
 
 
 def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:

@@ -78,3 +78,24 @@ def test_bad_stream_options_are_refused(user_folder, capsys):
     assert stop.value.code == 2 and "--workers: must be an integer >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(ARGS + ["--data", "images", "--power-images", "0"])
+
+
+def test_the_report_says_where_the_time_went_and_that_each_image_was_decoded_once(user_folder, capsys):
+    argv = ARGS + ["--data", "images", "--image-size", "12", "--threads", "1", "--out", "out"]
+    assert main(argv) == 0
+    settings = json.loads((user_folder / "out" / "report.json").read_text())["settings"]
+    phases = settings["phase_seconds"]
+    assert {"load", "canvas choice", "search", "measurement", "baselines", "figure"} <= set(phases)
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["search"] > 0
+    assert settings["threads"]["policy"] == "set_threads(1)"
+    images = settings["images"]  # 18 images, halved into search and held-out: each decoded once
+    assert images["decoded"] == 18 and images["reused"] > 0
+    assert "phase_seconds" in (user_folder / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_a_bad_thread_count_is_one_line(user_folder, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(ARGS + ["--data", "images", "--threads", value])
+    assert exit_.value.code == 2
+    assert "--threads: must be auto, torch or a positive integer" in capsys.readouterr().err

@@ -151,3 +151,14 @@ def test_metrics_on_a_model_of_another_dtype_are_a_clear_value_error():
     double_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).double()
     with pytest.raises(ValueError, match=r"predictive_power: the model failed.*cast the inputs"):
         predictive_power(double_model, _PATTERN, torch.zeros(6, 1, 4, 4), _LABELS, 1)
+
+
+def test_random_pixel_draws_measured_together_give_the_mean_of_the_draws(trained_digits_model, digits16):
+    from captum_classpattern import random_pattern
+
+    canvas, images, labels = digits16.search.images[0], digits16.eval.images, digits16.eval.labels
+    generator = torch.Generator().manual_seed(3)
+    draws = [random_pattern(canvas, 40, generator) for _ in range(4)]
+    one_by_one = np.mean([predictive_power(trained_digits_model, d, images, labels, 2) for d in draws])
+    together = random_pixel_power(trained_digits_model, canvas, images, labels, 2, 40, trials=4, seed=3, batch_size=64)
+    assert together == pytest.approx(one_by_one, abs=1e-12) and together > 0

@@ -220,3 +220,49 @@ def test_bad_streams_and_sources_are_refused(folder, model):
         PowerSample(split, per_class=0)
     with pytest.raises(ValueError, match="confidence"):
         PowerSample(split, confidence=1.5)
+
+
+class CountingReads(torch.utils.data.Dataset):
+    """An ImageFolder that counts how often each of its images is read (decoded)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.targets = dataset.targets
+        self.reads = [0] * len(dataset)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.reads[index] += 1
+        return self.dataset[index]
+
+
+def test_a_streamed_folder_is_decoded_once_per_run(folder, model):
+    _, dataset, _ = folder
+    counted = CountingReads(dataset)
+    stream = ImageStream(counted, batch_size=4)
+    search, held_out = stream.subset(range(0, 15, 2)), stream.subset(range(1, 15, 2))
+    cached = search_classes(model, search, held_out, [0, 1, 2], chunk_size=1, **SETTINGS)
+    assert max(counted.reads) == 1 and stream.cache.decoded == sum(counted.reads)
+    assert stream.cache.reused > stream.cache.decoded  # read again by the steps and by every chunk measured
+    # Off, the same run reads the images again and again, and gives the same numbers.
+    uncached = CountingReads(dataset)
+    plain = ImageStream(uncached, batch_size=4, cache_bytes=0)
+    again = search_classes(
+        model, plain.subset(range(0, 15, 2)), plain.subset(range(1, 15, 2)), [0, 1, 2], chunk_size=1, **SETTINGS
+    )
+    assert max(uncached.reads) > 3
+    assert torch.equal(cached.maps, again.maps)
+    assert [r.predictive_power for r in cached.report.classes] == [r.predictive_power for r in again.report.classes]
+
+
+def test_the_decoded_images_kept_stay_within_the_budget(folder, model):
+    _, dataset, _ = folder
+    one_image = 3 * 10 * 10 * 4
+    stream = ImageStream(dataset, batch_size=4, cache_bytes=5 * one_image)
+    list(stream)
+    list(stream)
+    assert stream.cache.used == 5 * one_image and stream.cache.decoded == 15 + 10 and stream.cache.reused == 5
+    with pytest.raises(ValueError, match="cache_bytes"):
+        ImageStream(dataset, cache_bytes=-1)

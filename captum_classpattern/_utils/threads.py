@@ -1,0 +1,286 @@
+"""The thread policy: how many intra-op threads each kind of step in the package's loops uses.
+
+Torch starts one intra-op thread per physical core. On small steps (a search step sends a
+handful of composites through the model) those threads mostly wait for each other, and
+when another process shares the cores they spin against it: a step can become 5x to 30x
+slower than on one thread. On a calm machine the same threads make a step up to about 1.5x
+faster. Neither count is right everywhere, so the package measures: the first steps of each
+kind of work (a loop's steps of one shape, one model) try one thread and the available
+threads, and the rest of the steps use the faster, re-trying the other now and then (and at
+once when steps slow down) so that a machine that becomes busy or calm is followed.
+
+The user's explicit choice always wins: ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` in the
+environment, a ``torch.set_num_threads`` call that changed torch's default count, or
+:func:`set_threads` (the command line's ``--threads``). Deterministic algorithms
+(``torch.use_deterministic_algorithms(True)``) switch the policy off as well: thread counts
+round differently, in the last bits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+EXPLICIT_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables that fix torch's thread count; when either is set the policy stands aside."""
+
+SMALL_STEP = 1 << 20
+"""Input elements (batch x channels x height x width) below which an untried kind of step starts on one thread."""
+
+TIMED_STEPS = 2
+"""Timed steps per thread count while trying counts (the fastest is kept)."""
+
+GIVE_UP = 2.0
+"""A count whose first timed step is this many times slower than the best so far is not timed again."""
+
+PREFER_FEWER = 0.05
+"""More threads are kept only when they are more than this share faster (fewer threads weather a busy machine)."""
+
+PROBE_SHARE = 0.03
+"""Trying the other counts again costs at most about this share of a kind's time."""
+
+DRIFT = 1.5
+"""The chosen count is tried again at once when its recent steps are this many times slower than measured."""
+
+_MAX_KINDS = 64
+
+Setting = Union[int, str, None]
+
+
+def physical_cores() -> int:
+    """The physical cores of this machine, the count torch starts with (``os.cpu_count()`` when unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cores = set()
+            physical = core = ""
+            for line in info:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    physical = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                    cores.add((physical, core))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+_AT_IMPORT = torch.get_num_threads()
+# Torch's own count when this package was imported: a different count now (or already then)
+# means the user called torch.set_num_threads.
+_TORCH_DEFAULT = physical_cores()
+_setting: Setting = None
+_kinds: OrderedDict[Tuple[Any, ...], StepTuner] = OrderedDict()
+_lock = threading.Lock()
+
+
+def set_threads(setting: Setting) -> None:
+    """Choose how many intra-op threads the package's loops use.
+
+    Args:
+        setting: ``None`` or ``"auto"``: the measured policy (the default; it stands aside
+            when the environment or ``torch.set_num_threads`` fixed the count); an int >= 1:
+            that many threads in every loop; ``"torch"``: leave torch's count as it is.
+
+    Raises:
+        ValueError: an int below 1 or another string.
+        TypeError: a setting of another type.
+
+    Example:
+        >>> set_threads(1)        # every search step and measurement on one thread
+        >>> set_threads("auto")   # back to the measured policy
+    """
+    global _setting
+    if isinstance(setting, bool) or not isinstance(setting, (int, str, type(None))):
+        raise TypeError(f"threads must be an int, 'auto', 'torch' or None, got {type(setting).__name__}.")
+    if isinstance(setting, int) and setting < 1:
+        raise ValueError(f"threads must be at least 1, got {setting}.")
+    if isinstance(setting, str) and setting not in ("auto", "torch"):
+        raise ValueError(f"threads must be an int >= 1, 'auto' or 'torch', got {setting!r}.")
+    _setting = None if setting == "auto" else setting
+    with _lock:
+        _kinds.clear()
+
+
+def thread_setting() -> Setting:
+    """The setting :func:`set_threads` was last given (``None``: the measured policy)."""
+    return _setting
+
+
+def explicit_threads() -> Optional[str]:
+    """Why the measured policy stands aside now (``None`` when it decides)."""
+    if isinstance(_setting, int):
+        return f"set_threads({_setting})"
+    if _setting == "torch":
+        return "set_threads('torch')"
+    for name in EXPLICIT_ENVIRONMENT:
+        if os.environ.get(name):
+            return f"{name}={os.environ[name]}"
+    current = torch.get_num_threads()
+    if current != _AT_IMPORT or _AT_IMPORT != _TORCH_DEFAULT:
+        return f"torch.set_num_threads({current})"
+    if torch.are_deterministic_algorithms_enabled():
+        return "torch.use_deterministic_algorithms(True)"
+    return None
+
+
+class StepTuner:
+    """The thread count for one kind of step, chosen by timing steps of that kind.
+
+    Call :meth:`threads` for the count of the next step and :meth:`record` with the seconds
+    it took. The first step only warms up (allocations, kernel choice); then each candidate
+    count is timed for :data:`TIMED_STEPS` steps (a count much slower than the best is
+    dropped after one), the fastest is kept (fewer threads unless more are clearly faster),
+    and the candidates are tried again once the chosen count has run long enough that
+    trying costs little, or at once when its steps slow down.
+
+    Args:
+        available: the most threads (torch's count for the caller).
+        small: whether a step is small enough to start on one thread.
+    """
+
+    def __init__(self, available: int, small: bool) -> None:
+        counts = {1, available} | ({available // 2} if available >= 4 else set())
+        self.candidates: List[int] = sorted(counts)
+        self.guess = 1 if small else available
+        self.scores: Dict[int, float] = {}
+        self.samples: List[float] = []
+        self.queue: List[int] = []
+        self.warm = False
+        self.choice: Optional[int] = None
+        self.recent = 0.0
+        self.since_probe = 0.0
+        self.probe_cost = 0.0
+        self.steps = 0
+
+    def threads(self) -> int:
+        """The thread count for the next step."""
+        if self.queue:
+            return self.queue[0]
+        return self.guess if self.choice is None else self.choice
+
+    def record(self, threads: int, seconds: float) -> None:
+        """Note that a step on ``threads`` threads took ``seconds``."""
+        self.steps += 1
+        if not self.warm:
+            self.warm = True
+            self._probe(first=self.guess)
+            return
+        if self.queue:
+            self._timed(seconds)
+            return
+        self.since_probe += seconds
+        self.recent = 0.8 * self.recent + 0.2 * seconds
+        chosen = self.scores[self.threads()]
+        if self.recent > DRIFT * chosen or self.since_probe * PROBE_SHARE > self.probe_cost:
+            self._probe(first=self.threads())
+
+    def _probe(self, first: int) -> None:
+        self.queue = [first] + [count for count in self.candidates if count != first]
+        self.scores, self.samples = {}, []
+
+    def _timed(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        best = min(self.scores.values(), default=None)
+        if len(self.samples) < TIMED_STEPS and (best is None or seconds <= GIVE_UP * best):
+            return
+        self.scores[self.queue.pop(0)] = min(self.samples)
+        self.samples = []
+        if not self.queue:
+            self._choose()
+
+    def _choose(self) -> None:
+        fastest = min(self.scores.values())
+        self.choice = min(count for count, score in self.scores.items() if score <= fastest * (1 + PREFER_FEWER))
+        self.recent = self.scores[self.choice]
+        # What trying the other counts cost this time bounds how soon they are tried again.
+        self.probe_cost = sum(score for count, score in self.scores.items() if count != self.choice) * TIMED_STEPS
+        self.since_probe = 0.0
+
+
+@contextmanager
+def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
+    """Run one step of a loop with the thread count the policy chooses for steps like it.
+
+    Steps of a kind are told apart by ``kind``, ``owner``, the dtype and shape of ``work``
+    with its first (batch) dimension rounded down to a power of two, and are timed per row,
+    so that the ragged batches of a measurement share what was learnt.
+
+    Args:
+        kind: names the loop (``"search"``, ``"predict"``, ...).
+        work: the step's input tensor: its shape and dtype tell steps of like cost apart,
+            its device whether threads matter at all.
+        owner: the model (or other object) whose steps these are.
+
+    Torch's thread count is restored when the step ends.
+    """
+    if not isinstance(work, Tensor) or work.device.type != "cpu" or _setting == "torch":
+        yield
+        return
+    caller = torch.get_num_threads()
+    if caller == 1 and _setting is None:  # nothing to choose between
+        yield
+        return
+    if explicit_threads() is not None:
+        fixed = _setting if isinstance(_setting, int) else caller
+        with _threads(fixed, caller):
+            yield
+        return
+    rows = max(1, int(work.shape[0])) if work.dim() else 1
+    bucket = 1 << (rows.bit_length() - 1)
+    key = (kind, (bucket,) + tuple(work.shape[1:]), work.dtype, id(owner), caller)
+    with _lock:
+        tuner = _kinds.get(key)
+        if tuner is None:
+            tuner = _kinds[key] = StepTuner(caller, work.numel() < SMALL_STEP)
+            while len(_kinds) > _MAX_KINDS:
+                _kinds.popitem(last=False)
+        count = tuner.threads()
+    with _threads(count, caller):
+        began = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - began
+    with _lock:
+        tuner.record(count, seconds / rows)
+
+
+@contextmanager
+def _threads(count: int, caller: int) -> Iterator[None]:
+    if count != caller:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != caller:
+            torch.set_num_threads(caller)
+
+
+def thread_report() -> Dict[str, Any]:
+    """The policy's state, for reports: who decides, and each kind of step's chosen count.
+
+    Returns:
+        ``{"policy": "measured" | <the explicit setting>, "kinds": {label: {"threads": n,
+        "steps": count, "ms_per_row": {threads: ms}}}}``, a kind labelled by its loop and
+        its step's shape (the batch rounded down to a power of two); the same kind of
+        several models is listed once.
+    """
+    reason = explicit_threads()
+    kinds: Dict[str, Any] = {}
+    with _lock:
+        for (kind, shape, _, _, _), tuner in _kinds.items():
+            rows = str(shape[0]) if shape[0] == 1 else f"{shape[0]}-{2 * shape[0] - 1}"
+            label = f"{kind} {'x'.join([rows, *map(str, shape[1:])])}"
+            entry = kinds.setdefault(label, {"threads": tuner.threads(), "steps": 0, "ms_per_row": {}})
+            entry["steps"] += tuner.steps
+            entry["ms_per_row"].update({str(n): round(s * 1000, 3) for n, s in tuner.scores.items()})
+    return {"policy": "measured" if reason is None else reason, "kinds": kinds}
