@@ -30,6 +30,7 @@ Usage::
 
     python benchmarks/bench_cli_end_to_end.py                              # resnet64, one class, calm and busy
     python benchmarks/bench_cli_end_to_end.py --cases resnet32 resnet64 digits --ten --repeats 2
+    python benchmarks/bench_cli_end_to_end.py --device cuda --cases resnet64 --ten   # on a GPU machine
 
 The last line printed is the JSON of all numbers.
 """
@@ -101,9 +102,10 @@ def load(kind: str) -> Iterator[None]:
         spinner.wait()
 
 
-def command(case: str, ten: bool, work: Path, out: Path) -> List[str]:
+def command(case: str, ten: bool, work: Path, out: Path, device: str) -> List[str]:
     """The ``classpattern search`` arguments of a case."""
     run = [sys.executable, "-m", "captum_classpattern.cli", "search", "--no-progress", "--out", str(out)]
+    run += ["--device", device]
     if case == "digits":
         run += ["--model", "captum_classpattern.training:digits_model", "--data", "digits"]
     else:
@@ -127,14 +129,14 @@ def flags(setting: str) -> List[str]:
     ]
 
 
-def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float) -> dict:
+def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float, device: str) -> dict:
     """One command, timed; its phases and thread decisions from ``report.json``."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
         began = time.perf_counter()
         try:
             done = subprocess.run(
-                command(case, ten, work, out) + flags(setting),
+                command(case, ten, work, out, device) + flags(setting),
                 env=environment(setting, work),
                 capture_output=True,
                 text=True,
@@ -157,16 +159,16 @@ def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float) -> 
     }
 
 
-def bare_seconds(side: int, threads: int) -> float:
-    """The ResNet-18's forward and input-gradient backward at batch 1, ``STEPS`` times."""
+def bare_seconds(side: int, threads: int, device: str) -> float:
+    """The ResNet-18's forward and input-gradient backward at batch 1, ``STEPS`` times, on ``device``."""
     import torchvision
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        model = torchvision.models.resnet18(num_classes=10).eval()
-        x = torch.rand(1, 3, side, side)
+        model = torchvision.models.resnet18(num_classes=10).eval().to(device)
+        x = torch.rand(1, 3, side, side, device=device)
         for _ in range(3):
             x.requires_grad_(True)
             model(x)[0, 0].backward()
@@ -174,6 +176,8 @@ def bare_seconds(side: int, threads: int) -> float:
         for _ in range(STEPS):
             leaf = x.detach().requires_grad_(True)
             torch.autograd.grad(model(leaf)[0, 0], leaf)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         return time.perf_counter() - began
     finally:
         torch.set_num_threads(before)
@@ -188,10 +192,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each combination (the median is kept)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a run is abandoned")
     parser.add_argument("--cifar10", default=os.environ.get("CLASSPATTERN_CIFAR10"))
+    parser.add_argument("--device", default="cpu", help="the commands' --device, e.g. cuda (default cpu)")
     args = parser.parse_args()
     cores = torch.get_num_threads()
     settings = args.settings or (["torch", "one", "auto"] + (["two"] if cores > 2 else []))
-    results: dict = {"cores": os.cpu_count(), "torch_threads": cores, "torch": torch.__version__, "runs": []}
+    results: dict = {
+        "cores": os.cpu_count(),
+        "torch_threads": cores,
+        "torch": torch.__version__,
+        "device": args.device,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "bench_nets.py").write_text(textwrap.dedent(FACTORY))
@@ -205,12 +216,15 @@ def main() -> None:
                 for case in args.cases:
                     if case.startswith("resnet"):
                         side = int(case.removeprefix("resnet"))
-                        bare = {str(n): round(bare_seconds(side, n), 2) for n in sorted({1, cores})}
+                        bare = {str(n): round(bare_seconds(side, n, args.device), 2) for n in sorted({1, cores})}
                         results.setdefault("bare_s", {})[f"{case} {load_kind}"] = bare
                         print(json.dumps({"bare": case, "load": load_kind, "seconds": bare}), flush=True)
                     for ten in [False, True] if args.ten else [False]:
                         for setting in settings:
-                            runs = [run_once(case, ten, setting, work, args.timeout) for _ in range(args.repeats)]
+                            runs = [
+                                run_once(case, ten, setting, work, args.timeout, args.device)
+                                for _ in range(args.repeats)
+                            ]
                             finished = [r for r in runs if r["wall_s"] is not None]
                             row = {
                                 "case": case,

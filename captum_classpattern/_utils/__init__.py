@@ -29,7 +29,14 @@ from .model_state import call_model, check_logits, checked_call, evaluation_mode
 from .predict import predict, share_predicted
 from .serialise import JsonFile, check_keys, float_array
 from .tensors import TensorOrTuple, as_tuple, expand_targets, mirror, target_classes
-from .threads import explicit_threads, set_threads, thread_report, thread_setting, tuned_threads
+from .threads import (
+    explicit_threads,
+    set_threads,
+    thread_report,
+    thread_scope,
+    thread_setting,
+    tuned_threads,
+)
 from .timing import phase, recording_phases
 
 __all__ = [
@@ -72,6 +79,7 @@ __all__ = [
     "share_predicted",
     "target_classes",
     "thread_report",
+    "thread_scope",
     "thread_setting",
     "tuned_threads",
     "write_atomic",

@@ -11,7 +11,7 @@ from torch import Tensor
 from .arguments import check_label_range
 from .checks import check_class_index
 from .model_state import call_model, checked_call, evaluation_mode, output_width
-from .threads import tuned_threads
+from .threads import thread_scope, tuned_threads
 
 
 def predict(
@@ -51,7 +51,7 @@ def predict(
             (see :func:`output_width`), or a label is not a class of the model.
     """
     predictions = []
-    with evaluation_mode(model, who), torch.inference_mode():
+    with evaluation_mode(model, who), torch.inference_mode(), thread_scope():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
             if device is not None:

@@ -47,7 +47,11 @@ PROBE_SHARE = 0.03
 """Trying the other counts again costs at most about this share of a kind's time."""
 
 DRIFT = 1.5
-"""The chosen count is tried again at once when its recent steps are this many times slower than measured."""
+"""The chosen count is tried again sooner when its recent steps are this many times slower than measured..."""
+
+DRIFT_SHARE = 0.2
+"""...as soon as trying costs at most about this share of the time since the last try (a noisy machine's
+slow steps must not make the policy try a slow count over and over)."""
 
 _MAX_KINDS = 64
 
@@ -142,7 +146,8 @@ class StepTuner:
     count is timed for :data:`TIMED_STEPS` steps (a count much slower than the best is
     dropped after one), the fastest is kept (fewer threads unless more are clearly faster),
     and the candidates are tried again once the chosen count has run long enough that
-    trying costs little, or at once when its steps slow down.
+    trying costs little (:data:`PROBE_SHARE`; sooner, :data:`DRIFT_SHARE`, when its steps
+    slowed down).
 
     Args:
         available: the most threads (torch's count for the caller).
@@ -181,8 +186,9 @@ class StepTuner:
             return
         self.since_probe += seconds
         self.recent = 0.8 * self.recent + 0.2 * seconds
-        chosen = self.scores[self.threads()]
-        if self.recent > DRIFT * chosen or self.since_probe * PROBE_SHARE > self.probe_cost:
+        drifted = self.recent > DRIFT * self.scores[self.threads()]
+        share = DRIFT_SHARE if drifted else PROBE_SHARE
+        if self.since_probe * share > self.probe_cost:
             self._probe(first=self.threads())
 
     def _probe(self, first: int) -> None:
@@ -208,33 +214,76 @@ class StepTuner:
         self.since_probe = 0.0
 
 
+class _Scope(threading.local):
+    """The open :func:`thread_scope` of this thread: its depth, the caller's count and who decides."""
+
+    depth = 0
+    caller = 1
+    explicit: Optional[str] = None
+
+
+_scope = _Scope()
+
+
+@contextmanager
+def thread_scope(start: Optional[int] = None) -> Iterator[None]:
+    """Keep the counts the policy chooses between the steps of the block; the caller's count comes back after.
+
+    Between two timed steps a loop does other tensor work (stamping patterns, the map's
+    update, choosing the next images); on a busy machine every parallel operation of it
+    pays the same toll as the model, so it runs with the count the last step chose. The
+    decision whether the user fixed the count is taken once, on entering the outermost
+    scope. Scopes nest; only the outermost one acts.
+
+    Args:
+        start: the count to begin with, when the policy decides (the command line begins
+            with one thread; the first loop then measures).
+    """
+    outermost = _scope.depth == 0
+    if outermost:
+        _scope.caller = torch.get_num_threads()
+        _scope.explicit = explicit_threads()
+    _scope.depth += 1
+    try:
+        if outermost:
+            first = _setting if isinstance(_setting, int) else (start if _scope.explicit is None else None)
+            if first is not None and first != _scope.caller:
+                torch.set_num_threads(first)
+        yield
+    finally:
+        _scope.depth -= 1
+        if outermost and torch.get_num_threads() != _scope.caller:
+            torch.set_num_threads(_scope.caller)
+
+
 @contextmanager
 def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
     """Run one step of a loop with the thread count the policy chooses for steps like it.
 
     Steps of a kind are told apart by ``kind``, ``owner``, the dtype and shape of ``work``
     with its first (batch) dimension rounded down to a power of two, and are timed per row,
-    so that the ragged batches of a measurement share what was learnt.
+    so that the ragged batches of a measurement share what was learnt. Inside a
+    :func:`thread_scope` the count stays set after the step (for the loop's other work);
+    outside one, torch's count is restored when the step ends.
 
     Args:
         kind: names the loop (``"search"``, ``"predict"``, ...).
         work: the step's input tensor: its shape and dtype tell steps of like cost apart,
             its device whether threads matter at all.
         owner: the model (or other object) whose steps these are.
-
-    Torch's thread count is restored when the step ends.
     """
     if not isinstance(work, Tensor) or work.device.type != "cpu" or _setting == "torch":
         yield
         return
-    caller = torch.get_num_threads()
-    if caller == 1 and _setting is None:  # nothing to choose between
-        yield
-        return
-    if explicit_threads() is not None:
-        fixed = _setting if isinstance(_setting, int) else caller
-        with _threads(fixed, caller):
+    scoped = _scope.depth > 0
+    caller = _scope.caller if scoped else torch.get_num_threads()
+    reason = _scope.explicit if scoped else explicit_threads()
+    if reason is not None:
+        with _threads(_setting if isinstance(_setting, int) else caller, caller, scoped):
             yield
+        return
+    if caller == 1:  # nothing to choose between
+        yield
         return
     rows = max(1, int(work.shape[0])) if work.dim() else 1
     bucket = 1 << (rows.bit_length() - 1)
@@ -246,7 +295,7 @@ def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
             while len(_kinds) > _MAX_KINDS:
                 _kinds.popitem(last=False)
         count = tuner.threads()
-    with _threads(count, caller):
+    with _threads(count, caller, scoped):
         began = time.perf_counter()
         yield
         seconds = time.perf_counter() - began
@@ -255,13 +304,14 @@ def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
 
 
 @contextmanager
-def _threads(count: int, caller: int) -> Iterator[None]:
-    if count != caller:
+def _threads(count: int, caller: int, keep: bool) -> Iterator[None]:
+    """Torch's count set to ``count`` for the block; back to ``caller`` after it unless ``keep``."""
+    if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     try:
         yield
     finally:
-        if count != caller:
+        if not keep and torch.get_num_threads() != caller:
             torch.set_num_threads(caller)
 
 
@@ -274,7 +324,7 @@ def thread_report() -> Dict[str, Any]:
         its step's shape (the batch rounded down to a power of two); the same kind of
         several models is listed once.
     """
-    reason = explicit_threads()
+    reason = _scope.explicit if _scope.depth > 0 else explicit_threads()
     kinds: Dict[str, Any] = {}
     with _lock:
         for (kind, shape, _, _, _), tuner in _kinds.items():

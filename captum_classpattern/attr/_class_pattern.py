@@ -27,6 +27,7 @@ from .._utils import (
     num_classes_of,
     refuse_one_shot,
     target_classes,
+    thread_scope,
     tuned_threads,
 )
 from ._candidates import CanvasChoice, choose_canvases
@@ -230,7 +231,7 @@ class ClassPattern(GradientAttribution):
             canvases = tensors[0]
         canvases = clamp_noisy_images(canvases, "inputs (canvases)")
         check_device(self.forward_func, canvases, "inputs")
-        with evaluation_mode(self.forward_func, "ClassPattern"):
+        with evaluation_mode(self.forward_func, "ClassPattern"), thread_scope():
             num_classes = num_classes_of(self.forward_func, canvases[:1], additional_forward_args, "ClassPattern")
             targets = expand_targets(target, canvases.shape[0], num_classes)
             search_set = make_search_set(

@@ -17,7 +17,7 @@ import traceback
 import warnings
 from typing import Optional, Sequence
 
-from .._utils import recording_phases, set_threads, thread_setting
+from .._utils import recording_phases, set_threads, thread_scope, thread_setting
 from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
 from ._arguments import (
@@ -180,7 +180,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     caller_threads = thread_setting()
     try:
         set_threads(args.threads)
-        with warnings.catch_warnings(), recording_phases() as args.phases:
+        # One thread until the first loop has measured: on a busy machine even loading pays for two.
+        with warnings.catch_warnings(), recording_phases() as args.phases, thread_scope(start=1):
             warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
             return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from .._utils import (
     evaluation_mode,
     num_classes_of,
     phase,
-    tuned_threads,
+    thread_scope,
 )
 from ..attr import (
     Budget,
@@ -27,7 +27,6 @@ from ..attr import (
     ImageStream,
     SearchSchedule,
     pixel_budget,
-    random_pattern,
     select_canvases,
     top_k_pattern,
 )
@@ -35,17 +34,13 @@ from ..data import Split
 from ..metrics import (
     Baselines,
     CaptumBaseline,
-    captum_attribution,
-    floor_rate,
-    predictive_power,
-    random_pixel_power,
     resolve_baselines,
-    wilson_interval,
 )
-from ._budget import PowerSample, measure_patterns, rates
+from ._budget import PowerSample
 from ._checkpoint import Checkpoints, build_manifest, check_checkpoint_folder
 from ._distributed import all_gather, init_distributed, main_process_first, shard, world
-from ._report import ClassReport, SearchReport
+from ._measure import measure_on_sample, measure_on_split
+from ._report import SearchReport
 from ._results import ClassResults, SearchOutcome
 
 DEFAULT_BASELINES = ("Saliency", "IntegratedGradients")
@@ -59,8 +54,6 @@ An :class:`~captum_classpattern.attr.ImageStream` sets its own (its ``batch_size
 with more composites (chunk size x the schedule's batch size) is split into several model
 calls whose gradients are accumulated; below the cap nothing changes, bit for bit."""
 
-RANDOM_TRIALS = 5
-"""Random-pixel patterns per class for the chance level, as :func:`~captum_classpattern.metrics.random_pixel_power`."""
 
 Source = Union[Split, ImageStream]
 
@@ -328,6 +321,38 @@ def _search_here(
     show_progress,
 ) -> SearchOutcome:
     """:func:`search_classes` for ``classes`` in this process alone."""
+    with thread_scope():  # the loops' thread counts hold for the work between their steps too
+        return _search_and_measure(
+            model,
+            search,
+            held_out,
+            classes,
+            device,
+            k=k,
+            class_names=class_names,
+            baselines=baselines,
+            schedule=schedule,
+            canvas_strategy=canvas_strategy,
+            seed=seed,
+            show_progress=show_progress,
+        )
+
+
+def _search_and_measure(
+    model,
+    search: Source,
+    held_out: Union[Split, PowerSample],
+    classes: List[int],
+    device,
+    *,
+    k,
+    class_names,
+    baselines: List[CaptumBaseline],
+    schedule,
+    canvas_strategy,
+    seed,
+    show_progress,
+) -> SearchOutcome:
     search, held_out = _on_device(search, device), _on_device(held_out, device)
     canvases, maps, ties = _search_maps(model, search, classes, device, schedule, canvas_strategy, seed, show_progress)
     count = pixel_budget(k, *canvases.shape[-2:])
@@ -335,99 +360,12 @@ def _search_here(
     names = [None if class_names is None else str(class_names[cls]) for cls in classes]
     if isinstance(held_out, PowerSample):
         forward_batch = search.batch_size if isinstance(search, ImageStream) else DEFAULT_FORWARD_BATCH
-        rows = _measure_budgeted(
+        rows = measure_on_sample(
             model, held_out, classes, canvases, patterns, count, baselines, names, seed, forward_batch
         )
         return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
-    eval_images, eval_labels = held_out.images, held_out.labels
-    rows = []
-    for i, cls in enumerate(tqdm(classes, desc="measuring patterns", disable=not show_progress)):
-        with phase("measurement"):
-            power = predictive_power(model, patterns[i], eval_images, eval_labels, cls)
-            floor = floor_rate(model, eval_images, eval_labels, cls)
-        with phase("baselines"):
-            chance = random_pixel_power(model, canvases[i], eval_images, eval_labels, cls, count, seed=seed)
-            measured = {
-                baseline.name: predictive_power(
-                    model,
-                    top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count),
-                    eval_images,
-                    eval_labels,
-                    cls,
-                )
-                for baseline in baselines
-            }
-        rows.append(
-            ClassReport(
-                class_=cls,
-                k=count,
-                predictive_power=power,
-                floor=floor,
-                random=chance,
-                baselines=measured,
-                name=names[i],
-            )
-        )
+    rows = measure_on_split(model, held_out, classes, canvases, patterns, count, baselines, names, seed, show_progress)
     return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
-
-
-def _measure_budgeted(
-    model, sample: PowerSample, classes, canvases, patterns, count: int, baselines, names, seed: int, forward_batch: int
-) -> List[ClassReport]:
-    """The report rows of ``classes``, every pattern measured on the sample in one pass over it.
-
-    Per class: its pattern, :data:`RANDOM_TRIALS` random-pixel patterns (drawn as
-    :func:`~captum_classpattern.metrics.random_pixel_power` draws them) and each baseline's
-    top-k pattern.
-    """
-    stamped, targets = [], []
-    with phase("baselines"):  # the attributions; every pattern is measured together below
-        for i, cls in enumerate(classes):
-            generator = torch.Generator().manual_seed(seed)
-            stamped += [patterns[i]] + [random_pattern(canvases[i], count, generator) for _ in range(RANDOM_TRIALS)]
-            stamped += [
-                top_k_pattern(_class_attribution(model, baseline, canvases[i], cls, seed), canvases[i], count)
-                for baseline in baselines
-            ]
-            targets += [cls] * (1 + RANDOM_TRIALS + len(baselines))
-    with phase("measurement"):
-        tally = measure_patterns(model, stamped, targets, sample, classes, forward_batch, canvases.device)
-    powers = rates(tally.hits, tally.measured, "the patterns")
-    floors = rates(tally.floor_hits, tally.floor_measured, "the floor")
-    per_class = 1 + RANDOM_TRIALS + len(baselines)
-    rows = []
-    for i, cls in enumerate(classes):
-        first = i * per_class
-        hits, measured = int(tally.hits[first]), int(tally.measured[first])
-        rows.append(
-            ClassReport(
-                class_=cls,
-                k=count,
-                predictive_power=powers[first],
-                floor=floors[i],
-                random=float(np.mean(powers[first + 1 : first + 1 + RANDOM_TRIALS])),
-                baselines={b.name: powers[first + 1 + RANDOM_TRIALS + j] for j, b in enumerate(baselines)},
-                name=names[i],
-                power_interval=wilson_interval(hits, measured, sample.confidence),
-                measured=measured,
-            )
-        )
-    return rows
-
-
-def _class_attribution(model, baseline: CaptumBaseline, canvas, cls: int, seed: int):
-    """A Captum baseline's attribution, its random draws (if any) seeded by the seed and the class.
-
-    Stochastic Captum methods draw from the global generator; seeding it per class (and
-    restoring it afterwards) keeps a class's result independent of the classes searched before
-    it, so chunks, ranks and resumed runs agree (``NoiseTunnel`` noise included). The default
-    methods draw nothing.
-    """
-    devices = [canvas.device] if canvas.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed * 1_000_003 + cls)
-        with tuned_threads(f"captum {baseline.name}", canvas, model):
-            return captum_attribution(model, baseline, canvas, cls)
 
 
 def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:

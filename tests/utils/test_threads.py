@@ -12,6 +12,7 @@ from captum_classpattern._utils.threads import (
     explicit_threads,
     set_threads,
     thread_report,
+    thread_scope,
     tuned_threads,
 )
 
@@ -60,6 +61,15 @@ def test_a_machine_that_becomes_calm_is_followed_after_a_while():
     tries = StepTuner(available=2, small=True)
     used = run(tries, lambda n: 0.030 if n == 1 else 0.500, 2000)
     assert used.count(2) < 0.01 * len(used)
+
+
+def test_a_noisy_machine_does_not_make_the_slow_count_tried_over_and_over():
+    tuner = StepTuner(available=2, small=True)
+    noise = iter([0.003, 0.009] * 5000)  # one-thread steps that vary 3x under load
+    used = run(tuner, lambda n: next(noise) if n == 1 else 0.300, 5000)
+    assert tuner.choice == 1
+    slow_seconds = 0.300 * used.count(2)
+    assert slow_seconds < 0.25 * 0.006 * used.count(1)  # a bounded share of the run's time
 
 
 def test_a_large_step_starts_on_every_thread_and_a_small_one_on_one():
@@ -133,3 +143,19 @@ def test_the_callers_count_comes_back_after_an_error(measured_policy):
 def test_bad_settings_are_refused(setting, error):
     with pytest.raises(error, match="threads"):
         set_threads(setting)
+
+
+def test_inside_a_scope_the_chosen_count_holds_between_steps_and_the_callers_comes_back(measured_policy):
+    work = torch.zeros(4, 3, 8, 8)
+    with thread_scope(start=1):
+        assert torch.get_num_threads() == 1  # the command line starts on one thread
+        slow_on(1, work, 12)  # one thread is the slow one here: the loop moves to two
+        assert torch.get_num_threads() == 2
+        slow_on(2, work, 12)
+        assert torch.get_num_threads() == 1  # and stays there for the work after the loop
+        assert thread_report()["policy"] == "measured"
+    assert torch.get_num_threads() == 2
+    set_threads(1)
+    with thread_scope():
+        assert torch.get_num_threads() == 1  # the user's count, for all the work of the scope
+    assert torch.get_num_threads() == 2
