@@ -180,8 +180,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     caller_threads = thread_setting()
     try:
         set_threads(args.threads)
-        # One thread until the first loop has measured: on a busy machine even loading pays for two.
-        with warnings.catch_warnings(), recording_phases() as args.phases, thread_scope(start=1):
+        # On the CPU, one thread until the first loop has measured: on a busy machine even loading
+        # pays for two. A GPU run leaves torch's count alone (its loops are not tuned).
+        start = 1 if str(getattr(args, "device", "cpu")).startswith("cpu") else None
+        with warnings.catch_warnings(), recording_phases() as args.phases, thread_scope(start=start):
             warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
             return handlers[args.command](args)
     except KeyboardInterrupt:
