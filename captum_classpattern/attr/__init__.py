@@ -24,6 +24,7 @@ from ._schedule import (
 )
 from ._search_data import (
     IterableSearchSet,
+    SearchSet,
     StepBatch,
     StreamSearchSet,
     TensorSearchSet,
@@ -40,6 +41,7 @@ __all__ = [
     "PAPER_SCHEDULE",
     "PAPER_IMAGENET_SCHEDULE",
     "make_search_set",
+    "SearchSet",
     "StepBatch",
     "TensorSearchSet",
     "ImageStream",

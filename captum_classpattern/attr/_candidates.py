@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -67,8 +67,11 @@ class CanvasChoice:
 ShortSearch = Callable[[Tensor, List[int], Tensor, Any, CanvasChoice], Tuple[Tensor, Tensor]]
 """``short_search(canvases, targets, images, labels, choice)``: one map and one tie-break score per canvas."""
 
+Candidates = Dict[int, Tuple[Tensor, List[Tensor]]]
+"""Per class, the probabilities of its best images and the images, most probable first."""
 
-def _labelled_batches(images, labels):
+
+def _labelled_batches(images: Union[Tensor, Iterable], labels: Optional[Tensor]) -> Iterator[Tuple[Tensor, Tensor]]:
     if isinstance(images, Tensor):
         if labels is None:
             raise ValueError("choosing a canvas needs labels: pass baseline_labels with a tensor search set.")
@@ -80,9 +83,17 @@ def _labelled_batches(images, labels):
         yield batch[0], check_labels(batch[0], batch[1], "baseline batch")
 
 
-def _confident_candidates(model: Callable, images, labels, classes: Sequence[int], n: int, extra: Any, name: str):
+def _confident_candidates(
+    model: Callable,
+    images: Union[Tensor, Iterable],
+    labels: Optional[Tensor],
+    classes: Sequence[int],
+    n: int,
+    extra: Any,
+    name: str,
+) -> Candidates:
     """Per class, the ``n`` images with the highest probability of that class (streamed)."""
-    best: Dict[int, Tuple[Tensor, List[Tensor]]] = {c: (torch.empty(0), []) for c in classes}
+    best: Candidates = {c: (torch.empty(0), []) for c in classes}
     width = 0
     with evaluation_mode(model, _WHO), torch.inference_mode():
         for number, (batch, batch_labels) in enumerate(_labelled_batches(images, labels)):
@@ -108,7 +119,9 @@ def _confident_candidates(model: Callable, images, labels, classes: Sequence[int
     return best
 
 
-def _first_of_class(images, labels, classes: Sequence[int], index: int):
+def _first_of_class(
+    images: Union[Tensor, Iterable], labels: Optional[Tensor], classes: Sequence[int], index: int
+) -> Dict[int, List[Tensor]]:
     found: Dict[int, List[Tensor]] = {c: [] for c in classes}
     for batch, batch_labels in _labelled_batches(images, labels):
         for c in set(classes):
@@ -156,7 +169,15 @@ def choose_canvases(
     return _best_of_n(model, images, labels, classes, best, choice, short_search)
 
 
-def _best_of_n(model, images, labels, classes, best, choice: CanvasChoice, short_search: ShortSearch):
+def _best_of_n(
+    model: Callable,
+    images: Union[Tensor, Iterable],
+    labels: Optional[Tensor],
+    classes: Sequence[int],
+    best: Candidates,
+    choice: CanvasChoice,
+    short_search: ShortSearch,
+) -> Tensor:
     if not isinstance(images, Tensor):
         raise ValueError("best_of_n needs the search set as a tensor (it is reused for scoring).")
     candidates = [(c, canvas) for c in classes for canvas in best[c][1]]

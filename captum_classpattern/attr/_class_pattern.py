@@ -34,7 +34,7 @@ from ._candidates import CanvasChoice, choose_canvases
 from ._composite import composite_loss
 from ._map_optimizer import MapOptimizer
 from ._schedule import FAST_SCHEDULE, SearchSchedule, resolve_schedule
-from ._search_data import NO_SEARCH_SET, make_search_set
+from ._search_data import NO_SEARCH_SET, SearchSet, StepBatch, make_search_set
 
 
 @dataclass
@@ -243,7 +243,16 @@ class ClassPattern(GradientAttribution):
         expanded = maps.unsqueeze(1).expand_as(canvases).contiguous()
         return mirror([expanded], was_tuple)
 
-    def _search(self, canvases, targets, search_set, plan, extra, settings, show_progress) -> Tensor:
+    def _search(
+        self,
+        canvases: Tensor,
+        targets: Tensor,
+        search_set: SearchSet,
+        plan: SearchSchedule,
+        extra: Any,
+        settings: _RunSettings,
+        show_progress: bool,
+    ) -> Tensor:
         device = canvases.device
         count, _, height, width = canvases.shape
         planned = search_set.planned_steps(plan.epochs, plan.steps)
@@ -261,10 +270,10 @@ class ClassPattern(GradientAttribution):
             disable=not show_progress,
         )
         start = time.perf_counter()
-        for batch, active in search_set.steps(plan.epochs, plan.steps):
+        for batch, marked in search_set.steps(plan.epochs, plan.steps):
             images = batch.images.to(device=device, dtype=canvases.dtype, non_blocking=True)
             # None stands for "every canvas", the common case that needs no masking.
-            active = None if bool(active.all()) else active.to(device)
+            active = None if bool(marked.all()) else marked.to(device)
             with tuned_threads("search", images, self.forward_func):
                 grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
             optimizer.step(grad, active)
@@ -280,7 +289,17 @@ class ClassPattern(GradientAttribution):
         self.last_tie_break = optimizer.evidence.detach()
         return maps
 
-    def _gradient(self, optimizer, canvases, targets, batch, images, extra, settings, active) -> Tensor:
+    def _gradient(
+        self,
+        optimizer: MapOptimizer,
+        canvases: Tensor,
+        targets: Tensor,
+        batch: StepBatch,
+        images: Tensor,
+        extra: Any,
+        settings: _RunSettings,
+        active: Optional[Tensor],
+    ) -> Tensor:
         """Gradient of the summed per-canvas losses with respect to the optimised parameters.
 
         Autograd runs only from the loss to each row's copy of its canvas's map; the rows
@@ -319,7 +338,17 @@ class ClassPattern(GradientAttribution):
         grad = _sum_rows(row_grads)
         return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
 
-    def _row_grads(self, keep, canvases, targets, counts, images, extra, settings, alpha) -> Tensor:
+    def _row_grads(
+        self,
+        keep: Tensor,
+        canvases: Tensor,
+        targets: Tensor,
+        counts: Tensor,
+        images: Tensor,
+        extra: Any,
+        settings: _RunSettings,
+        alpha: float,
+    ) -> Tensor:
         """Gradient of the loss with respect to each row's map: ``images`` composited with their gathered canvases."""
         forward = partial(self._forward, extra=extra, settings=settings)
         with torch.enable_grad():
@@ -328,7 +357,17 @@ class ClassPattern(GradientAttribution):
             loss = composite_loss(forward, images, keep, canvases, targets, counts)
             return torch.autograd.grad(alpha * loss, keep)[0][:, 0]
 
-    def _uniform_row_grads(self, maps, canvases, targets, images, extra, settings, per_canvas, alpha) -> Tensor:
+    def _uniform_row_grads(
+        self,
+        maps: Tensor,
+        canvases: Tensor,
+        targets: Tensor,
+        images: Tensor,
+        extra: Any,
+        settings: _RunSettings,
+        per_canvas: int,
+        alpha: float,
+    ) -> Tensor:
         """As :meth:`_row_grads` when every canvas has ``per_canvas`` consecutive rows.
 
         The canvases are broadcast over their rows instead of gathered (no copy per row);
@@ -398,7 +437,9 @@ class _RunSettings:
 _AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 
-def _run_settings(max_forward_batch, autocast_dtype, channels_last) -> _RunSettings:
+def _run_settings(
+    max_forward_batch: Optional[int], autocast_dtype: Optional[torch.dtype], channels_last: bool
+) -> _RunSettings:
     """Check the execution settings of :meth:`ClassPattern.attribute`."""
     if max_forward_batch is not None and (
         isinstance(max_forward_batch, (bool, np.bool_))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -25,7 +25,16 @@ class MapOptimizer:
     top-k rule uses it to order pixels of equal map value.
     """
 
-    def __init__(self, plan: SearchSchedule, count: int, height: int, width: int, dtype, device, planned) -> None:
+    def __init__(
+        self,
+        plan: SearchSchedule,
+        count: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        planned: Optional[Tensor],
+    ) -> None:
         self.plan = plan
         start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
         self.theta = torch.full((count, height, width), start, device=device, dtype=dtype)
@@ -38,9 +47,10 @@ class MapOptimizer:
             self.moment2 = torch.zeros_like(self.theta)
         self.lockstep: Optional[int] = None
         if plan.anneals:
+            assert planned is not None  # the search refuses an annealed plan without a step count
             self._plan_step_sizes(planned.cpu(), dtype, device)
 
-    def _plan_step_sizes(self, planned: Tensor, dtype, device) -> None:
+    def _plan_step_sizes(self, planned: Tensor, dtype: torch.dtype, device: torch.device) -> None:
         """Tabulate the annealed step sizes once, one row per distinct number of steps.
 
         Every canvas reads its step from the same float table whether it is searched alone
@@ -70,7 +80,7 @@ class MapOptimizer:
         """The current maps, detached."""
         return self.to_map(self.theta).detach()
 
-    def size_gradient(self, active: Optional[Tensor]):
+    def size_gradient(self, active: Optional[Tensor]) -> Union[float, Tensor]:
         """Gradient of the size term with respect to the map (zero for inactive canvases)."""
         if active is None:
             return self.size_weight
@@ -83,7 +93,7 @@ class MapOptimizer:
         maps = torch.sigmoid(self.theta)
         return grad.mul_(maps * (1 - maps))
 
-    def _step_sizes(self):
+    def _step_sizes(self) -> Union[float, Tensor]:
         if not self.plan.anneals:
             return self.plan.step_size
         last = self.table.shape[1] - 1
@@ -109,7 +119,7 @@ class MapOptimizer:
         self.taken += 1 if active is None else active.to(self.taken.dtype)
         self.lockstep = self.lockstep + 1 if keep is None and self.lockstep is not None else None
 
-    def _adam(self, grad: Tensor, size, keep: Optional[Tensor]) -> Tensor:
+    def _adam(self, grad: Tensor, size: Union[float, Tensor], keep: Optional[Tensor]) -> Tensor:
         beta1, beta2 = self.plan.betas
         moment1 = beta1 * self.moment1 + (1 - beta1) * grad
         moment2 = beta2 * self.moment2 + (1 - beta2) * grad * grad

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 _OPTIMIZERS = ("sign", "adam")
 
@@ -117,7 +117,7 @@ class SearchSchedule:
         first, last = self.step_size, self.final_step_size
         return last + (first - last) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def replace(self, **changes) -> SearchSchedule:
+    def replace(self, **changes: Any) -> SearchSchedule:
         """A copy with some settings changed, e.g. ``PAPER_SCHEDULE.replace(epochs=1)``."""
         return replace(self, **changes)
 

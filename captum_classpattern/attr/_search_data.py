@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Protocol, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -53,6 +53,20 @@ StepPlan = Tuple[Tensor, Tensor, Optional[int], Tensor]
 """The rows of one search step: ``(index, owner, per_canvas, active)``."""
 
 
+class SearchSet(Protocol):
+    """What a search loop asks of a search set (:func:`make_search_set` returns one).
+
+    :class:`TensorSearchSet`, :class:`StreamSearchSet` and :class:`IterableSearchSet` are
+    search sets.
+    """
+
+    def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Optional[Tensor]:
+        """Steps per canvas (a 1-d tensor, an upper bound), or ``None`` when not known in advance."""
+
+    def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
+        """Yield ``(batch, active)`` pairs; ``active`` marks the canvases updated this step."""
+
+
 _CHECK_ELEMENTS = 1 << 18
 
 
@@ -80,7 +94,7 @@ def _rows(images: Tensor, index: Tensor) -> Tensor:
     return images.index_select(0, index.to(images.device))
 
 
-def _split_batch(batch) -> Tuple[Tensor, Optional[Tensor]]:
+def _split_batch(batch: object) -> Tuple[Tensor, Optional[Tensor]]:
     if isinstance(batch, Tensor):
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) >= 1 and isinstance(batch[0], Tensor):
@@ -377,7 +391,7 @@ def make_search_set(
     batch_size: int,
     seed: int,
     num_classes: Optional[int] = None,
-) -> Union[TensorSearchSet, IterableSearchSet]:
+) -> SearchSet:
     """Wrap ``baselines`` in the right search-set class after checking it fits the canvases.
 
     A map-style dataset (with ``baseline_labels``, or labels of its own in ``targets``) is

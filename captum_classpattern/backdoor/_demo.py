@@ -49,11 +49,11 @@ def demo_backdoor_model(
         "v": 1,
     }
 
-    def build():
+    def build() -> nn.Module:
         torch.manual_seed(seed)
         return SpatialCNN(size, 1, 10, 16)
 
-    def train(model):
+    def train(model: nn.Module) -> nn.Module:
         split = load_digits(size=size).train
         poisoned = PoisonedDataset((split.images, split.labels), trigger, target=target, rate=0.1, seed=seed)
         images, labels = poisoned.tensors()

@@ -21,7 +21,15 @@ import torch
 from .._utils import phase, predict, thread_report, write_atomic
 from ..attr import NAMED_SCHEDULES, Budget, ImageStream, SearchSchedule, pixel_budget
 from ..data import DIGIT_CLASSES, Split, load_digits
-from ..pipeline import PowerSample, init_distributed, is_main_process, main_process_first, search_classes
+from ..pipeline import (
+    PowerSample,
+    SearchOutcome,
+    SearchReport,
+    init_distributed,
+    is_main_process,
+    main_process_first,
+    search_classes,
+)
 from ..training import accuracy, digits_model
 from ..visualization import plot_class_patterns, png_bytes
 from ._arguments import show_progress
@@ -127,7 +135,13 @@ def run_search(
     return 0
 
 
-def _figure(outcome, report, classes: List[int], class_names, collapsed: Dict[int, int]) -> bytes:
+def _figure(
+    outcome: SearchOutcome,
+    report: SearchReport,
+    classes: List[int],
+    class_names: Sequence[str],
+    collapsed: Dict[int, int],
+) -> bytes:
     """``patterns.png``: every class's canvas, map and pattern, collapsed maps marked."""
     fig, _ = plot_class_patterns(
         outcome.canvases.cpu(),
@@ -173,7 +187,9 @@ def _collapsed(maps: torch.Tensor, k: Budget) -> Dict[int, int]:
     return {row: int(n) for row, n in enumerate(positive) if n < count}
 
 
-def _collapse_note(args: argparse.Namespace, collapsed: Dict[int, int], classes, class_names) -> str:
+def _collapse_note(
+    args: argparse.Namespace, collapsed: Dict[int, int], classes: List[int], class_names: Sequence[str]
+) -> str:
     """One plain line about collapsed maps, with advice this command can follow."""
     which = ", ".join(f"{class_names[classes[row]]} ({n} px)" for row, n in collapsed.items())
     alpha = args.alpha if args.alpha is not None else NAMED_SCHEDULES[args.schedule].alpha

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from ._balanced import balanced_indices
 from ._safe_pickle import load_cifar_batch
@@ -80,7 +81,7 @@ def load_digits(size: int = 32, seed: int = 0, fractions: Tuple[float, float] = 
     return Dataset3(splits[0], splits[1], splits[2], DIGIT_CLASSES)
 
 
-def _stack(dataset, indices: List[int]) -> Split:
+def _stack(dataset: Dataset[Tuple[Tensor, int]], indices: List[int]) -> Split:
     if not indices:
         raise ValueError("no images to read: the folder holds none, or limit kept none.")
     images, labels = zip(*(dataset[i] for i in indices))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Tuple
 
-from torch import nn
+from torch import Tensor, nn
 
 from .._utils import check_positive_int
 
@@ -48,7 +48,7 @@ class SmallCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(channels, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
@@ -85,7 +85,7 @@ class SpatialCNN(nn.Module):
         self.features, channels = _conv_blocks(in_channels, width)
         self.head = nn.Linear(channels * (image_size // 4) ** 2, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"SpatialCNN was built for {self.image_size}x{self.image_size} images, "
@@ -130,7 +130,7 @@ class SmallVGG(nn.Module):
             nn.Linear(channels * 4, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.features(x)).flatten(1))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -98,7 +98,7 @@ class PowerSample:
         return {"per_class": self.per_class, "confidence": self.confidence, "seed": self.seed}
 
 
-def sample_batches(data: HeldOut, indices: Tensor, batch: int, device) -> Iterator[Tuple[Tensor, Tensor]]:
+def sample_batches(data: HeldOut, indices: Tensor, batch: int, device: torch.device) -> Iterator[Tuple[Tensor, Tensor]]:
     """``(images, labels)`` of ``data`` at ``indices`` in batches of ``batch``, on ``device``."""
     if isinstance(data, Split):
         for start in range(0, indices.numel(), batch):
@@ -123,13 +123,13 @@ class Tally:
 
 
 def measure_patterns(
-    model,
+    model: Callable,
     patterns: Sequence[Pattern],
     targets: Sequence[int],
     sample: PowerSample,
     classes: Sequence[int],
     forward_batch: int,
-    device,
+    device: torch.device,
 ) -> Tally:
     """Stamp every pattern onto the sample's images of other classes and count the flips.
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import phase, tuned_threads
@@ -27,10 +28,10 @@ RANDOM_TRIALS = 5
 
 
 def measure_on_split(
-    model,
+    model: Callable,
     held_out: Split,
     classes: Sequence[int],
-    canvases,
+    canvases: Tensor,
     patterns: Sequence[Pattern],
     count: int,
     baselines: Sequence[CaptumBaseline],
@@ -72,7 +73,16 @@ def measure_on_split(
 
 
 def measure_on_sample(
-    model, sample: PowerSample, classes, canvases, patterns, count: int, baselines, names, seed: int, forward_batch: int
+    model: Callable,
+    sample: PowerSample,
+    classes: Sequence[int],
+    canvases: Tensor,
+    patterns: Sequence[Pattern],
+    count: int,
+    baselines: Sequence[CaptumBaseline],
+    names: Sequence[Optional[str]],
+    seed: int,
+    forward_batch: int,
 ) -> List[ClassReport]:
     """The report rows of ``classes``, every pattern measured on the sample in one pass over it.
 
@@ -115,7 +125,7 @@ def measure_on_sample(
     return rows
 
 
-def class_attribution(model, baseline: CaptumBaseline, canvas, cls: int, seed: int):
+def class_attribution(model: Callable, baseline: CaptumBaseline, canvas: Tensor, cls: int, seed: int) -> Tensor:
     """A Captum baseline's attribution, its random draws (if any) seeded by the seed and the class.
 
     Stochastic Captum methods draw from the global generator; seeding it per class (and

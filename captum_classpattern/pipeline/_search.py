@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import torch
@@ -258,12 +258,35 @@ def _refuse_meta(model: Any, search: Source, held_out: Union[Split, PowerSample]
             raise ValueError(f"{name} images are on the meta device (shapes only, no values): load the images.")
 
 
-def _on_device(data: Any, device) -> Any:
+@overload
+def _on_device(data: Split, device: torch.device) -> Split: ...
+
+
+@overload
+def _on_device(data: ImageStream, device: torch.device) -> ImageStream: ...
+
+
+@overload
+def _on_device(data: PowerSample, device: torch.device) -> PowerSample: ...
+
+
+def _on_device(
+    data: Union[Split, ImageStream, PowerSample], device: torch.device
+) -> Union[Split, ImageStream, PowerSample]:
     """A Split's tensors on ``device``; a stream (read batch by batch) or sample as it is."""
     return Split(data.images.to(device), data.labels.to(device)) if isinstance(data, Split) else data
 
 
-def _search_maps(model, search: Source, classes: List[int], device, schedule, canvas_strategy, seed, show_progress):
+def _search_maps(
+    model: Callable,
+    search: Source,
+    classes: List[int],
+    device: torch.device,
+    schedule: Union[str, SearchSchedule, None],
+    canvas_strategy: str,
+    seed: int,
+    show_progress: bool,
+) -> Tuple[Tensor, Tensor, Tensor]:
     """The canvases, maps and tie-break scores of ``classes``, chosen and searched on ``search``."""
     baselines: Union[Tensor, ImageStream]
     with phase("canvas choice"):
@@ -288,10 +311,11 @@ def _search_maps(model, search: Source, classes: List[int], device, schedule, ca
             max_forward_batch=cap,
             show_progress=show_progress,
         )
+    assert explainer.last_tie_break is not None  # set by every search
     return canvases, maps, explainer.last_tie_break
 
 
-def _check_stream_labels(model, stream: ImageStream, device) -> None:
+def _check_stream_labels(model: Callable, stream: ImageStream, device: torch.device) -> None:
     """Refuse a stream's labels that the model cannot have, checked on one image before the canvases are chosen.
 
     The canvases of a stream are chosen among each class's own images only, so a label the
@@ -306,19 +330,19 @@ def _check_stream_labels(model, stream: ImageStream, device) -> None:
 
 
 def _search_here(
-    model,
+    model: Callable,
     search: Source,
     held_out: Union[Split, PowerSample],
     classes: List[int],
-    device,
+    device: torch.device,
     *,
-    k,
-    class_names,
+    k: Budget,
+    class_names: Optional[Sequence[str]],
     baselines: List[CaptumBaseline],
-    schedule,
-    canvas_strategy,
-    seed,
-    show_progress,
+    schedule: Union[str, SearchSchedule, None],
+    canvas_strategy: str,
+    seed: int,
+    show_progress: bool,
 ) -> SearchOutcome:
     """:func:`search_classes` for ``classes`` in this process alone."""
     with thread_scope():  # the loops' thread counts hold for the work between their steps too
@@ -339,19 +363,19 @@ def _search_here(
 
 
 def _search_and_measure(
-    model,
+    model: Callable,
     search: Source,
     held_out: Union[Split, PowerSample],
     classes: List[int],
-    device,
+    device: torch.device,
     *,
-    k,
-    class_names,
+    k: Budget,
+    class_names: Optional[Sequence[str]],
     baselines: List[CaptumBaseline],
-    schedule,
-    canvas_strategy,
-    seed,
-    show_progress,
+    schedule: Union[str, SearchSchedule, None],
+    canvas_strategy: str,
+    seed: int,
+    show_progress: bool,
 ) -> SearchOutcome:
     search, held_out = _on_device(search, device), _on_device(held_out, device)
     canvases, maps, ties = _search_maps(model, search, classes, device, schedule, canvas_strategy, seed, show_progress)
@@ -380,12 +404,12 @@ def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:
 
 
 def _search_share(
-    model,
+    model: Callable,
     search: Source,
     held_out: Union[Split, PowerSample],
     classes: List[int],
     positions: Sequence[int],
-    device,
+    device: torch.device,
     settings: dict,
     chunk_size: int,
     store: Optional[Checkpoints],
