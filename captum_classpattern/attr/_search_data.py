@@ -305,6 +305,17 @@ class IterableSearchSet:
             total = epochs * int(length())
         return torch.full((self.targets.numel(),), max(1, total))
 
+    def _check_batch(self, images: Tensor, labels: Optional[Tensor]) -> None:
+        """Refuse a batch whose labels the model cannot have or whose images do not fit the canvases."""
+        if labels is not None and self.num_classes is not None:
+            check_label_range(labels, self.num_classes, "the search set's batch labels")
+        check_images(images, "a baseline batch")
+        if tuple(images.shape[1:]) != self.shape:
+            raise ValueError(
+                f"baseline images are {tuple(images.shape[1:])} but canvases are {self.shape}: "
+                "resize them to the canvas size."
+            )
+
     def steps(self, epochs: Optional[int], steps: Optional[int]) -> Iterator[Tuple[StepBatch, Tensor]]:
         """Yield ``(batch, active)`` pairs, passing over the source ``epochs`` times or until ``steps``."""
         step, epoch, warned = 0, 0, False
@@ -325,14 +336,7 @@ class IterableSearchSet:
                 )
             for batch in self.source:
                 images, labels = _split_batch(batch)
-                if labels is not None and self.num_classes is not None:
-                    check_label_range(labels, self.num_classes, "the search set's batch labels")
-                check_images(images, "a baseline batch")
-                if tuple(images.shape[1:]) != self.shape:
-                    raise ValueError(
-                        f"baseline images are {tuple(images.shape[1:])} but canvases are {self.shape}: "
-                        "resize them to the canvas size."
-                    )
+                self._check_batch(images, labels)
                 if labels is None:
                     if not warned:
                         warnings.warn(UNLABELLED, UserWarning, stacklevel=5)

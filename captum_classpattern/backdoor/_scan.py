@@ -130,119 +130,246 @@ def scan(
         >>> compared.rescore("power_auc", reference=False).flagged  # the suspect alone
     """
     started = time.perf_counter()
-    seed = check_seed(seed)
-    check_model(model)
-    check_settings(settings, ScanSettings, "settings")
-    check_settings(scoring, ScoringSettings, "scoring")
-    check_settings(recovery, TriggerRecoverySettings, "recovery")
-    check_images(images, "images")
-    labels = check_labels(images, labels, "images'")
-    eval_images, eval_labels = check_second_set(
-        model, images, labels, eval_images, eval_labels, "eval_images", check_shape=True
-    )
+    seed = _check_arguments(model, settings, scoring, recovery, seed)
+    labels, eval_images, eval_labels = _check_data(model, images, labels, eval_images, eval_labels)
     height, width = images.shape[-2:]
-    fixed_k = budget_pixels(scoring.k, "k", height, width)
-    if scoring.auc_k != "median":
-        budget_pixels(scoring.auc_k, "auc_k", height, width)  # checked now, used after the search
-    check_trigger_mask(trigger_mask, height, width)
+    fixed_k = _check_sizes(scoring, trigger_mask, height, width)
     references = _as_references(reference)
 
     with evaluation_mode(model, "scan"):
-        targets = scanned_classes(model, images, classes, "scan", [(labels, "labels"), (eval_labels, "eval_labels")])
-        if trigger_target is not None and int(trigger_target) not in targets.tolist():
-            raise ValueError(f"trigger_target {trigger_target} is not among the scanned classes {targets.tolist()}.")
-        for target in targets.tolist():
-            if not bool((labels == target).any()) and settings.init == "image":
-                raise ValueError(f"class {target} has no images to take a canvas from: pass init='grey'.")
-            if not bool((eval_labels != target).any()):
-                raise ValueError(f"no held-out images outside class {target} to measure the pattern on.")
-        run_reference = partial(
-            scan, images=images, labels=labels, settings=settings, scoring=scoring, eval_images=eval_images,
-            eval_labels=eval_labels, classes=targets.tolist(), recovery=_NO_RECOVERY, seed=seed,
-        )  # fmt: skip
+        targets = _scanned_targets(model, images, labels, eval_labels, classes, trigger_target, settings)
+        run_reference = _reference_scan(images, labels, settings, scoring, eval_images, eval_labels, targets, seed)
         reference_tables, reference_blend_tables = _reference_tables(
             references, run_reference, settings, model, targets.tolist(), images
         )
-        canvases = pick_canvases(model, images, labels, targets.tolist(), settings.init)
-        maps, learned = learn_patterns(
-            model,
-            canvases,
-            targets,
-            images,
-            labels,
-            settings,
-            learn_values=settings.values == "learned",
-            alpha=settings.alpha,
-            seed=seed,
-            show_progress=show_progress,
-        )
-        ks = sorted(set(budget_grid(height, width, scoring.max_fraction)) | {fixed_k})
+        maps, learned = _search_patterns(model, images, labels, targets, settings, seed, show_progress)
         eval_labels = eval_labels.to(eval_images.device)
-        # Each class needs its sizes up to where its power reaches both thresholds ...
-        stop_at = None if scoring.full_table else max(scoring.power_threshold, AUC_POWER)
-        measure = partial(
-            measure_powers, model, maps, learned, targets, eval_images, eval_labels, ks,
-            max_images=scoring.max_eval, seed=seed, show_progress=show_progress,
-        )  # fmt: skip
-        table = measure(stop_at=stop_at, always={fixed_k})
-        # ... and power_auc needs every size up to its range, known only now.
-        auc_pixels = table.auc_size(scoring.auc_k, height, width)
-        table = measure(stop_at=0.0, always={size for size in ks if size <= auc_pixels}, known=table)
-        blend = None
-        if settings.blend_steps:
-            blend_patterns = learn_blend_patterns(
-                model, targets, images, labels, strength=settings.blend_strength, steps=settings.blend_steps,
-                batch_size=settings.blend_batch_size, value_step=settings.value_step, seed=seed,
-                show_progress=show_progress,
-            )  # fmt: skip
-            blend_table = measure_blend_powers(
-                model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
-            )
-            blend = BlendProbe(blend_patterns, blend_table, reference_blend_tables)
-        result = ScanResult(
-            targets.tolist(),
-            maps,
-            learned,
-            table,
-            scoring.replace(k=fixed_k, auc_k=auc_pixels),
-            settings,
-            recovery,
-            seed,
-            reference_tables=reference_tables,
-            blend=blend,
+        table, auc_pixels = _measure_patterns(
+            model, maps, learned, targets, eval_images, eval_labels, scoring, fixed_k, seed, show_progress
         )
-        jaccard_class = None
-        if trigger_mask is not None:
-            jaccard_class = result.most_suspicious() if trigger_target is None else int(trigger_target)
-        # A class the blend probe flags has its trigger in result.blend.patterns: a compact
-        # region would misdescribe a blend, so only the patterns' flags are recovered.
-        wanted = list(dict.fromkeys(result.pattern_flagged + ([] if jaccard_class is None else [jaccard_class])))
-        if wanted and recovery.smoothness > 0 and settings.values == "learned":
-            # A second, smaller search for the suspicious classes only: the detection search
-            # stops at the fewest pixels that work; a total-variation penalty makes the
-            # recovered trigger one compact region, which is what an attacker stamps.
-            trigger_maps, trigger_values = learn_patterns(
-                model,
-                pick_canvases(model, images, labels, wanted, settings.init),
-                torch.tensor(wanted, dtype=targets.dtype),
-                images,
-                labels,
-                settings,
-                learn_values=True,
-                alpha=recovery.alpha,
-                seed=seed,
-                show_progress=show_progress,
-                smoothness=recovery.smoothness,
-                description="Trigger recovery",
-            )
-            result.trigger_maps = {cls: trigger_maps[row] for row, cls in enumerate(wanted)}
-            result.trigger_values = {cls: trigger_values[row] for row, cls in enumerate(wanted)}
+        blend = _blend_probe(
+            model, targets, images, labels, eval_images, eval_labels, settings, scoring, seed, show_progress,
+            reference_blend_tables,
+        )  # fmt: skip
+        result = ScanResult(
+            targets.tolist(), maps, learned, table, scoring.replace(k=fixed_k, auc_k=auc_pixels), settings, recovery,
+            seed, reference_tables=reference_tables, blend=blend,
+        )  # fmt: skip
+        jaccard_class = _jaccard_class(result, trigger_mask, trigger_target)
+        _recover_triggers(
+            result, model, images, labels, targets, settings, recovery, jaccard_class, seed, show_progress
+        )
 
     if jaccard_class is not None and trigger_mask is not None:
         result.trigger_jaccard = result.jaccard(trigger_mask.cpu(), jaccard_class)
         result.jaccard_class = jaccard_class
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_arguments(
+    model: Callable,
+    settings: ScanSettings,
+    scoring: ScoringSettings,
+    recovery: TriggerRecoverySettings,
+    seed: int,
+) -> int:
+    """Refuse a bad seed, a model that cannot be called or settings of the wrong type; returns the seed."""
+    seed = check_seed(seed)
+    check_model(model)
+    check_settings(settings, ScanSettings, "settings")
+    check_settings(scoring, ScoringSettings, "scoring")
+    check_settings(recovery, TriggerRecoverySettings, "recovery")
+    return seed
+
+
+def _check_data(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    eval_images: Optional[Tensor],
+    eval_labels: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Check the search images and the held-out set (default: the search images); returns both sets' labels."""
+    check_images(images, "images")
+    labels = check_labels(images, labels, "images'")
+    eval_images, eval_labels = check_second_set(
+        model, images, labels, eval_images, eval_labels, "eval_images", check_shape=True
+    )
+    return labels, eval_images, eval_labels
+
+
+def _check_sizes(scoring: ScoringSettings, trigger_mask: Optional[Tensor], height: int, width: int) -> int:
+    """Check the pattern sizes and the true trigger mask against the images; returns ``k`` in pixels."""
+    fixed_k = budget_pixels(scoring.k, "k", height, width)
+    if scoring.auc_k != "median":
+        budget_pixels(scoring.auc_k, "auc_k", height, width)  # checked now, used after the search
+    check_trigger_mask(trigger_mask, height, width)
+    return fixed_k
+
+
+def _scanned_targets(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    eval_labels: Tensor,
+    classes: Optional[Sequence[int]],
+    trigger_target: Optional[int],
+    settings: ScanSettings,
+) -> Tensor:
+    """The classes to scan, each checked to have a canvas image and held-out images of other classes."""
+    targets = scanned_classes(model, images, classes, "scan", [(labels, "labels"), (eval_labels, "eval_labels")])
+    if trigger_target is not None and int(trigger_target) not in targets.tolist():
+        raise ValueError(f"trigger_target {trigger_target} is not among the scanned classes {targets.tolist()}.")
+    for target in targets.tolist():
+        if not bool((labels == target).any()) and settings.init == "image":
+            raise ValueError(f"class {target} has no images to take a canvas from: pass init='grey'.")
+        if not bool((eval_labels != target).any()):
+            raise ValueError(f"no held-out images outside class {target} to measure the pattern on.")
+    return targets
+
+
+def _reference_scan(
+    images: Tensor,
+    labels: Tensor,
+    settings: ScanSettings,
+    scoring: ScoringSettings,
+    eval_images: Tensor,
+    eval_labels: Tensor,
+    targets: Tensor,
+    seed: int,
+) -> Callable:
+    """The scan of a reference model: this scan's images, settings, classes and seed, without trigger recovery."""
+    return partial(
+        scan, images=images, labels=labels, settings=settings, scoring=scoring, eval_images=eval_images,
+        eval_labels=eval_labels, classes=targets.tolist(), recovery=_NO_RECOVERY, seed=seed,
+    )  # fmt: skip
+
+
+def _search_patterns(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    targets: Tensor,
+    settings: ScanSettings,
+    seed: int,
+    show_progress: bool,
+) -> Tuple[Tensor, Tensor]:
+    """Search one pattern per class, all classes in one batched optimisation: its maps and learned values."""
+    canvases = pick_canvases(model, images, labels, targets.tolist(), settings.init)
+    return learn_patterns(
+        model,
+        canvases,
+        targets,
+        images,
+        labels,
+        settings,
+        learn_values=settings.values == "learned",
+        alpha=settings.alpha,
+        seed=seed,
+        show_progress=show_progress,
+    )
+
+
+def _measure_patterns(
+    model: Callable,
+    maps: Tensor,
+    learned: Tensor,
+    targets: Tensor,
+    eval_images: Tensor,
+    eval_labels: Tensor,
+    scoring: ScoringSettings,
+    fixed_k: int,
+    seed: int,
+    show_progress: bool,
+) -> Tuple[PowerTable, int]:
+    """Measure the patterns' power at the sizes the scores need; returns the table and power_auc's range."""
+    height, width = eval_images.shape[-2:]
+    ks = sorted(set(budget_grid(height, width, scoring.max_fraction)) | {fixed_k})
+    # Each class needs its sizes up to where its power reaches both thresholds ...
+    stop_at = None if scoring.full_table else max(scoring.power_threshold, AUC_POWER)
+    measure = partial(
+        measure_powers, model, maps, learned, targets, eval_images, eval_labels, ks,
+        max_images=scoring.max_eval, seed=seed, show_progress=show_progress,
+    )  # fmt: skip
+    table = measure(stop_at=stop_at, always={fixed_k})
+    # ... and power_auc needs every size up to its range, known only now.
+    auc_pixels = table.auc_size(scoring.auc_k, height, width)
+    table = measure(stop_at=0.0, always={size for size in ks if size <= auc_pixels}, known=table)
+    return table, auc_pixels
+
+
+def _blend_probe(
+    model: Callable,
+    targets: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    eval_images: Tensor,
+    eval_labels: Tensor,
+    settings: ScanSettings,
+    scoring: ScoringSettings,
+    seed: int,
+    show_progress: bool,
+    reference_tables: List[BlendTable],
+) -> Optional[BlendProbe]:
+    """Learn and measure the blend probe's full-image patterns (``None`` when ``settings.blend_steps`` is 0)."""
+    if not settings.blend_steps:
+        return None
+    blend_patterns = learn_blend_patterns(
+        model, targets, images, labels, strength=settings.blend_strength, steps=settings.blend_steps,
+        batch_size=settings.blend_batch_size, value_step=settings.value_step, seed=seed,
+        show_progress=show_progress,
+    )  # fmt: skip
+    blend_table = measure_blend_powers(
+        model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
+    )
+    return BlendProbe(blend_patterns, blend_table, reference_tables)
+
+
+def _jaccard_class(result: ScanResult, trigger_mask: Optional[Tensor], trigger_target: Optional[int]) -> Optional[int]:
+    """The class the true trigger mask is compared with (``None`` without a mask)."""
+    if trigger_mask is None:
+        return None
+    return result.most_suspicious() if trigger_target is None else int(trigger_target)
+
+
+def _recover_triggers(
+    result: ScanResult,
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    targets: Tensor,
+    settings: ScanSettings,
+    recovery: TriggerRecoverySettings,
+    jaccard_class: Optional[int],
+    seed: int,
+    show_progress: bool,
+) -> None:
+    """Recover the trigger of each class the patterns flag (and the Jaccard class) as one compact region."""
+    # A class the blend probe flags has its trigger in result.blend.patterns: a compact
+    # region would misdescribe a blend, so only the patterns' flags are recovered.
+    wanted = list(dict.fromkeys(result.pattern_flagged + ([] if jaccard_class is None else [jaccard_class])))
+    if not (wanted and recovery.smoothness > 0 and settings.values == "learned"):
+        return
+    # A second, smaller search for the suspicious classes only: the detection search
+    # stops at the fewest pixels that work; a total-variation penalty makes the
+    # recovered trigger one compact region, which is what an attacker stamps.
+    trigger_maps, trigger_values = learn_patterns(
+        model,
+        pick_canvases(model, images, labels, wanted, settings.init),
+        torch.tensor(wanted, dtype=targets.dtype),
+        images,
+        labels,
+        settings,
+        learn_values=True,
+        alpha=recovery.alpha,
+        seed=seed,
+        show_progress=show_progress,
+        smoothness=recovery.smoothness,
+        description="Trigger recovery",
+    )
+    result.trigger_maps = {cls: trigger_maps[row] for row, cls in enumerate(wanted)}
+    result.trigger_values = {cls: trigger_values[row] for row, cls in enumerate(wanted)}
 
 
 def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:

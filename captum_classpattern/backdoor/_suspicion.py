@@ -166,67 +166,18 @@ def suspicion_scores(
     seed = check_seed(seed)
     check_model(model)
     check_settings(settings, SuspicionSettings, "settings")
-    check_images(images, "images")
-    labels = check_labels(images, labels, "images'")
-    reference_images, reference_labels = check_second_set(
-        model, images, labels, reference_images, reference_labels, "reference_images"
-    )
+    labels, reference_images, reference_labels = _check_data(model, images, labels, reference_images, reference_labels)
     height, width = images.shape[-2:]
     count = budget_pixels(settings.k, "k", height, width)
-    if classes is None:
-        selected = torch.arange(labels.numel())
-    else:
-        wanted = torch.tensor(check_class_list(classes), dtype=torch.long)
-        selected = torch.nonzero(torch.isin(labels, wanted)).flatten()
-    generator = torch.Generator().manual_seed(seed)
-    reference_of: Dict[int, Tensor] = {}
-    for cls in labels[selected].unique().tolist():
-        pool = torch.nonzero(reference_labels != cls).flatten()
-        if pool.numel() == 0:
-            raise ValueError(f"no reference images outside class {cls}.")
-        pick = pool[torch.randperm(pool.numel(), generator=generator)[: settings.max_reference]]
-        reference_of[cls] = reference_images[pick.to(reference_images.device)]
-
+    selected = _selected_images(labels, classes)
+    reference_of = _reference_sets(labels[selected], reference_images, reference_labels, settings.max_reference, seed)
     explainer = ClassPattern(model)
-    # Signed steps annealed from step_size to a tenth of it, kept short: a trigger on the
-    # canvas wins within a few steps, while longer searches saturate more pixels at 1.0 and
-    # the top-k then picks among ties. Every field is spelled out so that a change of the
-    # package's default schedule does not change these scores.
-    schedule = SearchSchedule(
-        optimizer="sign",
-        step_size=settings.step_size,
-        final_step_size=settings.step_size / 10,
-        alpha=0.2,
-        init=0.5,
-        batch_size=settings.batch_size,
-        steps=settings.steps,
-        epochs=None,
-    )
-    scores = torch.zeros(selected.numel())
-    kept_maps = torch.zeros(selected.numel(), height, width)
-    chunk = settings.chunk
-    with evaluation_mode(model, "suspicion_scores"):
-        for begin in tqdm(range(0, selected.numel(), chunk), desc="Per-image suspicion", disable=not show_progress):
-            rows = selected[begin : begin + chunk]
-            canvases = images[rows.to(images.device)]
-            targets = labels[rows]
-            maps = explainer.attribute(
-                canvases,
-                target=targets,
-                baselines=reference_images,
-                baseline_labels=reference_labels,
-                schedule=schedule,
-                seed=seed,
-            )
-            with torch.inference_mode():
-                for j in range(rows.numel()):
-                    kept_maps[begin + j] = maps[j, 0].cpu()
-                    mask = top_k_mask(maps[j, 0], count)
-                    cls = int(targets[j])
-                    stamped = torch.where(mask, canvases[j], reference_of[cls])
-                    # One model call for all of the class's reference images.
-                    predicted = predict(model, stamped, batch_size=stamped.shape[0], who="suspicion_scores")
-                    scores[begin + j] = (predicted == cls).float().mean()
+    schedule = _suspicion_schedule(settings)
+    with evaluation_mode(model, "suspicion_scores"):  # here: its warning names the caller of suspicion_scores
+        scores, kept_maps = _score_images(
+            model, explainer, schedule, images, labels, selected, reference_images, reference_labels, reference_of,
+            settings.chunk, count, seed, show_progress,
+        )  # fmt: skip
     flagged = selected[scores >= settings.threshold].sort().values
     return SuspicionResult(
         indices=selected,
@@ -237,3 +188,108 @@ def suspicion_scores(
         maps=kept_maps,
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_data(
+    model: Callable,
+    images: Tensor,
+    labels: Tensor,
+    reference_images: Optional[Tensor],
+    reference_labels: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Check the scored images and the reference set (default: the scored images); returns both sets' labels."""
+    check_images(images, "images")
+    labels = check_labels(images, labels, "images'")
+    reference_images, reference_labels = check_second_set(
+        model, images, labels, reference_images, reference_labels, "reference_images"
+    )
+    return labels, reference_images, reference_labels
+
+
+def _selected_images(labels: Tensor, classes: Optional[Sequence[int]]) -> Tensor:
+    """The indices of the images to score: those whose label is among ``classes`` (default every image)."""
+    if classes is None:
+        return torch.arange(labels.numel())
+    wanted = torch.tensor(check_class_list(classes), dtype=torch.long)
+    return torch.nonzero(torch.isin(labels, wanted)).flatten()
+
+
+def _reference_sets(
+    selected_labels: Tensor, reference_images: Tensor, reference_labels: Tensor, max_reference: int, seed: int
+) -> Dict[int, Tensor]:
+    """For each scored class, a seeded subset of at most ``max_reference`` reference images of other classes."""
+    generator = torch.Generator().manual_seed(seed)
+    reference_of: Dict[int, Tensor] = {}
+    for cls in selected_labels.unique().tolist():
+        pool = torch.nonzero(reference_labels != cls).flatten()
+        if pool.numel() == 0:
+            raise ValueError(f"no reference images outside class {cls}.")
+        pick = pool[torch.randperm(pool.numel(), generator=generator)[:max_reference]]
+        reference_of[cls] = reference_images[pick.to(reference_images.device)]
+    return reference_of
+
+
+def _suspicion_schedule(settings: SuspicionSettings) -> SearchSchedule:
+    """The per-image search's schedule, every field spelled out."""
+    # Signed steps annealed from step_size to a tenth of it, kept short: a trigger on the
+    # canvas wins within a few steps, while longer searches saturate more pixels at 1.0 and
+    # the top-k then picks among ties. Every field is spelled out so that a change of the
+    # package's default schedule does not change these scores.
+    return SearchSchedule(
+        optimizer="sign",
+        step_size=settings.step_size,
+        final_step_size=settings.step_size / 10,
+        alpha=0.2,
+        init=0.5,
+        batch_size=settings.batch_size,
+        steps=settings.steps,
+        epochs=None,
+    )
+
+
+def _score_images(
+    model: Callable,
+    explainer: ClassPattern,
+    schedule: SearchSchedule,
+    images: Tensor,
+    labels: Tensor,
+    selected: Tensor,
+    reference_images: Tensor,
+    reference_labels: Tensor,
+    reference_of: Dict[int, Tensor],
+    chunk: int,
+    count: int,
+    seed: int,
+    show_progress: bool,
+) -> Tuple[Tensor, Tensor]:
+    """Search each selected image's pattern, ``chunk`` at a time; returns the patterns' powers and maps (CPU)."""
+    scores = torch.zeros(selected.numel())
+    kept_maps = torch.zeros(selected.numel(), *images.shape[-2:])
+    for begin in tqdm(range(0, selected.numel(), chunk), desc="Per-image suspicion", disable=not show_progress):
+        rows = selected[begin : begin + chunk]
+        canvases = images[rows.to(images.device)]
+        targets = labels[rows]
+        maps = explainer.attribute(
+            canvases,
+            target=targets,
+            baselines=reference_images,
+            baseline_labels=reference_labels,
+            schedule=schedule,
+            seed=seed,
+        )
+        with torch.inference_mode():
+            for j in range(rows.numel()):
+                kept_maps[begin + j] = maps[j, 0].cpu()
+                scores[begin + j] = _stamped_power(model, maps[j, 0], canvases[j], int(targets[j]), reference_of, count)
+    return scores, kept_maps
+
+
+def _stamped_power(
+    model: Callable, one_map: Tensor, canvas: Tensor, cls: int, reference_of: Dict[int, Tensor], count: int
+) -> Tensor:
+    """The share of the class's reference images that the canvas's top-``count`` pixels flip to ``cls``."""
+    mask = top_k_mask(one_map, count)
+    stamped = torch.where(mask, canvas, reference_of[cls])
+    # One model call for all of the class's reference images.
+    predicted = predict(model, stamped, batch_size=stamped.shape[0], who="suspicion_scores")
+    return (predicted == cls).float().mean()

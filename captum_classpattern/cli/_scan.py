@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .._utils import write_atomic, write_json_atomic
-from ..backdoor import SCORES, ScanSettings, ScoringSettings, demo_backdoor_model, scan
+from ..backdoor import SCORES, ScanResult, ScanSettings, ScoringSettings, demo_backdoor_model, scan
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
 from ._arguments import (
@@ -204,14 +204,44 @@ def run_scan(args: argparse.Namespace) -> int:
         UsageError: bad arguments, files or data, found before any training or search.
         ValueError: bad options or data the scan itself refuses.
     """
+    _check_flags(args)
+    prepare_out(args.out)
+    wanted = _parse_scan_classes(args)
+    settings, scoring = _scan_settings(args)
+    model, search, held_out, names, info = _load(args, wanted)
+    trigger_mask = info.pop("trigger_mask", None)
+    classes = info.pop("classes")
+    if classes is not None:
+        print(class_mapping(classes, names))
+    references = info.pop("references", [])
+    result, seconds = _timed_scan(
+        args, model, search, held_out, settings, scoring, classes, trigger_mask, info, references
+    )
+    class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
+    _print_table(result, class_names)
+    _print_findings(result, class_names, args.threshold, seconds, info)
+    _write_outputs(args, result, class_names, info, seconds)
+    return 1 if args.fail_on_flag and result.flagged else 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse --weights or --reference-weights without --model."""
     if args.weights and not args.model:
         raise UsageError("--weights needs --model.")
     if args.reference_weights and not args.model:
         raise UsageError("--reference-weights needs --model: the references share its architecture.")
-    prepare_out(args.out)
+
+
+def _parse_scan_classes(args: argparse.Namespace) -> Optional[List[ClassSpec]]:
+    """The classes of --classes (``None``: all), at least three."""
     classes = parse_classes(args.classes)
     if classes is not None and len(classes) < 3:
         raise UsageError(f"--classes: a scan compares classes with each other and needs at least three, got {classes}.")
+    return classes
+
+
+def _scan_settings(args: argparse.Namespace) -> Tuple[ScanSettings, ScoringSettings]:
+    """The scan's search and scoring settings from the flags."""
     settings = ScanSettings(steps=args.steps, blend_steps=args.blend_steps)
     scoring = ScoringSettings(
         score=args.score,
@@ -220,12 +250,22 @@ def run_scan(args: argparse.Namespace) -> int:
         blend_threshold=args.blend_threshold,
         reference_spread=args.reference_spread,
     )
-    model, search, held_out, names, info = _load(args, classes)
-    trigger_mask = info.pop("trigger_mask", None)
-    classes = info.pop("classes")
-    if classes is not None:
-        print(class_mapping(classes, names))
-    references = info.pop("references", [])
+    return settings, scoring
+
+
+def _timed_scan(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    search: Split,
+    held_out: Split,
+    settings: ScanSettings,
+    scoring: ScoringSettings,
+    classes: Optional[List[int]],
+    trigger_mask: Optional[torch.Tensor],
+    info: Dict[str, Any],
+    references: List[torch.nn.Module],
+) -> Tuple[ScanResult, float]:
+    """Scan the model on the search images, measured on the held-out ones; returns the result and its seconds."""
     started = time.perf_counter()
     result = scan(
         model,
@@ -242,9 +282,11 @@ def run_scan(args: argparse.Namespace) -> int:
         show_progress=show_progress(args),
         reference=references or None,
     )
-    seconds = time.perf_counter() - started
-    class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
+    return result, time.perf_counter() - started
 
+
+def _print_table(result: ScanResult, class_names: List[str]) -> None:
+    """Print one row per class: score, anomaly index, pattern size, power (and blend index) and its flag."""
     # Every number to three decimals, as in the search's table; the blend column only when the probe ran.
     # Cells are joined by a space, so that an anomaly index wider than its column (a spread of 0
     # makes it huge) cannot run into its neighbour.
@@ -258,8 +300,14 @@ def run_scan(args: argparse.Namespace) -> int:
         cells = [f"{v:>{w}}" if isinstance(v, int) else f"{v:>{w}.3f}" for v, w in zip(values, widths)]
         mark = "  <-- flagged" if cls in result.flagged else ""
         print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
+
+
+def _print_findings(
+    result: ScanResult, class_names: List[str], threshold: float, seconds: float, info: Dict[str, Any]
+) -> None:
+    """Print the verdict, the recovered and blended triggers and, for the demo, the trigger's Jaccard."""
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
-    print(f"flagged: {verdict}  (score {result.score}, threshold {args.threshold:g}, {seconds:.1f} s)")
+    print(f"flagged: {verdict}  (score {result.score}, threshold {threshold:g}, {seconds:.1f} s)")
     for cls in result.flagged:
         if cls in result.trigger_maps:
             trigger = result.recovered_trigger(cls)
@@ -276,6 +324,11 @@ def run_scan(args: argparse.Namespace) -> int:
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 
+
+def _write_outputs(
+    args: argparse.Namespace, result: ScanResult, class_names: List[str], info: Dict[str, Any], seconds: float
+) -> None:
+    """Write scan.json, scan.html and scan.png into --out, together or not at all."""
     report = {
         "command": "scan",
         "data": args.data,
@@ -309,4 +362,3 @@ def run_scan(args: argparse.Namespace) -> int:
         ],
     )
     print(f"wrote {json_path}, {html_path} and {png_path}")
-    return 1 if args.fail_on_flag and result.flagged else 0

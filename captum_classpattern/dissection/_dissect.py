@@ -11,7 +11,8 @@ at a time.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sized
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -152,46 +153,15 @@ def dissect(
     """
     _check_settings(quantile, iou_threshold, batch_size, threshold_settings)
     name, module = resolve_layer(model, layer)
-    if isinstance(data, Iterator):
-        raise TypeError(
-            "data is a one-shot iterator (e.g. a generator); dissection reads the data several times: "
-            "pass a DataLoader, a list of batches, a Dataset or a tuple of tensors."
-        )
+    _refuse_one_shot(data)
     run_on = run_device(model, device)
-    budget = threshold_settings
-    finder = TopQuantile(quantile, budget.exact, budget.max_exact_values, budget.refine_bins, budget.max_refine_passes)
+    finder = _threshold_finder(quantile, threshold_settings)
     layout = Layout()
-
-    def stream(desc: str, first: bool = False) -> Iterable[Tuple[Batch, Tensor, bool]]:
-        for index, raw in enumerate(_progress(batches(data, batch_size), desc, show_progress)):
-            batch = parse_batch(raw, index)
-            if batch.images.shape[0] == 0:
-                continue
-            features = tap.features(model, batch.images.to(run_on))
-            if first:  # the first pass learns the layout and checks every batch against it
-                layout.check(batch, features, index)
-            size = tuple(batch.masks.shape[2:])
-            values = features.float()
-            if tuple(values.shape[2:]) != size:
-                values = F.interpolate(values, size=size, mode="bilinear", align_corners=False)
-            yield batch, values, values is not features
-
     with evaluation_mode(model, "dissect"), LayerTap(module, name) as tap, torch.inference_mode():
-        passes = 0
-        while not finder.done:
-            passes += 1
-            for _, values, fresh in stream(f"Network dissection: thresholds ({passes})", first=passes == 1):
-                finder.update(values.flatten(2), fresh)
-            if layout.images == 0:
-                raise ValueError("data is empty: dissect needs at least one batch of (images, masks).")
-            finder.finish_pass()
-        thresholds, errors = finder.thresholds()
+        stream = partial(_layer_values, model, tap, data, batch_size, run_on, show_progress)
+        thresholds, errors = _find_thresholds(finder, stream, layout)
         count, names = _concept_metadata(layout, concept_names, categories)
-        cut = strictly_below(thresholds, run_on)[None, :, None, None]
-        counts = IoUCounts(layout.units, count, layout.mask_channels, layout.label_width is not None, run_on)
-        for batch, values, _ in stream("Network dissection: IoU"):
-            labels = None if batch.labels is None else batch.labels.to(run_on)
-            counts.update(values > cut, batch.masks.to(run_on), labels)
+        counts = _count_overlaps(stream, thresholds, layout, count, run_on)
     ious, source = counts.ious()
     return DissectionResult(
         layer=name,
@@ -205,6 +175,77 @@ def dissect(
         num_images=layout.images,
         mask_size=layout.mask_size,
     )
+
+
+def _refuse_one_shot(data: Any) -> None:
+    """Refuse a one-shot iterator, which cannot be read the several times dissection needs."""
+    if isinstance(data, Iterator):
+        raise TypeError(
+            "data is a one-shot iterator (e.g. a generator); dissection reads the data several times: "
+            "pass a DataLoader, a list of batches, a Dataset or a tuple of tensors."
+        )
+
+
+def _threshold_finder(quantile: float, budget: ThresholdSettings) -> TopQuantile:
+    """The per-unit top-``quantile`` threshold finder, within the memory budget of ``budget``."""
+    return TopQuantile(quantile, budget.exact, budget.max_exact_values, budget.refine_bins, budget.max_refine_passes)
+
+
+def _layer_values(
+    model: nn.Module,
+    tap: LayerTap,
+    data: Any,
+    batch_size: int,
+    run_on: torch.device,
+    show_progress: bool,
+    desc: str,
+    layout: Optional[Layout] = None,
+) -> Iterator[Tuple[Batch, Tensor, bool]]:
+    """One pass over the data: each batch, its layer's activations at mask resolution and whether they are a copy."""
+    for index, raw in enumerate(_progress(batches(data, batch_size), desc, show_progress)):
+        batch = parse_batch(raw, index)
+        if batch.images.shape[0] == 0:
+            continue
+        features = tap.features(model, batch.images.to(run_on))
+        if layout is not None:  # the first pass learns the layout and checks every batch against it
+            layout.check(batch, features, index)
+        size = tuple(batch.masks.shape[2:])
+        values = features.float()
+        if tuple(values.shape[2:]) != size:
+            values = F.interpolate(values, size=size, mode="bilinear", align_corners=False)
+        yield batch, values, values is not features
+
+
+def _find_thresholds(
+    finder: TopQuantile, stream: Callable[..., Iterator[Tuple[Batch, Tensor, bool]]], layout: Layout
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Pass 1 and any refinement passes: each unit's threshold and its error bound (pass 1 learns ``layout``)."""
+    passes = 0
+    while not finder.done:
+        passes += 1
+        first = layout if passes == 1 else None
+        for _, values, fresh in stream(f"Network dissection: thresholds ({passes})", first):
+            finder.update(values.flatten(2), fresh)
+        if layout.images == 0:
+            raise ValueError("data is empty: dissect needs at least one batch of (images, masks).")
+        finder.finish_pass()
+    return finder.thresholds()
+
+
+def _count_overlaps(
+    stream: Callable[..., Iterator[Tuple[Batch, Tensor, bool]]],
+    thresholds: np.ndarray,
+    layout: Layout,
+    count: int,
+    run_on: torch.device,
+) -> IoUCounts:
+    """Pass 2: count each unit's thresholded area, each concept's area and their intersections."""
+    cut = strictly_below(thresholds, run_on)[None, :, None, None]
+    counts = IoUCounts(layout.units, count, layout.mask_channels, layout.label_width is not None, run_on)
+    for batch, values, _ in stream("Network dissection: IoU"):
+        labels = None if batch.labels is None else batch.labels.to(run_on)
+        counts.update(values > cut, batch.masks.to(run_on), labels)
+    return counts
 
 
 def _categories(categories: Optional[Sequence[str]], source: np.ndarray, channels: int) -> List[Optional[str]]:

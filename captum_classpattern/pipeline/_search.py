@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 from .._utils import (
     check_class_list,
     check_label_range,
-    check_positive_int,
     check_seed,
     check_sequence_length,
     evaluation_mode,
@@ -37,11 +36,12 @@ from ..metrics import (
     resolve_baselines,
 )
 from ._budget import PowerSample
-from ._checkpoint import Checkpoints, build_manifest, check_checkpoint_folder
+from ._checkpoint import Checkpoints, build_manifest
 from ._distributed import all_gather, init_distributed, main_process_first, shard, world
 from ._measure import measure_on_sample, measure_on_split
 from ._report import SearchReport
 from ._results import ClassResults, SearchOutcome
+from ._search_checks import Source, check_chunking, check_sources, refuse_meta
 
 DEFAULT_BASELINES = ("Saliency", "IntegratedGradients")
 DEFAULT_CHUNK_SIZE = 8
@@ -53,9 +53,6 @@ DEFAULT_FORWARD_BATCH = 256
 An :class:`~captum_classpattern.attr.ImageStream` sets its own (its ``batch_size``). A step
 with more composites (chunk size x the schedule's batch size) is split into several model
 calls whose gradients are accumulated; below the cap nothing changes, bit for bit."""
-
-
-Source = Union[Split, ImageStream]
 
 
 def search_classes(
@@ -167,18 +164,13 @@ def search_classes(
         >>> val = PowerSample(ImageStream(ImageFolder("imagenet/val", tf), num_workers=8), per_class=10)
         >>> outcome = search_classes(model, train, val, range(1000), checkpoint_dir="ckpt", chunk_size=64)
     """
-    search, held_out = _check_sources(search, held_out)
+    search, held_out = check_sources(search, held_out)
     classes = check_class_list(classes, "classes")
     check_sequence_length(class_names, max(classes) + 1, "class_names", f"classes include {max(classes)}")
     seed = check_seed(seed)
     k = int(k) if isinstance(k, np.integer) else k  # the manifest is JSON, which takes no NumPy ints
-    _refuse_meta(model, search, held_out)
-    if chunk_size is not None:
-        chunk_size = check_positive_int(chunk_size, "chunk_size")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs the checkpoint_dir of the run to resume.")
-    if checkpoint_dir is not None:
-        check_checkpoint_folder(checkpoint_dir)
+    refuse_meta(model, search, held_out)
+    chunk_size = check_chunking(chunk_size, checkpoint_dir, resume)
     resolved = resolve_baselines(baselines)
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
     settings: Dict[str, Any] = dict(
@@ -188,17 +180,37 @@ def search_classes(
     if checkpoint_dir is None and chunk_size is None and not several:
         return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **settings)
     rank, world_size = world() if several else (0, 1)
+    message, failure = _search_rank_share(
+        model, search, held_out, classes, device, settings, rank, world_size, chunk_size, checkpoint_dir, resume,
+        show_progress,
+    )  # fmt: skip
+    return _gathered_outcome(message, failure, device)
+
+
+_ERRORS = {
+    error.__name__: error
+    for error in (ValueError, TypeError, OSError, FileNotFoundError, PermissionError, NotADirectoryError)
+}
+
+
+def _search_rank_share(
+    model: Callable,
+    search: Source,
+    held_out: Union[Split, PowerSample],
+    classes: List[int],
+    device: torch.device,
+    settings: Dict[str, Any],
+    rank: int,
+    world_size: int,
+    chunk_size: Optional[int],
+    checkpoint_dir: Union[str, os.PathLike, None],
+    resume: bool,
+    show_progress: bool,
+) -> Tuple[tuple, Optional[Exception]]:
+    """This rank's share of the classes, searched chunk by chunk, as the message to gather (and its error, if any)."""
     mine = shard(range(len(classes)), rank, world_size)
-    failure: Optional[Exception] = None
     try:
-        store = None
-        if checkpoint_dir is not None:
-            store = Checkpoints(checkpoint_dir, build_manifest(model, search, held_out, classes, settings))
-            with main_process_first():  # rank 0 sets the folder up before the others read it
-                if rank == 0:
-                    store.prepare(resume)
-                elif resume:
-                    store.check()
+        store = _open_store(checkpoint_dir, model, search, held_out, classes, settings, rank, resume)
         size = chunk_size or (DEFAULT_CHUNK_SIZE if store is not None else len(classes))
         local = None
         if mine:
@@ -215,10 +227,35 @@ def search_classes(
                 resume,
                 show_progress and rank == 0,
             )
-        message: tuple = ("ok", local)
-    except Exception as error:  # the gather below still runs, so no rank is left waiting
-        failure = error
-        message = ("error", type(error).__name__, f"rank {rank}: {error}")
+        return ("ok", local), None
+    except Exception as error:  # the gather still runs, so no rank is left waiting
+        return ("error", type(error).__name__, f"rank {rank}: {error}"), error
+
+
+def _open_store(
+    checkpoint_dir: Union[str, os.PathLike, None],
+    model: Callable,
+    search: Source,
+    held_out: Union[Split, PowerSample],
+    classes: List[int],
+    settings: Dict[str, Any],
+    rank: int,
+    resume: bool,
+) -> Optional[Checkpoints]:
+    """The run's checkpoint store (``None`` without a folder), set up by rank 0 before the other ranks read it."""
+    if checkpoint_dir is None:
+        return None
+    store = Checkpoints(checkpoint_dir, build_manifest(model, search, held_out, classes, settings))
+    with main_process_first():  # rank 0 sets the folder up before the others read it
+        if rank == 0:
+            store.prepare(resume)
+        elif resume:
+            store.check()
+    return store
+
+
+def _gathered_outcome(message: tuple, failure: Optional[Exception], device: torch.device) -> SearchOutcome:
+    """Gather every rank's share: raise this rank's error or another rank's, else return the whole outcome."""
     gathered = all_gather(message)
     if failure is not None:
         raise failure
@@ -226,36 +263,6 @@ def search_classes(
         if entry[0] == "error":
             raise _ERRORS.get(entry[1], RuntimeError)(entry[2])
     return ClassResults.concatenate([entry[1] for entry in gathered if entry[1] is not None]).expand(device)
-
-
-_ERRORS = {
-    error.__name__: error
-    for error in (ValueError, TypeError, OSError, FileNotFoundError, PermissionError, NotADirectoryError)
-}
-
-
-def _check_sources(search: Any, held_out: Any) -> Tuple[Source, Union[Split, PowerSample]]:
-    """Refuse data of another type; a held-out stream becomes a :class:`PowerSample` of all its images."""
-    if not isinstance(search, (Split, ImageStream)):
-        raise TypeError(f"search must be a Split or an ImageStream, got {type(search).__name__}.")
-    if isinstance(held_out, ImageStream):
-        held_out = PowerSample(held_out)
-    if not isinstance(held_out, (Split, PowerSample)):
-        raise TypeError(f"held_out must be a Split, an ImageStream or a PowerSample, got {type(held_out).__name__}.")
-    return search, held_out
-
-
-def _refuse_meta(model: Any, search: Source, held_out: Union[Split, PowerSample]) -> None:
-    """Refuse a model or a Split on the meta device (shapes only), which would fail deep inside the search."""
-    if isinstance(model, torch.nn.Module) and any(p.device.type == "meta" for p in model.parameters()):
-        raise ValueError(
-            "model is on the meta device (shapes only, no weights): materialise it first, e.g. "
-            "model.to_empty(device='cpu') followed by model.load_state_dict(...)."
-        )
-    data = held_out.data if isinstance(held_out, PowerSample) else held_out
-    for name, split in (("search", search), ("held_out", data)):
-        if isinstance(split, Split) and split.images.device.type == "meta":
-            raise ValueError(f"{name} images are on the meta device (shapes only, no values): load the images.")
 
 
 @overload

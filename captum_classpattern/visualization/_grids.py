@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from torch import Tensor
@@ -181,6 +181,27 @@ def plot_settings_comparison(
         ...     {"natural": (canvases, natural_maps), "backdoored": (canvases, backdoor_maps)},
         ...     class_names=DIGIT_CLASSES, k=0.05)
     """
+    rows, prepared, count = _prepare_settings(settings, rows, k)
+    check_lengths(count, class_names=class_names)
+    powers = _check_powers(powers, prepared, count)
+    fig, axes = grid_figure(len(prepared) * len(rows), count, use_pyplot, fig_size)
+    color_image = _draw_settings(axes, prepared, rows, count, powers, ground)
+    for col in range(count):
+        title = class_names[col] if class_names is not None else f"class {col}"
+        axes[0, col].set_title(str(title), fontsize=11)
+    if color_image is not None:
+        fig.colorbar(color_image, ax=list(axes.ravel()), shrink=0.6, pad=0.01, aspect=20, label="map value")
+    finish(use_pyplot)
+    return fig, axes
+
+
+_Setting = Tuple[Tensor, Tensor, List[Pattern]]
+
+
+def _prepare_settings(
+    settings: Mapping[str, Tuple[Any, ...]], rows: Sequence[str], k: Budget
+) -> Tuple[Tuple[str, ...], Dict[str, _Setting], int]:
+    """Check the settings and rows of a comparison: the rows, each setting's checked entry and the class count."""
     if not isinstance(settings, Mapping) or not settings:
         raise ValueError("settings must be a non-empty mapping of name to (canvases, maps[, patterns]).")
     rows = tuple(rows)
@@ -192,14 +213,30 @@ def plot_settings_comparison(
     counts = {name: value[0].shape[0] for name, value in prepared.items()}
     if len(set(counts.values())) != 1:
         raise ValueError(f"every setting needs the same number of classes; got {counts}.")
-    count = next(iter(counts.values()))
-    check_lengths(count, class_names=class_names)
-    powers = dict(powers or {})
-    for name, values in powers.items():
+    return rows, prepared, next(iter(counts.values()))
+
+
+def _check_powers(
+    powers: Optional[Mapping[str, Sequence[float]]], prepared: Mapping[str, _Setting], count: int
+) -> Dict[str, Sequence[float]]:
+    """The powers as a dict, each naming a setting and giving one power per class."""
+    checked = dict(powers or {})
+    for name, values in checked.items():
         if name not in prepared:
             raise ValueError(f"powers names a setting {name!r} that is not in settings {list(prepared)}.")
         check_lengths(count, **{f"powers[{name!r}]": values})
-    fig, axes = grid_figure(len(prepared) * len(rows), count, use_pyplot, fig_size)
+    return checked
+
+
+def _draw_settings(
+    axes: np.ndarray,
+    prepared: Mapping[str, _Setting],
+    rows: Tuple[str, ...],
+    count: int,
+    powers: Mapping[str, Sequence[float]],
+    ground: Optional[Sequence[float]],
+) -> Optional[AxesImage]:
+    """Draw each setting's block of rows with its row labels; returns the last map image (for the colour bar)."""
     color_image = None
     for block, (name, (canvases, maps, patterns)) in enumerate(prepared.items()):
         for offset, row in enumerate(rows):
@@ -212,10 +249,4 @@ def plot_settings_comparison(
                     ax.set_xlabel(f"power {float(powers[name][col]):.2f}", fontsize=9)
             label = name if len(rows) == 1 else f"{name}\n{row}"
             axes[line, 0].set_ylabel(label, fontsize=10)
-    for col in range(count):
-        title = class_names[col] if class_names is not None else f"class {col}"
-        axes[0, col].set_title(str(title), fontsize=11)
-    if color_image is not None:
-        fig.colorbar(color_image, ax=list(axes.ravel()), shrink=0.6, pad=0.01, aspect=20, label="map value")
-    finish(use_pyplot)
-    return fig, axes
+    return color_image
