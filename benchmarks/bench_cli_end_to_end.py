@@ -10,7 +10,8 @@ the phase breakdown the command writes into ``report.json`` (``phase_seconds``).
   copy, else procedural PNGs), streamed (``--data DIR``) at ``--image-size`` 32 or 64;
 * ``digits``: the cached digits CNN on the bundled digits (``--data digits``).
 
-each for one class (``--classes 0``) and, with ``--ten``, all ten. Thread settings:
+each for one class (``--classes 0``) and, for the cases named by ``--ten``, all ten. Thread
+settings:
 
 * ``torch``: torch's own count (one per physical core), the package's policy off
   (``--threads torch``): what every earlier version did;
@@ -22,14 +23,16 @@ two cores it is torch's count. ``busy``: the benchmark starts one single-threade
 process beside each run (and stops it after), the case of a shared machine; ``calm``: none.
 
 ``bare`` is the model's bare forward and input-gradient backward at the search's batch (one
-composite per step) for the search's 600 steps, at one thread and at torch's count, in this
-process under the same load; ``search_vs_bare`` divides it by the search phase of the run
-with that many threads (>= 0.9: the search loop costs little over the model).
+composite per step), timed over ``--bare-steps`` steps and scaled to the search's 600, at
+one thread and at torch's count, in this process under the same load; ``search_vs_bare``
+divides it by the search phase of the run with that many threads (>= 0.9: the search loop
+costs little over the model). A run past ``--timeout`` is abandoned (``wall_s`` null) and
+not repeated.
 
 Usage::
 
     python benchmarks/bench_cli_end_to_end.py                              # resnet64, one class, calm and busy
-    python benchmarks/bench_cli_end_to_end.py --cases resnet32 resnet64 digits --ten --repeats 2
+    python benchmarks/bench_cli_end_to_end.py --cases resnet32 resnet64 digits --ten digits --repeats 2
     python benchmarks/bench_cli_end_to_end.py --device cuda --cases resnet64 --ten   # on a GPU machine
 
 The last line printed is the JSON of all numbers.
@@ -159,8 +162,8 @@ def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float, dev
     }
 
 
-def bare_seconds(side: int, threads: int, device: str) -> float:
-    """The ResNet-18's forward and input-gradient backward at batch 1, ``STEPS`` times, on ``device``."""
+def bare_seconds(side: int, threads: int, device: str, steps: int) -> float:
+    """Seconds of the ResNet-18's forward and input-gradient backward at batch 1: ``steps`` timed, x STEPS / steps."""
     import torchvision
 
     before = torch.get_num_threads()
@@ -173,12 +176,12 @@ def bare_seconds(side: int, threads: int, device: str) -> float:
             x.requires_grad_(True)
             model(x)[0, 0].backward()
         began = time.perf_counter()
-        for _ in range(STEPS):
+        for _ in range(steps):
             leaf = x.detach().requires_grad_(True)
             torch.autograd.grad(model(leaf)[0, 0], leaf)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        return time.perf_counter() - began
+        return (time.perf_counter() - began) * STEPS / steps
     finally:
         torch.set_num_threads(before)
 
@@ -186,7 +189,8 @@ def bare_seconds(side: int, threads: int, device: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=["resnet64"], choices=["resnet32", "resnet64", "digits"])
-    parser.add_argument("--ten", action="store_true", help="also search all ten classes")
+    parser.add_argument("--ten", nargs="*", default=[], help="cases also run with all ten classes")
+    parser.add_argument("--bare-steps", type=int, default=100, help="steps of the bare loop timed (default 100)")
     parser.add_argument("--loads", nargs="+", default=["calm", "busy"], choices=["calm", "busy"])
     parser.add_argument("--settings", nargs="+", default=None, help="default: torch one auto (+ two above 2 cores)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each combination (the median is kept)")
@@ -216,15 +220,17 @@ def main() -> None:
                 for case in args.cases:
                     if case.startswith("resnet"):
                         side = int(case.removeprefix("resnet"))
-                        bare = {str(n): round(bare_seconds(side, n, args.device), 2) for n in sorted({1, cores})}
+                        bare = {
+                            str(n): round(bare_seconds(side, n, args.device, args.bare_steps), 2)
+                            for n in sorted({1, cores})
+                        }
                         results.setdefault("bare_s", {})[f"{case} {load_kind}"] = bare
                         print(json.dumps({"bare": case, "load": load_kind, "seconds": bare}), flush=True)
-                    for ten in [False, True] if args.ten else [False]:
+                    for ten in [False, True] if case in args.ten else [False]:
                         for setting in settings:
-                            runs = [
-                                run_once(case, ten, setting, work, args.timeout, args.device)
-                                for _ in range(args.repeats)
-                            ]
+                            runs = [run_once(case, ten, setting, work, args.timeout, args.device)]
+                            while len(runs) < args.repeats and runs[-1]["wall_s"] is not None:
+                                runs.append(run_once(case, ten, setting, work, args.timeout, args.device))
                             finished = [r for r in runs if r["wall_s"] is not None]
                             row = {
                                 "case": case,

@@ -4,10 +4,12 @@ Torch starts one intra-op thread per physical core. On small steps (a search ste
 handful of composites through the model) those threads mostly wait for each other, and
 when another process shares the cores they spin against it: a step can become 5x to 30x
 slower than on one thread. On a calm machine the same threads make a step up to about 1.5x
-faster. Neither count is right everywhere, so the package measures: the first steps of each
-kind of work (a loop's steps of one shape, one model) try one thread and the available
-threads, and the rest of the steps use the faster, re-trying the other now and then (and at
-once when steps slow down) so that a machine that becomes busy or calm is followed.
+faster. Neither count is right everywhere, so the package measures: each kind of work (a
+loop's steps of one shape, one model) starts on the count the last measured kind chose (at
+first: one thread unless the machine's cores are idle, read from ``/proc/stat``), and once
+it has run a few steps, times one thread against the available threads and keeps the
+faster, trying the other again now and then (sooner when its steps slow down) so that a
+machine that becomes busy or calm is followed. Loops too short to measure cost nothing.
 
 The user's explicit choice always wins: ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` in the
 environment, a ``torch.set_num_threads`` call that changed torch's default count, or
@@ -31,9 +33,6 @@ from torch import Tensor
 EXPLICIT_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Environment variables that fix torch's thread count; when either is set the policy stands aside."""
 
-SMALL_STEP = 1 << 20
-"""Input elements (batch x channels x height x width) below which an untried kind of step starts on one thread."""
-
 TIMED_STEPS = 2
 """Timed steps per thread count while trying counts (the fastest is kept)."""
 
@@ -52,6 +51,12 @@ DRIFT = 1.5
 DRIFT_SHARE = 0.2
 """...as soon as trying costs at most about this share of the time since the last try (a noisy machine's
 slow steps must not make the policy try a slow count over and over)."""
+
+FIRST_TRY_STEPS = 16
+"""Steps a kind runs on its starting count before the counts are timed (shorter loops never pay for trying)."""
+
+PRIOR_SECONDS = 30.0
+"""How long the idle-core reading that picks the starting count is trusted."""
 
 _MAX_KINDS = 64
 
@@ -86,6 +91,8 @@ _TORCH_DEFAULT = physical_cores()
 _setting: Setting = None
 _kinds: OrderedDict[Tuple[Any, ...], StepTuner] = OrderedDict()
 _lock = threading.Lock()
+_last_measured: Optional[int] = None
+_prior: Optional[Tuple[int, float]] = None
 
 
 def set_threads(setting: Setting) -> None:
@@ -112,8 +119,16 @@ def set_threads(setting: Setting) -> None:
     if isinstance(setting, str) and setting not in ("auto", "torch"):
         raise ValueError(f"threads must be an int >= 1, 'auto' or 'torch', got {setting!r}.")
     _setting = None if setting == "auto" else setting
+    forget()
+
+
+def forget() -> None:
+    """Forget every measured choice (the next steps start from the machine's idle cores)."""
+    global _last_measured, _prior
     with _lock:
         _kinds.clear()
+        _last_measured = None
+        _prior = None
 
 
 def thread_setting() -> Setting:
@@ -142,54 +157,59 @@ class StepTuner:
     """The thread count for one kind of step, chosen by timing steps of that kind.
 
     Call :meth:`threads` for the count of the next step and :meth:`record` with the seconds
-    it took. The first step only warms up (allocations, kernel choice); then each candidate
-    count is timed for :data:`TIMED_STEPS` steps (a count much slower than the best is
-    dropped after one), the fastest is kept (fewer threads unless more are clearly faster),
-    and the candidates are tried again once the chosen count has run long enough that
-    trying costs little (:data:`PROBE_SHARE`; sooner, :data:`DRIFT_SHARE`, when its steps
-    slowed down).
+    it took. A kind starts on ``start`` (the count the last measured kind chose, else the
+    machine's idle cores, :func:`idle_cores`), so a short loop pays nothing for trying. The
+    first step only warms up (allocations, kernel choice). After :data:`FIRST_TRY_STEPS`
+    steps each candidate count is timed for :data:`TIMED_STEPS` steps (a count much slower
+    than the best is dropped after one), the fastest is kept (fewer threads unless more are
+    clearly faster), and the candidates are tried again once the chosen count has run long
+    enough that trying costs little (:data:`PROBE_SHARE`; sooner, :data:`DRIFT_SHARE`, when
+    its steps slowed down).
 
     Args:
         available: the most threads (torch's count for the caller).
-        small: whether a step is small enough to start on one thread.
+        start: the count the kind starts on.
     """
 
-    def __init__(self, available: int, small: bool) -> None:
+    def __init__(self, available: int, start: int) -> None:
         counts = {1, available} | ({available // 2} if available >= 4 else set())
         self.candidates: List[int] = sorted(counts)
-        self.guess = 1 if small else available
+        self.choice = min(max(start, 1), available)
         self.scores: Dict[int, float] = {}
         self.samples: List[float] = []
         self.queue: List[int] = []
         self.warm = False
-        self.choice: Optional[int] = None
         self.recent = 0.0
         self.since_probe = 0.0
-        self.probe_cost = 0.0
+        self.probe_cost: Optional[float] = None  # unknown until the counts have been timed
         self.steps = 0
+        self.measured = False
 
     def threads(self) -> int:
         """The thread count for the next step."""
-        if self.queue:
-            return self.queue[0]
-        return self.guess if self.choice is None else self.choice
+        return self.queue[0] if self.queue else self.choice
 
     def record(self, threads: int, seconds: float) -> None:
         """Note that a step on ``threads`` threads took ``seconds``."""
         self.steps += 1
         if not self.warm:
             self.warm = True
-            self._probe(first=self.guess)
             return
         if self.queue:
             self._timed(seconds)
             return
         self.since_probe += seconds
-        self.recent = 0.8 * self.recent + 0.2 * seconds
-        drifted = self.recent > DRIFT * self.scores[self.threads()]
+        self.recent = seconds if self.recent == 0.0 else 0.8 * self.recent + 0.2 * seconds
+        if len(self.candidates) == 1:
+            return
+        if self.probe_cost is None:
+            if self.steps > FIRST_TRY_STEPS:
+                self._probe(first=self.choice)
+            return
+        drifted = self.recent > DRIFT * self.scores[self.choice]
         share = DRIFT_SHARE if drifted else PROBE_SHARE
         if self.since_probe * share > self.probe_cost:
-            self._probe(first=self.threads())
+            self._probe(first=self.choice)
 
     def _probe(self, first: int) -> None:
         self.queue = [first] + [count for count in self.candidates if count != first]
@@ -209,9 +229,47 @@ class StepTuner:
         fastest = min(self.scores.values())
         self.choice = min(count for count, score in self.scores.items() if score <= fastest * (1 + PREFER_FEWER))
         self.recent = self.scores[self.choice]
+        self.measured = True
         # What trying the other counts cost this time bounds how soon they are tried again.
         self.probe_cost = sum(score for count, score in self.scores.items() if count != self.choice) * TIMED_STEPS
         self.since_probe = 0.0
+
+
+def idle_cores(interval: float = 0.05) -> Optional[float]:
+    """How many cores other processes left idle over ``interval`` seconds (``None`` where unknown).
+
+    Read from ``/proc/stat`` (Linux) while this thread sleeps, so the process's own work does
+    not count.
+    """
+
+    def totals() -> List[int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()[1:]
+        return [int(value) for value in fields]
+
+    try:
+        before = totals()
+        time.sleep(interval)
+        after = totals()
+    except (OSError, ValueError):
+        return None
+    spent = [b - a for a, b in zip(before, after)]
+    elapsed = sum(spent)
+    if elapsed <= 0:
+        return None
+    idle = spent[3] + (spent[4] if len(spent) > 4 else 0)  # idle and iowait
+    return (os.cpu_count() or 1) * idle / elapsed
+
+
+def _starting_count(available: int) -> int:
+    """The count a new kind starts on: the last measured choice, else one thread unless the cores are idle."""
+    global _prior
+    if _last_measured is not None:
+        return _last_measured
+    if _prior is None or time.monotonic() - _prior[1] > PRIOR_SECONDS:
+        idle = idle_cores()
+        _prior = (available if idle is None or idle >= available - 0.5 else 1, time.monotonic())
+    return _prior[0]
 
 
 class _Scope(threading.local):
@@ -291,7 +349,7 @@ def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
     with _lock:
         tuner = _kinds.get(key)
         if tuner is None:
-            tuner = _kinds[key] = StepTuner(caller, work.numel() < SMALL_STEP)
+            tuner = _kinds[key] = StepTuner(caller, _starting_count(caller))
             while len(_kinds) > _MAX_KINDS:
                 _kinds.popitem(last=False)
         count = tuner.threads()
@@ -299,8 +357,11 @@ def tuned_threads(kind: str, work: Any, owner: Any = None) -> Iterator[None]:
         began = time.perf_counter()
         yield
         seconds = time.perf_counter() - began
+    global _last_measured
     with _lock:
         tuner.record(count, seconds / rows)
+        if tuner.measured and not tuner.queue:
+            _last_measured = tuner.choice
 
 
 @contextmanager

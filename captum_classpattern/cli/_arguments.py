@@ -110,7 +110,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="torch threads of the search and measurement loops: auto (default) times one thread against all "
         "cores on the first steps of each loop and keeps the faster, which on a busy machine is often one; "
-        "N: N threads; torch: torch's own count. OMP_NUM_THREADS or MKL_NUM_THREADS, when set, fix the count",
+        "N: N threads; torch: torch's own count. OMP_NUM_THREADS or MKL_NUM_THREADS, when set, fix the count. "
+        "demo defaults to 1, so that its table reproduces exactly",
     )
     parser.add_argument(
         "--debug",

@@ -41,13 +41,13 @@ EXIT_STATUS = (
 
 
 SEARCH_TIME = (
-    "How long it takes (measured with OMP_NUM_THREADS=1 on a 2-core x86_64 CPU, default schedule): the digits "
-    "demo model about 1.4 s per class (all 10 in one run); a torchvision ResNet-18 on a folder of 1,000 images "
-    "(500 held out) about 13 s per class at --image-size 32, mostly the search, and about 6 minutes per class "
-    "at 224, mostly the measurement (pattern, floor, random pixels and the Captum baselines on every held-out "
-    "image of the other classes; --power-images M caps it). With torch's default threads a calm machine was a "
-    "little faster; on a machine busy with other work they can be several times slower than OMP_NUM_THREADS=1. "
-    "No GPU figure has been measured yet (benchmarks/bench_imagenet.py --device cuda measures one)."
+    "How long it takes (one class, default schedule, a fresh process on a 2-core x86_64 CPU): a torchvision "
+    "ResNet-18 on a folder of 1,000 images (500 held out) about 36 s at --image-size 64 and 17 s at 32 on a calm "
+    "machine, 52 s at 64 with another process keeping a core busy; the digits model about 7 s (17 s for all ten "
+    "classes); at 224 about 6 minutes per class with one thread, mostly the measurement (--power-images M caps "
+    "it). --threads auto (the default) measures whether one thread or all cores is faster; with torch's own "
+    "two threads the busy run took 107 s. No GPU figure has been measured yet "
+    "(benchmarks/bench_imagenet.py --device cuda measures one)."
 )
 
 
@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUS,
     )
     _search_options(demo, "classpattern_output")
+    # The demo is the reference run whose table the README quotes: one thread, so it
+    # reproduces to the last digit on any machine (and one thread is the faster for its CNN).
+    demo.set_defaults(threads=1)
     search = commands.add_parser(
         "search",
         help="search class patterns of your own model and data",

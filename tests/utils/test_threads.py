@@ -1,5 +1,6 @@
 """The thread policy: the faster count is kept, the user's choice wins, the caller's count comes back."""
 
+import os
 import time
 
 import pytest
@@ -7,9 +8,12 @@ import torch
 
 from captum_classpattern._utils import threads
 from captum_classpattern._utils.threads import (
+    FIRST_TRY_STEPS,
     PREFER_FEWER,
+    TIMED_STEPS,
     StepTuner,
     explicit_threads,
+    idle_cores,
     set_threads,
     thread_report,
     thread_scope,
@@ -28,43 +32,48 @@ def run(tuner: StepTuner, cost, steps: int) -> list:
 
 
 def test_the_faster_count_is_kept_after_the_trial_steps():
-    busy = StepTuner(available=2, small=True)
-    used = run(busy, lambda n: 0.030 if n == 1 else 0.800, 50)  # the other core is taken: 2 threads spin
-    assert busy.choice == 1 and used[-40:] == [1] * 40
-    assert used.count(2) == 1  # a count 2x slower than the best is timed once, not twice
-    calm = StepTuner(available=2, small=True)
-    used = run(calm, lambda n: 0.030 if n == 1 else 0.018, 50)
-    assert calm.choice == 2 and used[-40:] == [2] * 40
+    busy = StepTuner(available=2, start=2)  # a wrong start: the other core is taken, 2 threads spin
+    used = run(busy, lambda n: 0.030 if n == 1 else 0.800, 60)
+    assert busy.choice == 1 and used[-30:] == [1] * 30
+    assert used.count(2) == 1 + FIRST_TRY_STEPS + TIMED_STEPS  # warm-up, the start, its timing; 1 thread wins
+    calm = StepTuner(available=2, start=1)
+    used = run(calm, lambda n: 0.030 if n == 1 else 0.018, 60)
+    assert calm.choice == 2 and used[-30:] == [2] * 30
+
+
+def test_a_short_loop_stays_on_its_starting_count():
+    tuner = StepTuner(available=2, start=1)
+    assert run(tuner, lambda n: 0.030 if n == 1 else 0.018, FIRST_TRY_STEPS + 1) == [1] * (FIRST_TRY_STEPS + 1)
 
 
 def test_fewer_threads_are_kept_unless_more_are_clearly_faster():
-    tuner = StepTuner(available=2, small=False)
-    run(tuner, lambda n: 0.030 if n == 1 else 0.030 * (1 - PREFER_FEWER / 2), 20)
+    tuner = StepTuner(available=2, start=2)
+    run(tuner, lambda n: 0.030 if n == 1 else 0.030 * (1 - PREFER_FEWER / 2), 40)
     assert tuner.choice == 1
 
 
 def test_a_machine_that_becomes_busy_is_followed():
-    tuner = StepTuner(available=2, small=True)
-    run(tuner, lambda n: 0.030 if n == 1 else 0.018, 20)
+    tuner = StepTuner(available=2, start=2)
+    run(tuner, lambda n: 0.030 if n == 1 else 0.018, 40)
     assert tuner.choice == 2
-    used = run(tuner, lambda n: 0.030 if n == 1 else 0.500, 20)  # another process takes a core
+    used = run(tuner, lambda n: 0.030 if n == 1 else 0.500, 40)  # another process takes a core
     assert tuner.choice == 1 and used[-10:] == [1] * 10
 
 
 def test_a_machine_that_becomes_calm_is_followed_after_a_while():
-    tuner = StepTuner(available=2, small=True)
-    run(tuner, lambda n: 0.030 if n == 1 else 0.500, 20)
+    tuner = StepTuner(available=2, start=1)
+    run(tuner, lambda n: 0.030 if n == 1 else 0.500, 40)
     assert tuner.choice == 1
     used = run(tuner, lambda n: 0.030 if n == 1 else 0.018, 2000)
     assert tuner.choice == 2 and used[-10:] == [2] * 10
     # Trying the other count again costs a small share of the steps.
-    tries = StepTuner(available=2, small=True)
+    tries = StepTuner(available=2, start=1)
     used = run(tries, lambda n: 0.030 if n == 1 else 0.500, 2000)
     assert used.count(2) < 0.01 * len(used)
 
 
 def test_a_noisy_machine_does_not_make_the_slow_count_tried_over_and_over():
-    tuner = StepTuner(available=2, small=True)
+    tuner = StepTuner(available=2, start=1)
     noise = iter([0.003, 0.009] * 5000)  # one-thread steps that vary 3x under load
     used = run(tuner, lambda n: next(noise) if n == 1 else 0.300, 5000)
     assert tuner.choice == 1
@@ -72,10 +81,14 @@ def test_a_noisy_machine_does_not_make_the_slow_count_tried_over_and_over():
     assert slow_seconds < 0.25 * 0.006 * used.count(1)  # a bounded share of the run's time
 
 
-def test_a_large_step_starts_on_every_thread_and_a_small_one_on_one():
-    assert StepTuner(available=8, small=False).threads() == 8
-    assert StepTuner(available=8, small=True).threads() == 1
-    assert StepTuner(available=8, small=True).candidates == [1, 4, 8]
+def test_the_candidates_are_one_half_and_all_threads():
+    assert StepTuner(available=8, start=8).candidates == [1, 4, 8]
+    assert StepTuner(available=8, start=8).threads() == 8
+
+
+def test_idle_cores_reads_the_machine():
+    idle = idle_cores(0.02)
+    assert idle is None or 0 <= idle <= (os.cpu_count() or 1) + 0.5
 
 
 @pytest.fixture
@@ -87,6 +100,7 @@ def measured_policy(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(threads, "_AT_IMPORT", 2)
     monkeypatch.setattr(threads, "_TORCH_DEFAULT", 2)
+    monkeypatch.setattr(threads, "idle_cores", lambda interval=0.05: 2.0)  # a calm machine: start on 2
     set_threads("auto")
     yield
     set_threads("auto")
@@ -106,9 +120,9 @@ def slow_on(count: int, work: torch.Tensor, steps: int) -> list:
 def test_the_policy_times_real_steps_and_restores_the_callers_count(measured_policy):
     work = torch.zeros(4, 3, 8, 8)
     assert explicit_threads() is None
-    assert slow_on(2, work, 12)[-5:] == [1] * 5
+    assert slow_on(2, work, 26)[-5:] == [1] * 5
     assert torch.get_num_threads() == 2  # the caller's count, after every step
-    assert slow_on(1, work, 12)[-5:] == [2] * 5
+    assert slow_on(1, work, 26)[-5:] == [2] * 5
     kinds = thread_report()["kinds"]
     assert thread_report()["policy"] == "measured" and kinds["test 4-7x3x8x8"]["threads"] in (1, 2)
 
@@ -149,9 +163,9 @@ def test_inside_a_scope_the_chosen_count_holds_between_steps_and_the_callers_com
     work = torch.zeros(4, 3, 8, 8)
     with thread_scope(start=1):
         assert torch.get_num_threads() == 1  # the command line starts on one thread
-        slow_on(1, work, 12)  # one thread is the slow one here: the loop moves to two
+        slow_on(1, work, 26)  # one thread is the slow one here: the loop moves to two
         assert torch.get_num_threads() == 2
-        slow_on(2, work, 12)
+        slow_on(2, work, 26)
         assert torch.get_num_threads() == 1  # and stays there for the work after the loop
         assert thread_report()["policy"] == "measured"
     assert torch.get_num_threads() == 2
