@@ -58,17 +58,18 @@ def predict(
                 batch = batch.to(device)
             if transform is not None:
                 batch = transform(batch)
-            if start == 0:  # the first call says clearly when the images do not fit the model
-                with tuned_threads("predict", batch, model):
+            first = start == 0  # the first call says clearly when the images do not fit the model
+            with tuned_threads("predict", batch, model):
+                if first:
                     output = checked_call(model, (batch,), additional_forward_args, who)
+                else:
+                    output = call_model(model, (batch,), additional_forward_args)
+            if first:
                 width = output_width(output, who)  # NaN, or a single column, would make every prediction class 0
                 if labels is not None:
                     check_label_range(labels, width, "labels")
                 if check_output is not None:
                     check_output(output)
-            else:
-                with tuned_threads("predict", batch, model):
-                    output = call_model(model, (batch,), additional_forward_args)
             predictions.append(output.argmax(1).cpu())
     if not predictions:
         return torch.empty(0, dtype=torch.long)

@@ -126,7 +126,6 @@ class ImageStream:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.cache_bytes = cache_bytes
         self.cache = DecodedImages(cache_bytes)
         # Where each item sits in the dataset the cache was made for (None: the same place).
         self._keys: Optional[Sequence[int]] = None
@@ -147,7 +146,7 @@ class ImageStream:
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            cache_bytes=self.cache_bytes,
+            cache_bytes=0,  # it reads through this stream's cache instead
         )
         part.cache = self.cache
         part._keys = positions if self._keys is None else [self._keys[p] for p in positions]
@@ -155,7 +154,7 @@ class ImageStream:
 
     def loader(self, batch_sampler: Optional[Iterable[List[int]]] = None) -> DataLoader:
         """A DataLoader of ``(images, labels)``: in order by ``batch_size``, or the index lists of ``batch_sampler``."""
-        cached = self.num_workers == 0 and self.cache_bytes > 0
+        cached = self.num_workers == 0 and self.cache.budget > 0
         labelled = _Labelled(self.dataset, self.labels, self.cache if cached else None, self._keys)
         common: Dict[str, Any] = dict(num_workers=self.num_workers, pin_memory=self.pin_memory)
         if batch_sampler is not None:

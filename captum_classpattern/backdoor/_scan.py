@@ -16,6 +16,7 @@ from .._utils import (
     evaluation_mode,
     module_device,
     num_classes_of,
+    thread_scope,
 )
 from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
 from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
@@ -136,7 +137,7 @@ def scan(
     fixed_k = _check_sizes(scoring, trigger_mask, height, width)
     references = _as_references(reference)
 
-    with evaluation_mode(model, "scan"):
+    with evaluation_mode(model, "scan"), thread_scope():  # the loops' thread counts hold between their steps
         targets = _scanned_targets(model, images, labels, eval_labels, classes, trigger_target, settings)
         run_reference = _reference_scan(images, labels, settings, scoring, eval_images, eval_labels, targets, seed)
         reference_tables, reference_blend_tables = _reference_tables(

@@ -353,50 +353,23 @@ def _search_here(
 ) -> SearchOutcome:
     """:func:`search_classes` for ``classes`` in this process alone."""
     with thread_scope():  # the loops' thread counts hold for the work between their steps too
-        return _search_and_measure(
-            model,
-            search,
-            held_out,
-            classes,
-            device,
-            k=k,
-            class_names=class_names,
-            baselines=baselines,
-            schedule=schedule,
-            canvas_strategy=canvas_strategy,
-            seed=seed,
-            show_progress=show_progress,
+        search, held_out = _on_device(search, device), _on_device(held_out, device)
+        canvases, maps, ties = _search_maps(
+            model, search, classes, device, schedule, canvas_strategy, seed, show_progress
         )
-
-
-def _search_and_measure(
-    model: Callable,
-    search: Source,
-    held_out: Union[Split, PowerSample],
-    classes: List[int],
-    device: torch.device,
-    *,
-    k: Budget,
-    class_names: Optional[Sequence[str]],
-    baselines: List[CaptumBaseline],
-    schedule: Union[str, SearchSchedule, None],
-    canvas_strategy: str,
-    seed: int,
-    show_progress: bool,
-) -> SearchOutcome:
-    search, held_out = _on_device(search, device), _on_device(held_out, device)
-    canvases, maps, ties = _search_maps(model, search, classes, device, schedule, canvas_strategy, seed, show_progress)
-    count = pixel_budget(k, *canvases.shape[-2:])
-    patterns = [top_k_pattern(maps[i], canvases[i], count, tie_break=ties[i]) for i in range(len(classes))]
-    names = [None if class_names is None else str(class_names[cls]) for cls in classes]
-    if isinstance(held_out, PowerSample):
-        forward_batch = search.batch_size if isinstance(search, ImageStream) else DEFAULT_FORWARD_BATCH
-        rows = measure_on_sample(
-            model, held_out, classes, canvases, patterns, count, baselines, names, seed, forward_batch
+        count = pixel_budget(k, *canvases.shape[-2:])
+        patterns = [top_k_pattern(maps[i], canvases[i], count, tie_break=ties[i]) for i in range(len(classes))]
+        names = [None if class_names is None else str(class_names[cls]) for cls in classes]
+        if isinstance(held_out, PowerSample):
+            forward_batch = search.batch_size if isinstance(search, ImageStream) else DEFAULT_FORWARD_BATCH
+            rows = measure_on_sample(
+                model, held_out, classes, canvases, patterns, count, baselines, names, seed, forward_batch
+            )
+            return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
+        rows = measure_on_split(
+            model, held_out, classes, canvases, patterns, count, baselines, names, seed, show_progress
         )
         return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
-    rows = measure_on_split(model, held_out, classes, canvases, patterns, count, baselines, names, seed, show_progress)
-    return SearchOutcome(SearchReport(rows), canvases, maps, patterns)
 
 
 def _chunks(positions: Sequence[int], size: int) -> List[List[int]]:
