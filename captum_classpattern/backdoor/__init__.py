@@ -11,6 +11,7 @@ from ._attack_metrics import (
     clean_accuracy,
     trigger_robust_accuracy,
 )
+from ._backdoorbench import BACKDOORBENCH_MODELS, BACKDOORBENCH_NORMALIZATION, BackdoorBenchRecord, load_backdoorbench
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
@@ -56,4 +57,8 @@ __all__ = [
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
+    "load_backdoorbench",
+    "BackdoorBenchRecord",
+    "BACKDOORBENCH_MODELS",
+    "BACKDOORBENCH_NORMALIZATION",
 ]
