@@ -12,6 +12,7 @@ from ._attack_metrics import (
     trigger_robust_accuracy,
 )
 from ._backdoorbench import BACKDOORBENCH_MODELS, BACKDOORBENCH_NORMALIZATION, BackdoorBenchRecord, load_backdoorbench
+from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
@@ -27,6 +28,7 @@ from ._settings import (
     SuspicionSettings,
     TriggerRecoverySettings,
 )
+from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 
@@ -35,6 +37,9 @@ __all__ = [
     "Trigger",
     "PatchTrigger",
     "BlendTrigger",
+    "SignalTrigger",
+    "BitDepthTrigger",
+    "ResidualTrigger",
     "PoisonedDataset",
     "clean_accuracy",
     "attack_success_rate",
