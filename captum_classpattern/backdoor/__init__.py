@@ -15,6 +15,14 @@ from ._backdoorbench import BACKDOORBENCH_MODELS, BACKDOORBENCH_NORMALIZATION, B
 from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
+from ._label_consistent import (
+    LC_EPS,
+    LC_STEP_SIZE,
+    LC_STEPS,
+    LabelConsistentTrigger,
+    label_consistent_dataset,
+    label_consistent_images,
+)
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
@@ -62,6 +70,12 @@ __all__ = [
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
+    "LabelConsistentTrigger",
+    "label_consistent_images",
+    "label_consistent_dataset",
+    "LC_EPS",
+    "LC_STEP_SIZE",
+    "LC_STEPS",
     "load_backdoorbench",
     "BackdoorBenchRecord",
     "BACKDOORBENCH_MODELS",
