@@ -4,6 +4,12 @@ A backdoor is found with class patterns (:func:`scan`, :func:`suspicion_scores`)
 the Neural Cleanse baseline (:func:`neural_cleanse`); each takes a settings object.
 """
 
+from ._adaptive_blend import (
+    ADAPTIVE_BLEND_COVER_RATE,
+    ADAPTIVE_BLEND_RATE,
+    AdaptiveBlendTrainingTrigger,
+    AdaptiveBlendTrigger,
+)
 from ._attack_metrics import (
     BackdoorMetrics,
     attack_success_rate,
@@ -76,6 +82,10 @@ __all__ = [
     "LC_EPS",
     "LC_STEP_SIZE",
     "LC_STEPS",
+    "AdaptiveBlendTrigger",
+    "AdaptiveBlendTrainingTrigger",
+    "ADAPTIVE_BLEND_RATE",
+    "ADAPTIVE_BLEND_COVER_RATE",
     "load_backdoorbench",
     "BackdoorBenchRecord",
     "BACKDOORBENCH_MODELS",
