@@ -242,7 +242,10 @@ def _load_backdoorbench(spec: str, weights: Optional[str]) -> torch.nn.Module:
     try:
         model, record = load_backdoorbench(spec, backdoor_test=False)
     except (OSError, ValueError, TypeError) as error:
-        raise UsageError(f"--model {spec}: {one_line(error, 400)}") from error
+        hint = ""
+        if "not a BackdoorBench result file" in str(error):
+            hint = "; for a plain state dict give --model module:factory --weights FILE"
+        raise UsageError(f"--model {spec}: {one_line(error, 400)}{hint}") from error
     if not weights:
         return model
     try:

@@ -99,3 +99,5 @@ def test_a_missing_file_and_foreign_weights_are_one_line(files, tmp_path, capsys
     torch.save(nets[0].state_dict(), tmp_path / "plain.pt")
     argv = ["search", "--model", paths[0], "--weights", str(tmp_path / "plain.pt"), "--out", str(tmp_path / "o")]
     _one_line(main(argv), capsys.readouterr().err, r"must be another BackdoorBench result file .* lacks 'model_name'")
+    code = main(["search", "--model", str(tmp_path / "plain.pt"), "--out", str(tmp_path / "o")])
+    _one_line(code, capsys.readouterr().err, r"lacks 'model_name'.*give --model module:factory --weights FILE")
