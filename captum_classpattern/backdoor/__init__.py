@@ -14,6 +14,7 @@ from ._attack_metrics import (
 from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
+from ._max_margin import MaxMarginResult, MaxMarginSettings, gamma_p_value, max_margin_detection
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
@@ -58,6 +59,10 @@ __all__ = [
     "SuspicionSettings",
     "SuspicionResult",
     "neural_cleanse",
+    "max_margin_detection",
+    "MaxMarginSettings",
+    "MaxMarginResult",
+    "gamma_p_value",
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
