@@ -29,6 +29,7 @@ from ._label_consistent import (
     label_consistent_dataset,
     label_consistent_images,
 )
+from ._max_margin import MaxMarginResult, MaxMarginSettings, gamma_p_value, max_margin_detection
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
@@ -73,6 +74,10 @@ __all__ = [
     "SuspicionSettings",
     "SuspicionResult",
     "neural_cleanse",
+    "max_margin_detection",
+    "MaxMarginSettings",
+    "MaxMarginResult",
+    "gamma_p_value",
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
