@@ -1,0 +1,208 @@
+"""The backdoor-detection table: every detector on every model of a CIFAR-10 zoo, resumably.
+
+Detectors (``--detectors``):
+
+* ``scan``: :func:`captum_classpattern.backdoor.scan` at its defaults on clean test images;
+* ``scan-ref``: the same with the zoo's clean models of the architecture as references (a
+  clean model is never its own reference);
+* ``nc``: Neural Cleanse (:func:`~captum_classpattern.backdoor.neural_cleanse`) at the
+  authors' settings on the same images;
+* ``mmbd``: MM-BD (:func:`~captum_classpattern.backdoor.max_margin_detection`), data-free.
+
+Each (model, detector) result is one JSON line in ``--out`` (rewritten atomically after
+each), so a table is built over as many runs as it takes; finished pairs are skipped. The
+last line printed is the summary: per detector and attack, the share of backdoored models
+whose target is flagged (for the clean column, the share of clean models with any flag),
+the AUROC of the per-model score (backdoored against clean models of the same plan), and
+the mean seconds per model.
+
+Per-model scores: the scans' largest anomaly index divided by its threshold (the largest
+of the pattern and blend-probe detectors), Neural Cleanse's largest anomaly index divided
+by its threshold, MM-BD's ``-log10`` p-value.
+
+Usage::
+
+    python benchmarks/bench_detectors.py --plan dev --archs preact18 --detectors mmbd nc
+    python benchmarks/bench_detectors.py --plan dev --summary-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_cifar10 as patterns_bench  # noqa: E402  (its clean search / held-out split of the test set)
+import cifar10_models as models  # noqa: E402  (the training script: names, cache, loading)
+import cifar10_zoo as zoo  # noqa: E402  (the plans and their manifests)
+
+from captum_classpattern.backdoor import (  # noqa: E402
+    max_margin_detection,
+    neural_cleanse,
+    scan,
+)
+from captum_classpattern.data import Split, load_cifar10  # noqa: E402
+
+DETECTORS = ("scan", "scan-ref", "nc", "mmbd")
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _verdict(flagged: Sequence[int], score: float, seconds: float) -> Dict[str, Any]:
+    return {"flagged": [int(c) for c in flagged], "score": float(score), "seconds": round(seconds, 2)}
+
+
+def run_scan(model: Callable, data: Dict[str, Split], references: List[Callable]) -> Dict[str, Any]:
+    """The class-pattern scan (with ``references`` when given); its flags and per-model score."""
+    began = time.perf_counter()
+    search, held = data["search"], data["held_out"]
+    found = scan(
+        model,
+        search.images,
+        search.labels,
+        eval_images=held.images,
+        eval_labels=held.labels,
+        reference=references or None,
+    )
+    score = max(found.anomaly_index) / found.scoring.threshold
+    if found.blend_anomaly_index:
+        score = max(score, max(found.blend_anomaly_index) / found.scoring.blend_threshold)
+    return _verdict(found.flagged, score, time.perf_counter() - began)
+
+
+def run_neural_cleanse(model: Callable, data: Dict[str, Split]) -> Dict[str, Any]:
+    """Neural Cleanse at the authors' settings; its flags and per-model score."""
+    began = time.perf_counter()
+    found = neural_cleanse(model, data["search"].images, data["search"].labels)
+    score = max(found.anomaly_index) / found.settings.threshold
+    return _verdict(found.flagged, score, time.perf_counter() - began)
+
+
+def run_max_margin(model: Callable, data: Dict[str, Split]) -> Dict[str, Any]:
+    """MM-BD at the authors' settings (data-free); its flag and per-model score."""
+    found = max_margin_detection(model, tuple(data["search"].images.shape[1:]))
+    return _verdict([found.target] if found.flagged else [], found.score, found.seconds)
+
+
+def detect(
+    detector: str, entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], clean: List[zoo.ZooEntry]
+) -> Dict[str, Any]:
+    """Run one detector on one zoo model."""
+    target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
+    model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
+    if detector == "mmbd":
+        return run_max_margin(model, data)
+    if detector == "nc":
+        return run_neural_cleanse(model, data)
+    references = []
+    if detector == "scan-ref":
+        others = [c for c in clean if c.arch == entry.arch and c.name != entry.name]
+        references = [models.load_trained(c.arch, c.setting, c.seed, cache) for c in others]
+    return run_scan(model, data, references)
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> Optional[float]:
+    """The probability that a random positive scores above a random negative (ties count half)."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per detector: detection share per attack, clean false-alarm share, AUROC, seconds."""
+    table: Dict[str, Any] = {}
+    for detector in sorted({r["detector"] for r in rows}):
+        mine = [r for r in rows if r["detector"] == detector]
+        clean = [r for r in mine if r["attack"] is None]
+        cells: Dict[str, Any] = {
+            "clean": {
+                "models": len(clean),
+                "flagged_share": sum(bool(r["flagged"]) for r in clean) / len(clean) if clean else None,
+            }
+        }
+        for attack in sorted({r["attack"] for r in mine if r["attack"] is not None}):
+            hit = [r for r in mine if r["attack"] == attack]
+            cells[attack] = {
+                "models": len(hit),
+                "detected_share": sum(r["target"] in r["flagged"] for r in hit) / len(hit),
+                "auroc": auroc([r["score"] for r in hit], [r["score"] for r in clean]),
+            }
+        cells["seconds_per_model"] = sum(r["seconds"] for r in mine) / len(mine)
+        table[detector] = cells
+    return table
+
+
+def _load_rows(path: str) -> List[Dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    models.write_atomic(path, text.encode())
+
+
+def _test_data(root: str, quick: bool) -> Dict[str, Split]:
+    test = load_cifar10(root, train=False, limit=1000 if quick else None)
+    search, held = patterns_bench.split_test(test, seed=0)
+    if quick:  # a few images per class keep the smoke run short
+        search, held = Split(search.images[::4], search.labels[::4]), Split(held.images[::4], held.labels[::4])
+    return {"search": search, "held_out": held}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the missing (model, detector) pairs within the budget; print the summary. Returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", choices=sorted(zoo.PLANS), default="dev")
+    parser.add_argument("--archs", nargs="+", default=list(models.ARCHITECTURES), choices=list(models.ARCHITECTURES))
+    parser.add_argument("--attacks", nargs="+", default=list(zoo.ATTACKS), choices=list(zoo.ATTACKS))
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
+    parser.add_argument("--out", help="the JSON-lines results (default: benchmarks/results/detectors-<plan>.jsonl)")
+    parser.add_argument("--budget-minutes", type=float, help="start no new pair after this many minutes")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--summary-only", action="store_true", help="summarise the results file; run nothing")
+    parser.add_argument("--quick", action="store_true", help="the quick zoo (cifar10_zoo.py --quick), few images")
+    args = parser.parse_args(argv)
+    cache = models.cache_folder(args.cache)
+    cache = os.path.join(cache, "quick") if args.quick else cache
+    suffix = "-quick" if args.quick else ""
+    out = args.out or os.path.join(RESULTS_DIR, f"detectors-{args.plan}{suffix}.jsonl")
+    rows = _load_rows(out)
+    root = models.cifar10_root(args.data)
+    if not args.summary_only and root is not None:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
+        ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
+        clean = [e for e in ready if e.attack is None]
+        data = _test_data(root, args.quick)
+        done = {(r["name"], r["detector"]) for r in rows}
+        began = time.perf_counter()
+        for entry in ready:
+            for detector in args.detectors:
+                if (entry.name, detector) in done:
+                    continue
+                if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
+                    break
+                verdict = detect(detector, entry, cache, data, clean)
+                rows.append({"name": entry.name, "detector": detector, "arch": entry.arch, "attack": entry.attack,
+                             "target": entry.target, **verdict})  # fmt: skip
+                _save_rows(out, rows)
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(json.dumps({"results": out, "pairs": len(rows), "table": summarise(rows)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
