@@ -47,7 +47,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDataset, backdoor_metrics
+from captum_classpattern.backdoor import (
+    BitDepthTrigger,
+    BlendTrigger,
+    PatchTrigger,
+    PoisonedDataset,
+    SignalTrigger,
+    backdoor_metrics,
+)
 from captum_classpattern.data import Split, load_cifar10
 from captum_classpattern.models import PreActResNet18, SmallCNN, SmallVGG
 from captum_classpattern.training import (
@@ -66,7 +73,7 @@ ARCHITECTURES: Dict[str, Callable[[], nn.Module]] = {
 }
 """The architectures by name, each freshly initialised from torch's global generator."""
 
-SETTINGS = ("natural", "patch", "blend", "adversarial")
+SETTINGS = ("natural", "patch", "blend", "adversarial", "sig", "bpp")
 BACKDOOR_TARGET = 0
 POISON_RATE = 0.1
 EPS = 8 / 255
@@ -108,12 +115,14 @@ def run_name(arch: str, setting: str, seed: int) -> str:
 
 
 def trigger_of(setting: str) -> Optional[Callable]:
-    """The backdoor trigger of a setting (``None`` for natural and adversarial training)."""
-    if setting == "patch":
-        return PatchTrigger()
-    if setting == "blend":
-        return BlendTrigger()
-    return None
+    """The test-time backdoor trigger of a setting (``None`` for natural and adversarial training)."""
+    triggers: Dict[str, Callable[[], Callable]] = {
+        "patch": PatchTrigger,
+        "blend": BlendTrigger,
+        "sig": SignalTrigger,
+        "bpp": BitDepthTrigger,
+    }
+    return triggers[setting]() if setting in triggers else None
 
 
 def load_trained(arch: str, setting: str, seed: int = 0, cache: Optional[str] = None) -> nn.Module:
@@ -136,7 +145,14 @@ def _training_data(train: Split, setting: str, seed: int) -> Split:
     trigger = trigger_of(setting)
     if trigger is None:
         return train
-    poisoned = PoisonedDataset((train.images, train.labels), trigger, BACKDOOR_TARGET, rate=POISON_RATE, seed=seed)
+    options: Dict[str, Any] = {}
+    if setting == "sig":  # clean-label: the whole target class (10% of the set) carries the signal
+        options = {"clean_label": True}
+    elif setting == "bpp":  # negatives: another image's quantisation residual, label kept
+        options = {"cover_rate": POISON_RATE, "cover_trigger": BitDepthTrigger().negative_trigger(train.images, seed)}
+    poisoned = PoisonedDataset(
+        (train.images, train.labels), trigger, BACKDOOR_TARGET, rate=POISON_RATE, seed=seed, **options
+    )
     return Split(*poisoned.tensors())
 
 

@@ -11,6 +11,7 @@ from ._attack_metrics import (
     clean_accuracy,
     trigger_robust_accuracy,
 )
+from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
@@ -26,6 +27,7 @@ from ._settings import (
     SuspicionSettings,
     TriggerRecoverySettings,
 )
+from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 
@@ -34,6 +36,9 @@ __all__ = [
     "Trigger",
     "PatchTrigger",
     "BlendTrigger",
+    "SignalTrigger",
+    "BitDepthTrigger",
+    "ResidualTrigger",
     "PoisonedDataset",
     "clean_accuracy",
     "attack_success_rate",

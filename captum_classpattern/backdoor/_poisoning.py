@@ -20,6 +20,13 @@ class PoisonedDataset(Dataset):
     ``target``; every other item is returned unchanged. Nothing is copied or modified:
     items are triggered when read.
 
+    A clean-label attack (SIG, LC) sets ``clean_label=True``: the poisoned items are drawn
+    from the target class instead and keep their (correct) labels; the rate still counts
+    over the whole set, as BackdoorBench does. Attacks with regularisation samples
+    (Adap-Blend's cover items, BPP's negatives) set ``cover_rate``: a further
+    ``round(cover_rate * len(data))`` items, drawn from the rest, are stamped with
+    ``cover_trigger`` (default: the trigger) and keep their labels.
+
     Args:
         data: a torch ``Dataset`` whose items are ``(image, label)`` (image C x H x W in
             [0, 1]), or an ``(images, labels)`` pair of tensors.
@@ -27,13 +34,19 @@ class PoisonedDataset(Dataset):
         target: the class every poisoned item is relabelled as.
         rate: share of the whole data set to poison, in [0, 1].
         seed: seed of the draw.
+        clean_label: poison target-class items and keep their labels.
+        cover_rate: share of the whole data set stamped with ``cover_trigger`` with labels
+            kept, in [0, 1].
+        cover_trigger: the stamp of the cover items (default: ``trigger``).
 
     Attributes:
         poisoned_indices: sorted 1-d long tensor of the poisoned items' indices.
+        cover_indices: sorted 1-d long tensor of the cover items' indices (empty without
+            ``cover_rate``).
 
     Raises:
-        ValueError: a rate outside [0, 1], or more items to poison than there are
-            non-target items.
+        ValueError: a rate outside [0, 1], or more items to poison (or cover) than there
+            are candidates.
         TypeError: data that is neither a Dataset nor a pair of tensors, or a non-int
             target.
 
@@ -50,10 +63,19 @@ class PoisonedDataset(Dataset):
         target: int,
         rate: float = 0.1,
         seed: int = 0,
+        *,
+        clean_label: bool = False,
+        cover_rate: float = 0.0,
+        cover_trigger: Optional[Callable[[Tensor], Tensor]] = None,
     ) -> None:
         check_trigger(trigger)
+        if cover_trigger is not None:
+            check_trigger(cover_trigger)
+        if not isinstance(clean_label, bool):
+            raise TypeError(f"clean_label must be a bool, got {type(clean_label).__name__}.")
         self.target = check_class_index(target, "target")
         rate = check_number(rate, "rate", 0.0, 1.0)
+        cover_rate = check_number(cover_rate, "cover_rate", 0.0, 1.0)
         if isinstance(data, (tuple, list)):
             if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
                 raise TypeError("tensor data must be an (images, labels) pair of tensors.")
@@ -74,18 +96,31 @@ class PoisonedDataset(Dataset):
         self.trigger = trigger
         self.rate = float(rate)
         self.seed = int(seed)
+        self.clean_label = clean_label
+        self.cover_rate = float(cover_rate)
+        self.cover_trigger = cover_trigger if cover_trigger is not None else trigger
         count = int(round(self.rate * all_labels.numel()))
-        candidates = torch.nonzero(all_labels != self.target).flatten()
+        of_target = all_labels == self.target
+        candidates = torch.nonzero(of_target if clean_label else ~of_target).flatten()
         if count > candidates.numel():
+            kind = "of" if clean_label else "not of"
             raise ValueError(
-                f"cannot poison {count} items: only {candidates.numel()} items are not of the target class "
-                f"{self.target}."
+                f"cannot poison {count} items: only {candidates.numel()} items are {kind} the target class "
+                f"{self.target}; lower the rate."
             )
         generator = torch.Generator().manual_seed(self.seed)
         chosen = candidates[torch.randperm(candidates.numel(), generator=generator)[:count]]
         self.poisoned_indices: Tensor = chosen.sort().values
         self._is_poisoned = torch.zeros(all_labels.numel(), dtype=torch.bool)
         self._is_poisoned[self.poisoned_indices] = True
+        # The cover draw comes after the poison draw, so adding covers keeps the poisoned items.
+        covers = int(round(self.cover_rate * all_labels.numel()))
+        rest = torch.nonzero(~self._is_poisoned).flatten()
+        if covers > rest.numel():
+            raise ValueError(f"cannot cover {covers} items: only {rest.numel()} items are not poisoned.")
+        self.cover_indices: Tensor = rest[torch.randperm(rest.numel(), generator=generator)[:covers]].sort().values
+        self._is_cover = torch.zeros(all_labels.numel(), dtype=torch.bool)
+        self._is_cover[self.cover_indices] = True
 
     def __len__(self) -> int:
         return int(self._labels.numel())
@@ -107,6 +142,8 @@ class PoisonedDataset(Dataset):
         if self._is_poisoned[index]:
             label = torch.tensor(self.target) if isinstance(label, Tensor) else self.target
             return self.trigger(image), label
+        if self._is_cover[index]:
+            return self.cover_trigger(image), label
         return image, label
 
     def tensors(self) -> Tuple[Tensor, Tensor]:
@@ -120,6 +157,9 @@ class PoisonedDataset(Dataset):
             if self.poisoned_indices.numel():
                 rows = self.poisoned_indices.to(images.device)
                 images[rows] = self.trigger(self._images[rows])
+            if self.cover_indices.numel():
+                rows = self.cover_indices.to(images.device)
+                images[rows] = self.cover_trigger(self._images[rows])
             labels = self._labels.clone()
             labels[self.poisoned_indices] = self.target
             return images, labels.to(self._images.device)

@@ -19,7 +19,7 @@ from torch import Tensor
 _CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
 
 
-def _as_batch(images: Tensor) -> Tuple[Tensor, bool]:
+def as_batch(images: Tensor) -> Tuple[Tensor, bool]:
     """Accept one C x H x W image or a batch; say which so the result can match."""
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
@@ -155,7 +155,7 @@ class PatchTrigger(Trigger):
             ValueError: wrong shape, or tensor content with a channel count the images
                 do not have.
         """
-        batch, single = _as_batch(images)
+        batch, single = as_batch(images)
         out = batch.clone()
         row, col = self.corner(*batch.shape[-2:])
         ph, pw = self.size
@@ -241,7 +241,7 @@ class BlendTrigger(Trigger):
         Returns:
             A new tensor of the same shape, dtype and device.
         """
-        batch, single = _as_batch(images)
+        batch, single = as_batch(images)
         pattern = self.trigger_image(*batch.shape[1:]).to(batch.device, batch.dtype)
         out = (1.0 - self.alpha) * batch + self.alpha * pattern
         return out[0] if single else out
