@@ -30,6 +30,7 @@ from ._settings import (
 from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
+from ._warp import WarpPoisoning, WarpTrigger
 
 __all__ = [
     "SCORES",
@@ -39,6 +40,8 @@ __all__ = [
     "SignalTrigger",
     "BitDepthTrigger",
     "ResidualTrigger",
+    "WarpTrigger",
+    "WarpPoisoning",
     "PoisonedDataset",
     "clean_accuracy",
     "attack_success_rate",
