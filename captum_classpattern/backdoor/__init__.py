@@ -14,6 +14,8 @@ from ._attack_metrics import (
 from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
+from ._input_aware import InputAwarePoisoning, InputAwareSettings, InputAwareTrigger
+from ._input_aware_nets import TriggerGenerator
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
@@ -42,6 +44,10 @@ __all__ = [
     "ResidualTrigger",
     "WarpTrigger",
     "WarpPoisoning",
+    "InputAwareTrigger",
+    "InputAwarePoisoning",
+    "InputAwareSettings",
+    "TriggerGenerator",
     "PoisonedDataset",
     "clean_accuracy",
     "attack_success_rate",

@@ -19,17 +19,14 @@ from ._train import Perturb
 
 
 class PoisonedBatch(NamedTuple):
-    """What a :class:`BatchPoisoning` returns for one batch.
+    """What a :class:`BatchPoisoning` returns for one batch: ``(images, labels, extra_loss)``."""
 
-    Attributes:
-        images: the batch the classifier is trained on (a new tensor, same shape).
-        labels: its labels (a new tensor where any changed).
-        extra_loss: a scalar added to the classifier's loss before the backward pass (e.g.
-            IAD's diversity loss, which trains its generator), or ``None``.
-    """
-
+    #: The batch the classifier is trained on (a new tensor where any image changed).
     images: Tensor
+    #: Its labels (a new tensor where any label changed).
     labels: Tensor
+    #: A scalar added to the classifier's loss before the backward pass (e.g. IAD's
+    #: diversity loss, which trains its generator), or ``None``.
     extra_loss: Optional[Tensor] = None
 
 
