@@ -109,9 +109,15 @@ def cache_folder(given: Optional[str]) -> str:
     return given or os.path.join(default_cache_dir(), "cifar10")
 
 
-def run_name(arch: str, setting: str, seed: int) -> str:
-    """The file stem of one trained model, e.g. ``preact18-natural-s0``."""
-    return f"{arch}-{setting}-s{seed}"
+def run_name(arch: str, setting: str, seed: int, target: int = BACKDOOR_TARGET) -> str:
+    """The file stem of one trained model, e.g. ``preact18-natural-s0`` or ``preact18-sig-t3-s1``.
+
+    The target appears only when it is not the default class 0 (and never for the settings
+    without a backdoor), so the stems of the first models stay valid.
+    """
+    if target == BACKDOOR_TARGET or trigger_of(setting) is None:
+        return f"{arch}-{setting}-s{seed}"
+    return f"{arch}-{setting}-t{target}-s{seed}"
 
 
 def trigger_of(setting: str) -> Optional[Callable]:
@@ -125,13 +131,15 @@ def trigger_of(setting: str) -> Optional[Callable]:
     return triggers[setting]() if setting in triggers else None
 
 
-def load_trained(arch: str, setting: str, seed: int = 0, cache: Optional[str] = None) -> nn.Module:
+def load_trained(
+    arch: str, setting: str, seed: int = 0, cache: Optional[str] = None, target: int = BACKDOOR_TARGET
+) -> nn.Module:
     """A finished model of this script, in eval mode (for the benchmarks that measure patterns).
 
     Raises:
         FileNotFoundError: the model has not been trained yet; the message says how to train it.
     """
-    path = os.path.join(cache_folder(cache), run_name(arch, setting, seed) + ".pt")
+    path = os.path.join(cache_folder(cache), run_name(arch, setting, seed, target) + ".pt")
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path} not found: train it with python benchmarks/cifar10_models.py --models {arch} --settings {setting}"
@@ -141,7 +149,7 @@ def load_trained(arch: str, setting: str, seed: int = 0, cache: Optional[str] = 
     return model.eval()
 
 
-def _training_data(train: Split, setting: str, seed: int) -> Split:
+def _training_data(train: Split, setting: str, seed: int, target: int) -> Split:
     trigger = trigger_of(setting)
     if trigger is None:
         return train
@@ -150,17 +158,15 @@ def _training_data(train: Split, setting: str, seed: int) -> Split:
         options = {"clean_label": True}
     elif setting == "bpp":  # negatives: another image's quantisation residual, label kept
         options = {"cover_rate": POISON_RATE, "cover_trigger": BitDepthTrigger().negative_trigger(train.images, seed)}
-    poisoned = PoisonedDataset(
-        (train.images, train.labels), trigger, BACKDOOR_TARGET, rate=POISON_RATE, seed=seed, **options
-    )
+    poisoned = PoisonedDataset((train.images, train.labels), trigger, target, rate=POISON_RATE, seed=seed, **options)
     return Split(*poisoned.tensors())
 
 
-def _metrics(model: nn.Module, setting: str, test: Split, robust_images: int) -> Dict[str, Any]:
+def _metrics(model: nn.Module, setting: str, test: Split, robust_images: int, target: int) -> Dict[str, Any]:
     metrics: Dict[str, Any] = {"clean_accuracy": accuracy(model, test.images, test.labels)}
     trigger = trigger_of(setting)
     if trigger is not None:
-        found = backdoor_metrics(model, test.images, test.labels, trigger, BACKDOOR_TARGET)
+        found = backdoor_metrics(model, test.images, test.labels, trigger, target)
         metrics.update(attack_success_rate=found.attack_success_rate, robust_accuracy=found.robust_accuracy)
     # Robustness under PGD-20 on a class-balanced subset, for every setting: the natural
     # models' near-zero figure is the reference the adversarial one is read against.
@@ -171,17 +177,25 @@ def _metrics(model: nn.Module, setting: str, test: Split, robust_images: int) ->
 
 
 def train_one(
-    arch: str, setting: str, seed: int, train: Split, test: Split, cache: str, recipe: TrainingRecipe, robust: int
+    arch: str,
+    setting: str,
+    seed: int,
+    train: Split,
+    test: Split,
+    cache: str,
+    recipe: TrainingRecipe,
+    robust: int,
+    target: int = BACKDOOR_TARGET,
 ) -> Dict[str, Any]:
     """Train (or resume, or load the result of) one model; returns its record."""
-    name = run_name(arch, setting, seed)
+    name = run_name(arch, setting, seed, target)
     record_path = os.path.join(cache, name + ".json")
     if os.path.exists(record_path):
         with open(record_path) as stream:
             return json.load(stream)
     torch.manual_seed(seed)
     model = ARCHITECTURES[arch]()
-    data = _training_data(train, setting, seed)
+    data = _training_data(train, setting, seed, target)
     perturb = PGDPerturbation(eps=EPS, step_size=10 / 255, steps=1) if setting == "adversarial" else None
     monitor = (test.images[:2000], test.labels[:2000])
     run = train_with_recipe(
@@ -205,13 +219,14 @@ def train_one(
         "arch": arch,
         "setting": setting,
         "seed": seed,
+        "target": target if trigger_of(setting) is not None else None,
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "recipe": dataclasses.asdict(recipe),
         "train_images": int(train.labels.numel()),
         "test_images": int(test.labels.numel()),
         "minutes": run.minutes,
         "curve": run.curve,
-        **_metrics(run.model, setting, test, robust),
+        **_metrics(run.model, setting, test, robust, target),
     }
     record["metric_minutes"] = (time.perf_counter() - began) / 60.0
     write_json_atomic(record_path, record)
@@ -242,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train = load_cifar10(root, train=True, limit=2000 if args.quick else None)
     test = load_cifar10(root, train=False, limit=1000 if args.quick else None)
     # Class-balanced order for the monitoring and PGD subsets: the first images of each class.
-    order = torch.argsort(_rank_in_class(test.labels) * 10 + test.labels)
+    order = torch.argsort(rank_in_class(test.labels) * 10 + test.labels)
     test = Split(test.images[order], test.labels[order])
     records: List[Dict[str, Any]] = []
     for arch in args.models:
@@ -258,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def _rank_in_class(labels: torch.Tensor) -> torch.Tensor:
+def rank_in_class(labels: torch.Tensor) -> torch.Tensor:
     """The position of each item among the items of its class (0 for the first of each class)."""
     rank = torch.empty_like(labels)
     for cls in labels.unique():

@@ -4,6 +4,12 @@ A backdoor is found with class patterns (:func:`scan`, :func:`suspicion_scores`)
 the Neural Cleanse baseline (:func:`neural_cleanse`); each takes a settings object.
 """
 
+from ._adaptive_blend import (
+    ADAPTIVE_BLEND_COVER_RATE,
+    ADAPTIVE_BLEND_RATE,
+    AdaptiveBlendTrainingTrigger,
+    AdaptiveBlendTrigger,
+)
 from ._attack_metrics import (
     BackdoorMetrics,
     attack_success_rate,
@@ -11,11 +17,21 @@ from ._attack_metrics import (
     clean_accuracy,
     trigger_robust_accuracy,
 )
+from ._backdoorbench import BACKDOORBENCH_MODELS, BACKDOORBENCH_NORMALIZATION, BackdoorBenchRecord, load_backdoorbench
 from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
 from ._input_aware import InputAwarePoisoning, InputAwareSettings, InputAwareTrigger
 from ._input_aware_nets import TriggerGenerator
+from ._label_consistent import (
+    LC_EPS,
+    LC_STEP_SIZE,
+    LC_STEPS,
+    LabelConsistentTrigger,
+    label_consistent_dataset,
+    label_consistent_images,
+)
+from ._max_margin import MaxMarginResult, MaxMarginSettings, gamma_p_value, max_margin_detection
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
@@ -67,7 +83,25 @@ __all__ = [
     "SuspicionSettings",
     "SuspicionResult",
     "neural_cleanse",
+    "max_margin_detection",
+    "MaxMarginSettings",
+    "MaxMarginResult",
+    "gamma_p_value",
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
+    "LabelConsistentTrigger",
+    "label_consistent_images",
+    "label_consistent_dataset",
+    "LC_EPS",
+    "LC_STEP_SIZE",
+    "LC_STEPS",
+    "AdaptiveBlendTrigger",
+    "AdaptiveBlendTrainingTrigger",
+    "ADAPTIVE_BLEND_RATE",
+    "ADAPTIVE_BLEND_COVER_RATE",
+    "load_backdoorbench",
+    "BackdoorBenchRecord",
+    "BACKDOORBENCH_MODELS",
+    "BACKDOORBENCH_NORMALIZATION",
 ]

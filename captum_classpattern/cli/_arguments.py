@@ -85,9 +85,17 @@ def thread_count(text: str) -> Union[int, str]:
     return value
 
 
+MODEL_HELP = (
+    "module:factory returning the model, e.g. mypkg.nets:build; or the path of a BackdoorBench attack_result.pt, "
+    "loaded with its architecture (preactresnet18 or the torchvision ones BackdoorBench uses), weights and "
+    "normalisation"
+)
+"""The help of ``--model`` (``search`` and ``scan``)."""
+
 WEIGHTS_HELP = (
     "weights loaded into --model: a .safetensors file, a state dict saved with torch.save, or a checkpoint "
-    "holding it under 'state_dict', 'model_state_dict', 'model' or 'net' (a 'module.' prefix is removed)"
+    "holding it under 'state_dict', 'model_state_dict', 'model' or 'net' (a 'module.' prefix is removed); with a "
+    "BackdoorBench --model, another BackdoorBench result file of the same architecture"
 )
 """The help of ``--weights`` (``search`` and ``scan``)."""
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from ..attr import Budget, ImageStream, pixel_budget
+from ..backdoor import load_backdoorbench
 from ..data import CIFAR10_CLASSES, DIGIT_CLASSES, Split, load_cifar10, load_digits, load_image_folder, read_image
 from ..pipeline import local_device
 from ._classes import ClassSpec, resolve_classes
@@ -66,7 +67,10 @@ def parse_device(text: str) -> torch.device:
 def _import_factory(spec: str) -> Any:
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise UsageError(f"--model must look like module:factory (e.g. mypkg.nets:build), got {spec!r}.")
+        raise UsageError(
+            f"--model must look like module:factory (e.g. mypkg.nets:build) or name a BackdoorBench "
+            f"attack_result.pt, got {spec!r}."
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -224,14 +228,53 @@ def _check_fit(model: torch.nn.Module, state: Mapping[str, Any], path: str, spec
         raise UsageError(f"--weights {path} does not fit {spec}: {one_line(error, 300)}") from error
 
 
+BACKDOORBENCH_SUFFIXES = (".pt", ".pth")
+"""Ends of a ``--model`` that names a BackdoorBench result file rather than ``module:factory``."""
+
+
+def is_backdoorbench_spec(spec: str) -> bool:
+    """Whether ``--model`` names a file (BackdoorBench's ``attack_result.pt``) instead of ``module:factory``."""
+    return os.path.isfile(spec) or (":" not in spec and spec.endswith(BACKDOORBENCH_SUFFIXES))
+
+
+def _load_backdoorbench(spec: str, weights: Optional[str]) -> torch.nn.Module:
+    """The classifier of a BackdoorBench file; with ``weights``, those of a second such file of the same kind."""
+    try:
+        model, record = load_backdoorbench(spec, backdoor_test=False)
+    except (OSError, ValueError, TypeError) as error:
+        hint = ""
+        if "not a BackdoorBench result file" in str(error):
+            hint = "; for a plain state dict give --model module:factory --weights FILE"
+        raise UsageError(f"--model {spec}: {one_line(error, 400)}{hint}") from error
+    if not weights:
+        return model
+    try:
+        other, other_record = load_backdoorbench(weights, dataset=record.dataset, backdoor_test=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(
+            f"--weights {weights}: with a BackdoorBench --model, weights must be another BackdoorBench result file "
+            f"of the same architecture: {one_line(error, 300)}"
+        ) from error
+    if (other_record.model_name, other_record.num_classes) != (record.model_name, record.num_classes):
+        raise UsageError(
+            f"--weights {weights} holds a {other_record.model_name} with {other_record.num_classes} classes, "
+            f"--model {spec} a {record.model_name} with {record.num_classes}: give a file of the same architecture."
+        )
+    return other
+
+
 def load_model(spec: str, weights: Optional[str], device: torch.device) -> torch.nn.Module:
-    """Build a model from ``module:factory``, load ``--weights`` into it, move it to ``device``.
+    """Build a model from ``module:factory`` or a BackdoorBench file, load ``--weights`` into it, move it to ``device``.
 
     Args:
-        spec: the ``--model`` argument.
+        spec: the ``--model`` argument: ``module:factory``, or the path of a BackdoorBench
+            ``attack_result.pt`` (see :func:`~captum_classpattern.backdoor.load_backdoorbench`:
+            the model, its normalisation in front, taking [0, 1] images).
         weights: the ``--weights`` argument: a ``.safetensors`` file, a state dict saved with
             ``torch.save``, or a checkpoint holding it under one of :data:`WRAPPER_KEYS`
-            (a ``module.``/``_orig_mod.`` prefix on every key is removed).
+            (a ``module.``/``_orig_mod.`` prefix on every key is removed); with a
+            BackdoorBench ``--model``, another BackdoorBench result file of the same
+            architecture (a reference model of ``scan``, say).
         device: a device checked by :func:`parse_device`.
 
     Returns:
@@ -239,8 +282,11 @@ def load_model(spec: str, weights: Optional[str], device: torch.device) -> torch
 
     Raises:
         UsageError: a malformed spec, a missing module or factory, a factory that raises or
-            returns no module, a missing, unreadable or unfitting weights file.
+            returns no module, a missing, unreadable or unfitting weights file, or a
+            BackdoorBench file that cannot be read or names an unsupported architecture.
     """
+    if is_backdoorbench_spec(spec):
+        return _load_backdoorbench(spec, weights).to(device).eval()
     factory = _import_factory(spec)
     state = _read_state(weights) if weights else None
     try:

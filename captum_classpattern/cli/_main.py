@@ -21,6 +21,7 @@ from .._utils import recording_phases, set_threads, thread_scope, thread_setting
 from ..attr import NAMED_SCHEDULES
 from ..pipeline import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH
 from ._arguments import (
+    MODEL_HELP,
     WEIGHTS_HELP,
     Parser,
     add_run_flags,
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "weights and data are checked before any search; faults are reported in one line.",
         epilog=SEARCH_TIME + " " + EXIT_STATUS,
     )
-    search.add_argument("--model", required=True, help="module:factory returning the model, e.g. mypkg.nets:build")
+    search.add_argument("--model", required=True, help=MODEL_HELP)
     search.add_argument("--weights", help=WEIGHTS_HELP)
     search.add_argument(
         "--data",

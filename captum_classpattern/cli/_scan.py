@@ -24,6 +24,7 @@ from ..backdoor import SCORES, ScanResult, ScanSettings, ScoringSettings, demo_b
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
 from ._arguments import (
+    MODEL_HELP,
     WEIGHTS_HELP,
     add_run_flags,
     non_negative_int,
@@ -63,7 +64,7 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         "traceback); 2 bad input (one line; --debug adds the traceback); 130 interrupted.",
     )
     source = scan.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="module:factory returning the model, e.g. mypkg.nets:build")
+    source.add_argument("--model", help=MODEL_HELP)
     source.add_argument(
         "--demo-backdoor",
         action="store_true",

@@ -1,0 +1,179 @@
+"""Build a zoo of CIFAR-10 models for the backdoor-scan benchmark, resumably, with a manifest.
+
+A zoo is a plan: per architecture, clean models (``natural`` training, several seeds) and,
+per attack, backdoored models with several targets and seeds. Each model is trained by
+``cifar10_models.train_one`` (the same recipe, cache and epoch checkpoints), so a zoo is
+built over as many runs as it takes: stop it at any time (Ctrl-C, ``--budget-minutes``, a
+lost session) and the next run resumes the model in progress from its last epoch and skips
+the finished ones.
+
+Two named plans keep the scan benchmark honest (rules are tuned on ``dev`` and reported on
+``replica``, whose seeds and targets are new):
+
+* ``dev``: targets 0 and 5, seed 0; clean seeds 0, 1, 2;
+* ``replica``: targets 2 and 7, seed 10; clean seeds 10, 11, 12.
+
+The manifest (``<cache>/zoo-<plan>.json``, and ``--manifest PATH`` for a copy to commit)
+lists every planned model: its file stem, architecture, attack, target, seed, status
+(``done``, ``partial`` with the epochs finished, or ``pending``) and, once done, its clean
+accuracy, attack success rate and training minutes.
+
+Usage::
+
+    python benchmarks/cifar10_zoo.py --plan dev --dry-run                 # the plan and its status
+    python benchmarks/cifar10_zoo.py --plan dev --archs preact18 --attacks patch sig --budget-minutes 120
+    python benchmarks/cifar10_zoo.py --plan dev --quick                    # 2,000 images, 1 epoch, scratch cache
+
+The last line printed is the manifest as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cifar10_models as models  # noqa: E402  (the training script beside this one: its recipe and cache)
+
+from captum_classpattern.data import Split, load_cifar10  # noqa: E402
+
+PLANS: Dict[str, Dict[str, List[int]]] = {
+    "dev": {"targets": [0, 5], "seeds": [0], "clean_seeds": [0, 1, 2]},
+    "replica": {"targets": [2, 7], "seeds": [10], "clean_seeds": [10, 11, 12]},
+}
+"""The named zoos: backdoor targets, backdoor seeds and clean-model seeds per architecture."""
+
+ATTACKS = tuple(s for s in models.SETTINGS if models.trigger_of(s) is not None)
+"""The attacks the training script can plant (its backdoored settings)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One planned model: ``attack`` is ``None`` for a clean model."""
+
+    arch: str
+    attack: Optional[str]
+    target: Optional[int]
+    seed: int
+
+    @property
+    def setting(self) -> str:
+        return self.attack or "natural"
+
+    @property
+    def name(self) -> str:
+        target = self.target if self.target is not None else models.BACKDOOR_TARGET
+        return models.run_name(self.arch, self.setting, self.seed, target)
+
+
+def plan_entries(plan: str, archs: Sequence[str], attacks: Sequence[str]) -> List[ZooEntry]:
+    """Every model of a named plan, clean ones first within each architecture."""
+    spec = PLANS[plan]
+    entries: List[ZooEntry] = []
+    for arch in archs:
+        entries += [ZooEntry(arch, None, None, seed) for seed in spec["clean_seeds"]]
+        for attack in attacks:
+            entries += [ZooEntry(arch, attack, t, seed) for seed in spec["seeds"] for t in spec["targets"]]
+    return entries
+
+
+def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
+    """The manifest row of one entry, read from the cache (nothing is trained)."""
+    row: Dict[str, Any] = {**dataclasses.asdict(entry), "name": entry.name}
+    record = os.path.join(cache, entry.name + ".json")
+    partial = os.path.join(cache, entry.name + ".partial.pt")
+    if os.path.exists(record):
+        with open(record) as stream:
+            done = json.load(stream)
+        row.update(status="done", file=entry.name + ".pt")
+        for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy", "minutes"):
+            if done.get(key) is not None:
+                row[key] = round(float(done[key]), 4)
+    elif os.path.exists(partial):
+        state = torch.load(partial, map_location="cpu", weights_only=False)
+        row.update(status="partial", epochs_done=int(state.get("epoch", 0)))
+    else:
+        row["status"] = "pending"
+    return row
+
+
+def manifest(plan: str, entries: List[ZooEntry], cache: str) -> Dict[str, Any]:
+    """The zoo's manifest: the plan, its counts by status, and one row per model."""
+    rows = [entry_status(e, cache) for e in entries]
+    counts: Dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {"plan": plan, "spec": PLANS[plan], "cache": cache, "counts": counts, "models": rows}
+
+
+def _write_manifests(record: Dict[str, Any], paths: Sequence[str]) -> None:
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        models.write_json_atomic(path, record)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train the zoo's missing models within the budget; print the manifest. Returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", choices=sorted(PLANS), default="dev")
+    parser.add_argument("--archs", nargs="+", default=list(models.ARCHITECTURES), choices=list(models.ARCHITECTURES))
+    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="where models are kept (default: <package cache>/cifar10)")
+    parser.add_argument("--manifest", help="also write the manifest here (e.g. a file to commit)")
+    parser.add_argument("--budget-minutes", type=float, help="start no new model after this many minutes")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--robust-images", type=int, default=1000, help="test images for PGD-20")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and its status; train nothing")
+    parser.add_argument("--quick", action="store_true", help="2,000 training images, 1 epoch, a scratch cache")
+    args = parser.parse_args(argv)
+    cache = models.cache_folder(args.cache)
+    cache = os.path.join(cache, "quick") if args.quick else cache
+    entries = plan_entries(args.plan, args.archs, args.attacks)
+    paths = [os.path.join(cache, f"zoo-{args.plan}.json")] + ([args.manifest] if args.manifest else [])
+    root = models.cifar10_root(args.data)
+    if args.dry_run or root is None:
+        record = manifest(args.plan, entries, cache)
+        if root is None and not args.dry_run:
+            record["skipped"] = "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"
+        print(json.dumps(record))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.makedirs(cache, exist_ok=True)
+    train = load_cifar10(root, train=True, limit=2000 if args.quick else None)
+    test = load_cifar10(root, train=False, limit=1000 if args.quick else None)
+    order = torch.argsort(models.rank_in_class(test.labels) * 10 + test.labels)
+    test = Split(test.images[order], test.labels[order])
+    began = time.perf_counter()
+    # Models already begun come first, so a stopped zoo finishes what it started.
+    todo = sorted(entries, key=lambda e: entry_status(e, cache)["status"] != "partial")
+    for entry in todo:
+        if entry_status(entry, cache)["status"] == "done":
+            continue
+        if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
+            print(f"budget of {args.budget_minutes} minutes spent; run again to go on", file=sys.stderr)
+            break
+        recipe = models.RECIPES[entry.arch]
+        if args.quick:
+            recipe = dataclasses.replace(recipe, epochs=1)
+        robust = min(args.robust_images, 200) if args.quick else args.robust_images
+        target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
+        models.train_one(entry.arch, entry.setting, entry.seed, train, test, cache, recipe, robust, target)
+        _write_manifests(manifest(args.plan, entries, cache), paths)
+    record = manifest(args.plan, entries, cache)
+    _write_manifests(record, paths)
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
