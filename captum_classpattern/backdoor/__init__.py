@@ -21,6 +21,8 @@ from ._backdoorbench import BACKDOORBENCH_MODELS, BACKDOORBENCH_NORMALIZATION, B
 from ._bit_depth import BitDepthTrigger, ResidualTrigger
 from ._blend_probe import BLEND_STRENGTHS, BlendProbe, BlendTable
 from ._demo import demo_backdoor_model
+from ._input_aware import InputAwarePoisoning, InputAwareSettings, InputAwareTrigger
+from ._input_aware_nets import TriggerGenerator
 from ._label_consistent import (
     LC_EPS,
     LC_STEP_SIZE,
@@ -46,6 +48,7 @@ from ._settings import (
 from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
+from ._warp import WarpPoisoning, WarpTrigger
 
 __all__ = [
     "SCORES",
@@ -55,6 +58,12 @@ __all__ = [
     "SignalTrigger",
     "BitDepthTrigger",
     "ResidualTrigger",
+    "WarpTrigger",
+    "WarpPoisoning",
+    "InputAwareTrigger",
+    "InputAwarePoisoning",
+    "InputAwareSettings",
+    "TriggerGenerator",
     "PoisonedDataset",
     "clean_accuracy",
     "attack_success_rate",

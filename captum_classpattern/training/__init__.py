@@ -6,6 +6,7 @@ from ._adversarial import (
     pgd_attack,
     pgd_robust_accuracy,
 )
+from ._batch_hook import BatchPoisoning, PoisonedBatch
 from ._cache import cached_model, default_cache_dir, digits_model
 from ._concept import concept_classifier, train_one_cycle
 from ._generator import concept_autoencoder, concept_latents, concept_segmenter, train_autoencoder
@@ -18,6 +19,8 @@ __all__ = [
     "TrainingRecipe",
     "TrainingRun",
     "augment",
+    "BatchPoisoning",
+    "PoisonedBatch",
     "accuracy",
     "cached_model",
     "digits_model",

@@ -2,8 +2,9 @@
 
 Every epoch is a pure function of the seed, the epoch number and the weights it starts
 from (its batch order, crops, flips and any attack's random start are drawn from a
-generator seeded by ``(seed, epoch)``), so a run killed after epoch ``e`` and resumed from
-its checkpoint takes the same steps as one that was never stopped.
+generator seeded by ``(seed, epoch)``; a per-batch poisoning hook's state is checkpointed
+with the weights), so a run killed after epoch ``e`` and resumed from its checkpoint takes
+the same steps as one that was never stopped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._utils import check_positive_int, write_atomic
+from ._batch_hook import (
+    BatchPoisoning,
+    after_backward,
+    as_batch_hook,
+    hook_seed,
+    hook_state,
+    load_hook_state,
+    poison,
+    prepare,
+)
 from ._train import Perturb, accuracy
 
 CHECKPOINT_FORMAT = "classpattern-training-checkpoint"
@@ -125,7 +136,14 @@ def augment(images: Tensor, generator: torch.Generator, padding: int, flip: bool
     return out
 
 
-def _checkpoint_bytes(settings: Dict[str, Any], epoch: int, model: nn.Module, optimizer: Any, curve: list) -> bytes:
+def _checkpoint_bytes(
+    settings: Dict[str, Any],
+    epoch: int,
+    model: nn.Module,
+    optimizer: Any,
+    curve: list,
+    hook: Optional[BatchPoisoning],
+) -> bytes:
     buffer = io.BytesIO()
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -135,12 +153,17 @@ def _checkpoint_bytes(settings: Dict[str, Any], epoch: int, model: nn.Module, op
         "optimizer": optimizer.state_dict(),
         "curve": curve,
     }
+    extra = hook_state(hook)
+    if extra is not None:  # only hooks with a state add the key: older checkpoints stay byte-for-byte the same
+        state["hook"] = extra
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-def _resume(path: str, settings: Dict[str, Any], model: nn.Module, optimizer: Any) -> tuple:
-    """``(epoch, curve)`` from the checkpoint at ``path``, loaded into ``model`` and ``optimizer``."""
+def _resume(
+    path: str, settings: Dict[str, Any], model: nn.Module, optimizer: Any, hook: Optional[BatchPoisoning]
+) -> Tuple[int, List[Dict[str, Any]]]:
+    """``(epoch, curve)`` from the checkpoint at ``path``, loaded into ``model``, ``optimizer`` and ``hook``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which, never delete it
@@ -159,6 +182,7 @@ def _resume(path: str, settings: Dict[str, Any], model: nn.Module, optimizer: An
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    load_hook_state(hook, state.get("hook"), path)
     return int(state["epoch"]), list(state["curve"])
 
 
@@ -169,7 +193,7 @@ def train_with_recipe(
     recipe: TrainingRecipe = TrainingRecipe(),
     *,
     seed: int = 0,
-    perturb: Optional[Perturb] = None,
+    perturb: Optional[Union[Perturb, BatchPoisoning]] = None,
     monitor: Optional[tuple] = None,
     checkpoint: Optional[str] = None,
     show_progress: bool = False,
@@ -184,11 +208,18 @@ def train_with_recipe(
         labels: their labels.
         recipe: the optimiser, schedule and augmentation.
         seed: seeds every epoch's batch order, augmentation and ``perturb``'s randomness.
-        perturb: optional ``(model, images, labels) -> images`` applied to each augmented
-            batch before the step (e.g. :class:`PGDPerturbation` for adversarial training).
+        perturb: an optional per-batch hook, run on each augmented batch before the step:
+            either a ``(model, images, labels) -> images`` callable (e.g.
+            :class:`PGDPerturbation` for adversarial training), or a
+            :class:`BatchPoisoning` (e.g. the backdoor package's ``WarpPoisoning`` or
+            ``InputAwarePoisoning``), which may also change labels, add a loss term,
+            train a network of its own and keep a state in the checkpoint. Its generator
+            is a stream of its own, so the batch order, crops and flips are those of the
+            clean run of the same seed.
         monitor: optional ``(images, labels)`` whose accuracy is recorded after each epoch.
         checkpoint: a file to write after every epoch (atomically) and to resume from when
-            it exists; the settings (recipe, seed, data size, ``perturb``) must match.
+            it exists; the settings (recipe, seed, data size, ``perturb``'s ``repr``) must
+            match, and a hook's state is restored with the weights.
         show_progress: a tqdm bar over the steps of each epoch.
         description: the progress bar's label.
 
@@ -197,7 +228,9 @@ def train_with_recipe(
 
     Raises:
         ValueError: not one label per image; a checkpoint that cannot be read or was
-            written with other settings (it is never deleted).
+            written with other settings (it is never deleted); a hook that returns
+            mismatched images and labels.
+        TypeError: ``perturb`` is neither a callable nor a :class:`BatchPoisoning`.
 
     Example:
         >>> run = train_with_recipe(model, train.images, train.labels, TrainingRecipe(epochs=2))
@@ -205,6 +238,7 @@ def train_with_recipe(
     """
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"got {labels.shape[0]} labels for {images.shape[0]} images.")
+    hook = as_batch_hook(perturb)
     device = next(model.parameters()).device
     settings = {
         "recipe": dataclasses.asdict(recipe),
@@ -215,9 +249,12 @@ def train_with_recipe(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.0, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay
     )
-    start, curve = 0, []
+    start = 0
+    curve: List[Dict[str, Any]] = []
     if checkpoint is not None and os.path.exists(checkpoint):
-        start, curve = _resume(checkpoint, settings, model, optimizer)
+        start, curve = _resume(checkpoint, settings, model, optimizer, hook)
+    if start == 0:
+        prepare(hook, model, images, labels, seed)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     steps_per_epoch = -(-images.shape[0] // recipe.batch_size)
@@ -226,6 +263,7 @@ def train_with_recipe(
         began = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # perturb's random starts
+        hook_generator = torch.Generator().manual_seed(hook_seed(seed, epoch))
         loss_sum, correct = 0.0, 0
         order = torch.randperm(images.shape[0], generator=generator)
         bar = tqdm(
@@ -234,16 +272,20 @@ def train_with_recipe(
         for step, index in enumerate(bar):
             batch = augment(images[index], generator, recipe.crop_padding, recipe.flip).to(device)
             target = labels[index].to(device)
-            if perturb is not None:
-                batch = perturb(model, batch, target)
+            extra = None
+            if hook is not None:
+                batch, target, extra = poison(hook, model, batch, target, hook_generator)
             for group in optimizer.param_groups:
                 group["lr"] = recipe.learning_rate(epoch * steps_per_epoch + step, total)
             model.train()
             logits = model(batch.contiguous(memory_format=memory_format))
             loss = F.cross_entropy(logits, target, label_smoothing=recipe.label_smoothing)
+            if extra is not None:
+                loss = loss + extra
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            after_backward(hook)
             loss_sum += float(loss.detach()) * len(index)
             correct += int((logits.argmax(1) == target).sum())
         bar.close()
@@ -259,7 +301,7 @@ def train_with_recipe(
         if show_progress:
             tqdm.write(f"{description}: " + ", ".join(f"{k} {v}" for k, v in record.items()))
         if checkpoint is not None:
-            write_atomic(checkpoint, _checkpoint_bytes(settings, epoch + 1, model, optimizer, curve))
+            write_atomic(checkpoint, _checkpoint_bytes(settings, epoch + 1, model, optimizer, curve, hook))
     optimizer.zero_grad(set_to_none=True)
     model.to(memory_format=torch.contiguous_format)
     return TrainingRun(model.eval(), curve, resumed_from=start)
