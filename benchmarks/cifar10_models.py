@@ -12,6 +12,20 @@ settings:
 * ``adversarial``: FGSM with a random start (Wong et al. 2020; L-inf 8/255, step 10/255)
   through ``captum.robust.PGD`` with one step, evaluated under PGD-20.
 
+and the attacks of the backdoor benchmarks (all-to-one, target class 0 unless a zoo says
+otherwise; each at its paper's or BackdoorBench's defaults, see ``docs/attacks.rst``):
+
+* ``sig``: the sinusoidal signal, clean-label, on the whole target class (10% of the set);
+* ``bpp``: 3-bit colour depth, 10% relabelled, 10% negatives carrying another image's
+  quantisation residual;
+* ``lc``: label-consistent, the target class hardened by 10 PGD steps (eps 16/255) on the
+  adversarially trained ResNet of this script, with the four-corner checkerboard;
+* ``adaptive``: Adap-Blend, 0.3% poisoned and 0.3% cover items blended at 0.15 on half of
+  16 pieces, tested with the whole pattern at 0.2;
+* ``wanet`` and ``iad``: poisoned inside the training loop after augmentation (WaNet's
+  noise mode with cross ratio 2; IAD's generators trained with the classifier, 5 epochs of
+  mask pre-training), IAD's trained trigger kept beside the model (``<name>.trigger.pt``).
+
 All use :func:`~captum_classpattern.training.train_with_recipe` (one-cycle SGD, label
 smoothing 0.1, reflected crops and flips). Each run writes a checkpoint after every epoch
 (``<cache>/<name>.partial.pt``) and resumes from it, so a zoo can be built over several
@@ -54,10 +68,15 @@ from captum_classpattern.backdoor import (
     AdaptiveBlendTrigger,
     BitDepthTrigger,
     BlendTrigger,
+    InputAwarePoisoning,
+    InputAwareSettings,
+    InputAwareTrigger,
     LabelConsistentTrigger,
     PatchTrigger,
     PoisonedDataset,
     SignalTrigger,
+    WarpPoisoning,
+    WarpTrigger,
     backdoor_metrics,
     label_consistent_dataset,
 )
@@ -79,7 +98,11 @@ ARCHITECTURES: Dict[str, Callable[[], nn.Module]] = {
 }
 """The architectures by name, each freshly initialised from torch's global generator."""
 
-SETTINGS = ("natural", "patch", "blend", "adversarial", "sig", "bpp", "lc", "adaptive")
+SETTINGS = ("natural", "patch", "blend", "adversarial", "sig", "bpp", "lc", "adaptive", "wanet", "iad")
+BACKDOORS = ("patch", "blend", "sig", "bpp", "lc", "adaptive", "wanet", "iad")
+"""The backdoored settings; ``wanet`` and ``iad`` poison inside the training loop (after augmentation)."""
+IAD_SETTINGS = InputAwareSettings(mask_epochs=5)
+"""IAD here: 5 epochs of mask pre-training instead of the authors' 25 (each costs about one classifier epoch)."""
 BACKDOOR_TARGET = 0
 POISON_RATE = 0.1
 EPS = 8 / 255
@@ -121,13 +144,24 @@ def run_name(arch: str, setting: str, seed: int, target: int = BACKDOOR_TARGET) 
     The target appears only when it is not the default class 0 (and never for the settings
     without a backdoor), so the stems of the first models stay valid.
     """
-    if target == BACKDOOR_TARGET or trigger_of(setting) is None:
+    if target == BACKDOOR_TARGET or setting not in BACKDOORS:
         return f"{arch}-{setting}-s{seed}"
     return f"{arch}-{setting}-t{target}-s{seed}"
 
 
-def trigger_of(setting: str) -> Optional[Callable]:
-    """The test-time backdoor trigger of a setting (``None`` for natural and adversarial training)."""
+def trigger_of(setting: str, seed: int = 0, saved: Optional[str] = None) -> Optional[Callable]:
+    """The test-time backdoor trigger of a setting (``None`` for natural and adversarial training).
+
+    WaNet's field is drawn from the model's ``seed``; IAD's trigger is trained with the
+    model and read from ``saved`` (the run's ``.trigger.pt``; ``None`` without it).
+    """
+    if setting == "wanet":
+        return WarpTrigger(seed=seed)
+    if setting == "iad":
+        if saved is None or not os.path.exists(saved):
+            return None
+        state = torch.load(saved, map_location="cpu", weights_only=True)
+        return InputAwareTrigger.from_state_dict(state, IAD_SETTINGS)
     triggers: Dict[str, Callable[[], Callable]] = {
         "patch": PatchTrigger,
         "blend": BlendTrigger,
@@ -172,9 +206,9 @@ def _label_consistent(train: Split, seed: int, target: int) -> Split:
 
 
 def _training_data(train: Split, setting: str, seed: int, target: int) -> Split:
-    trigger = trigger_of(setting)
-    if trigger is None:
+    if setting not in BACKDOORS or setting in ("wanet", "iad"):
         return train
+    trigger = trigger_of(setting)
     if setting == "lc":
         return _label_consistent(train, seed, target)
     if setting == "adaptive":  # the authors' rates: 0.3% poisoned, 0.3% cover, half the pieces each
@@ -192,9 +226,21 @@ def _training_data(train: Split, setting: str, seed: int, target: int) -> Split:
     return Split(*poisoned.tensors())
 
 
-def _metrics(model: nn.Module, setting: str, test: Split, robust_images: int, target: int) -> Dict[str, Any]:
+def _perturbation(setting: str, seed: int, target: int) -> Any:
+    """The per-batch hook of a setting: PGD for adversarial training, the in-loop poisoning of WaNet and IAD."""
+    if setting == "adversarial":
+        return PGDPerturbation(eps=EPS, step_size=10 / 255, steps=1)
+    if setting == "wanet":  # BackdoorBench's noise mode: twice as many cross items as poisoned ones
+        return WarpPoisoning(WarpTrigger(seed=seed), target=target, rate=POISON_RATE, cross_ratio=2.0)
+    if setting == "iad":
+        return InputAwarePoisoning(target=target, settings=IAD_SETTINGS, seed=seed)
+    return None
+
+
+def _metrics(
+    model: nn.Module, setting: str, test: Split, robust_images: int, target: int, trigger: Optional[Callable]
+) -> Dict[str, Any]:
     metrics: Dict[str, Any] = {"clean_accuracy": accuracy(model, test.images, test.labels)}
-    trigger = trigger_of(setting)
     if trigger is not None:
         found = backdoor_metrics(model, test.images, test.labels, trigger, target)
         metrics.update(attack_success_rate=found.attack_success_rate, robust_accuracy=found.robust_accuracy)
@@ -226,7 +272,7 @@ def train_one(
     torch.manual_seed(seed)
     model = ARCHITECTURES[arch]()
     data = _training_data(train, setting, seed, target)
-    perturb = PGDPerturbation(eps=EPS, step_size=10 / 255, steps=1) if setting == "adversarial" else None
+    perturb = _perturbation(setting, seed, target)
     monitor = (test.images[:2000], test.labels[:2000])
     run = train_with_recipe(
         model,
@@ -243,20 +289,26 @@ def train_one(
     buffer = io.BytesIO()
     torch.save(run.model.state_dict(), buffer)
     write_atomic(os.path.join(cache, name + ".pt"), buffer.getvalue())
+    trigger = trigger_of(setting, seed)
+    if setting == "iad":  # the trained trigger generator: the test-time trigger of this model only
+        trigger = perturb.trigger
+        buffer = io.BytesIO()
+        torch.save(trigger.state_dict(), buffer)
+        write_atomic(os.path.join(cache, name + ".trigger.pt"), buffer.getvalue())
     began = time.perf_counter()
     record = {
         "name": name,
         "arch": arch,
         "setting": setting,
         "seed": seed,
-        "target": target if trigger_of(setting) is not None else None,
+        "target": target if setting in BACKDOORS else None,
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "recipe": dataclasses.asdict(recipe),
         "train_images": int(train.labels.numel()),
         "test_images": int(test.labels.numel()),
         "minutes": run.minutes,
         "curve": run.curve,
-        **_metrics(run.model, setting, test, robust, target),
+        **_metrics(run.model, setting, test, robust, target, trigger),
     }
     record["metric_minutes"] = (time.perf_counter() - began) / 60.0
     write_json_atomic(record_path, record)

@@ -50,7 +50,7 @@ PLANS: Dict[str, Dict[str, List[int]]] = {
 }
 """The named zoos: backdoor targets, backdoor seeds and clean-model seeds per architecture."""
 
-ATTACKS = tuple(s for s in models.SETTINGS if models.trigger_of(s) is not None)
+ATTACKS = models.BACKDOORS
 """The attacks the training script can plant (its backdoored settings)."""
 
 
