@@ -7,8 +7,9 @@ from typing import Any, Callable, Dict, Tuple, Union
 
 from torch import Tensor
 
-from .._utils import check_class_index, check_images, check_labels, predict
+from .._utils import check_images, check_labels, num_classes_of, predict
 from ._checks import check_trigger
+from ._per_batch import ALL_TO_ALL, backdoor_labels, check_target
 
 _WHO = "backdoor metrics"
 
@@ -25,17 +26,23 @@ def _share(predicted: Tensor, expected: Union[Tensor, int]) -> float:
 
 def _triggered(
     model: Callable, images: Tensor, labels: Tensor, trigger: Callable[[Tensor], Tensor], target: Any, batch_size: int
-) -> Tuple[Tensor, Tensor, int]:
-    """Predictions for the triggered non-target images, their true labels, and the checked target."""
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Predictions for the triggered images that count, their true labels, and the labels the attack wants.
+
+    All-to-one counts the images outside the target class; all-to-all counts every image
+    and wants the next class, ``(label + 1) % classes`` (the model's output count).
+    """
     check_trigger(trigger)
-    target = check_class_index(target, "target")
-    keep = labels != target
+    num_classes = num_classes_of(model, images[:1], who=_WHO) if target == ALL_TO_ALL else None
+    target, num_classes = check_target(target, num_classes)
+    keep = labels != target if target != ALL_TO_ALL else labels == labels
     if not bool(keep.any()):
         raise ValueError(f"no test images outside the target class {target}.")
     predicted = predict(
         model, images[keep.to(images.device)], batch_size=batch_size, transform=trigger, who=_WHO, labels=labels
     )
-    return predicted, labels[keep], target
+    kept = labels[keep]
+    return predicted, kept, backdoor_labels(kept, target, num_classes)
 
 
 def clean_accuracy(model: Callable, images: Tensor, labels: Tensor, batch_size: int = 512) -> float:
@@ -59,7 +66,7 @@ def attack_success_rate(
     images: Tensor,
     labels: Tensor,
     trigger: Callable[[Tensor], Tensor],
-    target: int,
+    target: Union[int, str],
     batch_size: int = 512,
 ) -> float:
     """Share of non-target test images classified as ``target`` once triggered (ASR).
@@ -69,7 +76,8 @@ def attack_success_rate(
         images: clean test images in [0, 1].
         labels: their labels; images of the target class are left out.
         trigger: the trigger to apply.
-        target: the backdoor's target class.
+        target: the backdoor's target class, or ``"all-to-all"`` (every image counts, and
+            success is the next class, ``(label + 1) % classes``).
         batch_size: images per model call.
 
     Returns:
@@ -78,8 +86,8 @@ def attack_success_rate(
     Raises:
         ValueError: no test image outside the target class.
     """
-    predicted, _, target = _triggered(model, images, _checked(images, labels), trigger, target, batch_size)
-    return _share(predicted, target)
+    predicted, _, wanted = _triggered(model, images, _checked(images, labels), trigger, target, batch_size)
+    return _share(predicted, wanted)
 
 
 def trigger_robust_accuracy(
@@ -87,7 +95,7 @@ def trigger_robust_accuracy(
     images: Tensor,
     labels: Tensor,
     trigger: Callable[[Tensor], Tensor],
-    target: int,
+    target: Union[int, str],
     batch_size: int = 512,
 ) -> float:
     """Share of non-target test images still classified correctly once triggered (RA).
@@ -149,7 +157,7 @@ def backdoor_metrics(
     images: Tensor,
     labels: Tensor,
     trigger: Callable[[Tensor], Tensor],
-    target: int,
+    target: Union[int, str],
     batch_size: int = 512,
 ) -> BackdoorMetrics:
     """Clean accuracy, attack success rate and robust accuracy in one pass.
@@ -159,7 +167,8 @@ def backdoor_metrics(
         images: clean test images N x C x H x W in [0, 1].
         labels: their labels.
         trigger: the trigger.
-        target: the backdoor's target class.
+        target: the backdoor's target class, or ``"all-to-all"`` (every image counts, and
+            success is the next class, ``(label + 1) % classes``).
         batch_size: images per model call.
 
     Returns:
@@ -174,9 +183,9 @@ def backdoor_metrics(
         >>> print(f"CA {m.clean_accuracy:.3f} ASR {m.attack_success_rate:.3f}")
     """
     labels = _checked(images, labels)
-    triggered, others_labels, target = _triggered(model, images, labels, trigger, target, batch_size)
+    triggered, others_labels, wanted = _triggered(model, images, labels, trigger, target, batch_size)
     return BackdoorMetrics(
         clean_accuracy=_share(predict(model, images, batch_size=batch_size, who=_WHO), labels),
-        attack_success_rate=_share(triggered, target),
+        attack_success_rate=_share(triggered, wanted),
         robust_accuracy=_share(triggered, others_labels),
     )

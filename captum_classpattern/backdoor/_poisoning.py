@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .._utils import check_class_index, check_labels
+from .._utils import check_labels
 from ._checks import check_number, check_trigger
+from ._per_batch import ALL_TO_ALL, backdoor_labels, check_target
 
 
 class PoisonedDataset(Dataset):
@@ -27,17 +28,22 @@ class PoisonedDataset(Dataset):
     ``round(cover_rate * len(data))`` items, drawn from the rest, are stamped with
     ``cover_trigger`` (default: the trigger) and keep their labels.
 
+    ``target="all-to-all"`` relabels each poisoned item to the next class,
+    ``(label + 1) % num_classes``, drawing the items from the whole set.
+
     Args:
         data: a torch ``Dataset`` whose items are ``(image, label)`` (image C x H x W in
             [0, 1]), or an ``(images, labels)`` pair of tensors.
         trigger: the :class:`Trigger` (or any callable on images).
-        target: the class every poisoned item is relabelled as.
+        target: the class every poisoned item is relabelled as, or ``"all-to-all"``.
         rate: share of the whole data set to poison, in [0, 1].
         seed: seed of the draw.
         clean_label: poison target-class items and keep their labels.
         cover_rate: share of the whole data set stamped with ``cover_trigger`` with labels
             kept, in [0, 1].
         cover_trigger: the stamp of the cover items (default: ``trigger``).
+        num_classes: the number of classes, for ``"all-to-all"`` (default: the largest
+            label plus one).
 
     Attributes:
         poisoned_indices: sorted 1-d long tensor of the poisoned items' indices.
@@ -60,20 +66,20 @@ class PoisonedDataset(Dataset):
         self,
         data: Union[Dataset, Tuple[Tensor, Tensor]],
         trigger: Callable[[Tensor], Tensor],
-        target: int,
+        target: Union[int, str],
         rate: float = 0.1,
         seed: int = 0,
         *,
         clean_label: bool = False,
         cover_rate: float = 0.0,
         cover_trigger: Optional[Callable[[Tensor], Tensor]] = None,
+        num_classes: Optional[int] = None,
     ) -> None:
         check_trigger(trigger)
         if cover_trigger is not None:
             check_trigger(cover_trigger)
         if not isinstance(clean_label, bool):
             raise TypeError(f"clean_label must be a bool, got {type(clean_label).__name__}.")
-        self.target = check_class_index(target, "target")
         rate = check_number(rate, "rate", 0.0, 1.0)
         cover_rate = check_number(cover_rate, "cover_rate", 0.0, 1.0)
         if isinstance(data, (tuple, list)):
@@ -93,6 +99,13 @@ class PoisonedDataset(Dataset):
         else:
             raise TypeError(f"data must be a torch Dataset or an (images, labels) pair, got {type(data).__name__}.")
         self._labels = all_labels
+        if target == ALL_TO_ALL:
+            num_classes = (
+                num_classes if num_classes is not None else int(all_labels.max()) + 1 if len(all_labels) else 2
+            )
+            if clean_label:
+                raise ValueError("a clean-label attack keeps labels: it cannot be all-to-all; give a target class.")
+        self.target, self.num_classes = check_target(target, num_classes)
         self.trigger = trigger
         self.rate = float(rate)
         self.seed = int(seed)
@@ -100,7 +113,10 @@ class PoisonedDataset(Dataset):
         self.cover_rate = float(cover_rate)
         self.cover_trigger = cover_trigger if cover_trigger is not None else trigger
         count = int(round(self.rate * all_labels.numel()))
-        of_target = all_labels == self.target
+        if self.target == ALL_TO_ALL:  # every item is a candidate: none is of "the" target class
+            of_target = torch.zeros(all_labels.numel(), dtype=torch.bool)
+        else:
+            of_target = all_labels == int(self.target)
         candidates = torch.nonzero(of_target if clean_label else ~of_target).flatten()
         if count > candidates.numel():
             kind = "of" if clean_label else "not of"
@@ -140,7 +156,8 @@ class PoisonedDataset(Dataset):
         else:
             image, label = self._dataset[index]  # type: ignore[index]
         if self._is_poisoned[index]:
-            label = torch.tensor(self.target) if isinstance(label, Tensor) else self.target
+            wanted = int(backdoor_labels(self._labels[index : index + 1], self.target, self.num_classes))
+            label = torch.tensor(wanted) if isinstance(label, Tensor) else wanted
             return self.trigger(image), label
         if self._is_cover[index]:
             return self.cover_trigger(image), label
@@ -161,7 +178,9 @@ class PoisonedDataset(Dataset):
                 rows = self.cover_indices.to(images.device)
                 images[rows] = self.cover_trigger(self._images[rows])
             labels = self._labels.clone()
-            labels[self.poisoned_indices] = self.target
+            labels[self.poisoned_indices] = backdoor_labels(
+                self._labels[self.poisoned_indices], self.target, self.num_classes
+            )
             return images, labels.to(self._images.device)
         items = [self[i] for i in range(len(self))]
         return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items], dtype=torch.long)

@@ -124,3 +124,33 @@ def test_cover_rate_is_checked():
         PoisonedDataset((images, labels), PatchTrigger(), target=0, rate=0.1, cover_rate=1.5)
     with pytest.raises(TypeError, match="clean_label"):
         PoisonedDataset((images, labels), PatchTrigger(), target=0, clean_label="yes")
+
+
+def test_all_to_all_relabels_each_poisoned_item_to_the_next_class():
+    images, labels = _images(n=40), torch.arange(40) % 4
+    poisoned = PoisonedDataset((images, labels), PatchTrigger(), target="all-to-all", rate=0.25, seed=1)
+    rows = poisoned.poisoned_indices
+    assert rows.numel() == 10 and len(set(labels[rows].tolist())) > 1  # drawn from every class
+    _, out_labels = poisoned.tensors()
+    assert torch.equal(out_labels[rows], (labels[rows] + 1) % 4)
+    assert int(poisoned[int(rows[0])][1]) == (int(labels[rows[0]]) + 1) % 4
+    with pytest.raises(ValueError, match="clean-label"):
+        PoisonedDataset((images, labels), PatchTrigger(), target="all-to-all", clean_label=True)
+    with pytest.raises(ValueError, match="all-to-all"):
+        PoisonedDataset((images, labels), PatchTrigger(), target="all-to-one")
+
+
+def test_all_to_all_attack_success_counts_the_next_class():
+    from captum_classpattern.backdoor import attack_success_rate, backdoor_metrics
+
+    images, labels = _images(n=12, channels=1, size=4), torch.arange(12) % 3
+
+    def shifted(x):  # a "model" that answers the next class of the true one on stamped images
+        stamped = (x[:, 0, -1, -1] == 1.0).long()
+        truth = torch.arange(12)[: x.shape[0]] % 3
+        return torch.nn.functional.one_hot((truth + stamped) % 3, 3).float() * 5.0 - 1.0
+
+    trigger = PatchTrigger(size=1)
+    assert attack_success_rate(shifted, images, labels, trigger, "all-to-all", batch_size=12) == 1.0
+    metrics = backdoor_metrics(shifted, images, labels, trigger, "all-to-all", batch_size=12)
+    assert metrics.attack_success_rate == 1.0 and metrics.robust_accuracy == 0.0
