@@ -218,3 +218,33 @@ def test_examples_benchmarks_and_docs_use_public_api_only(folder):
                     if parts[0] == "captum_classpattern" and any(p.startswith("_") for p in parts[1:]):
                         offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {dotted}")
     assert not offenders, f"use public names only: {offenders}"
+
+
+_SIGN_CALLS = ("sign", "sign_", "sgn", "sgn_")
+
+
+def _signed_steps(path: str) -> List[int]:
+    """Lines of a module that take the sign of a tensor (``x.sign()``, ``torch.sign(x)``, ...): a signed step."""
+    lines = []
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SIGN_CALLS:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_one_search_loop_signed_steps_live_in_attr_only():
+    # Every pattern search runs attr's loop with an objective (attr.search_patterns); a
+    # second signed-gradient loop elsewhere would drift from it.
+    offenders = [
+        f"{os.path.relpath(path, ROOT)}:{line}"
+        for module, path in MODULES.items()
+        if _subpackage(module) != "attr"
+        for line in _signed_steps(path)
+    ]
+    assert not offenders, f"signed-gradient updates outside attr (use attr.search_patterns): {offenders}"
+
+
+def test_the_search_internals_stay_private():
+    attr = importlib.import_module("captum_classpattern.attr")
+    internals = {"make_search_set", "StepBatch", "TensorSearchSet", "canvas_mean_cross_entropy", "MapOptimizer"}
+    assert not internals & set(attr.__all__), f"search internals made public: {internals & set(attr.__all__)}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
@@ -12,7 +11,6 @@ import torch
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._utils import (
     TensorOrTuple,
@@ -28,33 +26,12 @@ from .._utils import (
     refuse_one_shot,
     target_classes,
     thread_scope,
-    tuned_threads,
 )
 from ._candidates import CanvasChoice, choose_canvases
-from ._composite import composite_loss
-from ._map_optimizer import MapOptimizer
+from ._engine import SearchStats, run_search
+from ._objectives import PasteObjective
 from ._schedule import FAST_SCHEDULE, SearchSchedule, resolve_schedule
-from ._search_data import NO_SEARCH_SET, SearchSet, StepBatch, make_search_set
-
-
-@dataclass
-class SearchStats:
-    """What the last :meth:`ClassPattern.attribute` call cost.
-
-    Attributes:
-        steps: optimisation steps taken (all canvases update together in one step).
-        images_forwarded: composite images sent through the model.
-        seconds: wall time of the search loop.
-    """
-
-    steps: int = 0
-    images_forwarded: int = 0
-    seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        """Throughput of the search loop (0 before any search)."""
-        return self.images_forwarded / self.seconds if self.seconds > 0 else 0.0
+from ._search_data import NO_SEARCH_SET, SearchSet, make_search_set
 
 
 class ClassPattern(GradientAttribution):
@@ -253,136 +230,20 @@ class ClassPattern(GradientAttribution):
         settings: _RunSettings,
         show_progress: bool,
     ) -> Tensor:
-        device = canvases.device
-        count, _, height, width = canvases.shape
-        planned = search_set.planned_steps(plan.epochs, plan.steps)
-        if plan.anneals and planned is None:
-            raise ValueError(
-                "an annealed step (final_step_size) needs the number of steps in advance: give the schedule "
-                "steps=..., pass a DataLoader with a length, or set final_step_size=None."
-            )
-        optimizer = MapOptimizer(plan, count, height, width, canvases.dtype, device, planned)
-        targets_dev = targets.to(device)
-        stats = SearchStats()
-        progress = tqdm(
-            total=None if planned is None else int(planned.max()),
-            desc="Class Pattern attribution",
-            disable=not show_progress,
+        outcome = run_search(
+            search_set,
+            PasteObjective(settings.max_forward_batch),
+            canvases,
+            targets,
+            plan,
+            partial(self._forward, extra=extra, settings=settings),
+            self.forward_func,
+            description="Class Pattern attribution",
+            show_progress=show_progress,
         )
-        start = time.perf_counter()
-        for batch, marked in search_set.steps(plan.epochs, plan.steps):
-            images = batch.images.to(device=device, dtype=canvases.dtype, non_blocking=True)
-            # None stands for "every canvas", the common case that needs no masking.
-            active = None if bool(marked.all()) else marked.to(device)
-            with tuned_threads("search", images, self.forward_func):
-                grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
-            optimizer.step(grad, active)
-            stats.steps += 1
-            stats.images_forwarded += int(images.shape[0])
-            progress.update(1)
-        maps = optimizer.maps()
-        if device.type == "cuda":  # the clock must not stop before the GPU has finished
-            torch.cuda.synchronize(device)
-        stats.seconds = time.perf_counter() - start
-        progress.close()
-        self.last_stats = stats
-        self.last_tie_break = optimizer.evidence.detach()
-        return maps
-
-    def _gradient(
-        self,
-        optimizer: MapOptimizer,
-        canvases: Tensor,
-        targets: Tensor,
-        batch: StepBatch,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        active: Optional[Tensor],
-    ) -> Tensor:
-        """Gradient of the summed per-canvas losses with respect to the optimised parameters.
-
-        Autograd runs only from the loss to each row's copy of its canvas's map; the rows
-        are then summed into their canvas in row order (:func:`_sum_rows`), and the size
-        term (the same constant at every pixel) is added in closed form. Both ways of
-        building the composites (broadcast when every canvas has the same number of rows,
-        gathered otherwise) therefore give bit-identical gradients, and a canvas's result
-        does not depend on which other canvases share its steps.
-        """
-        maps = optimizer.maps()
-        rows_total = images.shape[0]
-        chunk = settings.max_forward_batch or rows_total
-        if batch.per_canvas is not None and chunk >= rows_total:
-            row_grads = self._uniform_row_grads(
-                maps, canvases, targets, images, extra, settings, batch.per_canvas, optimizer.plan.alpha
-            )
-        else:
-            owner = batch.owner.to(maps.device, non_blocking=True)
-            counts = torch.bincount(owner, minlength=maps.shape[0]).clamp(min=1).to(maps.dtype)
-            parts = []
-            for begin in range(0, rows_total, chunk):  # max_forward_batch bounds each model call
-                rows = owner[begin : begin + chunk]
-                parts.append(
-                    self._row_grads(
-                        maps.index_select(0, rows),
-                        canvases.index_select(0, rows),
-                        targets.index_select(0, rows),
-                        counts.index_select(0, rows),
-                        images[begin : begin + chunk],
-                        extra,
-                        settings,
-                        optimizer.plan.alpha,
-                    )
-                )
-            row_grads = _pad_rows(torch.cat(parts), owner, maps.shape[0])
-        grad = _sum_rows(row_grads)
-        return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
-
-    def _row_grads(
-        self,
-        keep: Tensor,
-        canvases: Tensor,
-        targets: Tensor,
-        counts: Tensor,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        alpha: float,
-    ) -> Tensor:
-        """Gradient of the loss with respect to each row's map: ``images`` composited with their gathered canvases."""
-        forward = partial(self._forward, extra=extra, settings=settings)
-        with torch.enable_grad():
-            keep = keep.unsqueeze(1).requires_grad_(True)
-            # Mean over each canvas's own rows, so its loss does not depend on its neighbours.
-            loss = composite_loss(forward, images, keep, canvases, targets, counts)
-            return torch.autograd.grad(alpha * loss, keep)[0][:, 0]
-
-    def _uniform_row_grads(
-        self,
-        maps: Tensor,
-        canvases: Tensor,
-        targets: Tensor,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        per_canvas: int,
-        alpha: float,
-    ) -> Tensor:
-        """As :meth:`_row_grads` when every canvas has ``per_canvas`` consecutive rows.
-
-        The canvases are broadcast over their rows instead of gathered (no copy per row);
-        the arithmetic is the same, so the numbers are too.
-        """
-        count, channels, height, width = canvases.shape
-        forward = partial(self._forward, extra=extra, settings=settings)
-        with torch.enable_grad():
-            keep = maps.view(count, 1, 1, height, width).expand(count, per_canvas, 1, height, width)
-            keep = keep.contiguous().requires_grad_(True)
-            base = images.reshape(count, per_canvas, channels, height, width)
-            loss = composite_loss(
-                forward, base, keep, canvases.unsqueeze(1), targets.repeat_interleave(per_canvas), float(per_canvas)
-            )
-            return torch.autograd.grad(alpha * loss, keep)[0].view(count, per_canvas, height, width)
+        self.last_stats = outcome.stats
+        self.last_tie_break = outcome.evidence
+        return outcome.maps
 
     def _forward(self, composite: Tensor, extra: Any, settings: _RunSettings) -> Tensor:
         """One model call, in the memory format and autocast precision the caller asked for.
@@ -396,33 +257,6 @@ class ClassPattern(GradientAttribution):
         with torch.autocast(device_type=composite.device.type, dtype=settings.autocast_dtype):
             logits = call_model(self.forward_func, (composite,), extra)
         return logits.float()
-
-
-def _pad_rows(row_grads: Tensor, owner: Tensor, count: int) -> Tensor:
-    """Arrange per-row gradients as count x most-rows x H x W, zeros where a canvas has fewer rows.
-
-    Rows are grouped by canvas in ``owner`` (both search sets list them that way).
-    """
-    rows_of = torch.bincount(owner, minlength=count)
-    most = int(rows_of.max())
-    first_row = torch.cumsum(rows_of, 0) - rows_of
-    slot = owner * most + torch.arange(owner.numel(), device=owner.device) - first_row.index_select(0, owner)
-    padded = row_grads.new_zeros((count * most,) + tuple(row_grads.shape[1:]))
-    return padded.index_copy_(0, slot, row_grads).view((count, most) + tuple(row_grads.shape[1:]))
-
-
-def _sum_rows(row_grads: Tensor) -> Tensor:
-    """Sum count x rows x H x W over the rows, one row after the other.
-
-    A fixed order (and zeros added for missing rows change nothing) makes a canvas's sum
-    the same whether its rows came broadcast or gathered, alone or with other canvases.
-    Plain slice additions also stay single-threaded on small maps, where a scatter
-    (``index_add_``) would start a thread pool per row.
-    """
-    total = row_grads[:, 0].clone()
-    for row in range(1, row_grads.shape[1]):
-        total.add_(row_grads[:, row])
-    return total
 
 
 @dataclass(frozen=True)

@@ -317,10 +317,8 @@ def _blend_probe(
     if not settings.blend_steps:
         return None
     blend_patterns = learn_blend_patterns(
-        model, targets, images, labels, strength=settings.blend_strength, steps=settings.blend_steps,
-        batch_size=settings.blend_batch_size, value_step=settings.value_step, seed=seed,
-        show_progress=show_progress,
-    )  # fmt: skip
+        model, targets, images, labels, settings, seed=seed, show_progress=show_progress
+    )
     blend_table = measure_blend_powers(
         model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
     )

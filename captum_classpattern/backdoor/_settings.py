@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Type, TypeVar, Union
+from typing import Any, Dict, Type, TypeVar, Union, cast
 
 from .._utils import check_choice, check_positive_float, check_positive_int
+from ..attr import SearchSchedule
 from ._checks import check_budget, check_number
 
 VALUE_MODES = ("learned", "canvas")
@@ -16,6 +17,12 @@ SCORES = ("power_auc", "min_k", "power_at_k", "mask_l1")
 """The class scores a scan can rank classes by (:attr:`ScoringSettings.score`)."""
 
 _S = TypeVar("_S", bound="_Settings")
+
+_SCAN_SCHEDULE = SearchSchedule(step_size=0.05, alpha=0.2, batch_size=24, steps=150, final_step_size=None)
+"""The detection search's default schedule: 150 constant signed steps of 0.05 on batches of 24, ``alpha = 0.2``."""
+
+# The blend probe's step is cosine-annealed from ScanSettings.value_step down to this share of it.
+_BLEND_FINAL_STEP_SHARE = 0.2
 
 
 class _Settings:
@@ -64,6 +71,8 @@ class ScanSettings(_Settings):
         step_size: signed step on the map (default 0.05).
         value_step: signed step on the values with ``values="learned"`` (default 0.05).
         alpha: weight of the cross-entropy; ``1 - alpha`` weighs the map's size (default 0.2).
+            These four are the search's :class:`~captum_classpattern.attr.SearchSchedule`
+            (:attr:`schedule`): constant signed steps, no annealing.
         harden: share of the steps, at the end, in which the composite uses the binarised
             map, so that the searched composite is a real top-k stamp (default 0.5; 0 keeps
             the map soft throughout).
@@ -82,11 +91,11 @@ class ScanSettings(_Settings):
 
     values: str = "learned"
     init: str = "grey"
-    steps: int = 150
-    batch_size: int = 24
-    step_size: float = 0.05
+    steps: int = cast(int, _SCAN_SCHEDULE.steps)
+    batch_size: int = _SCAN_SCHEDULE.batch_size
+    step_size: float = _SCAN_SCHEDULE.step_size
     value_step: float = 0.05
-    alpha: float = 0.2
+    alpha: float = _SCAN_SCHEDULE.alpha
     harden: float = 0.5
     blend_steps: int = 60
     blend_strength: float = 0.1
@@ -109,6 +118,29 @@ class ScanSettings(_Settings):
             raise ValueError(f"blend_steps must be 0 (no blend probe) or more, got {self.blend_steps}.")
         check_number(self.blend_strength, "blend_strength", 0.0, 1.0, low_open=True)
         check_positive_int(self.blend_batch_size, "blend_batch_size")
+
+    @property
+    def schedule(self) -> SearchSchedule:
+        """The detection search's schedule: ``steps`` constant signed steps of ``step_size``, ``batch_size`` images."""
+        return _SCAN_SCHEDULE.replace(
+            steps=self.steps, batch_size=self.batch_size, step_size=self.step_size, alpha=self.alpha
+        )
+
+    @property
+    def blend_schedule(self) -> SearchSchedule:
+        """The blend probe's schedule: ``blend_steps`` signed steps on ``blend_batch_size`` images.
+
+        The step is cosine-annealed from ``value_step`` to a fifth of it.
+
+        Raises:
+            ValueError: ``blend_steps`` is 0 (the probe is off).
+        """
+        return SearchSchedule(
+            step_size=self.value_step,
+            final_step_size=self.value_step * _BLEND_FINAL_STEP_SHARE,
+            batch_size=self.blend_batch_size,
+            steps=self.blend_steps,
+        )
 
 
 @dataclass(frozen=True)

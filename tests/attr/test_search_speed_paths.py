@@ -10,7 +10,7 @@ from captum_classpattern import (
     SearchSchedule,
     select_canvases,
 )
-from captum_classpattern.attr import TensorSearchSet
+from captum_classpattern.attr._search_data import TensorSearchSet
 
 CLASSES = [2, 5, 8]
 
