@@ -16,11 +16,13 @@ from ._demo import demo_backdoor_model
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
+from ._scan_arguments import KnownTrigger
 from ._scan_result import ScanResult
 from ._scan_scores import PowerTable
 from ._settings import (
     SCORES,
     NeuralCleanseSettings,
+    ScanConfig,
     ScanSettings,
     ScoringSettings,
     SuspicionSettings,
@@ -41,6 +43,8 @@ __all__ = [
     "backdoor_metrics",
     "BackdoorMetrics",
     "scan",
+    "ScanConfig",
+    "KnownTrigger",
     "ScanSettings",
     "ScoringSettings",
     "TriggerRecoverySettings",

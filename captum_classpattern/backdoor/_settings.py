@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Type, TypeVar, Union, cast
 
-from .._utils import check_choice, check_positive_float, check_positive_int
+from .._utils import Replaceable, check_choice, check_positive_float, check_positive_int
 from ..attr import SearchSchedule
-from ._checks import check_budget, check_number
+from ._checks import check_budget, check_number, check_settings
 
 VALUE_MODES = ("learned", "canvas")
 INITS = ("image", "grey")
@@ -25,12 +25,8 @@ _SCAN_SCHEDULE = SearchSchedule(step_size=0.05, alpha=0.2, batch_size=24, steps=
 _BLEND_FINAL_STEP_SHARE = 0.2
 
 
-class _Settings:
-    """``replace``, ``to_dict`` and ``from_dict`` for the frozen settings dataclasses below."""
-
-    def replace(self: _S, **changes: Any) -> _S:
-        """A copy with some fields changed (and checked again), e.g. ``settings.replace(steps=60)``."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+class _Settings(Replaceable):
+    """``to_dict`` and ``from_dict`` (and the shared ``replace``) for the frozen settings dataclasses below."""
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a plain, JSON-ready dict."""
@@ -316,3 +312,40 @@ class NeuralCleanseSettings(_Settings):
             check_positive_float(getattr(self, name), name)
         check_number(self.cost_multiplier, "cost_multiplier", 1.0, math.inf, low_open=True)
         check_number(self.success_threshold, "success_threshold", 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class ScanConfig(_Settings):
+    """Everything :func:`~captum_classpattern.backdoor.scan` is set with, in one object.
+
+    Attributes:
+        search: the pattern searches (:class:`ScanSettings`).
+        scoring: how the patterns are measured and scored, and when a class is flagged
+            (:class:`ScoringSettings`).
+        recovery: the trigger-recovery search (:class:`TriggerRecoverySettings`).
+
+    Raises:
+        TypeError: a part of the wrong type.
+
+    Example:
+        >>> config = ScanConfig(ScanSettings(steps=60), ScoringSettings(max_eval=150))
+        >>> result = scan(model, images, labels, config.replace(recovery=TriggerRecoverySettings(smoothness=0.0)))
+    """
+
+    search: ScanSettings = ScanSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    recovery: TriggerRecoverySettings = TriggerRecoverySettings()
+
+    def __post_init__(self) -> None:
+        check_settings(self.search, ScanSettings, "settings")
+        check_settings(self.scoring, ScoringSettings, "scoring")
+        check_settings(self.recovery, TriggerRecoverySettings, "recovery")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ScanConfig:
+        """The config from :meth:`to_dict`'s output (a missing part takes its defaults)."""
+        return cls(
+            ScanSettings.from_dict(data.get("search", {})),
+            ScoringSettings.from_dict(data.get("scoring", {})),
+            TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+        )
