@@ -25,12 +25,10 @@ MAX_FIELDS = 14
 # grow, and each leaves the list when its arguments are grouped into settings objects.
 WIDE_FOR_NOW = {
     "captum_classpattern.ClassPattern.attribute": 12,
-    "captum_classpattern.search_classes": 14,
     "captum_classpattern.visualize_class_pattern": 13,
     "captum_classpattern.training.train_classifier": 11,
     "captum_classpattern.training.adversarial_train": 11,
     "captum_classpattern.dissection.dissect": 11,
-    "captum_classpattern.dissection.ablation_curves": 14,
     "captum_classpattern.dissection.units_responding_to_pattern": 12,
     "captum_classpattern.dissection.dissect_generator": 12,
     "captum_classpattern.dissection.edit_with_units": 11,
