@@ -10,6 +10,7 @@ from ._canvas import select_canvases
 from ._class_pattern import ClassPattern
 from ._composite import stamp_loss
 from ._engine import SearchObjective, SearchStats, SearchStep, search_batches, search_patterns
+from ._forward_settings import ForwardSettings
 from ._image_stream import ImageStream
 from ._objectives import BlendObjective, StampObjective
 from ._pattern import (
@@ -40,6 +41,7 @@ __all__ = [
     "NAMED_SCHEDULES",
     "PAPER_SCHEDULE",
     "PAPER_IMAGENET_SCHEDULE",
+    "ForwardSettings",
     "search_patterns",
     "SearchObjective",
     "SearchStep",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from captum.attr import GradientAttribution
 from captum.log import log_usage
@@ -14,6 +12,7 @@ from torch import Tensor
 
 from .._utils import (
     TensorOrTuple,
+    accepts_older_keywords,
     as_tuple,
     call_model,
     check_device,
@@ -29,9 +28,12 @@ from .._utils import (
 )
 from ._candidates import CanvasChoice, choose_canvases
 from ._engine import SearchStats, run_search
+from ._forward_settings import OLDER_FORWARD_KEYWORDS, ForwardSettings, fold_forward_keywords
 from ._objectives import PasteObjective
 from ._schedule import FAST_SCHEDULE, SearchSchedule, resolve_schedule
 from ._search_data import NO_SEARCH_SET, SearchSet, make_search_set
+
+_FORWARD_DEFAULTS = ForwardSettings()
 
 
 class ClassPattern(GradientAttribution):
@@ -99,6 +101,7 @@ class ClassPattern(GradientAttribution):
         self.last_tie_break: Optional[Tensor] = None
 
     @log_usage()
+    @accepts_older_keywords(OLDER_FORWARD_KEYWORDS, fold_forward_keywords)
     def attribute(
         self,
         inputs: Optional[TensorOrTuple] = None,
@@ -110,9 +113,7 @@ class ClassPattern(GradientAttribution):
         schedule: Union[str, SearchSchedule, None] = None,
         seed: int = 0,
         canvas_strategy: str = "confident",
-        max_forward_batch: Optional[int] = None,
-        autocast_dtype: Optional[torch.dtype] = None,
-        channels_last: bool = False,
+        forward_settings: Optional[ForwardSettings] = None,
         show_progress: bool = False,
     ) -> TensorOrTuple:
         """Search one class-pattern map per canvas.
@@ -146,17 +147,11 @@ class ClassPattern(GradientAttribution):
             canvas_strategy: with ``inputs=None``: ``"confident"`` (the image the model
                 classifies as the class most confidently), ``"index"`` (the first image of
                 the class) or ``"best_of_n"`` (best of several short searches).
-            max_forward_batch: split each step's composites into model calls of at most
-                this many images (gradients are accumulated, the result is unchanged);
-                bounds memory when many canvases are searched at once.
-            autocast_dtype: run the model under :class:`torch.autocast` with this dtype
-                (``torch.bfloat16`` or ``torch.float16``), e.g. for speed on a GPU with
-                tensor cores. The map, its update and the loss stay in float32. Off by
-                default: it changes the numbers slightly, and on most CPUs it is slower.
-            channels_last: hand the composites to the model in ``channels_last`` memory
-                format, which convolutions on recent GPUs run faster. The model is not
-                converted (it is the caller's): convert it yourself with
-                ``model.to(memory_format=torch.channels_last)`` for the full effect.
+            forward_settings: how the model is called: composites per call, autocast,
+                memory format (:class:`~captum_classpattern.attr.ForwardSettings`; default
+                one call in the model's own precision). The older keywords
+                ``max_forward_batch=``, ``autocast_dtype=`` and ``channels_last=`` are still
+                accepted.
             show_progress: show a tqdm progress bar.
 
         Returns:
@@ -181,7 +176,9 @@ class ClassPattern(GradientAttribution):
         """
         plan = resolve_schedule(schedule)
         seed = check_seed(seed)
-        settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
+        settings = _FORWARD_DEFAULTS if forward_settings is None else forward_settings
+        if not isinstance(settings, ForwardSettings):
+            raise TypeError(f"forward_settings must be a ForwardSettings, got {type(settings).__name__}.")
         classes = target_classes(target)  # the types, before any work; the range once the model has run
         if baselines is None:
             baselines, baseline_labels = (
@@ -227,7 +224,7 @@ class ClassPattern(GradientAttribution):
         search_set: SearchSet,
         plan: SearchSchedule,
         extra: Any,
-        settings: _RunSettings,
+        settings: ForwardSettings,
         show_progress: bool,
     ) -> Tensor:
         outcome = run_search(
@@ -245,7 +242,7 @@ class ClassPattern(GradientAttribution):
         self.last_tie_break = outcome.evidence
         return outcome.maps
 
-    def _forward(self, composite: Tensor, extra: Any, settings: _RunSettings) -> Tensor:
+    def _forward(self, composite: Tensor, extra: Any, settings: ForwardSettings) -> Tensor:
         """One model call, in the memory format and autocast precision the caller asked for.
 
         The logits come back in float32, so that the loss is computed in float32 under autocast.
@@ -257,39 +254,6 @@ class ClassPattern(GradientAttribution):
         with torch.autocast(device_type=composite.device.type, dtype=settings.autocast_dtype):
             logits = call_model(self.forward_func, (composite,), extra)
         return logits.float()
-
-
-@dataclass(frozen=True)
-class _RunSettings:
-    """How the model is called during a search (not how the map is optimised)."""
-
-    max_forward_batch: Optional[int] = None
-    autocast_dtype: Optional[torch.dtype] = None
-    channels_last: bool = False
-
-
-_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
-
-
-def _run_settings(
-    max_forward_batch: Optional[int], autocast_dtype: Optional[torch.dtype], channels_last: bool
-) -> _RunSettings:
-    """Check the execution settings of :meth:`ClassPattern.attribute`."""
-    if max_forward_batch is not None and (
-        isinstance(max_forward_batch, (bool, np.bool_))
-        or not isinstance(max_forward_batch, (int, np.integer))
-        or max_forward_batch < 1
-    ):
-        raise ValueError(f"max_forward_batch must be a positive int or None, got {max_forward_batch!r}.")
-    if autocast_dtype is not None:
-        if not isinstance(autocast_dtype, torch.dtype):
-            raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16, got {autocast_dtype!r}.")
-        if autocast_dtype not in _AUTOCAST_DTYPES:
-            raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}.")
-    if not isinstance(channels_last, bool):
-        raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
-    batch = None if max_forward_batch is None else int(max_forward_batch)
-    return _RunSettings(batch, autocast_dtype, channels_last)
 
 
 def short_search(

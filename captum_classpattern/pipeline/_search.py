@@ -24,6 +24,7 @@ from .._utils import (
 from ..attr import (
     Budget,
     ClassPattern,
+    ForwardSettings,
     ImageStream,
     SearchSchedule,
     pixel_budget,
@@ -322,7 +323,7 @@ def _search_maps(
             baseline_labels=labels,
             schedule=schedule,
             seed=seed,
-            max_forward_batch=cap,
+            forward_settings=ForwardSettings(max_forward_batch=cap),
             show_progress=show_progress,
         )
     assert explainer.last_tie_break is not None  # set by every search
