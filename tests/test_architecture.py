@@ -6,6 +6,7 @@ imported for them except to list public names), so a violation names the file an
 """
 
 import ast
+import dataclasses
 import importlib
 import inspect
 import os
@@ -18,7 +19,20 @@ import captum_classpattern
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE_DIR = os.path.join(ROOT, "captum_classpattern")
 MAX_MODULE_LINES = 500
-MAX_PARAMETERS = 14
+MAX_PARAMETERS = 10
+MAX_FIELDS = 14
+# Public functions still over MAX_PARAMETERS (issue 24), at their present width: none may
+# grow, and each leaves the list when its arguments are grouped into settings objects.
+WIDE_FOR_NOW = {
+    "captum_classpattern.visualize_class_pattern": 13,
+    "captum_classpattern.training.train_classifier": 11,
+    "captum_classpattern.training.adversarial_train": 11,
+    "captum_classpattern.dissection.dissect": 11,
+    "captum_classpattern.dissection.units_responding_to_pattern": 12,
+    "captum_classpattern.dissection.dissect_generator": 12,
+    "captum_classpattern.dissection.edit_with_units": 11,
+    "captum_classpattern.visualization.plot_top_activations": 11,
+}
 # Shared by every subpackage and importing none: the helpers and the version string.
 BOTTOM_LAYER = ("_utils", "_version")
 
@@ -173,16 +187,36 @@ def _public_callables():
                     yield f"{module_name}.{name}.{attr}", member
 
 
-def test_public_signatures_take_a_settings_object_instead_of_many_parameters():
-    wide = []
+def _parameter_counts():
+    """(qualified name, parameters, whether it is a dataclass's constructor) of every public callable."""
     for qualified, obj in _public_callables():
         try:
             parameters = [p for p in inspect.signature(obj).parameters.values() if p.name not in ("self", "cls")]
         except (TypeError, ValueError):
             continue
-        if len(parameters) > MAX_PARAMETERS:
-            wide.append(f"{qualified} ({len(parameters)})")
+        yield qualified, len(parameters), dataclasses.is_dataclass(obj)
+
+
+def test_public_signatures_take_a_settings_object_instead_of_many_parameters():
+    wide = [
+        f"{name} ({count})"
+        for name, count, record in _parameter_counts()
+        if not record and count > WIDE_FOR_NOW.get(name, MAX_PARAMETERS)
+    ]
     assert not wide, f"public signatures over {MAX_PARAMETERS} parameters: {wide}"
+
+
+def test_records_keep_few_fields():
+    # A settings object or a result is a dataclass: its constructor lists its fields.
+    wide = [f"{name} ({count})" for name, count, record in _parameter_counts() if record and count > MAX_FIELDS]
+    assert not wide, f"settings or records over {MAX_FIELDS} fields: {wide}"
+
+
+def test_the_wide_signatures_left_are_still_wide():
+    # Bringing one to the limit removes it from WIDE_FOR_NOW, so the list only shrinks.
+    counts = {name: count for name, count, _ in _parameter_counts()}
+    stale = [name for name, count in WIDE_FOR_NOW.items() if counts.get(name, 0) <= MAX_PARAMETERS]
+    assert not stale, f"within the limit now: remove from WIDE_FOR_NOW: {stale}"
 
 
 def test_every_subpackage_is_a_facade_with_all():
@@ -218,3 +252,33 @@ def test_examples_benchmarks_and_docs_use_public_api_only(folder):
                     if parts[0] == "captum_classpattern" and any(p.startswith("_") for p in parts[1:]):
                         offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {dotted}")
     assert not offenders, f"use public names only: {offenders}"
+
+
+_SIGN_CALLS = ("sign", "sign_", "sgn", "sgn_")
+
+
+def _signed_steps(path: str) -> List[int]:
+    """Lines of a module that take the sign of a tensor (``x.sign()``, ``torch.sign(x)``, ...): a signed step."""
+    lines = []
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SIGN_CALLS:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_one_search_loop_signed_steps_live_in_attr_only():
+    # Every pattern search runs attr's loop with an objective (attr.search_patterns); a
+    # second signed-gradient loop elsewhere would drift from it.
+    offenders = [
+        f"{os.path.relpath(path, ROOT)}:{line}"
+        for module, path in MODULES.items()
+        if _subpackage(module) != "attr"
+        for line in _signed_steps(path)
+    ]
+    assert not offenders, f"signed-gradient updates outside attr (use attr.search_patterns): {offenders}"
+
+
+def test_the_search_internals_stay_private():
+    attr = importlib.import_module("captum_classpattern.attr")
+    internals = {"make_search_set", "StepBatch", "TensorSearchSet", "canvas_mean_cross_entropy", "MapOptimizer"}
+    assert not internals & set(attr.__all__), f"search internals made public: {internals & set(attr.__all__)}"

@@ -28,6 +28,7 @@ from .io import save_figure_atomic, write_atomic, write_json_atomic
 from .model_state import call_model, check_logits, checked_call, evaluation_mode, num_classes_of, output_width
 from .predict import predict, share_predicted
 from .serialise import JsonFile, check_keys, float_array
+from .settings import Replaceable, accepts_older_keywords, refuse_both
 from .tensors import TensorOrTuple, as_tuple, expand_targets, mirror, target_classes
 from .threads import (
     explicit_threads,
@@ -41,9 +42,11 @@ from .timing import phase, recording_phases
 
 __all__ = [
     "JsonFile",
+    "Replaceable",
     "NOISE_BOUND",
     "SEED_LIMIT",
     "TensorOrTuple",
+    "accepts_older_keywords",
     "as_tuple",
     "call_model",
     "check_choice",
@@ -73,6 +76,7 @@ __all__ = [
     "phase",
     "predict",
     "recording_phases",
+    "refuse_both",
     "refuse_one_shot",
     "save_figure_atomic",
     "set_threads",

@@ -1,10 +1,18 @@
-"""The class-pattern attribution: :class:`ClassPattern`, its schedules, search sets, canvases and patterns."""
+"""The class-pattern attribution: :class:`ClassPattern`, its schedules, search sets, canvases and patterns.
+
+Every pattern search of the package runs one loop (:func:`search_patterns`, behind
+:class:`ClassPattern` too) against a :class:`SearchObjective`: :class:`StampObjective`
+and :class:`BlendObjective` are the backdoor scan's.
+"""
 
 from ._candidates import CANVAS_STRATEGIES
 from ._canvas import select_canvases
-from ._class_pattern import ClassPattern, SearchStats
-from ._composite import canvas_mean_cross_entropy
+from ._class_pattern import ClassPattern
+from ._composite import stamp_loss
+from ._engine import SearchObjective, SearchStats, SearchStep, search_batches, search_patterns
+from ._forward_settings import ForwardSettings
 from ._image_stream import ImageStream
+from ._objectives import BlendObjective, StampObjective
 from ._pattern import (
     Budget,
     Pattern,
@@ -22,14 +30,7 @@ from ._schedule import (
     PAPER_SCHEDULE,
     SearchSchedule,
 )
-from ._search_data import (
-    IterableSearchSet,
-    SearchSet,
-    StepBatch,
-    StreamSearchSet,
-    TensorSearchSet,
-    make_search_set,
-)
+from ._search_data import IterableSearchSet, SearchSet, StreamSearchSet
 
 __all__ = [
     "ClassPattern",
@@ -40,10 +41,15 @@ __all__ = [
     "NAMED_SCHEDULES",
     "PAPER_SCHEDULE",
     "PAPER_IMAGENET_SCHEDULE",
-    "make_search_set",
+    "ForwardSettings",
+    "search_patterns",
+    "SearchObjective",
+    "SearchStep",
+    "StampObjective",
+    "BlendObjective",
+    "stamp_loss",
+    "search_batches",
     "SearchSet",
-    "StepBatch",
-    "TensorSearchSet",
     "ImageStream",
     "StreamSearchSet",
     "IterableSearchSet",
@@ -56,5 +62,4 @@ __all__ = [
     "random_pattern",
     "pixel_budget",
     "pixel_scores",
-    "canvas_mean_cross_entropy",
 ]

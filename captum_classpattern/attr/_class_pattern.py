@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._utils import (
     TensorOrTuple,
+    accepts_older_keywords,
     as_tuple,
     call_model,
     check_device,
@@ -28,33 +25,15 @@ from .._utils import (
     refuse_one_shot,
     target_classes,
     thread_scope,
-    tuned_threads,
 )
 from ._candidates import CanvasChoice, choose_canvases
-from ._composite import composite_loss
-from ._map_optimizer import MapOptimizer
+from ._engine import SearchStats, run_search
+from ._forward_settings import OLDER_FORWARD_KEYWORDS, ForwardSettings, fold_forward_keywords
+from ._objectives import PasteObjective
 from ._schedule import FAST_SCHEDULE, SearchSchedule, resolve_schedule
-from ._search_data import NO_SEARCH_SET, SearchSet, StepBatch, make_search_set
+from ._search_data import NO_SEARCH_SET, SearchSet, make_search_set
 
-
-@dataclass
-class SearchStats:
-    """What the last :meth:`ClassPattern.attribute` call cost.
-
-    Attributes:
-        steps: optimisation steps taken (all canvases update together in one step).
-        images_forwarded: composite images sent through the model.
-        seconds: wall time of the search loop.
-    """
-
-    steps: int = 0
-    images_forwarded: int = 0
-    seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        """Throughput of the search loop (0 before any search)."""
-        return self.images_forwarded / self.seconds if self.seconds > 0 else 0.0
+_FORWARD_DEFAULTS = ForwardSettings()
 
 
 class ClassPattern(GradientAttribution):
@@ -122,6 +101,7 @@ class ClassPattern(GradientAttribution):
         self.last_tie_break: Optional[Tensor] = None
 
     @log_usage()
+    @accepts_older_keywords(OLDER_FORWARD_KEYWORDS, fold_forward_keywords)
     def attribute(
         self,
         inputs: Optional[TensorOrTuple] = None,
@@ -133,9 +113,7 @@ class ClassPattern(GradientAttribution):
         schedule: Union[str, SearchSchedule, None] = None,
         seed: int = 0,
         canvas_strategy: str = "confident",
-        max_forward_batch: Optional[int] = None,
-        autocast_dtype: Optional[torch.dtype] = None,
-        channels_last: bool = False,
+        forward_settings: Optional[ForwardSettings] = None,
         show_progress: bool = False,
     ) -> TensorOrTuple:
         """Search one class-pattern map per canvas.
@@ -169,17 +147,11 @@ class ClassPattern(GradientAttribution):
             canvas_strategy: with ``inputs=None``: ``"confident"`` (the image the model
                 classifies as the class most confidently), ``"index"`` (the first image of
                 the class) or ``"best_of_n"`` (best of several short searches).
-            max_forward_batch: split each step's composites into model calls of at most
-                this many images (gradients are accumulated, the result is unchanged);
-                bounds memory when many canvases are searched at once.
-            autocast_dtype: run the model under :class:`torch.autocast` with this dtype
-                (``torch.bfloat16`` or ``torch.float16``), e.g. for speed on a GPU with
-                tensor cores. The map, its update and the loss stay in float32. Off by
-                default: it changes the numbers slightly, and on most CPUs it is slower.
-            channels_last: hand the composites to the model in ``channels_last`` memory
-                format, which convolutions on recent GPUs run faster. The model is not
-                converted (it is the caller's): convert it yourself with
-                ``model.to(memory_format=torch.channels_last)`` for the full effect.
+            forward_settings: how the model is called: composites per call, autocast,
+                memory format (:class:`~captum_classpattern.attr.ForwardSettings`; default
+                one call in the model's own precision). The older keywords
+                ``max_forward_batch=``, ``autocast_dtype=`` and ``channels_last=`` are still
+                accepted.
             show_progress: show a tqdm progress bar.
 
         Returns:
@@ -204,7 +176,9 @@ class ClassPattern(GradientAttribution):
         """
         plan = resolve_schedule(schedule)
         seed = check_seed(seed)
-        settings = _run_settings(max_forward_batch, autocast_dtype, channels_last)
+        settings = _FORWARD_DEFAULTS if forward_settings is None else forward_settings
+        if not isinstance(settings, ForwardSettings):
+            raise TypeError(f"forward_settings must be a ForwardSettings, got {type(settings).__name__}.")
         classes = target_classes(target)  # the types, before any work; the range once the model has run
         if baselines is None:
             baselines, baseline_labels = (
@@ -250,141 +224,25 @@ class ClassPattern(GradientAttribution):
         search_set: SearchSet,
         plan: SearchSchedule,
         extra: Any,
-        settings: _RunSettings,
+        settings: ForwardSettings,
         show_progress: bool,
     ) -> Tensor:
-        device = canvases.device
-        count, _, height, width = canvases.shape
-        planned = search_set.planned_steps(plan.epochs, plan.steps)
-        if plan.anneals and planned is None:
-            raise ValueError(
-                "an annealed step (final_step_size) needs the number of steps in advance: give the schedule "
-                "steps=..., pass a DataLoader with a length, or set final_step_size=None."
-            )
-        optimizer = MapOptimizer(plan, count, height, width, canvases.dtype, device, planned)
-        targets_dev = targets.to(device)
-        stats = SearchStats()
-        progress = tqdm(
-            total=None if planned is None else int(planned.max()),
-            desc="Class Pattern attribution",
-            disable=not show_progress,
+        outcome = run_search(
+            search_set,
+            PasteObjective(settings.max_forward_batch),
+            canvases,
+            targets,
+            plan,
+            partial(self._forward, extra=extra, settings=settings),
+            self.forward_func,
+            description="Class Pattern attribution",
+            show_progress=show_progress,
         )
-        start = time.perf_counter()
-        for batch, marked in search_set.steps(plan.epochs, plan.steps):
-            images = batch.images.to(device=device, dtype=canvases.dtype, non_blocking=True)
-            # None stands for "every canvas", the common case that needs no masking.
-            active = None if bool(marked.all()) else marked.to(device)
-            with tuned_threads("search", images, self.forward_func):
-                grad = self._gradient(optimizer, canvases, targets_dev, batch, images, extra, settings, active)
-            optimizer.step(grad, active)
-            stats.steps += 1
-            stats.images_forwarded += int(images.shape[0])
-            progress.update(1)
-        maps = optimizer.maps()
-        if device.type == "cuda":  # the clock must not stop before the GPU has finished
-            torch.cuda.synchronize(device)
-        stats.seconds = time.perf_counter() - start
-        progress.close()
-        self.last_stats = stats
-        self.last_tie_break = optimizer.evidence.detach()
-        return maps
+        self.last_stats = outcome.stats
+        self.last_tie_break = outcome.evidence
+        return outcome.maps
 
-    def _gradient(
-        self,
-        optimizer: MapOptimizer,
-        canvases: Tensor,
-        targets: Tensor,
-        batch: StepBatch,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        active: Optional[Tensor],
-    ) -> Tensor:
-        """Gradient of the summed per-canvas losses with respect to the optimised parameters.
-
-        Autograd runs only from the loss to each row's copy of its canvas's map; the rows
-        are then summed into their canvas in row order (:func:`_sum_rows`), and the size
-        term (the same constant at every pixel) is added in closed form. Both ways of
-        building the composites (broadcast when every canvas has the same number of rows,
-        gathered otherwise) therefore give bit-identical gradients, and a canvas's result
-        does not depend on which other canvases share its steps.
-        """
-        maps = optimizer.maps()
-        rows_total = images.shape[0]
-        chunk = settings.max_forward_batch or rows_total
-        if batch.per_canvas is not None and chunk >= rows_total:
-            row_grads = self._uniform_row_grads(
-                maps, canvases, targets, images, extra, settings, batch.per_canvas, optimizer.plan.alpha
-            )
-        else:
-            owner = batch.owner.to(maps.device, non_blocking=True)
-            counts = torch.bincount(owner, minlength=maps.shape[0]).clamp(min=1).to(maps.dtype)
-            parts = []
-            for begin in range(0, rows_total, chunk):  # max_forward_batch bounds each model call
-                rows = owner[begin : begin + chunk]
-                parts.append(
-                    self._row_grads(
-                        maps.index_select(0, rows),
-                        canvases.index_select(0, rows),
-                        targets.index_select(0, rows),
-                        counts.index_select(0, rows),
-                        images[begin : begin + chunk],
-                        extra,
-                        settings,
-                        optimizer.plan.alpha,
-                    )
-                )
-            row_grads = _pad_rows(torch.cat(parts), owner, maps.shape[0])
-        grad = _sum_rows(row_grads)
-        return optimizer.map_to_theta_gradient(grad.add_(optimizer.size_gradient(active)))
-
-    def _row_grads(
-        self,
-        keep: Tensor,
-        canvases: Tensor,
-        targets: Tensor,
-        counts: Tensor,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        alpha: float,
-    ) -> Tensor:
-        """Gradient of the loss with respect to each row's map: ``images`` composited with their gathered canvases."""
-        forward = partial(self._forward, extra=extra, settings=settings)
-        with torch.enable_grad():
-            keep = keep.unsqueeze(1).requires_grad_(True)
-            # Mean over each canvas's own rows, so its loss does not depend on its neighbours.
-            loss = composite_loss(forward, images, keep, canvases, targets, counts)
-            return torch.autograd.grad(alpha * loss, keep)[0][:, 0]
-
-    def _uniform_row_grads(
-        self,
-        maps: Tensor,
-        canvases: Tensor,
-        targets: Tensor,
-        images: Tensor,
-        extra: Any,
-        settings: _RunSettings,
-        per_canvas: int,
-        alpha: float,
-    ) -> Tensor:
-        """As :meth:`_row_grads` when every canvas has ``per_canvas`` consecutive rows.
-
-        The canvases are broadcast over their rows instead of gathered (no copy per row);
-        the arithmetic is the same, so the numbers are too.
-        """
-        count, channels, height, width = canvases.shape
-        forward = partial(self._forward, extra=extra, settings=settings)
-        with torch.enable_grad():
-            keep = maps.view(count, 1, 1, height, width).expand(count, per_canvas, 1, height, width)
-            keep = keep.contiguous().requires_grad_(True)
-            base = images.reshape(count, per_canvas, channels, height, width)
-            loss = composite_loss(
-                forward, base, keep, canvases.unsqueeze(1), targets.repeat_interleave(per_canvas), float(per_canvas)
-            )
-            return torch.autograd.grad(alpha * loss, keep)[0].view(count, per_canvas, height, width)
-
-    def _forward(self, composite: Tensor, extra: Any, settings: _RunSettings) -> Tensor:
+    def _forward(self, composite: Tensor, extra: Any, settings: ForwardSettings) -> Tensor:
         """One model call, in the memory format and autocast precision the caller asked for.
 
         The logits come back in float32, so that the loss is computed in float32 under autocast.
@@ -396,66 +254,6 @@ class ClassPattern(GradientAttribution):
         with torch.autocast(device_type=composite.device.type, dtype=settings.autocast_dtype):
             logits = call_model(self.forward_func, (composite,), extra)
         return logits.float()
-
-
-def _pad_rows(row_grads: Tensor, owner: Tensor, count: int) -> Tensor:
-    """Arrange per-row gradients as count x most-rows x H x W, zeros where a canvas has fewer rows.
-
-    Rows are grouped by canvas in ``owner`` (both search sets list them that way).
-    """
-    rows_of = torch.bincount(owner, minlength=count)
-    most = int(rows_of.max())
-    first_row = torch.cumsum(rows_of, 0) - rows_of
-    slot = owner * most + torch.arange(owner.numel(), device=owner.device) - first_row.index_select(0, owner)
-    padded = row_grads.new_zeros((count * most,) + tuple(row_grads.shape[1:]))
-    return padded.index_copy_(0, slot, row_grads).view((count, most) + tuple(row_grads.shape[1:]))
-
-
-def _sum_rows(row_grads: Tensor) -> Tensor:
-    """Sum count x rows x H x W over the rows, one row after the other.
-
-    A fixed order (and zeros added for missing rows change nothing) makes a canvas's sum
-    the same whether its rows came broadcast or gathered, alone or with other canvases.
-    Plain slice additions also stay single-threaded on small maps, where a scatter
-    (``index_add_``) would start a thread pool per row.
-    """
-    total = row_grads[:, 0].clone()
-    for row in range(1, row_grads.shape[1]):
-        total.add_(row_grads[:, row])
-    return total
-
-
-@dataclass(frozen=True)
-class _RunSettings:
-    """How the model is called during a search (not how the map is optimised)."""
-
-    max_forward_batch: Optional[int] = None
-    autocast_dtype: Optional[torch.dtype] = None
-    channels_last: bool = False
-
-
-_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
-
-
-def _run_settings(
-    max_forward_batch: Optional[int], autocast_dtype: Optional[torch.dtype], channels_last: bool
-) -> _RunSettings:
-    """Check the execution settings of :meth:`ClassPattern.attribute`."""
-    if max_forward_batch is not None and (
-        isinstance(max_forward_batch, (bool, np.bool_))
-        or not isinstance(max_forward_batch, (int, np.integer))
-        or max_forward_batch < 1
-    ):
-        raise ValueError(f"max_forward_batch must be a positive int or None, got {max_forward_batch!r}.")
-    if autocast_dtype is not None:
-        if not isinstance(autocast_dtype, torch.dtype):
-            raise TypeError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16, got {autocast_dtype!r}.")
-        if autocast_dtype not in _AUTOCAST_DTYPES:
-            raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {autocast_dtype}.")
-    if not isinstance(channels_last, bool):
-        raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
-    batch = None if max_forward_batch is None else int(max_forward_batch)
-    return _RunSettings(batch, autocast_dtype, channels_last)
 
 
 def short_search(

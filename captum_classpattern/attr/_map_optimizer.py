@@ -1,9 +1,9 @@
-"""The optimised maps of a search and their update rule: signed steps or Adam, with annealing."""
+"""The one update rule of every pattern search: signed steps (or Adam) on per-canvas tensors, with annealing."""
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -12,43 +12,47 @@ from ._schedule import SearchSchedule
 
 
 class MapOptimizer:
-    """The optimised map of every canvas and its update rule, all canvases in one tensor.
+    """One optimised tensor of a search (the maps, or the pasted values), a row per canvas.
 
-    ``"sign"`` optimises the map itself (signed steps, clamped to [0, 1]); ``"adam"``
-    optimises logits ``theta`` with ``map = sigmoid(theta)``. A canvas moves only on the
+    ``"sign"`` optimises the tensor itself (signed steps, clamped to [0, 1]); ``"adam"``
+    optimises logits ``theta`` with ``tensor = sigmoid(theta)``. A canvas moves only on the
     steps where it is ``active`` (it had images in the batch), and an annealed step size
     follows each canvas's own progress, so a canvas's result does not depend on the
     canvases searched with it.
 
-    ``evidence`` accumulates, per canvas and pixel, the negated gradient of every step (how
-    strongly, summed over the search, the loss pushed the pixel towards the canvas); the
-    top-k rule uses it to order pixels of equal map value.
+    ``evidence`` (kept when asked for) accumulates, per canvas and entry, the negated
+    gradient of every step (how strongly, summed over the search, the loss pushed the
+    entry up); the top-k rule uses it to order map pixels of equal value.
     """
 
-    def __init__(
-        self,
-        plan: SearchSchedule,
-        count: int,
-        height: int,
-        width: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        planned: Optional[Tensor],
-    ) -> None:
+    def __init__(self, plan: SearchSchedule, theta: Tensor, planned: Optional[Tensor], evidence: bool = True) -> None:
+        """Start from ``theta`` (in the optimiser's own space: the tensor for ``"sign"``, logits for ``"adam"``).
+
+        Args:
+            plan: the schedule: optimizer, step sizes, annealing, Adam's betas.
+            theta: ``canvases x ...`` starting parameters (taken over, not copied).
+            planned: the number of steps of each canvas (needed when ``plan`` anneals).
+            evidence: keep the summed negated gradients (the maps' tie-break).
+        """
         self.plan = plan
-        start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
-        self.theta = torch.full((count, height, width), start, device=device, dtype=dtype)
-        # d(size term)/d(map) at every pixel: (1 - alpha) / (H W / 2), the paper's normalisation.
-        self.size_weight = (1 - plan.alpha) / (height * width / 2.0)
-        self.taken = torch.zeros(count, device=device, dtype=torch.long)
-        self.evidence = torch.zeros((count, height, width), device=device, dtype=dtype)
+        self.theta = theta
+        self.taken = torch.zeros(theta.shape[0], device=theta.device, dtype=torch.long)
+        self.evidence = torch.zeros_like(theta) if evidence else None
         if plan.optimizer == "adam":
             self.moment1 = torch.zeros_like(self.theta)
             self.moment2 = torch.zeros_like(self.theta)
         self.lockstep: Optional[int] = None
         if plan.anneals:
             assert planned is not None  # the search refuses an annealed plan without a step count
-            self._plan_step_sizes(planned.cpu(), dtype, device)
+            self._plan_step_sizes(planned.cpu(), theta.dtype, theta.device)
+
+    @classmethod
+    def uniform(
+        cls, plan: SearchSchedule, shape: Tuple[int, ...], like: Tensor, planned: Optional[Tensor]
+    ) -> MapOptimizer:
+        """Maps of ``shape`` starting at ``plan.init`` everywhere, with evidence, on ``like``'s device and dtype."""
+        start = plan.init if plan.optimizer == "sign" else math.log(plan.init / (1 - plan.init))
+        return cls(plan, torch.full(shape, start, device=like.device, dtype=like.dtype), planned)
 
     def _plan_step_sizes(self, planned: Tensor, dtype: torch.dtype, device: torch.device) -> None:
         """Tabulate the annealed step sizes once, one row per distinct number of steps.
@@ -72,22 +76,20 @@ class MapOptimizer:
         self.group = self.group.to(device)
         self.lockstep = 0 if totals.numel() == 1 else None
 
+    def _per_canvas(self, values: Tensor) -> Tensor:
+        """A per-canvas vector shaped to broadcast over ``theta``'s other dimensions."""
+        return values.view((-1,) + (1,) * (self.theta.dim() - 1))
+
     def to_map(self, theta: Tensor) -> Tensor:
-        """The map in [0, 1] that ``theta`` stands for."""
+        """The tensor in [0, 1] that ``theta`` stands for."""
         return theta if self.plan.optimizer == "sign" else torch.sigmoid(theta)
 
     def maps(self) -> Tensor:
-        """The current maps, detached."""
+        """The current tensor, detached."""
         return self.to_map(self.theta).detach()
 
-    def size_gradient(self, active: Optional[Tensor]) -> Union[float, Tensor]:
-        """Gradient of the size term with respect to the map (zero for inactive canvases)."""
-        if active is None:
-            return self.size_weight
-        return active.to(self.theta.dtype).view(-1, 1, 1) * self.size_weight
-
     def map_to_theta_gradient(self, grad: Tensor) -> Tensor:
-        """Chain rule from the map to ``theta`` (the identity for ``"sign"``)."""
+        """Chain rule from the tensor to ``theta`` (the identity for ``"sign"``)."""
         if self.plan.optimizer == "sign":
             return grad
         maps = torch.sigmoid(self.theta)
@@ -99,16 +101,17 @@ class MapOptimizer:
         last = self.table.shape[1] - 1
         if self.lockstep is not None:
             return float(self.table_cpu[0, min(self.lockstep, last)])
-        return self.table[self.group, self.taken.clamp(max=last)].view(-1, 1, 1)
+        return self._per_canvas(self.table[self.group, self.taken.clamp(max=last)])
 
     def step(self, grad: Tensor, active: Optional[Tensor]) -> None:
         """Update the canvases marked in ``active`` (a bool tensor; ``None``: all) with ``grad``.
 
-        ``grad`` is consumed (overwritten).
+        ``grad`` (with respect to ``theta``) is consumed (overwritten).
         """
-        keep = None if active is None else active.view(-1, 1, 1)
+        keep = None if active is None else self._per_canvas(active)
         # An inactive canvas's gradient is zero (no rows, no size term), so it adds nothing.
-        self.evidence.sub_(grad)
+        if self.evidence is not None:
+            self.evidence.sub_(grad)
         size = self._step_sizes()
         if self.plan.optimizer == "sign":
             stepped = self.theta - grad.sign_().mul_(size)
@@ -125,6 +128,6 @@ class MapOptimizer:
         moment2 = beta2 * self.moment2 + (1 - beta2) * grad * grad
         self.moment1 = moment1 if keep is None else torch.where(keep, moment1, self.moment1)
         self.moment2 = moment2 if keep is None else torch.where(keep, moment2, self.moment2)
-        t = (self.taken + 1).to(self.theta.dtype).view(-1, 1, 1)
+        t = self._per_canvas((self.taken + 1).to(self.theta.dtype))
         update = (self.moment1 / (1 - beta1**t)) / ((self.moment2 / (1 - beta2**t)).sqrt() + 1e-8)
         return self.theta - size * update

@@ -31,14 +31,16 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any, Optional, Union
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .._utils import Replaceable
 
 _OPTIMIZERS = ("sign", "adam")
 
 
 @dataclass(frozen=True)
-class SearchSchedule:
+class SearchSchedule(Replaceable):
     """Settings of the map optimisation; frozen and validated when built.
 
     The field defaults are those of :data:`DEFAULT_SCHEDULE`. Derive a variant with
@@ -116,10 +118,6 @@ class SearchSchedule:
             return self.step_size
         first, last = self.step_size, self.final_step_size
         return last + (first - last) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def replace(self, **changes: Any) -> SearchSchedule:
-        """A copy with some settings changed, e.g. ``PAPER_SCHEDULE.replace(epochs=1)``."""
-        return replace(self, **changes)
 
 
 PAPER_SCHEDULE = SearchSchedule(

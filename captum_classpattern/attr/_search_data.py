@@ -54,10 +54,10 @@ StepPlan = Tuple[Tensor, Tensor, Optional[int], Tensor]
 
 
 class SearchSet(Protocol):
-    """What a search loop asks of a search set (:func:`make_search_set` returns one).
+    """What the search loop asks of a search set (it builds one from the ``baselines`` it is given).
 
-    :class:`TensorSearchSet`, :class:`StreamSearchSet` and :class:`IterableSearchSet` are
-    search sets.
+    A tensor of images is read by a private search set with per-canvas streams;
+    :class:`StreamSearchSet` and :class:`IterableSearchSet` are search sets too.
     """
 
     def planned_steps(self, epochs: Optional[int], steps: Optional[int]) -> Optional[Tensor]:
@@ -232,7 +232,7 @@ class TensorSearchSet:
 
 
 class StreamSearchSet(TensorSearchSet):
-    """:class:`TensorSearchSet`'s per-canvas streams over an :class:`ImageStream`, read a step at a time.
+    """A tensor's per-canvas streams over an :class:`ImageStream`, read a step at a time.
 
     The rows of each step are exactly those the same images in a tensor would give (same
     seed, same indices); a DataLoader reads them, with the stream's workers, a few steps

@@ -35,11 +35,13 @@ from ._max_margin import MaxMarginResult, MaxMarginSettings, gamma_p_value, max_
 from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
+from ._scan_arguments import KnownTrigger
 from ._scan_result import ScanResult
 from ._scan_scores import PowerTable
 from ._settings import (
     SCORES,
     NeuralCleanseSettings,
+    ScanConfig,
     ScanSettings,
     ScoringSettings,
     SuspicionSettings,
@@ -71,6 +73,8 @@ __all__ = [
     "backdoor_metrics",
     "BackdoorMetrics",
     "scan",
+    "ScanConfig",
+    "KnownTrigger",
     "ScanSettings",
     "ScoringSettings",
     "TriggerRecoverySettings",

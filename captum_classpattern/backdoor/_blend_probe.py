@@ -11,25 +11,20 @@ images at a fraction of it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .._utils import predict, tuned_threads
-from ..attr import make_search_set
+from .._utils import predict
+from ..attr import BlendObjective, search_patterns
 from ._scan_scores import AUC_POWER, held_out_others, log_odds
-from ._scan_search import stamp_loss
+from ._settings import ScanSettings
 
 BLEND_STRENGTHS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
 """The blend strengths ``a`` every class's probe pattern is measured at."""
-
-# The value step is cosine-annealed from ScanSettings.value_step down to this share of it.
-_FINAL_STEP_SHARE = 0.2
 
 
 @dataclass
@@ -125,58 +120,38 @@ def learn_blend_patterns(
     targets: Tensor,
     images: Tensor,
     labels: Tensor,
+    settings: ScanSettings,
     *,
-    strength: float,
-    steps: int,
-    batch_size: int,
-    value_step: float,
     seed: int,
     show_progress: bool = False,
 ) -> Tensor:
-    """Signed-gradient search of one full-image pattern per class, blended in at ``strength``.
+    """Search one full-image pattern per class, blended in at ``settings.blend_strength``.
 
     All classes step together in one model call per step, each on its own stream of
-    other-class images; the loss is each class's mean cross-entropy (no size term: the
-    blend covers the whole image). The step is cosine-annealed from ``value_step`` to a
-    fifth of it. Gradients are taken with ``torch.autograd.grad``, so the model's
-    parameters never receive a ``.grad``.
+    other-class images (:func:`~captum_classpattern.attr.search_patterns` with a
+    :class:`~captum_classpattern.attr.BlendObjective`); the patterns start grey, the loss
+    is each class's mean cross-entropy (no size term: the blend covers the whole image),
+    and the signed step is cosine-annealed from ``settings.value_step`` to a fifth of it
+    (:attr:`ScanSettings.blend_schedule`).
 
     Args:
         model: the classifier, in evaluation mode.
         targets: the K classes.
         images: the search images (other-class images are drawn for each class).
         labels: their labels.
-        strength: the blend strength ``a`` of the search.
-        steps: the number of steps.
-        batch_size: other-class images per class per step.
-        value_step: the first signed step on the pattern.
+        settings: the probe's strength, steps, batch size and step.
         seed: seeds the order of the search images.
         show_progress: show a tqdm progress bar.
 
     Returns:
         K x C x H x W patterns in [0, 1].
     """
-    count = targets.numel()
-    shape = tuple(images.shape[1:])
-    patterns = torch.full((count,) + shape, 0.5, dtype=images.dtype, device=images.device)
-    keep = torch.full((count,) + shape[1:], float(strength), dtype=images.dtype, device=images.device)
-    search = make_search_set(images, labels, targets, shape, batch_size, seed)
-    targets_dev = targets.to(images.device)
-    progress = tqdm(total=steps, desc="Class pattern scan: blend probe", disable=not show_progress)
-    for step, (batch, active) in enumerate(search.steps(None, steps)):
-        owner = batch.owner.to(images.device)
-        counts = torch.bincount(owner, minlength=count).clamp(min=1).to(images.dtype)
-        leaf = patterns.detach().requires_grad_(True)
-        with torch.enable_grad(), tuned_threads("blend probe", batch.images, model):
-            _, loss = stamp_loss(model, batch.images.to(images.device), owner, keep, leaf, targets_dev, counts)
-            (grad,) = torch.autograd.grad(loss, [leaf])
-        cosine = 0.5 * (1.0 + math.cos(math.pi * step / steps))
-        size = value_step * (_FINAL_STEP_SHARE + (1.0 - _FINAL_STEP_SHARE) * cosine)
-        live = active.to(images.device).view(-1, 1, 1, 1)
-        patterns = torch.where(live, (patterns - size * grad.sign()).clamp(0.0, 1.0), patterns)
-        progress.update(1)
-    progress.close()
-    return patterns.detach()
+    grey = torch.full((targets.numel(),) + tuple(images.shape[1:]), 0.5, dtype=images.dtype, device=images.device)
+    _, patterns = search_patterns(
+        model, grey, targets, images, labels, BlendObjective(settings.blend_strength), settings.blend_schedule,
+        seed=seed, show_progress=show_progress, description="Class pattern scan: blend probe",
+    )  # fmt: skip
+    return patterns
 
 
 def measure_blend_powers(

@@ -27,10 +27,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import check_device, check_images, check_labels, check_seed, evaluation_mode
-from ..attr import StepBatch, make_search_set, top_k_mask
+from ..attr import search_batches, stamp_loss, top_k_mask
 from ..metrics import flag_outliers, trigger_jaccard
 from ._checks import check_model, check_settings, check_trigger_mask, scanned_classes
-from ._scan_search import stamp_loss
 from ._settings import NeuralCleanseSettings
 
 _DEFAULT_NEURAL_CLEANSE = NeuralCleanseSettings()
@@ -172,11 +171,11 @@ class _TriggerState:
         self.seen = torch.zeros(count, device=device)
         self.norm_sum = torch.zeros(count, device=device)
 
-    def step(self, batch: StepBatch) -> None:
-        """One Adam step of every class on its rows of ``batch``; tally hits and mask norms."""
+    def step(self, images: Tensor, owner: Tensor) -> None:
+        """One Adam step of every class on its rows (``owner``: the class row of each image); tally hits and norms."""
         count = self.targets.numel()
-        owner = batch.owner.to(self.device)
-        rows = batch.images.to(self.device)
+        owner = owner.to(self.device)
+        rows = images.to(self.device)
         per_class = torch.bincount(owner, minlength=count).clamp(min=1).to(rows.dtype)
         with torch.enable_grad():
             mask = _unit(self.mask_param)
@@ -301,10 +300,10 @@ def neural_cleanse(
         state = _TriggerState(
             model, targets, tuple(images.shape[1:]), settings, torch.Generator().manual_seed(seed), images.device
         )
-        search = make_search_set(images, labels, targets, tuple(images.shape[1:]), settings.batch_size, seed)
+        batches = search_batches(images, labels, targets, settings.batch_size, settings.steps, seed)
         progress = tqdm(total=settings.steps, desc="Neural Cleanse", disable=not show_progress)
-        for step, (batch, _) in enumerate(search.steps(None, settings.steps)):
-            state.step(batch)
+        for step, (rows, owner) in enumerate(batches):
+            state.step(rows, owner)
             progress.update(1)
             if (step + 1) % settings.steps_per_epoch == 0:
                 state.end_epoch()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._utils import (
+    accepts_older_keywords,
     check_images,
     check_labels,
     check_seed,
@@ -20,36 +21,39 @@ from .._utils import (
 )
 from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
 from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
+from ._scan_arguments import (
+    OLDER_SCAN_KEYWORDS,
+    HeldOut,
+    KnownTrigger,
+    as_scan_config,
+    fold_scan_keywords,
+    held_out_pair,
+)
 from ._scan_result import ScanResult
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
-from ._settings import ScanSettings, ScoringSettings, TriggerRecoverySettings
+from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
-_DEFAULT_SCAN = ScanSettings()
-_DEFAULT_SCORING = ScoringSettings()
-_DEFAULT_RECOVERY = TriggerRecoverySettings()
+_DEFAULT_CONFIG = ScanConfig()
 _NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
 
 Reference = Union[Callable, ScanResult]
 """A reference model, or the :class:`ScanResult` of a scan of one."""
 
 
+@accepts_older_keywords(OLDER_SCAN_KEYWORDS, fold_scan_keywords)
 def scan(
     model: Callable,
     images: Tensor,
     labels: Tensor,
-    settings: ScanSettings = _DEFAULT_SCAN,
+    settings: Union[ScanSettings, ScanConfig] = _DEFAULT_CONFIG,
     *,
-    scoring: ScoringSettings = _DEFAULT_SCORING,
-    eval_images: Optional[Tensor] = None,
-    eval_labels: Optional[Tensor] = None,
+    held_out: Optional[HeldOut] = None,
     classes: Optional[Sequence[int]] = None,
-    recovery: TriggerRecoverySettings = _DEFAULT_RECOVERY,
-    trigger_mask: Optional[Tensor] = None,
-    trigger_target: Optional[int] = None,
+    reference: Union[Reference, Sequence[Reference], None] = None,
+    known_trigger: Optional[KnownTrigger] = None,
     seed: int = 0,
     show_progress: bool = False,
-    reference: Union[Reference, Sequence[Reference], None] = None,
 ) -> ScanResult:
     """Scan a classifier for backdoors with one class pattern per class.
 
@@ -87,26 +91,29 @@ def scan(
         images: clean images N x C x H x W in [0, 1] the patterns are searched on (no
             trigger needed: a defender's held-out set).
         labels: their labels.
-        settings: the pattern search's settings (:class:`ScanSettings`).
-        scoring: how the patterns are measured and scored, and when a class is flagged
-            (:class:`ScoringSettings`).
-        eval_images: held-out images the patterns' predictive power is measured on;
-            defaults to ``images``.
-        eval_labels: their labels.
+        settings: a :class:`ScanConfig`: the pattern searches' settings
+            (:class:`ScanSettings`), how the patterns are measured and scored and when a
+            class is flagged (:class:`ScoringSettings`), and the trigger-recovery search
+            (:class:`TriggerRecoverySettings`); a :class:`ScanSettings` alone takes the
+            default scoring and recovery.
+        held_out: held-out images the patterns' predictive power is measured on, with
+            their labels: a pair ``(images, labels)`` or a ``Split``; defaults to
+            ``images``.
         classes: the classes to scan (default: every output class; at least three).
-        recovery: the settings of the trigger-recovery search
-            (:class:`TriggerRecoverySettings`).
-        trigger_mask: the true H x W trigger mask, when known (evaluation): the result's
-            ``trigger_jaccard`` compares it with the recovered top pixels.
-        trigger_target: the class the Jaccard is measured on (default: the most
-            suspicious class).
-        seed: seeds the order of the search images and the held-out subsets.
-        show_progress: show a tqdm progress bar.
         reference: one or more reference models (clean models of the same task, on the
             images' device, left as found), or :class:`ScanResult` s of earlier scans of
             them with the same ``settings`` and ``classes`` (scan each reference once and
             pass its result to every suspect's scan). ``None`` (default) scores the suspect
             alone.
+        known_trigger: the true trigger, when known (evaluation, :class:`KnownTrigger`):
+            the result's ``trigger_jaccard`` compares its mask with the recovered top
+            pixels of its target (default: the most suspicious class).
+        seed: seeds the order of the search images and the held-out subsets.
+        show_progress: show a tqdm progress bar.
+
+    The older keywords ``scoring=``, ``recovery=`` (now in ``settings``),
+    ``eval_images=``, ``eval_labels=`` (``held_out``), ``trigger_mask=`` and
+    ``trigger_target=`` (``known_trigger``) are still accepted.
 
     Returns:
         A :class:`ScanResult`.
@@ -120,18 +127,20 @@ def scan(
             or scanned with other settings.
 
     Example:
-        >>> result = scan(model, clean.images, clean.labels, eval_images=held.images,
-        ...               eval_labels=held.labels)
+        >>> result = scan(model, clean.images, clean.labels, held_out=(held.images, held.labels))
         >>> result.flagged          # e.g. [0]: class 0 looks backdoored
         >>> result.patterns[0].stamp(images)
-        >>> quick = scan(model, clean.images, clean.labels, ScanSettings(steps=60),
-        ...              scoring=ScoringSettings(max_eval=150))
+        >>> quick = scan(model, clean.images, clean.labels, ScanConfig(ScanSettings(steps=60),
+        ...              ScoringSettings(max_eval=150)))
         >>> own = scan(reference_model, clean.images, clean.labels)  # once per reference
         >>> compared = scan(model, clean.images, clean.labels, reference=own)
         >>> compared.rescore("power_auc", reference=False).flagged  # the suspect alone
     """
     started = time.perf_counter()
-    seed = _check_arguments(model, settings, scoring, recovery, seed)
+    seed, config = _check_arguments(model, settings, seed)
+    settings, scoring, recovery = config.search, config.scoring, config.recovery
+    eval_images, eval_labels = held_out_pair(held_out)
+    trigger_mask, trigger_target = (None, None) if known_trigger is None else (known_trigger.mask, known_trigger.target)
     labels, eval_images, eval_labels = _check_data(model, images, labels, eval_images, eval_labels)
     height, width = images.shape[-2:]
     fixed_k = _check_sizes(scoring, trigger_mask, height, width)
@@ -168,20 +177,13 @@ def scan(
     return result
 
 
-def _check_arguments(
-    model: Callable,
-    settings: ScanSettings,
-    scoring: ScoringSettings,
-    recovery: TriggerRecoverySettings,
-    seed: int,
-) -> int:
-    """Refuse a bad seed, a model that cannot be called or settings of the wrong type; returns the seed."""
+def _check_arguments(model: Callable, settings: Union[ScanSettings, ScanConfig], seed: int) -> Tuple[int, ScanConfig]:
+    """Refuse a bad seed, a model that cannot be called or settings of the wrong type; returns the seed and config."""
     seed = check_seed(seed)
     check_model(model)
-    check_settings(settings, ScanSettings, "settings")
-    check_settings(scoring, ScoringSettings, "scoring")
-    check_settings(recovery, TriggerRecoverySettings, "recovery")
-    return seed
+    if not isinstance(settings, ScanConfig):
+        check_settings(settings, ScanSettings, "settings")
+    return seed, as_scan_config(settings)
 
 
 def _check_data(
@@ -241,9 +243,10 @@ def _reference_scan(
     seed: int,
 ) -> Callable:
     """The scan of a reference model: this scan's images, settings, classes and seed, without trigger recovery."""
+    config = ScanConfig(settings, scoring, _NO_RECOVERY)
     return partial(
-        scan, images=images, labels=labels, settings=settings, scoring=scoring, eval_images=eval_images,
-        eval_labels=eval_labels, classes=targets.tolist(), recovery=_NO_RECOVERY, seed=seed,
+        scan, images=images, labels=labels, settings=config, held_out=(eval_images, eval_labels),
+        classes=targets.tolist(), seed=seed,
     )  # fmt: skip
 
 
@@ -317,10 +320,8 @@ def _blend_probe(
     if not settings.blend_steps:
         return None
     blend_patterns = learn_blend_patterns(
-        model, targets, images, labels, strength=settings.blend_strength, steps=settings.blend_steps,
-        batch_size=settings.blend_batch_size, value_step=settings.value_step, seed=seed,
-        show_progress=show_progress,
-    )  # fmt: skip
+        model, targets, images, labels, settings, seed=seed, show_progress=show_progress
+    )
     blend_table = measure_blend_powers(
         model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Type, TypeVar, Union
+from typing import Any, Dict, Type, TypeVar, Union, cast
 
-from .._utils import check_choice, check_positive_float, check_positive_int
-from ._checks import check_budget, check_number
+from .._utils import Replaceable, check_choice, check_positive_float, check_positive_int
+from ..attr import SearchSchedule
+from ._checks import check_budget, check_number, check_settings
 
 VALUE_MODES = ("learned", "canvas")
 INITS = ("image", "grey")
@@ -17,13 +18,15 @@ SCORES = ("power_auc", "min_k", "power_at_k", "mask_l1")
 
 _S = TypeVar("_S", bound="_Settings")
 
+_SCAN_SCHEDULE = SearchSchedule(step_size=0.05, alpha=0.2, batch_size=24, steps=150, final_step_size=None)
+"""The detection search's default schedule: 150 constant signed steps of 0.05 on batches of 24, ``alpha = 0.2``."""
 
-class _Settings:
-    """``replace``, ``to_dict`` and ``from_dict`` for the frozen settings dataclasses below."""
+# The blend probe's step is cosine-annealed from ScanSettings.value_step down to this share of it.
+_BLEND_FINAL_STEP_SHARE = 0.2
 
-    def replace(self: _S, **changes: Any) -> _S:
-        """A copy with some fields changed (and checked again), e.g. ``settings.replace(steps=60)``."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+class _Settings(Replaceable):
+    """``to_dict`` and ``from_dict`` (and the shared ``replace``) for the frozen settings dataclasses below."""
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a plain, JSON-ready dict."""
@@ -64,6 +67,8 @@ class ScanSettings(_Settings):
         step_size: signed step on the map (default 0.05).
         value_step: signed step on the values with ``values="learned"`` (default 0.05).
         alpha: weight of the cross-entropy; ``1 - alpha`` weighs the map's size (default 0.2).
+            These four are the search's :class:`~captum_classpattern.attr.SearchSchedule`
+            (:attr:`schedule`): constant signed steps, no annealing.
         harden: share of the steps, at the end, in which the composite uses the binarised
             map, so that the searched composite is a real top-k stamp (default 0.5; 0 keeps
             the map soft throughout).
@@ -82,11 +87,11 @@ class ScanSettings(_Settings):
 
     values: str = "learned"
     init: str = "grey"
-    steps: int = 150
-    batch_size: int = 24
-    step_size: float = 0.05
+    steps: int = cast(int, _SCAN_SCHEDULE.steps)
+    batch_size: int = _SCAN_SCHEDULE.batch_size
+    step_size: float = _SCAN_SCHEDULE.step_size
     value_step: float = 0.05
-    alpha: float = 0.2
+    alpha: float = _SCAN_SCHEDULE.alpha
     harden: float = 0.5
     blend_steps: int = 60
     blend_strength: float = 0.1
@@ -109,6 +114,29 @@ class ScanSettings(_Settings):
             raise ValueError(f"blend_steps must be 0 (no blend probe) or more, got {self.blend_steps}.")
         check_number(self.blend_strength, "blend_strength", 0.0, 1.0, low_open=True)
         check_positive_int(self.blend_batch_size, "blend_batch_size")
+
+    @property
+    def schedule(self) -> SearchSchedule:
+        """The detection search's schedule: ``steps`` constant signed steps of ``step_size``, ``batch_size`` images."""
+        return _SCAN_SCHEDULE.replace(
+            steps=self.steps, batch_size=self.batch_size, step_size=self.step_size, alpha=self.alpha
+        )
+
+    @property
+    def blend_schedule(self) -> SearchSchedule:
+        """The blend probe's schedule: ``blend_steps`` signed steps on ``blend_batch_size`` images.
+
+        The step is cosine-annealed from ``value_step`` to a fifth of it.
+
+        Raises:
+            ValueError: ``blend_steps`` is 0 (the probe is off).
+        """
+        return SearchSchedule(
+            step_size=self.value_step,
+            final_step_size=self.value_step * _BLEND_FINAL_STEP_SHARE,
+            batch_size=self.blend_batch_size,
+            steps=self.blend_steps,
+        )
 
 
 @dataclass(frozen=True)
@@ -284,3 +312,40 @@ class NeuralCleanseSettings(_Settings):
             check_positive_float(getattr(self, name), name)
         check_number(self.cost_multiplier, "cost_multiplier", 1.0, math.inf, low_open=True)
         check_number(self.success_threshold, "success_threshold", 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class ScanConfig(_Settings):
+    """Everything :func:`~captum_classpattern.backdoor.scan` is set with, in one object.
+
+    Attributes:
+        search: the pattern searches (:class:`ScanSettings`).
+        scoring: how the patterns are measured and scored, and when a class is flagged
+            (:class:`ScoringSettings`).
+        recovery: the trigger-recovery search (:class:`TriggerRecoverySettings`).
+
+    Raises:
+        TypeError: a part of the wrong type.
+
+    Example:
+        >>> config = ScanConfig(ScanSettings(steps=60), ScoringSettings(max_eval=150))
+        >>> result = scan(model, images, labels, config.replace(recovery=TriggerRecoverySettings(smoothness=0.0)))
+    """
+
+    search: ScanSettings = ScanSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    recovery: TriggerRecoverySettings = TriggerRecoverySettings()
+
+    def __post_init__(self) -> None:
+        check_settings(self.search, ScanSettings, "settings")
+        check_settings(self.scoring, ScoringSettings, "scoring")
+        check_settings(self.recovery, TriggerRecoverySettings, "recovery")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ScanConfig:
+        """The config from :meth:`to_dict`'s output (a missing part takes its defaults)."""
+        return cls(
+            ScanSettings.from_dict(data.get("search", {})),
+            ScoringSettings.from_dict(data.get("scoring", {})),
+            TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+        )

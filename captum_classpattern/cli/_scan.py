@@ -20,7 +20,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .._utils import write_atomic, write_json_atomic
-from ..backdoor import SCORES, ScanResult, ScanSettings, ScoringSettings, demo_backdoor_model, scan
+from ..backdoor import (
+    SCORES,
+    KnownTrigger,
+    ScanConfig,
+    ScanResult,
+    ScanSettings,
+    ScoringSettings,
+    demo_backdoor_model,
+    scan,
+)
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
 from ._arguments import (
@@ -272,13 +281,10 @@ def _timed_scan(
         model,
         search.images,
         search.labels,
-        settings,
-        scoring=scoring,
-        eval_images=held_out.images,
-        eval_labels=held_out.labels,
+        ScanConfig(settings, scoring),
+        held_out=(held_out.images, held_out.labels),
         classes=classes,
-        trigger_mask=trigger_mask,
-        trigger_target=info.get("true_target"),
+        known_trigger=KnownTrigger(trigger_mask, info.get("true_target")),
         seed=args.seed,
         show_progress=show_progress(args),
         reference=references or None,

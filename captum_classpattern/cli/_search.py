@@ -22,6 +22,8 @@ from .._utils import phase, predict, thread_report, write_atomic
 from ..attr import NAMED_SCHEDULES, Budget, ImageStream, SearchSchedule, pixel_budget
 from ..data import DIGIT_CLASSES, Split, load_digits
 from ..pipeline import (
+    Chunking,
+    ClassSearchSettings,
     PowerSample,
     SearchOutcome,
     SearchReport,
@@ -92,14 +94,11 @@ def run_search(
             search,
             measured,
             classes,
-            k=args.k,
+            ClassSearchSettings(k=args.k, schedule=schedule),
             class_names=class_names,
-            schedule=schedule,
             seed=args.seed,
             show_progress=show_progress(args),
-            checkpoint_dir=os.path.join(args.out, CHECKPOINTS),
-            chunk_size=args.chunk_size,
-            resume=args.resume,
+            chunks=Chunking(os.path.join(args.out, CHECKPOINTS), args.chunk_size, args.resume),
         )
     seconds = time.perf_counter() - start
     if not main_process:

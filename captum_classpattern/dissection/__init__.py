@@ -15,7 +15,7 @@ from ._generator import dissect_generator
 from ._hooks import LayerSpec
 from ._intervene import Intervention, intervene
 from ._pattern_units import PatternUnits, units_responding_to_pattern
-from ._ranking import AblationCurves, UnitRanking, ablation_curves, rank_units_for_class
+from ._ranking import AblationCurves, AblationSettings, UnitRanking, ablation_curves, rank_units_for_class
 from ._result import DissectionResult
 from ._segment import ConceptSegmenter, segmentation_iou
 from ._settings import ThresholdSettings
@@ -31,6 +31,7 @@ __all__ = [
     "rank_units_for_class",
     "UnitRanking",
     "ablation_curves",
+    "AblationSettings",
     "AblationCurves",
     "units_responding_to_pattern",
     "PatternUnits",

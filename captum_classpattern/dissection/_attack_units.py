@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .._utils import (
     JsonFile,
+    Replaceable,
     check_class_index,
     check_images,
     check_keys,
@@ -34,7 +35,7 @@ _WHO = "attack_unit_shift"
 
 
 @dataclass(frozen=True)
-class AttackSettings:
+class AttackSettings(Replaceable):
     """Settings of the targeted L-inf PGD attack; frozen and validated when built.
 
     Attributes:
@@ -62,10 +63,6 @@ class AttackSettings:
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
         object.__setattr__(self, "seed", check_seed(self.seed, "AttackSettings.seed"))
-
-    def replace(self, **changes: Any) -> AttackSettings:
-        """A copy with some settings changed, e.g. ``AttackSettings().replace(steps=20)``."""
-        return replace(self, **changes)
 
 
 @dataclass

@@ -10,14 +10,22 @@ and after, split by what the region lay on (the object or the ground).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import JsonFile, check_keys, check_positive_float, check_positive_int, check_seed, float_array
+from .._utils import (
+    JsonFile,
+    Replaceable,
+    check_keys,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    float_array,
+)
 from ._generator import check_latents, generate, segment, top_units
 from ._hooks import LayerSpec, resolve_layer
 from ._intervene import intervene
@@ -26,7 +34,7 @@ from ._segment import concept_share
 
 
 @dataclass(frozen=True)
-class CausalSettings:
+class CausalSettings(Replaceable):
     """How :func:`ablation_effect` and :func:`insertion_effect` intervene and measure.
 
     Attributes:
@@ -62,10 +70,6 @@ class CausalSettings:
         check_positive_float(self.boost, "CausalSettings.boost")
         if not 0 < check_positive_float(self.appear_share, "CausalSettings.appear_share") <= 1:
             raise ValueError(f"CausalSettings.appear_share must lie in (0, 1], got {self.appear_share!r}.")
-
-    def replace(self, **changes: Any) -> CausalSettings:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
 
 
 _DEFAULT = CausalSettings()

@@ -9,7 +9,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import JsonFile, check_class_list, check_keys, check_positive_int, check_seed, float_array
+from .._utils import (
+    JsonFile,
+    Replaceable,
+    accepts_older_keywords,
+    check_class_list,
+    check_keys,
+    check_positive_int,
+    check_seed,
+    float_array,
+    refuse_both,
+)
 from ._ablate import ablated_predictions, layer_width, unit_index
 from ._balanced import balanced_from_predictions, check_labelled, check_model_width
 from ._hooks import LayerSpec, resolve_layer, run_device
@@ -228,6 +238,51 @@ class AblationCurves(JsonFile):
         )
 
 
+@dataclass(frozen=True)
+class AblationSettings(Replaceable):
+    """What :func:`ablation_curves` removes and measures.
+
+    Attributes:
+        ks: numbers of units to remove (each at most the number of ranked units; default
+            1, 2, 5, 10, 20).
+        classes: classes to measure (default all).
+        random_trials: random draws of k units, averaged; the draws are shared by all
+            classes (>= 1, default 3).
+        seed: seeds the random draws.
+        batch_size: images per model call (>= 1, default 256).
+
+    Raises:
+        ValueError: a count out of range or a bad seed.
+
+    Example:
+        >>> ablation_curves(model, "features.relu4", images, labels, 5, ranking, AblationSettings(ks=(1, 5)))
+    """
+
+    ks: Sequence[int] = (1, 2, 5, 10, 20)
+    classes: Optional[Sequence[int]] = None
+    random_trials: int = 3
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.random_trials, "random_trials")
+        object.__setattr__(self, "seed", check_seed(self.seed))
+
+
+_DEFAULT_ABLATION = AblationSettings()
+
+
+def _fold_ablation_keywords(older: Dict[str, Any], arguments: Dict[str, Any]) -> None:
+    """Move ``ablation_curves``'s older keywords into its ``settings``."""
+    refuse_both(older, arguments, _OLDER_ABLATION_KEYWORDS, "settings")
+    arguments["settings"] = AblationSettings(**older)
+
+
+_OLDER_ABLATION_KEYWORDS = ("ks", "classes", "random_trials", "seed", "batch_size")
+
+
+@accepts_older_keywords(_OLDER_ABLATION_KEYWORDS, _fold_ablation_keywords)
 def ablation_curves(
     model: nn.Module,
     layer: LayerSpec,
@@ -235,12 +290,8 @@ def ablation_curves(
     labels: Tensor,
     num_classes: int,
     ranking: UnitRanking,
+    settings: AblationSettings = _DEFAULT_ABLATION,
     *,
-    ks: Sequence[int] = (1, 2, 5, 10, 20),
-    classes: Optional[Sequence[int]] = None,
-    random_trials: int = 3,
-    seed: int = 0,
-    batch_size: int = 256,
     head: Optional[Callable[[Tensor], Tensor]] = None,
     device: Optional[Union[str, torch.device]] = None,
     show_progress: bool = False,
@@ -258,12 +309,10 @@ def ablation_curves(
         labels: their labels.
         num_classes: number of classes.
         ranking: from :func:`rank_units_for_class` on the same layer.
-        ks: numbers of units to remove (each at most the layer's width).
-        classes: classes to measure (default all).
-        random_trials: random draws of k units, averaged; the draws are shared by all
-            classes.
-        seed: seeds the random draws.
-        batch_size: images per model call.
+        settings: the numbers of units removed, the classes measured, the random draws,
+            their seed and the batch size (:class:`AblationSettings`); the older keywords
+            ``ks=``, ``classes=``, ``random_trials=``, ``seed=`` and ``batch_size=`` are
+            still accepted.
         head: optional, the rest of the network after ``layer`` (see
             :func:`rank_units_for_class`).
         device: where to run; default the model's device.
@@ -281,18 +330,18 @@ def ablation_curves(
         >>> curves = ablation_curves(model, "features.relu4", images, labels, 5, ranking)
         >>> curves.summary(20)
     """
+    if not isinstance(settings, AblationSettings):
+        raise TypeError(f"settings must be an AblationSettings, got {type(settings).__name__}.")
+    ks, classes, random_trials, batch_size = settings.ks, settings.classes, settings.random_trials, settings.batch_size
     name, module = resolve_layer(model, layer)
     labels = check_labelled(images, labels, num_classes)
-    check_positive_int(batch_size, "batch_size")
     width = ranking.num_units
     ks = [int(k) for k in ks]
     if not ks or any(k < 0 or k > len(ranking.units) for k in ks):
         raise ValueError(f"each k must lie in 0..{len(ranking.units)} (the ranked units), got {ks}.")
     classes = list(range(num_classes)) if classes is None else check_class_list(classes, "classes", num_classes)
-    check_positive_int(random_trials, "random_trials")
-    seed = check_seed(seed)
     check_model_width(model, images, num_classes, run_device(model, device), "ablation_curves")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(settings.seed)
     ablations: List[Tensor] = [torch.empty(0, dtype=torch.long)]
     every = torch.arange(width)
     for c in classes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
+
+from .._utils import Replaceable
 
 
 @dataclass(frozen=True)
-class ThresholdSettings:
+class ThresholdSettings(Replaceable):
     """Memory budget of the per-unit top-quantile thresholds of :func:`dissect`.
 
     Thresholds are exact while the values that decide them fit in ``max_exact_values``;
@@ -43,7 +45,3 @@ class ThresholdSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"ThresholdSettings.{name} must be an int >= {least}, got {value!r}.")
-
-    def replace(self, **changes: Any) -> ThresholdSettings:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import inspect
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence, Tuple, Type, Union
 
 import captum.attr as captum_attr
@@ -22,7 +22,7 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor, nn
 
-from .._utils import evaluation_mode
+from .._utils import Replaceable, evaluation_mode
 from ..attr import pixel_scores
 
 CAPTUM_BASELINES = ("Saliency", "IntegratedGradients", "InputXGradient", "Occlusion", "GuidedBackprop")
@@ -194,7 +194,7 @@ def _check_call(method: Any, kwargs: Mapping[str, Any], name: str) -> None:
 
 
 @dataclass(frozen=True)
-class CaptumBaseline:
+class CaptumBaseline(Replaceable):
     """A Captum baseline: the method, its display name in reports and the keyword arguments of its call.
 
     The method is called once per canvas, on a batch of one canvas (1 x C x H x W), as
@@ -261,10 +261,6 @@ class CaptumBaseline:
             f"CaptumBaseline(attribution={_stable_text(self.attribution)}, name={self.name!r}, "
             f"attribute_kwargs={_stable_text(self.attribute_kwargs)})"
         )
-
-    def replace(self, **changes: Any) -> CaptumBaseline:
-        """A copy with some fields changed, e.g. ``baseline.replace(name="SmoothGrad")``."""
-        return replace(self, **changes)
 
 
 def resolve_baselines(baselines: Baselines) -> List[CaptumBaseline]:

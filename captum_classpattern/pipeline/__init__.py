@@ -16,9 +16,12 @@ from ._distributed import (
 from ._report import ClassReport, SearchReport
 from ._results import SearchOutcome
 from ._search import DEFAULT_CHUNK_SIZE, DEFAULT_FORWARD_BATCH, search_classes
+from ._settings import Chunking, ClassSearchSettings
 
 __all__ = [
     "search_classes",
+    "ClassSearchSettings",
+    "Chunking",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_FORWARD_BATCH",
     "PowerSample",

@@ -11,6 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._utils import (
+    accepts_older_keywords,
     check_class_list,
     check_label_range,
     check_seed,
@@ -23,6 +24,7 @@ from .._utils import (
 from ..attr import (
     Budget,
     ClassPattern,
+    ForwardSettings,
     ImageStream,
     SearchSchedule,
     pixel_budget,
@@ -42,6 +44,7 @@ from ._measure import measure_on_sample, measure_on_split
 from ._report import SearchReport
 from ._results import ClassResults, SearchOutcome
 from ._search_checks import Source, check_chunking, check_sources, refuse_meta
+from ._settings import OLDER_SEARCH_KEYWORDS, Chunking, ClassSearchSettings, fold_search_keywords
 
 DEFAULT_BASELINES = ("Saliency", "IntegratedGradients")
 DEFAULT_CHUNK_SIZE = 8
@@ -54,23 +57,23 @@ An :class:`~captum_classpattern.attr.ImageStream` sets its own (its ``batch_size
 with more composites (chunk size x the schedule's batch size) is split into several model
 calls whose gradients are accumulated; below the cap nothing changes, bit for bit."""
 
+_DEFAULT_SETTINGS = ClassSearchSettings()
+_NO_CHUNKING = Chunking()
 
+
+@accepts_older_keywords(OLDER_SEARCH_KEYWORDS, fold_search_keywords)
 def search_classes(
     model: Callable,
     search: Source,
     held_out: Union[Source, PowerSample],
     classes: Sequence[int],
+    settings: ClassSearchSettings = _DEFAULT_SETTINGS,
     *,
-    k: Budget = 0.05,
     class_names: Optional[Sequence[str]] = None,
     baselines: Baselines = DEFAULT_BASELINES,
-    schedule: Union[str, SearchSchedule, None] = None,
-    canvas_strategy: str = "confident",
     seed: int = 0,
     show_progress: bool = True,
-    checkpoint_dir: Union[str, os.PathLike, None] = None,
-    chunk_size: Optional[int] = None,
-    resume: bool = False,
+    chunks: Chunking = _NO_CHUNKING,
 ) -> SearchOutcome:
     """Search a pattern for every class and measure it on held-out images.
 
@@ -91,11 +94,11 @@ def search_classes(
     confidence interval for every class's power (``ClassReport.power_interval``); a
     held-out stream is measured that way on all its images.
 
-    With ``checkpoint_dir`` the classes are searched in chunks of ``chunk_size`` and each
-    finished chunk is written to the folder at once (a file per chunk, next to a manifest of
-    the run's settings, model and data); ``resume=True`` then loads the finished chunks of
-    an interrupted run instead of searching them again. Without ``resume`` the folder's old
-    checkpoints are deleted and the run starts afresh.
+    With ``chunks.checkpoint_dir`` the classes are searched in chunks of ``chunks.chunk_size``
+    and each finished chunk is written to the folder at once (a file per chunk, next to a
+    manifest of the run's settings, model and data); ``resume=True`` then loads the finished
+    chunks of an interrupted run instead of searching them again. Without ``resume`` the
+    folder's old checkpoints are deleted and the run starts afresh.
 
     Under :mod:`torch.distributed` (launched with ``torchrun``, or a process group you
     initialised) the classes are split between the ranks, each rank searches and
@@ -113,7 +116,8 @@ def search_classes(
         held_out: images the patterns are evaluated on: a Split, an ImageStream, or a
             :class:`~captum_classpattern.pipeline.PowerSample` of either.
         classes: the classes to search.
-        k: pattern size (pixels, or a fraction of the image).
+        settings: the pattern size ``k``, the search schedule and how canvases are chosen
+            (:class:`~captum_classpattern.pipeline.ClassSearchSettings`).
         class_names: names for the report.
         baselines: Captum baselines whose top-k canvas pixels are measured the same way:
             method names (run with settings that suit images), ``captum.attr`` classes,
@@ -122,16 +126,14 @@ def search_classes(
             objects (a name and keyword arguments), or a mapping display name -> any of these
             (see :func:`~captum_classpattern.metrics.resolve_baselines`). Each is a column of
             the report under its display name.
-        schedule: the search schedule (see :class:`~captum_classpattern.SearchSchedule`).
-        canvas_strategy: how canvases are chosen (see :func:`~captum_classpattern.select_canvases`).
         seed: seeds the search and the random-pixel chance level.
         show_progress: progress bars (with several chunks, one bar over the chunks).
-        checkpoint_dir: a folder to checkpoint finished chunks into (default: none).
-        chunk_size: classes searched per call (default: all at once, or
-            :data:`DEFAULT_CHUNK_SIZE` with ``checkpoint_dir``); smaller chunks lose less
-            work when a run is killed and use less memory.
-        resume: load the finished chunks found in ``checkpoint_dir`` instead of searching
-            them again.
+        chunks: the checkpoint folder, the chunk size and whether to resume
+            (:class:`~captum_classpattern.pipeline.Chunking`; default: one chunk, no
+            checkpoints).
+
+    The older keywords ``k=``, ``schedule=``, ``canvas_strategy=`` (now in ``settings``),
+    ``checkpoint_dir=``, ``chunk_size=`` and ``resume=`` (in ``chunks``) are still accepted.
 
     Returns:
         A :class:`SearchOutcome`, on every rank.
@@ -153,17 +155,23 @@ def search_classes(
             ``ValueError``/``TypeError``/``OSError``), so that no rank is left waiting.
 
     Example:
-        >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt")
+        >>> outcome = search_classes(model, data.search, data.eval, range(10), chunks=Chunking("ckpt"))
         >>> # killed half-way? the same call with resume=True searches only what is missing
-        >>> outcome = search_classes(model, data.search, data.eval, range(10), checkpoint_dir="ckpt", resume=True)
+        >>> outcome = search_classes(model, data.search, data.eval, range(10), chunks=Chunking("ckpt", resume=True))
         >>> # compare with your own Captum settings too
         >>> smooth = CaptumBaseline(NoiseTunnel(Saliency(model)), attribute_kwargs=dict(nt_type="smoothgrad"))
         >>> outcome = search_classes(model, data.search, data.eval, range(10), baselines=["Saliency", smooth])
         >>> # ImageNet: streamed folders, power on 10 images per class with its 95% interval
         >>> train = ImageStream(ImageFolder("imagenet/train", tf), num_workers=8, batch_size=256)
         >>> val = PowerSample(ImageStream(ImageFolder("imagenet/val", tf), num_workers=8), per_class=10)
-        >>> outcome = search_classes(model, train, val, range(1000), checkpoint_dir="ckpt", chunk_size=64)
+        >>> outcome = search_classes(model, train, val, range(1000), chunks=Chunking("ckpt", chunk_size=64))
     """
+    if not isinstance(settings, ClassSearchSettings):
+        raise TypeError(f"settings must be a ClassSearchSettings, got {type(settings).__name__}.")
+    if not isinstance(chunks, Chunking):
+        raise TypeError(f"chunks must be a Chunking, got {type(chunks).__name__}.")
+    k, schedule, canvas_strategy = settings.k, settings.schedule, settings.canvas_strategy
+    checkpoint_dir, chunk_size, resume = chunks.checkpoint_dir, chunks.chunk_size, chunks.resume
     search, held_out = check_sources(search, held_out)
     classes = check_class_list(classes, "classes")
     check_sequence_length(class_names, max(classes) + 1, "class_names", f"classes include {max(classes)}")
@@ -173,15 +181,15 @@ def search_classes(
     chunk_size = check_chunking(chunk_size, checkpoint_dir, resume)
     resolved = resolve_baselines(baselines)
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
-    settings: Dict[str, Any] = dict(
+    run: Dict[str, Any] = dict(
         k=k, class_names=class_names, baselines=resolved, schedule=schedule, canvas_strategy=canvas_strategy, seed=seed
     )
     several = init_distributed(device)
     if checkpoint_dir is None and chunk_size is None and not several:
-        return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **settings)
+        return _search_here(model, search, held_out, classes, device, show_progress=show_progress, **run)
     rank, world_size = world() if several else (0, 1)
     message, failure = _search_rank_share(
-        model, search, held_out, classes, device, settings, rank, world_size, chunk_size, checkpoint_dir, resume,
+        model, search, held_out, classes, device, run, rank, world_size, chunk_size, checkpoint_dir, resume,
         show_progress,
     )  # fmt: skip
     return _gathered_outcome(message, failure, device)
@@ -315,7 +323,7 @@ def _search_maps(
             baseline_labels=labels,
             schedule=schedule,
             seed=seed,
-            max_forward_batch=cap,
+            forward_settings=ForwardSettings(max_forward_batch=cap),
             show_progress=show_progress,
         )
     assert explainer.last_tie_break is not None  # set by every search

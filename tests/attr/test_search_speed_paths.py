@@ -1,5 +1,6 @@
 """The fast paths of the search give the same numbers as the general ones, and the new settings."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,8 @@ from captum_classpattern import (
     SearchSchedule,
     select_canvases,
 )
-from captum_classpattern.attr import TensorSearchSet
+from captum_classpattern.attr import ForwardSettings
+from captum_classpattern.attr._search_data import TensorSearchSet
 
 CLASSES = [2, 5, 8]
 
@@ -174,3 +176,25 @@ def test_bad_execution_settings_are_refused(linear_model, toy_split, settings, e
             schedule=SearchSchedule(steps=1),
             **settings,
         )
+
+
+def test_forward_settings_group_the_older_keywords(linear_model, toy_split):
+    kwargs = dict(
+        target=[0, 1],
+        baselines=toy_split.images,
+        baseline_labels=toy_split.labels,
+        seed=2,
+        schedule=SearchSchedule(batch_size=4, steps=6),
+    )
+    older = ClassPattern(linear_model).attribute(toy_split.images[:2], max_forward_batch=3, **kwargs)
+    grouped = ClassPattern(linear_model).attribute(
+        toy_split.images[:2], forward_settings=ForwardSettings(max_forward_batch=3), **kwargs
+    )
+    assert torch.equal(older, grouped)
+    with pytest.raises(TypeError, match="forward_settings= or the older channels_last="):
+        ClassPattern(linear_model).attribute(
+            toy_split.images[:2], forward_settings=ForwardSettings(), channels_last=True, **kwargs
+        )
+    with pytest.raises(TypeError, match="forward_settings must be a ForwardSettings"):
+        ClassPattern(linear_model).attribute(toy_split.images[:2], forward_settings={"channels_last": True}, **kwargs)
+    assert ForwardSettings(max_forward_batch=np.int64(8)).max_forward_batch == 8

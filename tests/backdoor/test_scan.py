@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from captum_classpattern.backdoor import (
+    KnownTrigger,
     NeuralCleanseResult,
     NeuralCleanseSettings,
     PatchTrigger,
     PoisonedDataset,
+    ScanConfig,
     ScanResult,
     ScanSettings,
     ScoringSettings,
@@ -271,6 +273,39 @@ def test_trigger_jaccard():
     assert trigger_jaccard(a, a) == 1.0
     with pytest.raises(ValueError):
         trigger_jaccard(a, b[:3])
+
+
+def test_grouped_arguments_give_the_older_keywords_results(backdoored, digits16):
+    model = backdoored[0]
+    tiny = ScanSettings(steps=5, blend_steps=2, batch_size=8)
+    scoring, recovery = ScoringSettings(max_eval=20, max_fraction=0.1), TriggerRecoverySettings(alpha=0.4)
+    common = dict(classes=[0, 1, 2], seed=1)
+    older = scan(
+        model, digits16.search.images, digits16.search.labels, tiny, scoring=scoring, recovery=recovery,
+        eval_images=digits16.eval.images, eval_labels=digits16.eval.labels, trigger_mask=TRUE_MASK,
+        trigger_target=TARGET, **common,
+    )  # fmt: skip
+    grouped = scan(
+        model, digits16.search.images, digits16.search.labels, ScanConfig(tiny, scoring, recovery),
+        held_out=digits16.eval, known_trigger=KnownTrigger(TRUE_MASK, TARGET), **common,
+    )  # fmt: skip
+    assert torch.equal(older.maps, grouped.maps) and older.scores == grouped.scores
+    assert older.trigger_jaccard == grouped.trigger_jaccard and older.jaccard_class == grouped.jaccard_class == TARGET
+    assert (grouped.settings, grouped.recovery) == (tiny, recovery)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(held_out=(None, None), eval_images=None), "held_out= or the older eval_images="),
+        (dict(known_trigger=KnownTrigger(), trigger_target=0), "known_trigger= or the older trigger_target="),
+        (dict(settings=ScanConfig(), scoring=ScoringSettings()), "put the scoring and recovery in it"),
+        (dict(held_out="images"), "held_out must be a pair"),
+    ],
+)
+def test_scan_refuses_an_argument_given_both_ways(trained_digits_model, digits16, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        scan(trained_digits_model, digits16.search.images, digits16.search.labels, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from captum_classpattern import backdoor
 from captum_classpattern.backdoor import (
     BackdoorMetrics,
     NeuralCleanseSettings,
+    ScanConfig,
     ScanSettings,
     ScoringSettings,
     SuspicionSettings,
@@ -66,13 +67,35 @@ def test_defaults_are_the_keyword_defaults(kind):
 
 
 def test_entry_points_default_to_the_default_settings():
-    assert inspect.signature(scan).parameters["settings"].default == ScanSettings()
-    assert inspect.signature(scan).parameters["scoring"].default == ScoringSettings()
-    assert inspect.signature(scan).parameters["recovery"].default == TriggerRecoverySettings()
+    config = inspect.signature(scan).parameters["settings"].default
+    assert config == ScanConfig()
+    assert (config.search, config.scoring, config.recovery) == (
+        ScanSettings(),
+        ScoringSettings(),
+        TriggerRecoverySettings(),
+    )
     assert inspect.signature(suspicion_scores).parameters["settings"].default == SuspicionSettings()
     assert inspect.signature(neural_cleanse).parameters["settings"].default == NeuralCleanseSettings()
     for function in (scan, suspicion_scores, neural_cleanse):
-        assert len(inspect.signature(function).parameters) <= 14, function.__name__
+        assert len(inspect.signature(function).parameters) <= 10, function.__name__
+
+
+def test_scan_config_round_trips_and_refuses_parts_of_the_wrong_type():
+    config = ScanConfig(ScanSettings(steps=60), ScoringSettings(max_eval=150), TriggerRecoverySettings(alpha=0.4))
+    assert ScanConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.replace(search=ScanSettings()).scoring == ScoringSettings(max_eval=150)
+    with pytest.raises(TypeError, match="scoring must be a ScoringSettings"):
+        ScanConfig(scoring={"max_eval": 10})
+
+
+def test_the_search_fields_are_one_search_schedule():
+    settings = ScanSettings(steps=40, batch_size=5, step_size=0.03, alpha=0.3)
+    schedule = settings.schedule
+    assert (schedule.steps, schedule.batch_size, schedule.step_size, schedule.alpha) == (40, 5, 0.03, 0.3)
+    assert schedule.optimizer == "sign" and not schedule.anneals and schedule.init == 0.5
+    blend = ScanSettings(blend_steps=30, blend_batch_size=4, value_step=0.05).blend_schedule
+    assert (blend.steps, blend.batch_size, blend.step_size) == (30, 4, 0.05)
+    assert blend.final_step_size == pytest.approx(0.01)  # annealed to a fifth
 
 
 @pytest.mark.parametrize(

@@ -179,8 +179,9 @@ def test_classes_take_names_and_the_mapping_is_printed(files, tmp_path, monkeypa
     assert "names class 2 more than once" in line
 
 
-def _collapsed_search(model, search, held_out, classes, *, k, class_names, **kwargs):
+def _collapsed_search(model, search, held_out, classes, settings, *, class_names, **kwargs):
     """What search_classes returns when every map collapsed: all-zero maps, patterns of filler."""
+    k = settings.k
     canvases = search.images[: len(classes)]
     maps = torch.zeros_like(canvases)
     patterns = [top_k_pattern(maps[i], canvases[i], k) for i in range(len(classes))]  # warns, as a real search does
