@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._utils import check_positive_int
+from .._utils import Replaceable, check_positive_int
 from ..training import PoisonedBatch
 from ._checks import check_number
 from ._input_aware_nets import TriggerGenerator, diversity_loss, threshold
@@ -31,7 +31,7 @@ _MASK_MILESTONES = (0.4, 0.8)  # BackdoorBench drops the mask's learning rate te
 
 
 @dataclass(frozen=True)
-class InputAwareSettings:
+class InputAwareSettings(Replaceable):
     """The input-aware attack's settings; the defaults are BackdoorBench's ``inputaware`` for CIFAR-10.
 
     Attributes:

@@ -29,12 +29,12 @@ from scipy import stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import check_positive_float, check_positive_int, check_seed, evaluation_mode
+from .._utils import Replaceable, check_positive_float, check_positive_int, check_seed, evaluation_mode
 from ._checks import check_model, check_number, check_settings
 
 
 @dataclass(frozen=True)
-class MaxMarginSettings:
+class MaxMarginSettings(Replaceable):
     """Settings of :func:`max_margin_detection` (the MM-BD authors' values by default).
 
     Attributes:
@@ -62,10 +62,6 @@ class MaxMarginSettings:
         check_positive_float(self.step_size, "step_size")
         check_number(self.tolerance, "tolerance", 0.0, 1.0)
         check_number(self.alpha, "alpha", 0.0, 1.0, low_open=True, high_open=True)
-
-    def replace(self, **changes: Any) -> MaxMarginSettings:
-        """A checked copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
