@@ -49,6 +49,7 @@ from ._settings import (
 )
 from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
+from ._trigger_check import LocatedTrigger, locate_trigger, trigger_success
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 from ._warp import WarpPoisoning, WarpTrigger
 
@@ -94,6 +95,9 @@ __all__ = [
     "NeuralCleanseSettings",
     "NeuralCleanseResult",
     "demo_backdoor_model",
+    "locate_trigger",
+    "LocatedTrigger",
+    "trigger_success",
     "LabelConsistentTrigger",
     "label_consistent_images",
     "label_consistent_dataset",

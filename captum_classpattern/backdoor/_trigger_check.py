@@ -1,0 +1,159 @@
+"""Placing a recovered trigger where the model answers to it, and measuring whether it works.
+
+The recovery search's size and smoothness penalties pull the recovered region towards
+wherever it is cheapest, and a model that pools its features answers to a trigger a few
+pixels off almost as well as to the trigger itself. :func:`locate_trigger` slides the
+recovered stamp (its selected pixels with their learned values) over small shifts and
+keeps the one that raises the class's margin most on clean images of other classes: the
+place the model answers to most. :func:`trigger_success` measures the share of other-class
+images a stamp sends to the class, so a recovered trigger is reported with how well it
+works, or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._utils import check_class_index, check_images, check_labels, evaluation_mode
+
+
+@dataclass(frozen=True)
+class LocatedTrigger:
+    """A recovered trigger moved to where the model answers to it most.
+
+    Attributes:
+        map: H x W map, shifted (pixels shifted in from outside are 0).
+        values: C x H x W pasted values, shifted the same way.
+        shift: ``(rows, columns)`` it was moved by (positive: down, right).
+        margin: the mean margin of the class over the other classes' best logit, on the
+            other-class images, with the stamp at its new place.
+    """
+
+    map: Tensor
+    values: Tensor
+    shift: Tuple[int, int]
+    margin: float
+
+
+def _shifted(tensor: Tensor, rows: int, cols: int) -> Tensor:
+    """``tensor`` (... x H x W) moved by ``rows`` down and ``cols`` right, zero-filled (no wrap-around)."""
+    height, width = tensor.shape[-2:]
+    padded = F.pad(tensor, (max(cols, 0), max(-cols, 0), max(rows, 0), max(-rows, 0)))
+    top, left = max(-rows, 0), max(-cols, 0)
+    return padded[..., top : top + height, left : left + width]
+
+
+def _stamp_margin(model: Callable, images: Tensor, mask: Tensor, values: Tensor, cls: int) -> float:
+    stamped = torch.where(mask.to(images.device), values.to(images.device, images.dtype), images)
+    logits = model(stamped)
+    own = logits[:, cls]
+    others = logits.clone()
+    others[:, cls] = -torch.inf
+    return float((own - others.max(dim=1).values).mean())
+
+
+def _other_class_images(images: Tensor, labels: Tensor, cls: int, limit: int) -> Tensor:
+    check_images(images, "images")
+    labels = check_labels(images, labels, "images")
+    others = images[(labels != cls).to(images.device)][:limit]
+    if others.shape[0] == 0:
+        raise ValueError(f"no images outside class {cls} to try the trigger on.")
+    return others
+
+
+def locate_trigger(
+    model: Callable,
+    trigger_map: Tensor,
+    values: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    cls: int,
+    max_shift: int = 4,
+    limit: int = 128,
+) -> LocatedTrigger:
+    """Slide a recovered trigger by up to ``max_shift`` pixels to where the model answers to it most.
+
+    The stamp is the map's pixels at or above 0.5 with their values; every shift that
+    keeps them inside the image is tried on up to ``limit`` images of other classes, and
+    the shift with the largest mean margin of ``cls`` wins (the smaller shift on a tie).
+
+    Args:
+        model: the classifier (its mode is left as found).
+        trigger_map: H x W recovered map in [0, 1].
+        values: C x H x W recovered values.
+        images: clean N x C x H x W images in [0, 1].
+        labels: their labels.
+        cls: the class the trigger sends images to.
+        max_shift: the largest shift in rows or columns; 0 returns the trigger as it is.
+        limit: at most this many other-class images are used.
+
+    Returns:
+        A :class:`LocatedTrigger`.
+
+    Raises:
+        ValueError: mismatched shapes, no image outside ``cls``, or a negative shift.
+    """
+    cls = check_class_index(cls, "cls")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}.")
+    if trigger_map.shape != values.shape[-2:] or trigger_map.shape != images.shape[-2:]:
+        raise ValueError(
+            f"the trigger map {tuple(trigger_map.shape)}, values {tuple(values.shape)} and images "
+            f"{tuple(images.shape)} must share height and width."
+        )
+    others = _other_class_images(images, labels, cls, limit)
+    mask = trigger_map >= 0.5
+    rows, cols = mask.nonzero(as_tuple=True)
+    height, width = mask.shape
+    best: Tuple[float, int, int, int] = (-torch.inf, 0, 0, 0)  # margin, -|shift|, rows, columns
+    with evaluation_mode(model, "locate_trigger"), torch.no_grad():
+        for down in range(-max_shift, max_shift + 1):
+            for right in range(-max_shift, max_shift + 1):
+                inside = rows.numel() == 0 or (
+                    int(rows.min()) + down >= 0
+                    and int(rows.max()) + down < height
+                    and int(cols.min()) + right >= 0
+                    and int(cols.max()) + right < width
+                )
+                if not inside or (rows.numel() == 0 and (down or right)):
+                    continue
+                margin = _stamp_margin(model, others, _shifted(mask, down, right), _shifted(values, down, right), cls)
+                candidate = (margin, -(abs(down) + abs(right)), down, right)
+                if candidate[:2] > best[:2]:
+                    best = candidate
+    margin, _, down, right = best
+    return LocatedTrigger(_shifted(trigger_map, down, right), _shifted(values, down, right), (down, right), margin)
+
+
+def trigger_success(
+    model: Callable, mask: Tensor, values: Tensor, images: Tensor, labels: Tensor, cls: int, limit: int = 1000
+) -> float:
+    """The share of other-class images that a stamp (``mask`` pixels set to ``values``) sends to ``cls``.
+
+    Args:
+        model: the classifier (its mode is left as found).
+        mask: H x W boolean mask of the stamped pixels.
+        values: C x H x W values (only the masked pixels are used).
+        images: clean N x C x H x W images in [0, 1] (held-out, for an honest figure).
+        labels: their labels.
+        cls: the class.
+        limit: at most this many other-class images are used.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: mismatched shapes or no image outside ``cls``.
+    """
+    cls = check_class_index(cls, "cls")
+    if mask.shape != images.shape[-2:]:
+        raise ValueError(f"the mask {tuple(mask.shape)} and images {tuple(images.shape)} must share height and width.")
+    others = _other_class_images(images, labels, cls, limit)
+    with evaluation_mode(model, "trigger_success"), torch.no_grad():
+        stamped = torch.where(mask.bool().to(others.device), values.to(others.device, others.dtype), others)
+        return float((model(stamped).argmax(dim=1) == cls).float().mean())

@@ -1,0 +1,56 @@
+"""Placing a recovered trigger where the model answers to it, and measuring its success."""
+
+import pytest
+import torch
+from torch import nn
+
+from captum_classpattern.backdoor import locate_trigger, trigger_success
+
+
+class _BrightPixel(nn.Module):
+    """Class 2 wins by 10 * (pixel (5, 5) - 0.5); classes 0 and 1 hold 0 and -1."""
+
+    def forward(self, x):
+        bright = x[:, 0, 5, 5]
+        return torch.stack([torch.zeros_like(bright), -torch.ones_like(bright), 10 * (bright - 0.5)], dim=1)
+
+
+def _data():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(30, 1, 8, 8, generator=generator) * 0.3
+    return images, torch.arange(30) % 3
+
+
+def test_a_trigger_recovered_off_target_is_moved_onto_the_pixel_the_model_reads():
+    images, labels = _data()
+    trigger_map = torch.zeros(8, 8)
+    trigger_map[3, 3] = 1.0
+    values = torch.ones(1, 8, 8)
+    located = locate_trigger(_BrightPixel(), trigger_map, values, images, labels, cls=2, max_shift=3)
+    assert located.shift == (2, 2)
+    assert located.map[5, 5] == 1.0 and located.map.sum() == 1.0
+    assert located.margin == pytest.approx(5.0)
+    assert trigger_success(_BrightPixel(), located.map >= 0.5, located.values, images, labels, cls=2) == 1.0
+    assert trigger_success(_BrightPixel(), trigger_map >= 0.5, values, images, labels, cls=2) == 0.0
+
+
+def test_a_trigger_already_in_place_stays_and_shifts_never_wrap_around():
+    images, labels = _data()
+    trigger_map = torch.zeros(8, 8)
+    trigger_map[5, 5] = 1.0
+    located = locate_trigger(_BrightPixel(), trigger_map, torch.ones(1, 8, 8), images, labels, cls=2, max_shift=4)
+    assert located.shift == (0, 0)
+    edge = torch.zeros(8, 8)
+    edge[7, 7] = 1.0  # only shifts up and left keep it inside
+    moved = locate_trigger(_BrightPixel(), edge, torch.ones(1, 8, 8), images, labels, cls=2, max_shift=2)
+    assert moved.shift[0] <= 0 and moved.shift[1] <= 0 and moved.map.sum() == 1.0
+
+
+def test_bad_arguments_are_refused():
+    images, labels = _data()
+    with pytest.raises(ValueError, match="height and width"):
+        locate_trigger(_BrightPixel(), torch.zeros(4, 4), torch.ones(1, 4, 4), images, labels, cls=2)
+    with pytest.raises(ValueError, match="max_shift"):
+        locate_trigger(_BrightPixel(), torch.zeros(8, 8), torch.ones(1, 8, 8), images, labels, cls=2, max_shift=-1)
+    with pytest.raises(ValueError, match="outside class"):
+        trigger_success(_BrightPixel(), torch.ones(8, 8), torch.ones(1, 8, 8), images, torch.full((30,), 2), cls=2)
