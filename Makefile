@@ -42,10 +42,10 @@ format: $(STAMP)
 # CPU; scripts unchanged since the last build are not run again (``make clean`` forgets them).
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
-	$(BIN)/python docs/_tools/check_rendered.py docs/_build/html
+	$(BIN)/python -m docs._tools.check_rendered docs/_build/html
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_search.py --quick
+	$(BIN)/python -m benchmarks.bench_search --quick
 
 clean:
 	rm -rf docs/_build docs/examples docs/tutorials classpattern_output examples_output .pytest_cache

@@ -17,14 +17,14 @@ only the ones missing, so an interrupted run resumes. ``--quick`` is a small pla
 
 Usage::
 
-    python benchmarks/backdoor_zoo.py                          # the full zoo, spatial, gap, resnet18
-    python benchmarks/backdoor_zoo.py --archs gap vgg --quick  # a small zoo of two architectures
-    python benchmarks/backdoor_zoo.py --list                   # what is cached, with its numbers
+    python -m benchmarks.backdoor_zoo                          # the full zoo, spatial, gap, resnet18
+    python -m benchmarks.backdoor_zoo --archs gap vgg --quick  # a small zoo of two architectures
+    python -m benchmarks.backdoor_zoo --list                   # what is cached, with its numbers
 
 The root is ``--out``, else ``$CLASSPATTERN_CACHE/backdoor_zoo`` (``~/.cache/captum_classpattern``
 without the variable). In Python::
 
-    from backdoor_zoo import load_zoo, zoo_data
+    from benchmarks.backdoor_zoo import load_zoo, zoo_data
     data = zoo_data()
     for entry in load_zoo("resnet18", kinds=("clean", "patch")):
         entry.model, entry.meta["attack_success_rate"], entry.trigger
@@ -36,14 +36,15 @@ import argparse
 import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from benchmarks._harness import Timer, add_quick_option, emit_json, seeded, set_threads, write_atomic, write_json_atomic
 from captum_classpattern.backdoor import BlendTrigger, PatchTrigger, PoisonedDataset, Trigger, backdoor_metrics
 from captum_classpattern.data import Dataset3, load_photo_digits
 from captum_classpattern.models import make_model
@@ -153,21 +154,7 @@ def _settings(arch: str, quick: bool) -> Dict:
 
 
 def _build(arch: str, seed: int, width: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return make_model(arch, num_classes=10, in_channels=3, image_size=DATA["size"], width=width)
-
-
-def _write_atomic(path: str, payload: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    return seeded(seed, partial(make_model, arch, num_classes=10, in_channels=3, image_size=DATA["size"], width=width))
 
 
 def train_entry(
@@ -179,9 +166,9 @@ def train_entry(
     if kind in ("patch", "blend"):
         images, labels = PoisonedDataset((images, labels), make_trigger(kind), target, POISON_RATE, seed).tensors()
     model = _build(arch, seed, settings["width"])
-    started = time.perf_counter()
-    train_classifier(model, images, labels, epochs=settings["epochs"], lr=settings["lr"], seed=seed)
-    seconds = time.perf_counter() - started
+    with Timer() as clock:
+        train_classifier(model, images, labels, epochs=settings["epochs"], lr=settings["lr"], seed=seed)
+    seconds = clock.seconds
     meta = {"arch": arch, "kind": kind, "target": target, "seed": seed, "settings": settings}
     if kind in ("patch", "blend"):
         meta["trigger"] = repr(make_trigger(kind))
@@ -234,8 +221,8 @@ def load_entry(
     entry = train_entry(arch, kind, target, seed, data if data is not None else zoo_data(), quick)
     buffer = io.BytesIO()
     torch.save(entry.model.state_dict(), buffer)
-    _write_atomic(os.path.join(folder, name + ".pt"), buffer.getvalue())
-    _write_atomic(os.path.join(folder, name + ".json"), json.dumps(entry.meta, indent=1).encode())
+    write_atomic(os.path.join(folder, name + ".pt"), buffer.getvalue())
+    write_json_atomic(os.path.join(folder, name + ".json"), entry.meta)
     if log is not None:
         log(f"{time.strftime('%H:%M:%S')} trained {arch}/{name}: {describe(entry.meta)}")
     return entry
@@ -330,9 +317,10 @@ def summary(entries: Sequence[ZooEntry]) -> Dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train (or list) the zoo's models; print one line per model and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(DEFAULT_ARCHS), help="architectures")
-    parser.add_argument("--quick", action="store_true", help="2 clean, 2 backdoored, 1 reference model, fewer epochs")
+    add_quick_option(parser, "2 clean, 2 backdoored, 1 reference model, fewer epochs")
     parser.add_argument("--out", help="the zoo's folder (default $CLASSPATTERN_CACHE/backdoor_zoo)")
     parser.add_argument("--list", action="store_true", help="only list the cached models; train nothing")
     parser.add_argument(
@@ -342,9 +330,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--replica", type=int, default=0, help="a held-out copy of the plan with new seeds (see plan()); 0: the zoo"
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    set_threads(1)
     root = args.out or default_root()
-    started = time.perf_counter()
+    clock = Timer()
     print(f"zoo at {root}{' (quick)' if args.quick else ''}", flush=True)
     loaded: Optional[Dict[str, Dataset3]] = None if args.list else {}
     results: Dict[str, List[ZooEntry]] = {arch: [] for arch in args.archs}
@@ -360,8 +348,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = {arch: summary(entries) for arch, entries in results.items()}
     report["root"] = root
     report["quick"] = args.quick
-    report["total_seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(report), flush=True)
+    report["total_seconds"] = round(clock.seconds, 1)
+    emit_json(report)
     return 0
 
 

@@ -14,9 +14,9 @@ last, trained by :func:`~captum_classpattern.training.train_classifier`) instead
 
 Usage::
 
-    python benchmarks/bench_attack_units.py --quick        # one seed, about 20 s of CPU
-    python benchmarks/bench_attack_units.py                # 3 seeds, a few minutes per seed
-    python benchmarks/bench_attack_units.py --arch smallcnn --dissect
+    python -m benchmarks.bench_attack_units --quick        # one seed, about 20 s of CPU
+    python -m benchmarks.bench_attack_units                # 3 seeds, a few minutes per seed
+    python -m benchmarks.bench_attack_units --arch smallcnn --dissect
 
 The last line printed is one JSON object.
 """
@@ -24,12 +24,12 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import time
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from benchmarks._harness import Timer, add_quick_option, add_threads_option, emit_json, set_threads
 from captum_classpattern.dissection import (
     AttackSettings,
     ConceptDataset,
@@ -50,7 +50,7 @@ SETTINGS = {
 
 def run_seed(seed: int, settings: dict, attack: AttackSettings, n: int, arch: str, with_dissection: bool) -> dict:
     """Train one model, rank its units, attack toward every class, compare the units."""
-    started = time.perf_counter()
+    clock = Timer()
     train_images, _, _, train_labels = ConceptDataset(settings["train"], seed=0).tensors()
     rank_images, _, _, rank_labels = ConceptDataset(settings["rank"], seed=1).tensors()
     attack_set = ConceptDataset(settings["attack"], seed=2)
@@ -86,22 +86,23 @@ def run_seed(seed: int, settings: dict, attack: AttackSettings, n: int, arch: st
         }
         kept = [s for s in shifts if labelled[s.target]]
         row["dissection_std"] = unit_overlap(kept, labelled, n=n, seed=seed).to_dict() if kept else None
-    row["seconds"] = round(time.perf_counter() - started, 1)
+    row["seconds"] = round(clock.seconds, 1)
     return row
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train, rank and attack per seed; print one line per seed and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, small data (about 20 s of CPU)")
+    add_quick_option(parser, "one seed, small data (about 20 s of CPU)")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; quick: 0)")
     parser.add_argument("--n", type=int, default=10, help="top units compared")
     parser.add_argument("--eps", type=float, default=8 / 255)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dissect", action="store_true", help="also compare with the units dissection labels")
     parser.add_argument("--arch", choices=sorted(LAYERS), default="example", help="the example's CNN or SmallCNN")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    add_threads_option(parser, 1)
+    args = parser.parse_args(argv)
+    set_threads(args)
     settings = dict(SETTINGS["quick" if args.quick else "full"])
     if args.seeds:
         settings["seeds"] = [int(s) for s in args.seeds.split(",")]
@@ -125,24 +126,23 @@ def main() -> None:
         if found:
             means[key] = {m: float(np.mean([f[m] for f in found])) for m in ("overlap", "expected", "random")}
             means[key]["max_p_value"] = float(max(f["p_value"] for f in found))
-    print(
-        json.dumps(
-            {
-                "bench": "attack_units",
-                "quick": args.quick,
-                "arch": args.arch,
-                "layer": LAYERS[args.arch],
-                "n": args.n,
-                "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps},
-                "settings": settings,
-                "mean_over_seeds": means,
-                "success_rate": float(np.mean([r["success_rate"] for r in rows])),
-                "accuracy": float(np.mean([r["accuracy"] for r in rows])),
-                "runs": rows,
-            }
-        )
+    emit_json(
+        {
+            "bench": "attack_units",
+            "quick": args.quick,
+            "arch": args.arch,
+            "layer": LAYERS[args.arch],
+            "n": args.n,
+            "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps},
+            "settings": settings,
+            "mean_over_seeds": means,
+            "success_rate": float(np.mean([r["success_rate"] for r in rows])),
+            "accuracy": float(np.mean([r["accuracy"] for r in rows])),
+            "runs": rows,
+        }
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

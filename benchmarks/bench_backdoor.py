@@ -29,10 +29,10 @@ scan's design choices on digits development models.
 
 Usage::
 
-    python benchmarks/bench_backdoor.py                          # the zoo, three architectures
-    python benchmarks/bench_backdoor.py --archs gap --quick      # the quick zoo: 4 models, short searches
-    python benchmarks/bench_backdoor.py --digits --arch gap      # the earlier digits benchmark
-    python benchmarks/bench_backdoor.py --variants               # design comparison (digits)
+    python -m benchmarks.bench_backdoor                          # the zoo, three architectures
+    python -m benchmarks.bench_backdoor --archs gap --quick      # the quick zoo: 4 models, short searches
+    python -m benchmarks.bench_backdoor --digits --arch gap      # the earlier digits benchmark
+    python -m benchmarks.bench_backdoor --variants               # design comparison (digits)
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ import argparse
 import json
 import os
 import statistics
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from backdoor_zoo import ARCHS as ZOO_ARCHS
-from backdoor_zoo import DEFAULT_ARCHS, entry_name, load_zoo, make_trigger, zoo_data
 
+from benchmarks._harness import Timer, add_quick_option, emit_json, set_threads
+from benchmarks.backdoor_zoo import ARCHS as ZOO_ARCHS
+from benchmarks.backdoor_zoo import DEFAULT_ARCHS, entry_name, load_zoo, make_trigger, zoo_data
 from captum_classpattern import load_digits
 from captum_classpattern.backdoor import (
     BlendTrigger,
@@ -84,15 +84,15 @@ def train_model(data, kind: str, target: int, seed: int, epochs: int, arch: str 
         poisoned = view.poisoned_indices
     torch.manual_seed(seed)
     model = ARCHITECTURES[arch](images.shape[-1])
-    started = time.perf_counter()
-    train_classifier(model, images, labels, epochs=epochs, seed=seed)
+    with Timer() as clock:
+        train_classifier(model, images, labels, epochs=epochs, seed=seed)
     return {
         "model": model,
         "images": images,
         "labels": labels,
         "poisoned": poisoned,
         "trigger": trigger,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": clock.seconds,
     }
 
 
@@ -123,7 +123,7 @@ def run_main(args) -> Dict:
     data = load_digits(size=args.size)
     true_mask = PatchTrigger().mask(args.size, args.size)
     rows = []
-    started = time.perf_counter()
+    clock = Timer()
     header = (
         f"{'model':<16}{'CA':>6}{'ASR':>6}{'RA':>6} | {'scan flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | "
         f"{'NC flags':<12}{'A_t':>7}{'J':>6}{'in3':>5}{'s':>6} | {'prec':>5}{'rec':>6}{'J_tr':>6}{'s':>6}"
@@ -225,7 +225,7 @@ def run_main(args) -> Dict:
                 f"{r['scan']['powers'][c]:.0%} of held-out images of other classes (anomaly index "
                 f"{r['scan']['anomaly_index'][c]:.1f})"
             )
-    return summarise(rows, time.perf_counter() - started, args)
+    return summarise(rows, clock.seconds, args)
 
 
 def _rate(hits: int, total: int) -> Optional[float]:
@@ -318,7 +318,7 @@ def run_variants(args) -> Dict:
     records = {(v, s): [] for v in VARIANTS for s in SCORINGS}
     seconds = {v: [] for v in VARIANTS}
     dump: List[Dict] = []
-    started = time.perf_counter()
+    clock = Timer()
     for kind, target, seed in plan:
         bundle = train_model(data, kind, 0 if target is None else target, seed, args.epochs, args.arch)
         for variant, options in VARIANTS.items():
@@ -398,7 +398,7 @@ def run_variants(args) -> Dict:
         "size": args.size,
         "models": len(plan),
         "rows": table,
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(clock.seconds, 1),
     }
 
 
@@ -490,7 +490,7 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
     entries = load_zoo(arch, quick=args.quick, root=args.zoo, train_missing=args.train, data=data, replica=args.replica)
     references = [e for e in entries if e.kind == "reference"][: args.references]
     suspects = [e for e in entries if e.kind != "reference"]
-    started = time.perf_counter()
+    clock = Timer()
     own, reference_seconds = reference_scans(arch, references, data, args)
     amortised = reference_seconds / max(1, len(suspects))
     print(f"\n{arch}: {len(references)} reference scans in {reference_seconds:.1f} s "
@@ -554,7 +554,7 @@ def run_zoo_arch(arch: str, data, args) -> Dict:
         print_row(row)
     summary = {"arch": arch, "references": len(references), "reference_seconds": round(reference_seconds, 1)}
     summary.update(summarise_methods(rows, [m for m, _ in METHODS]))
-    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["seconds"] = round(clock.seconds, 1)
     for method, label in METHODS:
         s = summary[method]
         print(
@@ -620,7 +620,7 @@ def summarise_methods(rows: List[Dict], methods: Sequence[str]) -> Dict:
 def run_zoo(args) -> Dict:
     """The benchmark over architectures on the photo digits."""
     data = zoo_data()
-    started = time.perf_counter()
+    clock = Timer()
     per_arch = {arch: run_zoo_arch(arch, data, args) for arch in args.archs}
     return {
         "bench": "backdoor_zoo",
@@ -628,7 +628,7 @@ def run_zoo(args) -> Dict:
         "scan_steps": args.scan_steps,
         "nc_steps": args.nc_steps,
         "archs": per_arch,
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(clock.seconds, 1),
     }
 
 
@@ -643,15 +643,16 @@ def _shard(text: str) -> Tuple[int, int]:
     return index, count
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the benchmark asked for; print its table and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the quick zoo (or 3 digits models) and short searches")
+    add_quick_option(parser, "the quick zoo (or 3 digits models) and short searches")
     parser.add_argument("--digits", action="store_true", help="the earlier benchmark on 16 x 16 digits (--arch)")
     parser.add_argument("--variants", action="store_true", help="digits: compare the scan's design choices instead")
     parser.add_argument(
         "--archs", nargs="+", choices=ZOO_ARCHS, default=None, help="zoo architectures (default: spatial gap resnet18)"
     )
-    parser.add_argument("--zoo", help="the zoo's folder (default: backdoor_zoo.py's)")
+    parser.add_argument("--zoo", help="the zoo's folder (default: backdoor_zoo's)")
     parser.add_argument(
         "--train", action=argparse.BooleanOptionalAction, default=True, help="train zoo models that are not cached"
     )
@@ -689,7 +690,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--suspicion-steps", type=int, default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    set_threads(1)
     args.scan_steps = args.scan_steps or (80 if args.quick else 150)
     args.nc_steps = args.nc_steps or (150 if args.quick else 300)
     args.suspicion_steps = args.suspicion_steps or (10 if args.quick else 20)
@@ -697,7 +698,7 @@ def main(argv=None) -> int:
         args.epochs = min(args.epochs, 6)
     if not (args.digits or args.variants):
         args.archs = args.archs or (["gap"] if args.quick else list(DEFAULT_ARCHS))
-        print(json.dumps(run_zoo(args)))
+        emit_json(run_zoo(args))
         return 0
     summary = run_variants(args) if args.variants else run_main(args)
     if not args.variants:
@@ -708,7 +709,7 @@ def main(argv=None) -> int:
                 f"{label:<20} detected {s['detection_rate']}  clean false alarms {s['clean_false_alarm_rate']}  "
                 f"extra flags {s['extra_flags_on_backdoored']}  mean {s['mean_seconds']} s"
             )
-    print(json.dumps(summary))
+    emit_json(summary)
     return 0
 
 

@@ -11,8 +11,8 @@ is higher.
 
 Usage::
 
-    python benchmarks/bench_bf16_power.py                # 18 runs: 3 models x 3 canvases x seeds 0 1
-    python benchmarks/bench_bf16_power.py --quick        # the digits CNN, index canvases, seed 0
+    python -m benchmarks.bench_bf16_power                # 18 runs: 3 models x 3 canvases x seeds 0 1
+    python -m benchmarks.bench_bf16_power --quick        # the digits CNN, index canvases, seed 0
 
 One torch thread. The last line printed is one JSON object.
 """
@@ -20,19 +20,21 @@ One torch thread. The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
+from typing import Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench_search import CANVAS_CHOICES, canvases_for, search_power, testbeds  # noqa: E402
-
-from captum_classpattern.attr import DEFAULT_SCHEDULE  # noqa: E402
+from benchmarks._harness import (
+    CANVAS_CHOICES,
+    add_quick_option,
+    canvases_for,
+    emit_json,
+    search_power,
+    set_threads,
+    testbeds,
+)
+from captum_classpattern.attr import DEFAULT_SCHEDULE
 
 PRECISIONS = (("fp32", None), ("bf16", torch.bfloat16))
 
@@ -67,15 +69,16 @@ def summary(runs: dict) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Search in both precisions; print one line per run and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds (default 0 1)")
-    parser.add_argument("--quick", action="store_true", help="the digits CNN, index canvases, seed 0")
+    add_quick_option(parser, "the digits CNN, index canvases, seed 0")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    set_threads(1)
     seeds = [0] if args.quick else args.seeds
     runs = run(seeds, args.quick)
-    print(json.dumps({"bench": "bf16_power", "seeds": seeds, **summary(runs), "per_run": runs}))
+    emit_json({"bench": "bf16_power", "seeds": seeds, **summary(runs), "per_run": runs})
     return 0
 
 

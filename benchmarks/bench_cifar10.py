@@ -22,9 +22,9 @@ yet are listed as missing.
 
 Usage::
 
-    python benchmarks/bench_cifar10.py --data ~/.cache/cifar10
-    python benchmarks/bench_cifar10.py --models preact18 --settings natural --paper
-    python benchmarks/bench_cifar10.py --quick     # one model, two classes, short schedule
+    python -m benchmarks.bench_cifar10 --data ~/.cache/cifar10
+    python -m benchmarks.bench_cifar10 --models preact18 --settings natural --paper
+    python -m benchmarks.bench_cifar10 --quick     # one model, two classes, short schedule
 
 The last line printed is one JSON object.
 """
@@ -33,23 +33,28 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
-import time
 from statistics import fmean as mean
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from benchmarks import cifar10_models as zoo  # the training script: its names and cache
+from benchmarks._harness import (
+    Timer,
+    add_quick_option,
+    add_threads_option,
+    emit_json,
+    set_threads,
+    write_atomic,
+    write_json_atomic,
+)
 from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern
 from captum_classpattern.data import CIFAR10_CLASSES, Split, load_cifar10
 from captum_classpattern.metrics import predictive_power, summarise_simplicity, trigger_jaccard
 from captum_classpattern.pipeline import search_classes
 from captum_classpattern.training import accuracy
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cifar10_models as zoo  # noqa: E402  (the training script beside this one: its names and cache)
 
 BASELINES = ("Saliency", "IntegratedGradients", "GuidedBackprop")
 K = 0.05
@@ -107,25 +112,25 @@ def _save_patterns(outcome: Any, rows: List[Any], path: str) -> None:
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    zoo.write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def measure(model: torch.nn.Module, search: Split, held_out: Split, schedule: str, classes: Sequence[int]) -> tuple:
     """``(outcome, seconds)`` of one search-and-measure run."""
-    began = time.perf_counter()
-    outcome = search_classes(
-        model,
-        search,
-        held_out,
-        list(classes),
-        k=K,
-        class_names=CIFAR10_CLASSES,
-        baselines=BASELINES,
-        schedule=schedule,
-        seed=0,
-        show_progress=False,
-    )
-    return outcome, time.perf_counter() - began
+    with Timer() as clock:
+        outcome = search_classes(
+            model,
+            search,
+            held_out,
+            list(classes),
+            k=K,
+            class_names=CIFAR10_CLASSES,
+            baselines=BASELINES,
+            schedule=schedule,
+            seed=0,
+            show_progress=False,
+        )
+    return outcome, clock.seconds
 
 
 def _searched_power(model, search: Split, held_out: Split, schedule: str, classes: List[int], per_class: bool):
@@ -136,18 +141,18 @@ def _searched_power(model, search: Split, held_out: Split, schedule: str, classe
     maps, evidence, seconds, images = [], [], 0.0, 0
     for group in groups:
         index = [classes.index(cls) for cls in group]
-        began = time.perf_counter()
-        maps.append(
-            explainer.attribute(
-                canvases[index],
-                target=group,
-                baselines=search.images,
-                baseline_labels=search.labels,
-                schedule=schedule,
-                seed=0,
+        with Timer() as clock:
+            maps.append(
+                explainer.attribute(
+                    canvases[index],
+                    target=group,
+                    baselines=search.images,
+                    baseline_labels=search.labels,
+                    schedule=schedule,
+                    seed=0,
+                )
             )
-        )
-        seconds += time.perf_counter() - began
+        seconds += clock.seconds
         evidence.append(explainer.last_tie_break)
         images += explainer.last_stats.images_forwarded
     maps_all, evidence_all = torch.cat(maps), torch.cat(evidence)
@@ -225,16 +230,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--settings", nargs="+", default=list(zoo.SETTINGS), choices=list(zoo.SETTINGS))
     parser.add_argument("--paper", action="store_true", help="also time the paper schedule on natural models")
     parser.add_argument("--paper-only", action="store_true", help="only the paper-against-default timing")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    add_threads_option(parser)
     parser.add_argument("--out", help="also write the JSON to this file")
-    parser.add_argument("--quick", action="store_true", help="two classes, the fast schedule")
+    add_quick_option(parser, "two classes, the fast schedule")
     args = parser.parse_args(argv)
     root = zoo.cifar10_root(args.data)
     if root is None:
-        print(json.dumps({"skipped": "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"}))
+        emit_json({"skipped": "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"})
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     test = load_cifar10(root, train=False)
     search, held_out = split_test(test)
     records, missing = [], []
@@ -247,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 continue
             records.append(model_record(model, arch, setting, (search, held_out, test), args))
             brief = {k: v for k, v in records[-1].items() if k not in ("per_class", "simplicity")}
-            print(json.dumps(brief), file=sys.stderr, flush=True)
+            emit_json(brief, file=sys.stderr)
     result = {
         "k": K,
         "search_per_class": SEARCH_PER_CLASS,
@@ -258,8 +262,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "missing": missing,
     }
     if args.out:
-        zoo.write_json_atomic(args.out, result)
-    print(json.dumps(result))
+        write_json_atomic(args.out, result)
+    emit_json(result)
     return 0
 
 

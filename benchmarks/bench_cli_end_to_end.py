@@ -31,9 +31,9 @@ not repeated.
 
 Usage::
 
-    python benchmarks/bench_cli_end_to_end.py                              # resnet64, one class, calm and busy
-    python benchmarks/bench_cli_end_to_end.py --cases resnet32 resnet64 digits --ten digits --repeats 2
-    python benchmarks/bench_cli_end_to_end.py --device cuda --cases resnet64 --ten   # on a GPU machine
+    python -m benchmarks.bench_cli_end_to_end                              # resnet64, one class, calm and busy
+    python -m benchmarks.bench_cli_end_to_end --cases resnet32 resnet64 digits --ten digits --repeats 2
+    python -m benchmarks.bench_cli_end_to_end --device cuda --cases resnet64 --ten   # on a GPU machine
 
 The last line printed is the JSON of all numbers.
 """
@@ -51,11 +51,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import _harness
+from benchmarks._harness import Timer, add_device_option, emit_json
+
+ROOT = Path(_harness.ROOT)
 CLASSES = [str(c) for c in range(10)]
 PER_CLASS = 100
 STEPS = 600
@@ -136,7 +139,7 @@ def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float, dev
     """One command, timed; its phases and thread decisions from ``report.json``."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
-        began = time.perf_counter()
+        clock = Timer()
         try:
             done = subprocess.run(
                 command(case, ten, work, out, device) + flags(setting),
@@ -147,7 +150,7 @@ def run_once(case: str, ten: bool, setting: str, work: Path, timeout: float, dev
             )
         except subprocess.TimeoutExpired:
             return {"wall_s": None, "timed_out_after_s": timeout}
-        wall = time.perf_counter() - began
+        wall = clock.seconds
         if done.returncode != 0:
             raise RuntimeError(f"{case} {setting} failed: {done.stderr.strip()[-800:]}")
         settings = json.loads((out / "report.json").read_text())["settings"]
@@ -175,18 +178,19 @@ def bare_seconds(side: int, threads: int, device: str, steps: int) -> float:
         for _ in range(3):
             x.requires_grad_(True)
             model(x)[0, 0].backward()
-        began = time.perf_counter()
+        clock = Timer()
         for _ in range(steps):
             leaf = x.detach().requires_grad_(True)
             torch.autograd.grad(model(leaf)[0, 0], leaf)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        return (time.perf_counter() - began) * STEPS / steps
+        return clock.seconds * STEPS / steps
     finally:
         torch.set_num_threads(before)
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run every case, setting and load; print progress lines and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=["resnet64"], choices=["resnet32", "resnet64", "digits"])
     parser.add_argument("--ten", nargs="*", default=[], help="cases also run with all ten classes")
@@ -196,8 +200,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each combination (the median is kept)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a run is abandoned")
     parser.add_argument("--cifar10", default=os.environ.get("CLASSPATTERN_CIFAR10"))
-    parser.add_argument("--device", default="cpu", help="the commands' --device, e.g. cuda (default cpu)")
-    args = parser.parse_args()
+    add_device_option(parser, "the commands' --device, e.g. cuda (default cpu)")
+    args = parser.parse_args(argv)
     cores = torch.get_num_threads()
     settings = args.settings or (["torch", "one", "auto"] + (["two"] if cores > 2 else []))
     results: dict = {
@@ -225,7 +229,7 @@ def main() -> None:
                             for n in sorted({1, cores})
                         }
                         results.setdefault("bare_s", {})[f"{case} {load_kind}"] = bare
-                        print(json.dumps({"bare": case, "load": load_kind, "seconds": bare}), flush=True)
+                        emit_json({"bare": case, "load": load_kind, "seconds": bare})
                     for ten in [False, True] if case in args.ten else [False]:
                         for setting in settings:
                             runs = [run_once(case, ten, setting, work, args.timeout, args.device)]
@@ -241,10 +245,11 @@ def main() -> None:
                                 "runs": runs,
                             }
                             results["runs"].append(row)
-                            print(json.dumps({k: row[k] for k in ("case", "classes", "load", "setting", "wall_s")}))
-                            print(json.dumps(runs[-1]), flush=True)
+                            emit_json({k: row[k] for k in ("case", "classes", "load", "setting", "wall_s")})
+                            emit_json(runs[-1])
     summarise(results)
-    print(json.dumps(results))
+    emit_json(results)
+    return 0
 
 
 def summarise(results: dict) -> None:
@@ -271,4 +276,4 @@ def summarise(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -22,8 +22,8 @@ by its threshold, MM-BD's ``-log10`` p-value.
 
 Usage::
 
-    python benchmarks/bench_detectors.py --plan dev --archs preact18 --detectors mmbd nc
-    python benchmarks/bench_detectors.py --plan dev --summary-only
+    python -m benchmarks.bench_detectors --plan dev --archs preact18 --detectors mmbd nc
+    python -m benchmarks.bench_detectors --plan dev --summary-only
 """
 
 from __future__ import annotations
@@ -37,17 +37,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_cifar10 as patterns_bench  # noqa: E402  (its clean search / held-out split of the test set)
-import cifar10_models as models  # noqa: E402  (the training script: names, cache, loading)
-import cifar10_zoo as zoo  # noqa: E402  (the plans and their manifests)
-
-from captum_classpattern.backdoor import (  # noqa: E402
+from benchmarks import bench_cifar10 as patterns_bench  # its clean search / held-out split of the test set
+from benchmarks import cifar10_models as models  # the training script: names, cache, loading
+from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
+from captum_classpattern.backdoor import (
     max_margin_detection,
     neural_cleanse,
     scan,
 )
-from captum_classpattern.data import Split, load_cifar10  # noqa: E402
+from captum_classpattern.data import Split, load_cifar10
 
 DETECTORS = ("scan", "scan-ref", "nc", "mmbd")
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -19,7 +19,7 @@ and 3 refinement passes, against the exact thresholds.
 
 Usage::
 
-    python benchmarks/bench_dissection.py [--images 80] [--device cpu] [--threads 1]
+    python -m benchmarks.bench_dissection [--images 80] [--device cpu] [--threads 1]
 
 The last line printed is one JSON object.
 """
@@ -27,12 +27,12 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
+from typing import Optional, Sequence
+
+from benchmarks._harness import Timer, add_device_option, add_threads_option, emit_json, run_json_child, set_threads
 
 UNITS, SIDE, MASK, CONCEPTS, BATCH = 64, 64, 64, 20, 20
 
@@ -80,7 +80,7 @@ def _child(images: int, mode: str, device: str, threads: int) -> dict:
 
     from captum_classpattern.dissection import ThresholdSettings, dissect
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     model = _model(device)
     data = _GeneratedBatches(images)
     exact = {"default": None, "bounded": False, "exact": True}[mode]
@@ -89,9 +89,9 @@ def _child(images: int, mode: str, device: str, threads: int) -> dict:
         torch.cuda.reset_peak_memory_stats()
     before = _rss_bytes()
     sampler.start()
-    started = time.perf_counter()
-    result = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=exact), batch_size=BATCH)
-    seconds = time.perf_counter() - started
+    with Timer() as clock:
+        result = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=exact), batch_size=BATCH)
+    seconds = clock.seconds
     sampler.running = False
     sampler.join()
     values = images * UNITS * MASK * MASK
@@ -113,11 +113,10 @@ def _child(images: int, mode: str, device: str, threads: int) -> dict:
 def _estimate_errors(images: int, device: str, threads: int) -> list:
     """Error of the interpolated thresholds when the exact collect pass is disabled."""
     import numpy as np
-    import torch
 
     from captum_classpattern.dissection import ThresholdSettings, dissect
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     model = _model(device)
     data = _GeneratedBatches(images)
     exact = dissect(model, "4", data, threshold_settings=ThresholdSettings(exact=True), batch_size=BATCH).thresholds
@@ -165,56 +164,35 @@ def _model(device: str):
     )
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Dissect in fresh processes at 1x and 10x; print a line per run, then one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=80, help="images at 1x (10x is ten times as many)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    add_device_option(parser)
+    add_threads_option(parser, 1)
     parser.add_argument("--modes", default="default,bounded,exact", help="comma-separated: default, bounded, exact")
     parser.add_argument("--child", nargs=2, metavar=("IMAGES", "MODE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         if args.child[1] == "estimate":
-            print(json.dumps(_estimate_errors(int(args.child[0]), args.device, args.threads)))
+            emit_json(_estimate_errors(int(args.child[0]), args.device, args.threads))
         else:
-            print(json.dumps(_child(int(args.child[0]), args.child[1], args.device, args.threads)))
-        return
+            emit_json(_child(int(args.child[0]), args.child[1], args.device, args.threads))
+        return 0
+    options = ["--device", args.device, "--threads", str(args.threads)]
     runs = []
     for mode in args.modes.split(","):
         for images in (args.images, 10 * args.images):
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                str(images),
-                mode,
-                "--device",
-                args.device,
-                "--threads",
-                str(args.threads),
-            ]
             # A fixed mmap threshold makes glibc return freed large blocks at once, so the RSS
             # follows live memory instead of the heap glibc keeps for reuse.
-            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-            output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-            runs.append(json.loads(output.strip().splitlines()[-1]))
+            child = ["--child", str(images), mode, *options]
+            runs.append(run_json_child("benchmarks.bench_dissection", child, lean_malloc=True))
             print(
                 f"{mode:>8} {images:>6} images: peak +{runs[-1]['peak_rss_increase_mib']:8.1f} MiB, "
                 f"{runs[-1]['seconds']:6.1f} s, activations {runs[-1]['activation_mib']:8.1f} MiB",
                 flush=True,
             )
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        str(args.images),
-        "estimate",
-        "--device",
-        args.device,
-        "--threads",
-        str(args.threads),
-    ]
-    estimate = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    estimate = run_json_child("benchmarks.bench_dissection", ["--child", str(args.images), "estimate", *options])
     for row in estimate:
         print(
             f"estimate after {row['refine_passes']} refinement pass(es): max error {row['max_abs_error']:.3g} "
@@ -225,23 +203,22 @@ def main() -> None:
     for mode in args.modes.split(","):
         small, large = [r for r in runs if r["mode"] == mode]
         ratios[mode] = round(large["peak_rss_increase_mib"] / max(small["peak_rss_increase_mib"], 1e-9), 2)
-    print(
-        json.dumps(
-            {
-                "benchmark": "dissection_memory",
-                "device": args.device,
-                "threads": args.threads,
-                "units": UNITS,
-                "mask_size": [MASK, MASK],
-                "batch_size": BATCH,
-                "max_exact_values": 2**24,
-                "runs": runs,
-                "peak_ratio_10x_over_1x": ratios,
-                "estimate_error_without_collect_pass": estimate,
-            }
-        )
+    emit_json(
+        {
+            "benchmark": "dissection_memory",
+            "device": args.device,
+            "threads": args.threads,
+            "units": UNITS,
+            "mask_size": [MASK, MASK],
+            "batch_size": BATCH,
+            "max_exact_values": 2**24,
+            "runs": runs,
+            "peak_ratio_10x_over_1x": ratios,
+            "estimate_error_without_collect_pass": estimate,
+        }
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -22,7 +22,7 @@ palette and shapes with a small classifier
 
 Usage::
 
-    python benchmarks/bench_generator.py [--quick] [--seeds 0,1] [--latents 400] [--layer relu1]
+    python -m benchmarks.bench_generator [--quick] [--seeds 0,1] [--latents 400] [--layer relu1]
 
 The last line printed is one JSON object.
 """
@@ -32,10 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from benchmarks._harness import add_quick_option, add_threads_option, emit_json, set_threads
 from captum_classpattern.dissection import (
     CausalSettings,
     ConceptDataset,
@@ -171,9 +173,10 @@ def run_seed(seed: int, args: argparse.Namespace, segmenter) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Measure every generator seed; print one line per seed and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer latents, draws and real images; one seed")
+    add_quick_option(parser, "fewer latents, draws and real images; one seed")
     parser.add_argument("--seeds", default="0,1", help="comma-separated generator seeds")
     parser.add_argument("--latents", type=int, default=300, help="generated images per measurement")
     parser.add_argument("--layer", default="relu1", help="decoder layer to dissect and intervene on")
@@ -183,12 +186,12 @@ def main() -> None:
     parser.add_argument("--quantile", type=float, default=0.01)
     parser.add_argument("--min-area", type=float, default=0.01, help="concepts in the ablation mean: area >= this")
     parser.add_argument("--real", type=int, default=100, help="real images for the segmenter and editing")
-    parser.add_argument("--threads", type=int, default=1)
+    add_threads_option(parser, 1)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.latents, args.draws, args.real = "0", min(args.latents, 120), min(args.draws, 3), 40
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     started = time.time()
     segmenter = concept_segmenter(show_progress=args.progress)
     real = ConceptDataset(args.real, 32, seed=7)
@@ -204,18 +207,17 @@ def main() -> None:
         for key, suffix in (("removed", ""), ("colours_removed", "_colours"))
         for part in ("top", "random")
     }
-    print(
-        json.dumps(
-            {
-                "settings": {k: v for k, v in vars(args).items() if k != "progress"},
-                "segmenter_iou_real": _rounded(segmentation_iou(segmenter, real)),
-                "summary": summary,
-                "runs": runs,
-                "seconds": round(time.time() - started, 1),
-            }
-        )
+    emit_json(
+        {
+            "settings": {k: v for k, v in vars(args).items() if k != "progress"},
+            "segmenter_iou_real": _rounded(segmentation_iou(segmenter, real)),
+            "summary": summary,
+            "runs": runs,
+            "seconds": round(time.time() - started, 1),
+        }
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,10 +26,10 @@ the weights) on synthetic 224 x 224 images. Measured:
 
 Usage::
 
-    python benchmarks/bench_imagenet.py                       # CPU, 1 thread, about a minute
-    python benchmarks/bench_imagenet.py --memory-only --classes 8 --steps 1 --rounds 1 --max-forward-batch 4
-    python benchmarks/bench_imagenet.py --device cuda --classes 64 --steps 20 [--compile]
-    python benchmarks/bench_imagenet.py --device cuda --classes 64 --steps 20 --sweep
+    python -m benchmarks.bench_imagenet                       # CPU, 1 thread, about a minute
+    python -m benchmarks.bench_imagenet --memory-only --classes 8 --steps 1 --rounds 1 --max-forward-batch 4
+    python -m benchmarks.bench_imagenet --device cuda --classes 64 --steps 20 [--compile]
+    python -m benchmarks.bench_imagenet --device cuda --classes 64 --steps 20 --sweep
 
 On CUDA the model runs under bf16 autocast and in channels_last (``--no-bf16`` and
 ``--no-channels-last`` turn them off). ``--sweep`` adds, in the same process and at the same
@@ -43,44 +43,31 @@ CPU too (bf16 autocast exists there), slowly. The last line printed is the JSON 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from captum_classpattern import ClassPattern  # noqa: E402
-from captum_classpattern.attr import DEFAULT_SCHEDULE  # noqa: E402
+from benchmarks._harness import (
+    LEAN_MALLOC,
+    Timer,
+    add_device_option,
+    add_threads_option,
+    child_env,
+    emit_json,
+    module_command,
+    reset_peak_rss,
+    set_threads,
+    status_kb,
+)
+from captum_classpattern import ClassPattern
+from captum_classpattern.attr import DEFAULT_SCHEDULE
 
 CLASSES = 1000
 SIDE = 224
 SEARCH_IMAGES_PER_CLASS = DEFAULT_SCHEDULE.steps * DEFAULT_SCHEDULE.batch_size  # 600 steps x 1 image
-MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
-
-
-def _status_kb(key: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as stream:
-            for line in stream:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as stream:
-            stream.write("5")  # resets VmHWM to the current resident set
-        return True
-    except OSError:
-        return False
 
 
 def _sync(device: torch.device) -> None:
@@ -94,11 +81,11 @@ def best_rate(step, device, rounds: int, steps: int, batch: int) -> float:
     best = 0.0
     for _ in range(rounds):
         _sync(device)
-        start = time.perf_counter()
+        clock = Timer()
         for _ in range(steps):
             step()
         _sync(device)
-        best = max(best, steps * batch / (time.perf_counter() - start))
+        best = max(best, steps * batch / clock.seconds)
     return best
 
 
@@ -138,8 +125,8 @@ def search_speed(model, canvases, targets, images, labels, args, device) -> dict
             max_forward_batch=args.max_forward_batch,
         )
 
-    before = _status_kb("VmRSS")
-    cpu_peak = _reset_peak() and before is not None
+    before = status_kb("VmRSS")
+    cpu_peak = reset_peak_rss() and before is not None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run(1)  # warm-up: kernels chosen, compiled graphs built
@@ -151,7 +138,7 @@ def search_speed(model, canvases, targets, images, labels, args, device) -> dict
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     elif cpu_peak:
-        peak_mb = ((_status_kb("VmHWM") or 0) - (before or 0)) / 1024
+        peak_mb = ((status_kb("VmHWM") or 0) - (before or 0)) / 1024
     else:
         peak_mb = float("nan")
     return {"search_images_per_s": best, "peak_mb": peak_mb, "batch": len(targets) * DEFAULT_SCHEDULE.batch_size}
@@ -245,11 +232,11 @@ def project(search_ips: float, inference_ips: float, args: argparse.Namespace) -
     }
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the benchmark and print a table and, last, one line of JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    add_device_option(parser)
+    add_threads_option(parser, 1, "CPU threads (default 1)")
     parser.add_argument("--classes", type=int, default=2, help="canvases searched together (default 2)")
     parser.add_argument("--steps", type=int, default=3, help="timed search steps per round (default 3)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the best is kept (default 2)")
@@ -276,18 +263,19 @@ def main(argv=None) -> int:
         "--sweep", action="store_true", help="also compare fp32, bf16, channels_last and torch.compile side by side"
     )
     args = parser.parse_args(argv)
-    if argv is None and sys.platform.startswith("linux") and MALLOC_ENV not in os.environ:
-        # Freed tensors leave the resident set at once, so that its peak is the search's (as bench_search.py).
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV: "131072"})
+    if argv is None and sys.platform.startswith("linux") and any(key not in os.environ for key in LEAN_MALLOC):
+        # Freed tensors leave the resident set at once, so that its peak is the search's (as bench_search).
+        command = module_command("benchmarks.bench_imagenet", *sys.argv[1:])
+        os.execve(sys.executable, command, child_env(lean_malloc=True))
     device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     args.bf16 = device.type == "cuda" and not args.no_bf16
     args.channels_last = device.type == "cuda" and not args.no_channels_last
 
     model, canvases, targets, images, labels = build(args, device)
     search = search_speed(model, canvases, targets, images, labels, args, device)
     if args.memory_only:
-        print(json.dumps({"classes": args.classes, "max_forward_batch": args.max_forward_batch, **search}))
+        emit_json({"classes": args.classes, "max_forward_batch": args.max_forward_batch, **search})
         return 0
     bare = bare_speed(model, images, search["batch"], args, device)
     inference = inference_speed(model, args, device)
@@ -322,7 +310,7 @@ def main(argv=None) -> int:
         f"{result['bare_images_per_s']:.2f} (ratio {ratio:.2f}), inference {inference:.2f} images/s, "
         f"peak {result['peak_mb']:.0f} MB"
     )
-    print(json.dumps(result))
+    emit_json(result)
     return 0
 
 

@@ -14,10 +14,10 @@ run resumes and a new candidate costs only its own searches.
 
 Usage::
 
-    python benchmarks/bench_schedule_rounds.py --cache /tmp/rounds.json            # C0-C8, seeds 10 11
-    python benchmarks/bench_schedule_rounds.py --sizes small --candidates C0 C6 --cache /tmp/rounds.json
-    python benchmarks/bench_schedule_rounds.py --quick                             # one model, one seed
-    python benchmarks/bench_schedule_rounds.py --sizes small --candidates C6 B2 F  # round six's lengths
+    python -m benchmarks.bench_schedule_rounds --cache /tmp/rounds.json            # C0-C8, seeds 10 11
+    python -m benchmarks.bench_schedule_rounds --sizes small --candidates C0 C6 --cache /tmp/rounds.json
+    python -m benchmarks.bench_schedule_rounds --quick                             # one model, one seed
+    python -m benchmarks.bench_schedule_rounds --sizes small --candidates C6 B2 F  # round six's lengths
 
 One torch thread. The last line printed is one JSON object.
 """
@@ -25,22 +25,26 @@ One torch thread. The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
 from functools import partial
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import bench_search_size  # noqa: E402
-from bench_search import CANVAS_CHOICES, PowerCache, canvases_for, search_power, testbeds  # noqa: E402
-
-from captum_classpattern.attr import FAST_SCHEDULE, SearchSchedule  # noqa: E402
+from benchmarks._harness import (
+    CANVAS_CHOICES,
+    SIZE_MODELS,
+    PowerCache,
+    add_quick_option,
+    canvases_for,
+    emit_json,
+    paper_by_class,
+    photo_digit_beds,
+    search_power,
+    set_threads,
+    testbeds,
+)
+from captum_classpattern.attr import FAST_SCHEDULE, SearchSchedule
 
 CANDIDATES: Dict[str, SearchSchedule] = {
     "C0": SearchSchedule(steps=300, batch_size=2, final_step_size=0.01),  # the 0.4 / 0.5 default
@@ -68,14 +72,14 @@ def _beds(size: str, quick: bool):
     if size == "small":
         beds = testbeds()
         return beds[:1] if quick else beds
-    names = ["gap_cnn"] if quick else [m[0] for m in bench_search_size.MODELS]
-    return bench_search_size.beds(6, names)
+    names = ["gap_cnn"] if quick else [m[0] for m in SIZE_MODELS]
+    return photo_digit_beds(6, names)
 
 
 def _run(bed, canvases: torch.Tensor, name: str, seed: int) -> dict:
     """The paper schedule class by class, or candidate ``name`` batched: power, seconds, images."""
     if name == "paper":
-        result = bench_search_size.paper_by_class(bed, canvases, seed)
+        result = paper_by_class(bed, canvases, seed)
     else:
         result = search_power(bed, canvases, SCHEDULES[name], seed)
     print(f"{bed.name} {name} seed {seed}: {result['power']:.4f} in {result['seconds']:.1f} s", flush=True)
@@ -116,21 +120,22 @@ def rule(pairs: dict, names: List[str]) -> dict:
     return {"candidates": summary, "chosen": chosen}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the rounds and apply the rule; print one line per run and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=("small", "large"), default=["small", "large"])
     parser.add_argument("--candidates", nargs="+", choices=sorted(SCHEDULES), default=sorted(CANDIDATES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11], help="search seeds (development: 10 11)")
     parser.add_argument("--cache", help="JSON file of every run, reused across runs")
-    parser.add_argument("--quick", action="store_true", help="the first model, index canvases, seed 10, C0 and C6")
+    add_quick_option(parser, "the first model, index canvases, seed 10, C0 and C6")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.seeds, args.candidates = args.sizes[:1], [10], ["C0", "C6"]
-    torch.set_num_threads(1)
+    set_threads(1)
     pairs = run(args.sizes, args.candidates, args.seeds, PowerCache(args.cache), args.quick)
     result = {"bench": "schedule_rounds", "seeds": args.seeds, "pairs": pairs}
     result.update(rule(pairs, args.candidates))
-    print(json.dumps(result))
+    emit_json(result)
     return 0
 
 

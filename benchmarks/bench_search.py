@@ -41,11 +41,11 @@ search's gradient evidence (``ClassPattern.last_tie_break``). ``--cache FILE`` k
 
 Usage::
 
-    python benchmarks/bench_search.py            # 3 rounds; also the paper schedule's memory (one
+    python -m benchmarks.bench_search            # 3 rounds; also the paper schedule's memory (one
                                                  # epoch), the bf16 / channels_last settings on the
                                                  # CPU and the per_model block (tens of minutes)
-    python benchmarks/bench_search.py --quick    # 2 rounds, well under a minute
-    python benchmarks/bench_search.py --per-model-only --cache /tmp/powers.json
+    python -m benchmarks.bench_search --quick    # 2 rounds, well under a minute
+    python -m benchmarks.bench_search --per-model-only --cache /tmp/powers.json
 
 Threads: one by default. With two OpenMP threads on a machine whose other core is busy
 with someone else's work, every parallel region waits for a descheduled thread, and the
@@ -59,38 +59,42 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import time
-from dataclasses import asdict, dataclass
-from functools import partial
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from benchmarks._harness import (
+    CANVAS_CHOICES,
+    CLASSES,
+    PowerCache,
+    Testbed,
+    Timer,
+    add_quick_option,
+    add_threads_option,
+    canvases_for,
+    emit_json,
+    mean_power,
+    reset_peak_rss,
+    run_json_child,
+    set_threads,
+    status_kb,
+    testbeds,
+)
 from captum_classpattern import (
     DEFAULT_SCHEDULE,
     PAPER_SCHEDULE,
     ClassPattern,
     SearchSchedule,
     load_digits,
-    predictive_power,
     select_canvases,
-    top_k_pattern,
 )
 from captum_classpattern.attr import FAST_SCHEDULE
-from captum_classpattern.data import Dataset3, load_photo_digits
-from captum_classpattern.models import make_model
-from captum_classpattern.training import cached_model, digits_model, train_classifier
+from captum_classpattern.training import digits_model
 
-CLASSES = list(range(10))
-K = 0.05
 SEED = 0
 
 
@@ -102,40 +106,25 @@ def _setup():
     return model, data, canvases
 
 
-def _mean_power(model, data, canvases, maps, tie_break=None, classes=CLASSES) -> float:
-    """Mean predictive power over ``classes`` of the 5% patterns (ties broken by ``tie_break`` when given)."""
-    powers = [
-        predictive_power(
-            model,
-            top_k_pattern(maps[i], canvases[i], K, tie_break=None if tie_break is None else tie_break[i]),
-            data.eval.images,
-            data.eval.labels,
-            c,
-        )
-        for i, c in enumerate(classes)
-    ]
-    return sum(powers) / len(powers)
-
-
 def run_paper(model, data, canvases):
     """The paper's schedule, one class per call: ``(seconds, images, maps, tie-break scores)``."""
     explainer = ClassPattern(model)
     maps, tie_breaks, images = [], [], 0
-    start = time.perf_counter()
-    for i, c in enumerate(CLASSES):
-        maps.append(
-            explainer.attribute(
-                canvases[i : i + 1],
-                target=c,
-                baselines=data.search.images,
-                baseline_labels=data.search.labels,
-                schedule=PAPER_SCHEDULE,
-                seed=SEED,
+    with Timer() as clock:
+        for i, c in enumerate(CLASSES):
+            maps.append(
+                explainer.attribute(
+                    canvases[i : i + 1],
+                    target=c,
+                    baselines=data.search.images,
+                    baseline_labels=data.search.labels,
+                    schedule=PAPER_SCHEDULE,
+                    seed=SEED,
+                )
             )
-        )
-        images += explainer.last_stats.images_forwarded
-        tie_breaks.append(explainer.last_tie_break)
-    return time.perf_counter() - start, images, torch.cat(maps), torch.cat(tie_breaks)
+            images += explainer.last_stats.images_forwarded
+            tie_breaks.append(explainer.last_tie_break)
+    return clock.seconds, images, torch.cat(maps), torch.cat(tie_breaks)
 
 
 def run_default(model, data, canvases, schedule: SearchSchedule = DEFAULT_SCHEDULE):
@@ -145,29 +134,26 @@ def run_default(model, data, canvases, schedule: SearchSchedule = DEFAULT_SCHEDU
         ``(seconds, images, maps, loop images/s, tie-break scores)``.
     """
     explainer = ClassPattern(model)
-    start = time.perf_counter()
-    maps = explainer.attribute(
-        canvases,
-        target=CLASSES,
-        baselines=data.search.images,
-        baseline_labels=data.search.labels,
-        schedule=schedule,
-        seed=SEED,
-    )
-    seconds = time.perf_counter() - start
+    with Timer() as clock:
+        maps = explainer.attribute(
+            canvases,
+            target=CLASSES,
+            baselines=data.search.images,
+            baseline_labels=data.search.labels,
+            schedule=schedule,
+            seed=SEED,
+        )
     stats = explainer.last_stats
-    return seconds, stats.images_forwarded, maps, stats.images_per_second, explainer.last_tie_break
+    return clock.seconds, stats.images_forwarded, maps, stats.images_per_second, explainer.last_tie_break
 
 
 def bare_throughput(model, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
     """Images per second of the model's forward and backward with input gradients, nothing else."""
     batch = images.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        start = time.perf_counter()
+    with torch.enable_grad(), Timer() as clock:
         for _ in range(steps):
             torch.autograd.grad(F.cross_entropy(model(batch), labels), batch)
-        seconds = time.perf_counter() - start
-    return steps * images.shape[0] / seconds
+    return steps * images.shape[0] / clock.seconds
 
 
 def _memory_child(scale: int, schedule_name: str) -> None:
@@ -176,47 +162,27 @@ def _memory_child(scale: int, schedule_name: str) -> None:
     images = torch.cat([data.search.images] * scale)
     labels = torch.cat([data.search.labels] * scale)
     schedule = DEFAULT_SCHEDULE if schedule_name == "default" else PAPER_SCHEDULE.replace(epochs=1)
-    before = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as stream:
-        stream.write("5")  # resets VmHWM, the peak resident set, to the current resident set
+    before = status_kb("VmRSS")
+    # Resets VmHWM, the peak resident set, to the current resident set.
+    if before is None or not reset_peak_rss():
+        raise RuntimeError("the memory measurement needs Linux's /proc/self/status and clear_refs")
     ClassPattern(model).attribute(
         canvases, target=CLASSES, baselines=images, baseline_labels=labels, schedule=schedule, seed=SEED
     )
-    peak = _status_kb("VmHWM")
-    print(
-        json.dumps(
-            {
-                "search_peak_mb": (peak - before) / 1024,
-                "process_peak_mb": peak / 1024,
-                "search_set_mb": images.numel() * images.element_size() / 2**20,
-            }
-        )
+    peak = status_kb("VmHWM") or 0
+    emit_json(
+        {
+            "search_peak_mb": (peak - before) / 1024,
+            "process_peak_mb": peak / 1024,
+            "search_set_mb": images.numel() * images.element_size() / 2**20,
+        }
     )
-
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as stream:
-        for line in stream:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not found in /proc/self/status")
 
 
 def measure_memory(scale: int, schedule_name: str, threads: int) -> dict:
     """Run :func:`_memory_child` in a fresh interpreter and return its numbers."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--memory-child",
-        str(scale),
-        "--memory-schedule",
-        schedule_name,
-        "--threads",
-        str(threads),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = ["--memory-child", str(scale), "--memory-schedule", schedule_name, "--threads", str(threads)]
+    return run_json_child("benchmarks.bench_search", args, lean_malloc=True)
 
 
 def _settings_speed(model, data, canvases, rounds: int) -> dict:
@@ -246,116 +212,6 @@ def _settings_speed(model, data, canvases, rounds: int) -> dict:
 
 PER_MODEL_SEEDS = tuple(range(6))
 """The seeds the ``per_model`` block reports (held out: the default was chosen on others)."""
-
-CANVAS_CHOICES = ("index", "first_correct", "confident")
-"""The first image of the class, the first one the model classifies correctly, the most confident."""
-
-
-@dataclass
-class Testbed:
-    """A trained model with its search and held-out splits."""
-
-    name: str
-    model: nn.Module
-    data: Dataset3
-    classes: List[int]
-    key: str  # names the model, its training and its data in the cache of powers
-
-
-def _trained(name: str, build: Callable[[], nn.Module], data: Dataset3, epochs: int) -> nn.Module:
-    """``build()`` trained on ``data``'s train split with seed 0, cached by its settings."""
-    settings = {"model": name, "data": "photo_digits", "epochs": epochs, "seed": 0, "v": 1}
-
-    def seeded_build() -> nn.Module:
-        torch.manual_seed(0)
-        return build()
-
-    def train(model: nn.Module) -> nn.Module:
-        return train_classifier(model, data.train.images, data.train.labels, epochs=epochs, seed=0)
-
-    return cached_model(f"bench_{name}", settings, seeded_build, train)
-
-
-RGB_MODELS = (("gap_cnn", "gap", 16, 12), ("resnet18_w8", "resnet18", 8, 8))
-"""The 3-channel test beds: name, :func:`make_model` architecture, width, training epochs."""
-
-
-def testbeds() -> List[Testbed]:
-    """The digits CNN, and a BatchNorm / global-pooling CNN and a narrow ResNet-18 on photo digits."""
-    beds = [Testbed("digits_cnn", digits_model(), load_digits(), CLASSES, "digits_cnn-e12-s0")]
-    photo = load_photo_digits()
-    for name, arch, width, epochs in RGB_MODELS:
-        model = _trained(name, partial(make_model, arch, width=width), photo, epochs)
-        beds.append(Testbed(name, model, photo, CLASSES, f"{name}-photo_digits-e{epochs}-s0"))
-    return beds
-
-
-def canvases_for(bed: Testbed, strategy: str) -> torch.Tensor:
-    """One canvas per class of ``bed`` by ``strategy`` (one of :data:`CANVAS_CHOICES`)."""
-    images, labels = bed.data.search.images, bed.data.search.labels
-    if strategy != "first_correct":
-        return select_canvases(bed.model, images, labels, bed.classes, strategy)
-    with torch.no_grad():
-        predicted = torch.cat([bed.model(images[i : i + 256]).argmax(1) for i in range(0, len(images), 256)])
-    picked = []
-    for c in bed.classes:
-        rows = torch.nonzero((labels == c) & (predicted == c)).flatten()
-        if rows.numel() == 0:
-            raise ValueError(f"{bed.name}: no search image of class {c} is classified correctly.")
-        picked.append(images[int(rows[0])])
-    return torch.stack(picked)
-
-
-def search_power(
-    bed: Testbed, canvases: torch.Tensor, schedule: SearchSchedule, seed: int, autocast_dtype=None
-) -> dict:
-    """All classes of ``bed`` in one call: mean power of the 5% patterns and wall time of the call.
-
-    ``autocast_dtype`` runs the search (not the power measurement) under autocast.
-    """
-    explainer = ClassPattern(bed.model)
-    start = time.perf_counter()
-    maps = explainer.attribute(
-        canvases,
-        target=bed.classes,
-        baselines=bed.data.search.images,
-        baseline_labels=bed.data.search.labels,
-        schedule=schedule,
-        seed=seed,
-        autocast_dtype=autocast_dtype,
-    )
-    seconds = time.perf_counter() - start
-    power = _mean_power(bed.model, bed.data, canvases, maps, explainer.last_tie_break, bed.classes)
-    return {"power": power, "seconds": seconds, "images": explainer.last_stats.images_forwarded}
-
-
-class PowerCache:
-    """Powers per (model, canvas strategy, seed, schedule) in a JSON file, so reruns skip them."""
-
-    def __init__(self, path: Optional[str]) -> None:
-        self.path = path
-        self.entries: Dict[str, dict] = {}
-        if path and os.path.exists(path):
-            with open(path) as stream:
-                self.entries = json.load(stream)
-
-    @staticmethod
-    def key(bed: Testbed, strategy: str, seed: int, schedule: SearchSchedule) -> str:
-        return json.dumps([bed.key, strategy, seed, K, asdict(schedule)], sort_keys=True)
-
-    def entry(self, key: str, compute: Callable[[], dict]) -> dict:
-        """The entry under ``key``; ``compute()`` it and write the file when there is none."""
-        if key not in self.entries:
-            self.entries[key] = compute()
-            if self.path:
-                with open(self.path + ".tmp", "w") as stream:
-                    json.dump(self.entries, stream)
-                os.replace(self.path + ".tmp", self.path)
-        return self.entries[key]
-
-    def power(self, bed: Testbed, strategy: str, canvases: torch.Tensor, schedule: SearchSchedule, seed: int) -> dict:
-        """:func:`search_power`, read from the cache when it has the entry."""
-        return self.entry(self.key(bed, strategy, seed, schedule), lambda: search_power(bed, canvases, schedule, seed))
 
 
 def _spread(values: List[float]) -> dict:
@@ -403,18 +259,13 @@ def _per_model_summary(block: dict) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the comparison (or one memory child); print a table and, last, one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer repeats, the default schedule's memory only (well under a minute)"
-    )
+    add_quick_option(parser, "fewer repeats, the default schedule's memory only (well under a minute)")
     parser.add_argument("--repeats", type=int, help="paper/default timing rounds (default 3, or 2 with --quick)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help=f"torch threads (default 1, robust on a shared machine; this one has {os.cpu_count()})",
-    )
+    cores = os.cpu_count()
+    add_threads_option(parser, 1, f"torch threads (default 1, robust on a shared machine; this one has {cores})")
     parser.add_argument(
         "--per-model",
         action="store_true",
@@ -429,7 +280,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     if args.memory_child:
         _memory_child(args.memory_child, args.memory_schedule)
         return 0
@@ -437,7 +288,7 @@ def main(argv=None) -> int:
     schedules = {"paper": PAPER_SCHEDULE, "default": DEFAULT_SCHEDULE, "fast": FAST_SCHEDULE}
     if args.per_model_only:
         block = per_model(schedules, cache=cache)
-        print(json.dumps({"per_model": block, "per_model_summary": _per_model_summary(block)}))
+        emit_json({"per_model": block, "per_model_summary": _per_model_summary(block)})
         return 0
     repeats = args.repeats or (2 if args.quick else 3)
     if repeats < 1:
@@ -462,9 +313,9 @@ def main(argv=None) -> int:
         default_times.append(seconds)
         loop_rates.append(rate)
         bare_rates.append(bare_throughput(model, bare_images, bare_labels, DEFAULT_SCHEDULE.steps))
-    paper_power = _mean_power(model, data, canvases, paper_maps, paper_ties)
-    default_power = _mean_power(model, data, canvases, default_maps, default_ties)
-    fast_power = _mean_power(model, data, canvases, fast_maps, fast_ties)
+    paper_power = mean_power(model, data, canvases, paper_maps, paper_ties)
+    default_power = mean_power(model, data, canvases, default_maps, default_ties)
+    fast_power = mean_power(model, data, canvases, fast_maps, fast_ties)
     memory = {scale: measure_memory(scale, "default", args.threads) for scale in (1, 10)}
     result = {
         "paper_seconds": round(min(paper_times), 3),
@@ -508,7 +359,7 @@ def main(argv=None) -> int:
         result["per_model_summary"] = _per_model_summary(result["per_model"])
     result["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     _print_table(result, paper_times, default_times)
-    print(json.dumps(result))
+    emit_json(result)
     return 0
 
 
@@ -536,4 +387,4 @@ def _print_table(result: dict, paper_times, default_times) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -24,10 +24,10 @@ the default photo digits; the held-out digits of the splits were never trained o
 
 Usage::
 
-    python benchmarks/bench_search_size.py                     # copies 1 and 6, seeds 0-2
-    python benchmarks/bench_search_size.py --copies 6 --seeds 0 1 2 3 4 5
-    python benchmarks/bench_search_size.py --copies 6 --canvas index
-    python benchmarks/bench_search_size.py --quick             # one small model, one seed
+    python -m benchmarks.bench_search_size                     # copies 1 and 6, seeds 0-2
+    python -m benchmarks.bench_search_size --copies 6 --seeds 0 1 2 3 4 5
+    python -m benchmarks.bench_search_size --copies 6 --canvas index
+    python -m benchmarks.bench_search_size --quick             # one small model, one seed
 
 One torch thread (as ``bench_search.py``, for the same reason). The last line printed is
 one JSON object.
@@ -36,72 +36,26 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
-import time
-from functools import partial
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench_search import (  # noqa: E402
+from benchmarks._harness import (
     CANVAS_CHOICES,
     CLASSES,
-    RGB_MODELS,
+    SIZE_MODELS,
     Testbed,
-    _mean_power,
-    _trained,
+    Timer,
+    add_quick_option,
+    add_threads_option,
     canvases_for,
+    emit_json,
+    paper_by_class,
+    photo_digit_beds,
     search_power,
+    set_threads,
 )
-
-from captum_classpattern import DEFAULT_SCHEDULE, PAPER_SCHEDULE, ClassPattern  # noqa: E402
-from captum_classpattern.attr import FAST_SCHEDULE  # noqa: E402
-from captum_classpattern.data import load_photo_digits  # noqa: E402
-from captum_classpattern.models import make_model  # noqa: E402
-
-MODELS = RGB_MODELS + (("vgg_w8", "vgg", 8, 8),)
-"""Name, :func:`make_model` architecture, width and training epochs of each model."""
-
-
-def beds(copies: int, names: List[str]) -> List[Testbed]:
-    """The models, each with photo-digit search and held-out splits of ``copies`` composites per digit."""
-    train_data = load_photo_digits()
-    splits = load_photo_digits(held_out_copies=copies)
-    chosen = []
-    for name, arch, width, epochs in MODELS:
-        if name in names:
-            model = _trained(name, partial(make_model, arch, width=width), train_data, epochs)
-            chosen.append(Testbed(name, model.eval(), splits, CLASSES, f"{name}-copies{copies}"))
-    return chosen
-
-
-def paper_by_class(bed: Testbed, canvases: torch.Tensor, seed: int) -> dict:
-    """The paper schedule, one class per call as the authors run it: wall time, images, mean power."""
-    explainer = ClassPattern(bed.model)
-    maps, ties, images = [], [], 0
-    start = time.perf_counter()
-    for row, target in enumerate(bed.classes):
-        maps.append(
-            explainer.attribute(
-                canvases[row : row + 1],
-                target=target,
-                baselines=bed.data.search.images,
-                baseline_labels=bed.data.search.labels,
-                schedule=PAPER_SCHEDULE,
-                seed=seed,
-            )
-        )
-        ties.append(explainer.last_tie_break)
-        images += explainer.last_stats.images_forwarded
-    seconds = time.perf_counter() - start
-    power = _mean_power(bed.model, bed.data, canvases, torch.cat(maps), torch.cat(ties), bed.classes)
-    return {"seconds": seconds, "images": images, "power": power}
+from captum_classpattern import DEFAULT_SCHEDULE
+from captum_classpattern.attr import FAST_SCHEDULE
 
 
 def _summary(runs: List[dict]) -> dict:
@@ -137,29 +91,30 @@ def measure(bed: Testbed, seeds: List[int], canvas: str = "confident", log=print
     return row
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Measure every model, size and seed asked for; print one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 6], help="composites per digit in the splits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
-    parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
+    parser.add_argument("--models", nargs="+", default=[m[0] for m in SIZE_MODELS], choices=[m[0] for m in SIZE_MODELS])
     parser.add_argument("--canvas", choices=CANVAS_CHOICES, default="confident", help="canvas strategy")
-    parser.add_argument("--quick", action="store_true", help="the pooled CNN, copies 1, one seed")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_quick_option(parser, "the pooled CNN, copies 1, one seed")
+    add_threads_option(parser, 1, "torch threads (default 1)")
     args = parser.parse_args(argv)
     if args.quick:
         args.copies, args.seeds, args.models = [1], [0], ["gap_cnn"]
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    set_threads(args)
+    clock = Timer()
     result: dict = {"bench": "search_size", "canvas": args.canvas, "seeds": args.seeds, "threads": args.threads}
     result["models"] = {}
     for copies in args.copies:
-        for bed in beds(copies, args.models):
+        for bed in photo_digit_beds(copies, args.models):
             result["models"].setdefault(bed.name, {})[f"copies_{copies}"] = measure(bed, args.seeds, args.canvas)
     rows = [row for per_size in result["models"].values() for row in per_size.values()]
     result["default_wins"] = sum(row["default_power_ratio"] >= 1.0 for row in rows)
     result["rows"] = len(rows)
-    result["total_seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result))
+    result["total_seconds"] = round(clock.seconds, 1)
+    emit_json(result)
     return 0
 
 

@@ -39,11 +39,14 @@ and exits 0. Models go to ``--cache`` (default ``$CLASSPATTERN_CACHE/cifar10`` o
 
 Usage::
 
-    python benchmarks/cifar10_models.py --data ~/.cache/cifar10            # every model and setting
-    python benchmarks/cifar10_models.py --models preact18 --settings natural adversarial
-    python benchmarks/cifar10_models.py --quick                           # 2,000 images, 1 epoch
+    python -m benchmarks.cifar10_models --data ~/.cache/cifar10            # every model and setting
+    python -m benchmarks.cifar10_models --models preact18 --settings natural adversarial
+    python -m benchmarks.cifar10_models --quick                           # 2,000 images, 1 epoch
 
 The last line printed is one JSON object: per run, its settings, minutes and metrics.
+
+This script imports only the standard library, torch and the package (not the benchmarks'
+harness), so that it also runs by path, ``python benchmarks/cifar10_models.py ...``.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ accuracy, attack success rate and training minutes.
 
 Usage::
 
-    python benchmarks/cifar10_zoo.py --plan dev --dry-run                 # the plan and its status
-    python benchmarks/cifar10_zoo.py --plan dev --archs preact18 --attacks patch sig --budget-minutes 120
-    python benchmarks/cifar10_zoo.py --plan dev --quick                    # 2,000 images, 1 epoch, scratch cache
+    python -m benchmarks.cifar10_zoo --plan dev --dry-run                 # the plan and its status
+    python -m benchmarks.cifar10_zoo --plan dev --archs preact18 --attacks patch sig --budget-minutes 120
+    python -m benchmarks.cifar10_zoo --plan dev --quick                    # 2,000 images, 1 epoch, scratch cache
 
 The last line printed is the manifest as one JSON object.
 """
@@ -39,10 +39,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cifar10_models as models  # noqa: E402  (the training script beside this one: its recipe and cache)
-
-from captum_classpattern.data import Split, load_cifar10  # noqa: E402
+from benchmarks import cifar10_models as models  # the training script: its recipe and cache
+from captum_classpattern.data import Split, load_cifar10
 
 PLANS: Dict[str, Dict[str, List[int]]] = {
     "dev": {"targets": [0, 5], "seeds": [0], "clean_seeds": [0, 1, 2]},

@@ -7,14 +7,13 @@ one the probe's anomaly indices (the scan's default settings but 40 pattern-sear
 the models are those of ``tests/backdoor/test_blend_probe.py``). Nothing here runs during
 the Sphinx build; re-run it when the probe changes (about a minute on one core)::
 
-    .venv/bin/python docs/_tools/blend_figure.py
+    .venv/bin/python -m docs._tools.blend_figure
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import matplotlib
 
@@ -23,17 +22,12 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DOCS = os.path.dirname(HERE)
-ROOT = os.path.dirname(DOCS)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
-
-from tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
-
 from captum_classpattern import load_digits  # noqa: E402
 from captum_classpattern.backdoor import BlendTrigger, PoisonedDataset, ScanSettings  # noqa: E402
 from captum_classpattern.visualization import plot_anomaly_indices  # noqa: E402
+from docs._tools.tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
+
+DOCS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TARGET = 2
 SETTINGS = ScanSettings(steps=40)

@@ -11,7 +11,7 @@ subpackage that failed to import, shows up here):
 
 ``make docs`` runs it after the build::
 
-    .venv/bin/python docs/_tools/check_rendered.py [docs/_build/html]
+    .venv/bin/python -m docs._tools.check_rendered [docs/_build/html]
 
 Exits 1 and lists what is missing if anything is.
 """
@@ -25,11 +25,10 @@ import os
 import re
 import sys
 
+import captum_classpattern
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, ROOT)
-
-import captum_classpattern  # noqa: E402
 
 EXAMPLES = os.path.join(ROOT, "examples")
 

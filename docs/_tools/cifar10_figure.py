@@ -5,9 +5,9 @@ airplane, adversarially trained), one column per class: each class's 5% pattern 
 ground with its predictive power under it. The patterns are those
 ``benchmarks/bench_cifar10.py`` kept in the CIFAR-10 cache, so train and measure first::
 
-    python benchmarks/cifar10_models.py --models preact18            # hours on a CPU, resumable
-    python benchmarks/bench_cifar10.py --models preact18
-    .venv/bin/python docs/_tools/cifar10_figure.py                   # seconds
+    python -m benchmarks.cifar10_models --models preact18            # hours on a CPU, resumable
+    python -m benchmarks.bench_cifar10 --models preact18
+    .venv/bin/python -m docs._tools.cifar10_figure                   # seconds
 
 Nothing here runs during the Sphinx build.
 """
@@ -24,15 +24,12 @@ matplotlib.use("Agg")
 
 import torch  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-import cifar10_models as zoo  # noqa: E402
-
+from benchmarks import cifar10_models as zoo  # noqa: E402
 from captum_classpattern import Pattern  # noqa: E402
 from captum_classpattern.data import CIFAR10_CLASSES  # noqa: E402
 from captum_classpattern.visualization import RGB_GROUND, plot_settings_comparison  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROWS = {"natural": "natural", "patch": "patch backdoor", "blend": "blend backdoor", "adversarial": "adversarial"}
 
@@ -61,7 +58,7 @@ def main() -> int:
             continue
         settings[label], powers[label] = load_setting(path)
     if not settings:
-        print(f"no patterns in {folder}: run benchmarks/bench_cifar10.py first", file=sys.stderr)
+        print(f"no patterns in {folder}: run python -m benchmarks.bench_cifar10 first", file=sys.stderr)
         return 1
     fig, _ = plot_settings_comparison(
         settings, class_names=CIFAR10_CLASSES, powers=powers, use_pyplot=False, ground=RGB_GROUND

@@ -4,14 +4,13 @@ It explains one search step by step. Nothing here runs during the Sphinx build (
 example gallery draws the examples' figures itself, at build time); re-run it when the
 method changes (about 15 s)::
 
-    .venv/bin/python docs/_tools/make_figures.py
+    .venv/bin/python -m docs._tools.make_figures
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import matplotlib
 
@@ -20,11 +19,8 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DOCS = os.path.dirname(HERE)
-ROOT = os.path.dirname(DOCS)
+DOCS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATIC = os.path.join(DOCS, "_static")
-sys.path.insert(0, ROOT)
 
 from captum_classpattern import load_digits  # noqa: E402
 from captum_classpattern.attr import ClassPattern, select_canvases, top_k_pattern  # noqa: E402

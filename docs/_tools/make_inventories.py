@@ -8,7 +8,7 @@ addresses in the projects' published docs, so links still lead to the real pages
 
 Add a name here when a docstring starts referring to a new outside object, then run::
 
-    .venv/bin/python docs/_tools/make_inventories.py
+    .venv/bin/python -m docs._tools.make_inventories
 
 Set ``CLASSPATTERN_DOCS_ONLINE=1`` when building to fetch the projects' full inventories
 instead (needs internet).

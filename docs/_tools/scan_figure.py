@@ -9,14 +9,13 @@ threshold of 2.0 (:data:`FIGURE_THRESHOLD`): at the scan's stricter default of 3
 natural mark is not an outlier even alone, and the figure would have nothing to clear. Nothing here runs during
 the Sphinx build; re-run it when the scan changes (about a minute on one core)::
 
-    .venv/bin/python docs/_tools/scan_figure.py
+    .venv/bin/python -m docs._tools.scan_figure
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import matplotlib
 
@@ -25,18 +24,13 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DOCS = os.path.dirname(HERE)
-ROOT = os.path.dirname(DOCS)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
-
-from tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
-
 from captum_classpattern import load_digits  # noqa: E402
 from captum_classpattern.backdoor import PatchTrigger, PoisonedDataset, ScanSettings  # noqa: E402
 from captum_classpattern.data import Split  # noqa: E402
 from captum_classpattern.visualization import pattern_image, plot_anomaly_indices  # noqa: E402
+from docs._tools.tiny_suspects import quick_scan, train_tiny_cnn  # noqa: E402
+
+DOCS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TARGET = 0
 MARKED = 3
