@@ -48,7 +48,7 @@ SEARCH_TIME = (
     "classes); at 224 about 6 minutes per class with one thread, mostly the measurement (--power-images M caps "
     "it). --threads auto (the default) measures whether one thread or all cores is faster; with torch's own "
     "two threads the busy run took 107 s. No GPU figure has been measured yet "
-    "(benchmarks/bench_imagenet.py --device cuda measures one)."
+    "(python -m benchmarks.bench_imagenet --device cuda measures one)."
 )
 
 
