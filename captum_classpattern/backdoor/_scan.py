@@ -172,12 +172,13 @@ def scan(
             scored, model, images, labels, targets, settings, recovery, jaccard_class, seed, show_progress
         )
 
-    # The scores do not depend on the triggers or the time: later records carry them over.
-    result = dataclasses.replace(scored, trigger_maps=trigger_maps, trigger_values=trigger_values)
+    # The scores depend on neither the triggers nor the time: new records carry them over.
+    found = dataclasses.replace(scored, trigger_maps=trigger_maps, trigger_values=trigger_values)
+    jaccard = None
     if jaccard_class is not None and trigger_mask is not None:
-        jaccard = result.jaccard(trigger_mask.cpu(), jaccard_class)
-        result = dataclasses.replace(result, trigger_jaccard=jaccard, jaccard_class=jaccard_class)
-    return dataclasses.replace(result, seconds=time.perf_counter() - started)
+        jaccard = found.jaccard(trigger_mask.cpu(), jaccard_class)
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(found, trigger_jaccard=jaccard, jaccard_class=jaccard_class, seconds=seconds)
 
 
 def _check_arguments(model: Callable, settings: Union[ScanSettings, ScanConfig], seed: int) -> Tuple[int, ScanConfig]:
