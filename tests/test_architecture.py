@@ -21,18 +21,6 @@ PACKAGE_DIR = os.path.join(ROOT, "captum_classpattern")
 MAX_MODULE_LINES = 500
 MAX_PARAMETERS = 10
 MAX_FIELDS = 14
-# Public functions still over MAX_PARAMETERS (issue 24), at their present width: none may
-# grow, and each leaves the list when its arguments are grouped into settings objects.
-WIDE_FOR_NOW = {
-    "captum_classpattern.visualize_class_pattern": 13,
-    "captum_classpattern.training.train_classifier": 11,
-    "captum_classpattern.training.adversarial_train": 11,
-    "captum_classpattern.dissection.dissect": 11,
-    "captum_classpattern.dissection.units_responding_to_pattern": 12,
-    "captum_classpattern.dissection.dissect_generator": 12,
-    "captum_classpattern.dissection.edit_with_units": 11,
-    "captum_classpattern.visualization.plot_top_activations": 11,
-}
 # Shared by every subpackage and importing none: the helpers and the version string.
 BOTTOM_LAYER = ("_utils", "_version")
 
@@ -198,11 +186,7 @@ def _parameter_counts():
 
 
 def test_public_signatures_take_a_settings_object_instead_of_many_parameters():
-    wide = [
-        f"{name} ({count})"
-        for name, count, record in _parameter_counts()
-        if not record and count > WIDE_FOR_NOW.get(name, MAX_PARAMETERS)
-    ]
+    wide = [f"{name} ({count})" for name, count, record in _parameter_counts() if not record and count > MAX_PARAMETERS]
     assert not wide, f"public signatures over {MAX_PARAMETERS} parameters: {wide}"
 
 
@@ -210,13 +194,6 @@ def test_records_keep_few_fields():
     # A settings object or a result is a dataclass: its constructor lists its fields.
     wide = [f"{name} ({count})" for name, count, record in _parameter_counts() if record and count > MAX_FIELDS]
     assert not wide, f"settings or records over {MAX_FIELDS} fields: {wide}"
-
-
-def test_the_wide_signatures_left_are_still_wide():
-    # Bringing one to the limit removes it from WIDE_FOR_NOW, so the list only shrinks.
-    counts = {name: count for name, count, _ in _parameter_counts()}
-    stale = [name for name, count in WIDE_FOR_NOW.items() if counts.get(name, 0) <= MAX_PARAMETERS]
-    assert not stale, f"within the limit now: remove from WIDE_FOR_NOW: {stale}"
 
 
 def test_every_subpackage_is_a_facade_with_all():

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..data import load_digits
 from ..models import SpatialCNN
-from ..training import cached_model, train_classifier
+from ..training import TrainingOptions, cached_model, train_classifier
 from ._poisoning import PoisonedDataset
 from ._triggers import PatchTrigger
 
@@ -61,7 +61,7 @@ def demo_backdoor_model(
             model,
             images,
             labels,
-            epochs=epochs,
+            TrainingOptions(epochs=epochs),
             seed=seed,
             show_progress=show_progress,
             description="training a backdoored digits CNN",

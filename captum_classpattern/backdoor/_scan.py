@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -29,7 +30,7 @@ from ._scan_arguments import (
     fold_scan_keywords,
     held_out_pair,
 )
-from ._scan_result import ScanResult
+from ._scan_result import ScanResult, score_scan
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
@@ -161,20 +162,23 @@ def scan(
             model, targets, images, labels, eval_images, eval_labels, settings, scoring, seed, show_progress,
             reference_blend_tables,
         )  # fmt: skip
-        result = ScanResult(
-            targets.tolist(), maps, learned, table, scoring.replace(k=fixed_k, auc_k=auc_pixels), settings, recovery,
-            seed, reference_tables=reference_tables, blend=blend,
+        scored = score_scan(
+            targets.tolist(), maps, learned, table,
+            config.replace(scoring=scoring.replace(k=fixed_k, auc_k=auc_pixels)),
+            seed=seed, reference_tables=reference_tables, blend=blend,
         )  # fmt: skip
-        jaccard_class = _jaccard_class(result, trigger_mask, trigger_target)
-        _recover_triggers(
-            result, model, images, labels, targets, settings, recovery, jaccard_class, seed, show_progress
+        jaccard_class = _jaccard_class(scored, trigger_mask, trigger_target)
+        trigger_maps, trigger_values = _recover_triggers(
+            scored, model, images, labels, targets, settings, recovery, jaccard_class, seed, show_progress
         )
 
+    # The scores depend on neither the triggers nor the time: new records carry them over.
+    found = dataclasses.replace(scored, trigger_maps=trigger_maps, trigger_values=trigger_values)
+    jaccard = None
     if jaccard_class is not None and trigger_mask is not None:
-        result.trigger_jaccard = result.jaccard(trigger_mask.cpu(), jaccard_class)
-        result.jaccard_class = jaccard_class
-    result.seconds = time.perf_counter() - started
-    return result
+        jaccard = found.jaccard(trigger_mask.cpu(), jaccard_class)
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(found, trigger_jaccard=jaccard, jaccard_class=jaccard_class, seconds=seconds)
 
 
 def _check_arguments(model: Callable, settings: Union[ScanSettings, ScanConfig], seed: int) -> Tuple[int, ScanConfig]:
@@ -346,13 +350,17 @@ def _recover_triggers(
     jaccard_class: Optional[int],
     seed: int,
     show_progress: bool,
-) -> None:
-    """Recover the trigger of each class the patterns flag (and the Jaccard class) as one compact region."""
+) -> Tuple[Dict[int, Tensor], Dict[int, Tensor]]:
+    """Recover the trigger of each class the patterns flag (and the Jaccard class) as one compact region.
+
+    Returns:
+        The recovered trigger maps and pasted values, by class (empty when none is recovered).
+    """
     # A class the blend probe flags has its trigger in result.blend.patterns: a compact
     # region would misdescribe a blend, so only the patterns' flags are recovered.
     wanted = list(dict.fromkeys(result.pattern_flagged + ([] if jaccard_class is None else [jaccard_class])))
     if not (wanted and recovery.smoothness > 0 and settings.values == "learned"):
-        return
+        return {}, {}
     # A second, smaller search for the suspicious classes only: the detection search
     # stops at the fewest pixels that work; a total-variation penalty makes the
     # recovered trigger one compact region, which is what an attacker stamps.
@@ -370,8 +378,10 @@ def _recover_triggers(
         smoothness=recovery.smoothness,
         description="Trigger recovery",
     )
-    result.trigger_maps = {cls: trigger_maps[row] for row, cls in enumerate(wanted)}
-    result.trigger_values = {cls: trigger_values[row] for row, cls in enumerate(wanted)}
+    return (
+        {cls: trigger_maps[row] for row, cls in enumerate(wanted)},
+        {cls: trigger_values[row] for row, cls in enumerate(wanted)},
+    )
 
 
 def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:

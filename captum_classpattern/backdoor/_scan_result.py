@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -13,69 +12,20 @@ from torch import Tensor
 
 from .._utils import JsonFile, check_choice
 from ..attr import Pattern, pixel_budget, top_k_mask
-from ..metrics import flag_outliers, trigger_jaccard
+from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
-from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
-from ._settings import SCORES, ScanSettings, ScoringSettings, TriggerRecoverySettings
+from ._scan_scores import DIRECTION, PowerTable
+from ._scan_scoring import flag_against_references, score_classes  # noqa: F401 (tests import it from here)
+from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
-def flag_against_references(
-    raw: np.ndarray, references: Optional[np.ndarray], direction: str, threshold: float, use_spread: bool
-) -> Tuple[np.ndarray, np.ndarray, Optional[float], List[int]]:
-    """Flag the one-sided outliers of ``raw``, and with references only those that stay outliers relative to them.
-
-    A class stays flagged only if it is also an outlier once each class is measured against
-    the references' mean: the references can clear a flag, never raise one. With two or
-    more references and ``use_spread``, the relative scores' anomaly index divides by at
-    least the references' spread (:func:`reference_spread`): a class cannot stand out by
-    less than clean models differ among themselves.
-
-    Args:
-        raw: the suspect's K raw scores.
-        references: an n x K array of the references' raw scores, or ``None``.
-        direction: ``"high"`` or ``"low"``, the suspicious end of the score.
-        threshold: the anomaly-index threshold.
-        use_spread: floor the relative index's spread by the references' spread.
-
-    Returns:
-        ``(scores, index, spread, rows)``: the scores the flags are reported on (relative to
-        the references' mean when there are references), each class's anomaly index (the
-        smaller of the two with references), the references' spread (``None`` when it was
-        not used) and the flagged rows, most anomalous first.
-    """
-    index, rows = flag_outliers(raw.tolist(), direction, threshold)
-    if references is None:
-        return raw, index, None, rows
-    relative_raw = raw - references.mean(axis=0)
-    spread = reference_spread(references) if use_spread and references.shape[0] >= 2 else None
-    relative, relative_rows = flag_outliers(relative_raw.tolist(), direction, threshold, spread or 0.0)
-    index = np.minimum(index, relative)
-    return relative_raw, index, spread, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
-
-
-def reference_spread(references: np.ndarray) -> float:
-    """How much a class's score varies between clean models, as seen by a suspect compared with their mean.
-
-    The standard deviation of each class's score over the ``n`` references, pooled over the
-    classes (the root of the mean per-class variance), times ``sqrt(1 + 1/n)`` because the
-    suspect is compared with the mean of only ``n`` references.
-
-    Args:
-        references: an n x K array (n >= 2) of the references' raw scores.
-
-    Returns:
-        The spread, on the scores' scale.
-    """
-    count = references.shape[0]
-    return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)
-
-
-@dataclass
+@dataclass(frozen=True, init=False)
 class ScanResult(JsonFile):
     """What :func:`~captum_classpattern.backdoor.scan` found.
 
-    The scores, anomaly indices, flags and recovered patterns are computed from the power
-    table and :attr:`scoring` when the result is built (:meth:`rescore` builds another one).
+    A frozen record: :func:`score_scan` computes the scores, anomaly indices, flags and
+    recovered patterns from the power table and :attr:`scoring` and builds it with every
+    field given (:meth:`rescore` and :meth:`from_dict` build another one the same way).
 
     Attributes:
         classes: the scanned classes, in order; every per-class list follows it.
@@ -136,122 +86,52 @@ class ScanResult(JsonFile):
             reaches the power threshold (``k`` itself for ``score="power_at_k"``).
         powers: predictive power of each recovered pattern on the held-out images.
 
-    Raises:
-        ValueError: a ``scoring.k`` that was not evaluated, or a score that needs powers
-            the scan did not measure (scan with ``ScoringSettings(full_table=True)``).
     """
 
     classes: List[int]
     maps: Tensor
     values: Tensor
     table: PowerTable
-    scoring: ScoringSettings = field(default_factory=ScoringSettings)
-    settings: ScanSettings = field(default_factory=ScanSettings)
-    recovery: TriggerRecoverySettings = field(default_factory=TriggerRecoverySettings)
-    seed: int = 0
-    trigger_maps: Dict[int, Tensor] = field(default_factory=dict)
-    trigger_values: Dict[int, Tensor] = field(default_factory=dict)
-    trigger_jaccard: Optional[float] = None
-    jaccard_class: Optional[int] = None
-    reference_tables: List[PowerTable] = field(default_factory=list)
-    blend: Optional[BlendProbe] = None
-    # Set by the scan once it has finished, not an input of the scoring.
-    seconds: float = field(default=0.0, init=False)
-    scores: List[float] = field(init=False)
-    suspect_scores: List[float] = field(init=False)
-    reference_scores: List[float] = field(init=False)
-    anomaly_index: List[float] = field(init=False)
-    reference_spread: Optional[float] = field(init=False)
-    pattern_flagged: List[int] = field(init=False)
-    blend_scores: List[float] = field(init=False)
-    blend_anomaly_index: List[float] = field(init=False)
-    blend_reference_spread: Optional[float] = field(init=False)
-    blend_flagged: List[int] = field(init=False)
-    flagged: List[int] = field(init=False)
-    patterns: List[Pattern] = field(init=False)
-    powers: List[float] = field(init=False)
+    scoring: ScoringSettings
+    settings: ScanSettings
+    recovery: TriggerRecoverySettings
+    seed: int
+    trigger_maps: Dict[int, Tensor]
+    trigger_values: Dict[int, Tensor]
+    trigger_jaccard: Optional[float]
+    jaccard_class: Optional[int]
+    reference_tables: List[PowerTable]
+    blend: Optional[BlendProbe]
+    seconds: float
+    scores: List[float]
+    suspect_scores: List[float]
+    reference_scores: List[float]
+    anomaly_index: List[float]
+    reference_spread: Optional[float]
+    pattern_flagged: List[int]
+    blend_scores: List[float]
+    blend_anomaly_index: List[float]
+    blend_reference_spread: Optional[float]
+    blend_flagged: List[int]
+    flagged: List[int]
+    patterns: List[Pattern]
+    powers: List[float]
 
-    def __post_init__(self) -> None:
-        """Score the classes from the power table, flag outliers and cut the recovered patterns."""
-        ks, height, width = self.table.ks, self.maps.shape[-2], self.maps.shape[-1]
-        k = self.scoring.k
-        fixed_k = k if isinstance(k, int) else pixel_budget(k, height, width)
-        if fixed_k not in ks:
-            raise ValueError(f"k={k} was not evaluated; choose one of {ks}.")
-        self.scoring = self.scoring.replace(k=fixed_k, auc_k=self.table.auc_size(self.scoring.auc_k, height, width))
-        score = self.scoring.score
-        sizes = self.table.smallest_sizes(self.scoring.power_threshold)
-        raw = self.table.class_scores(score, self.maps, sizes, fixed_k, int(self.scoring.auc_k))
-        suspect = raw
-        reference = self._reference_raw(height, width)
-        raw, index, spread, flagged_rows = flag_against_references(
-            raw, reference, DIRECTION[score], self.scoring.threshold, self.scoring.reference_spread
-        )
-        # The recovered pattern: the smallest evaluated size reaching the power threshold (the
-        # largest size if none does), or the fixed size for score="power_at_k".
-        if score == "power_at_k":
-            pattern_sizes = [fixed_k] * len(sizes)
-        else:
-            pattern_sizes = [next((k for k in ks if k >= size), ks[-1]) for size in sizes]
-        self.patterns, self.powers = [], []
-        for row, size in enumerate(pattern_sizes):
-            mask = top_k_mask(self.maps[row], size)
-            self.patterns.append(Pattern(mask, torch.where(mask, self.values[row], torch.zeros_like(self.values[row]))))
-            self.powers.append(float(self.table.powers[row, ks.index(size)]))
-        self.scores = shown_scores(score, raw)
-        self.suspect_scores = shown_scores(score, suspect)
-        self.reference_scores = [] if reference is None else shown_scores(score, reference.mean(axis=0))
-        self.anomaly_index = [float(a) for a in index]
-        self.reference_spread = spread
-        self.pattern_flagged = [self.classes[r] for r in flagged_rows]
-        blend_index, blend_rows = self._blend_flags()
-        self.blend_flagged = [self.classes[r] for r in blend_rows]
-        # Either detector's flag counts; the most anomalous class by either index comes first.
-        strongest = np.maximum(index, blend_index) if blend_index.size else np.asarray(index)
-        either = sorted(set(flagged_rows) | set(blend_rows), key=lambda r: -strongest[r])
-        self.flagged = [self.classes[r] for r in either]
+    def __init__(self, **fields: Any) -> None:
+        """The record from every one of its fields, by name (:func:`score_scan` computes and gives them).
 
-    def _blend_flags(self) -> Tuple[np.ndarray, List[int]]:
-        """Score the blend probe and flag its outliers, as the patterns are flagged; sets ``blend_scores``."""
-        self.blend_scores, self.blend_anomaly_index, self.blend_reference_spread = [], [], None
-        if self.blend is None:
-            return np.zeros(0), []
-        references = self.blend.reference_tables
-        if any(t.powers.shape != self.blend.table.powers.shape for t in references):
-            raise ValueError(
-                "a reference blend table has another shape than the suspect's "
-                f"{self.blend.table.powers.shape}: scan the references with the same classes and settings."
+        Raises:
+            TypeError: a field missing or unknown.
+        """
+        names = [f.name for f in dataclasses.fields(self)]
+        missing, unknown = [n for n in names if n not in fields], sorted(set(fields) - set(names))
+        if missing or unknown:
+            raise TypeError(
+                f"ScanResult takes every field by name (missing: {missing}, unknown: {unknown}); "
+                "build one with score_scan, or from a scan's dict with ScanResult.from_dict."
             )
-        reference = np.array([t.class_scores() for t in references]) if references else None
-        raw, index, spread, rows = flag_against_references(
-            self.blend.table.class_scores(),
-            reference,
-            "high",
-            self.scoring.blend_threshold,
-            self.scoring.reference_spread,
-        )
-        self.blend_scores = [float(v) for v in raw]
-        self.blend_anomaly_index = [float(a) for a in index]
-        self.blend_reference_spread = spread
-        return index, rows
-
-    def _reference_raw(self, height: int, width: int) -> Optional[np.ndarray]:
-        """The references' raw scores (n x K), or ``None`` without reference tables."""
-        if not self.reference_tables:
-            return None
-        if self.scoring.score == "mask_l1":
-            raise ValueError("score='mask_l1' cannot be compared with a reference: use a power score.")
-        raws = []
-        for table in self.reference_tables:
-            if table.powers.shape[0] != len(self.classes) or (
-                self.scoring.score == "power_at_k" and self.scoring.k not in table.ks
-            ):
-                raise ValueError(
-                    f"a reference table has {table.powers.shape[0]} classes and sizes {table.ks}: it must come "
-                    f"from the same search over the classes {self.classes} with size k={self.scoring.k}."
-                )
-            raws.append(reference_raw(table, self.scoring, height, width))
-        return np.array(raws)
+        for name in names:
+            object.__setattr__(self, name, fields[name])
 
     @property
     def score(self) -> str:
@@ -376,16 +256,22 @@ class ScanResult(JsonFile):
         if blend is not None and not reference:
             blend = dataclasses.replace(blend, reference_tables=[])
         # The triggers were recovered for this scan's flags; they are kept as they are.
-        again = dataclasses.replace(
-            self,
-            scoring=self.scoring.replace(**changes),
-            trigger_maps=dict(self.trigger_maps),
-            trigger_values=dict(self.trigger_values),
+        return score_scan(
+            self.classes,
+            self.maps,
+            self.values,
+            self.table,
+            ScanConfig(self.settings, self.scoring.replace(**changes), self.recovery),
+            seed=self.seed,
             reference_tables=list(self.reference_tables) if reference else [],
             blend=blend,
+            triggers=self._triggers(),
+            seconds=self.seconds,
         )
-        again.seconds = self.seconds
-        return again
+
+    def _triggers(self) -> TriggerFindings:
+        """The recovered triggers and the Jaccard with the true one, as one :class:`TriggerFindings`."""
+        return TriggerFindings(self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class)
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: the summary first, then the power table, maps and values.
@@ -444,24 +330,106 @@ class ScanResult(JsonFile):
         """
         dtype = getattr(torch, data.get("dtype", "float32"))
         blend = data.get("blend")
-        result = cls(
-            classes=[int(c) for c in data["classes"]],
-            maps=torch.tensor(data["maps"], dtype=dtype),
-            values=torch.tensor(data["values"], dtype=dtype),
-            table=PowerTable.from_dict(data["table"]),
-            scoring=ScoringSettings.from_dict(_scoring_as_written(data.get("scoring", {}))),
-            settings=ScanSettings.from_dict(data.get("settings", {})),
-            recovery=TriggerRecoverySettings.from_dict(data.get("recovery", {})),
-            seed=int(data.get("seed", 0)),
-            trigger_maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
-            trigger_values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
-            trigger_jaccard=data.get("trigger_jaccard"),
+        config = ScanConfig(
+            ScanSettings.from_dict(data.get("settings", {})),
+            ScoringSettings.from_dict(_scoring_as_written(data.get("scoring", {}))),
+            TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+        )
+        triggers = TriggerFindings(
+            maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
+            values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
+            jaccard=data.get("trigger_jaccard"),
             jaccard_class=data.get("jaccard_class"),
+        )
+        return score_scan(
+            [int(c) for c in data["classes"]],
+            torch.tensor(data["maps"], dtype=dtype),
+            torch.tensor(data["values"], dtype=dtype),
+            PowerTable.from_dict(data["table"]),
+            config,
+            seed=int(data.get("seed", 0)),
             reference_tables=[PowerTable.from_dict(table) for table in data.get("reference_tables", [])],
             blend=None if blend is None else BlendProbe.from_dict(blend, dtype),
+            triggers=triggers,
+            seconds=float(data.get("seconds", 0.0)),
         )
-        result.seconds = float(data.get("seconds", 0.0))
-        return result
+
+
+@dataclass(frozen=True)
+class TriggerFindings:
+    """What trigger recovery found, carried into a :class:`ScanResult` unchanged by the scoring.
+
+    Attributes:
+        maps: the recovered trigger map (H x W) of each class that has one.
+        values: the pasted values (C x H x W) of those triggers.
+        jaccard: the Jaccard index with the true trigger mask, when one was given.
+        jaccard_class: the class ``jaccard`` was measured on.
+    """
+
+    maps: Dict[int, Tensor] = field(default_factory=dict)
+    values: Dict[int, Tensor] = field(default_factory=dict)
+    jaccard: Optional[float] = None
+    jaccard_class: Optional[int] = None
+
+
+def score_scan(
+    classes: List[int],
+    maps: Tensor,
+    values: Tensor,
+    table: PowerTable,
+    config: ScanConfig,
+    *,
+    seed: int = 0,
+    reference_tables: Sequence[PowerTable] = (),
+    blend: Optional[BlendProbe] = None,
+    triggers: Optional[TriggerFindings] = None,
+    seconds: float = 0.0,
+) -> ScanResult:
+    """Score a scan's search (:func:`score_classes`) and build its frozen :class:`ScanResult`, every field given.
+
+    A pure function: the inputs are not changed, and equal inputs give equal results.
+
+    Args:
+        classes: the scanned classes, in order.
+        maps: K x H x W learned maps.
+        values: K x C x H x W pasted values.
+        table: the power of each class's top-k patterns (:class:`PowerTable`).
+        config: the search, scoring and trigger-recovery settings (:class:`ScanConfig`);
+            the result keeps the scoring with ``k`` and ``auc_k`` as pixel counts.
+        seed: the seed the scan ran with.
+        reference_tables: the power tables of the same search on each reference model.
+        blend: the blend probe (:class:`BlendProbe`), or ``None`` when it was off.
+        triggers: the recovered triggers and the Jaccard with a known trigger (none by default).
+        seconds: the scan's wall time.
+
+    Returns:
+        The :class:`ScanResult`.
+
+    Raises:
+        ValueError: a ``scoring.k`` that was not evaluated, a score that needs powers the
+            scan did not measure, ``"mask_l1"`` with references, or reference tables that
+            do not fit.
+    """
+    reference_tables = list(reference_tables)
+    triggers = TriggerFindings() if triggers is None else triggers
+    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend)
+    return ScanResult(
+        classes=classes,
+        maps=maps,
+        values=values,
+        table=table,
+        settings=config.search,
+        recovery=config.recovery,
+        seed=seed,
+        trigger_maps=dict(triggers.maps),
+        trigger_values=dict(triggers.values),
+        trigger_jaccard=triggers.jaccard,
+        jaccard_class=triggers.jaccard_class,
+        reference_tables=reference_tables,
+        blend=blend,
+        seconds=seconds,
+        **{f.name: getattr(scored, f.name) for f in dataclasses.fields(scored)},
+    )
 
 
 def _scoring_as_written(scoring: Dict[str, Any]) -> Dict[str, Any]:

@@ -10,20 +10,21 @@ from ._balanced import balanced_accuracy_per_class
 from ._causal import AblationEffect, CausalSettings, InsertionEffect, ablation_effect, insertion_effect
 from ._concepts import ConceptDataset
 from ._dissect import dissect
-from ._editing import UnitEdit, edit_with_units
+from ._editing import UnitChange, UnitEdit, edit_with_units
 from ._generator import dissect_generator
 from ._hooks import LayerSpec
 from ._intervene import Intervention, intervene
-from ._pattern_units import PatternUnits, units_responding_to_pattern
+from ._pattern_units import PatternUnits, PatternUnitsSettings, units_responding_to_pattern
 from ._ranking import AblationCurves, AblationSettings, UnitRanking, ablation_curves, rank_units_for_class
 from ._result import DissectionResult
 from ._segment import ConceptSegmenter, segmentation_iou
-from ._settings import ThresholdSettings
+from ._settings import DissectionSettings, ThresholdSettings
 
 __all__ = [
     "unit_activations",
     "dissect",
     "DissectionResult",
+    "DissectionSettings",
     "ThresholdSettings",
     "LayerSpec",
     "ablate_units",
@@ -35,6 +36,7 @@ __all__ = [
     "AblationCurves",
     "units_responding_to_pattern",
     "PatternUnits",
+    "PatternUnitsSettings",
     "ConceptDataset",
     "intervene",
     "Intervention",
@@ -53,4 +55,5 @@ __all__ = [
     "InsertionEffect",
     "edit_with_units",
     "UnitEdit",
+    "UnitChange",
 ]

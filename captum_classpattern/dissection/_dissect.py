@@ -20,25 +20,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._utils import check_positive_int, evaluation_mode
+from .._utils import accepts_older_keywords, check_positive_int, evaluation_mode
 from ._batches import Batch, Layout, batches, parse_batch
 from ._hooks import LayerSpec, LayerTap, resolve_layer, run_device
 from ._iou import IoUCounts
 from ._quantiles import TopQuantile, strictly_below
 from ._result import DissectionResult
-from ._settings import ThresholdSettings
+from ._settings import (
+    OLDER_DISSECTION_KEYWORDS,
+    DissectionSettings,
+    ThresholdSettings,
+    check_dissection_settings,
+    fold_dissection_keywords,
+)
 
-_DEFAULT_THRESHOLDS = ThresholdSettings()
-
-
-def _check_settings(quantile: float, iou_threshold: float, batch_size: int, budget: ThresholdSettings) -> None:
-    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must lie in (0, 1), e.g. 0.005 for the top 0.5%, got {quantile!r}.")
-    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0 <= iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must lie in [0, 1] (e.g. 0.04), got {iou_threshold!r}.")
-    check_positive_int(batch_size, "batch_size")
-    if not isinstance(budget, ThresholdSettings):
-        raise TypeError(f"threshold_settings must be a ThresholdSettings, got {type(budget).__name__}.")
+_DEFAULT_SETTINGS = DissectionSettings()
 
 
 def _concept_metadata(
@@ -68,19 +64,18 @@ def _progress(iterable: Iterable, desc: str, show: bool) -> Iterable:
     return tqdm(iterable, total=len(iterable) if isinstance(iterable, Sized) else None, desc=desc, leave=False)
 
 
+@accepts_older_keywords(OLDER_DISSECTION_KEYWORDS, fold_dissection_keywords)
 def dissect(
     model: nn.Module,
     layer: LayerSpec,
     data: Any,
+    settings: DissectionSettings = _DEFAULT_SETTINGS,
     *,
-    quantile: float = 0.005,
-    iou_threshold: float = 0.04,
     concept_names: Optional[Sequence[str]] = None,
     categories: Optional[Sequence[str]] = None,
     device: Optional[Union[str, torch.device]] = None,
     batch_size: int = 64,
     show_progress: bool = False,
-    threshold_settings: ThresholdSettings = _DEFAULT_THRESHOLDS,
 ) -> DissectionResult:
     """Label each unit of ``layer`` with the concept it detects (network dissection).
 
@@ -92,13 +87,13 @@ def dissect(
     pooled IoU ``inter / (|A_u| + |M_k| - inter)``.
 
     Thresholds are exact as long as the values that decide them fit in
-    ``threshold_settings.max_exact_values``: with ``exact=None`` pass 1 keeps all values
+    ``settings.thresholds.max_exact_values``: with ``exact=None`` pass 1 keeps all values
     while they fit (one extra copy of the upsampled activations, at most
     ``max_exact_values`` floats). Beyond that the data are read again: histogram passes
     (``refine_bins`` bins per unit, at most ``max_refine_passes``) narrow each unit's
     interval around the two order statistics it needs, then one pass keeps only the values
     inside those intervals and the result is exact again. Only when the refinement budget
-    (``threshold_settings``) runs out first is a threshold interpolated inside its last bin;
+    (``settings.thresholds``) runs out first is a threshold interpolated inside its last bin;
     ``DissectionResult.threshold_errors`` then holds a strict per-unit bound on the error
     (the width of its last bin, typically about ``range / 2048**3`` with the defaults).
     Memory is bounded by the batch, the histograms (units x ``refine_bins``) and
@@ -123,8 +118,10 @@ def dissect(
             N x num_concepts. It is read twice (thresholds from the buffer, then IoU) or
             up to ``max_refine_passes + 3`` times, and must give the same data each time
             (no random augmentation; a change is detected in the refinement passes).
-        quantile: top share of activations above each unit's threshold, in (0, 1).
-        iou_threshold: IoU from which a unit counts as a detector.
+        settings: the top ``quantile`` of activations above each unit's threshold, the
+            ``iou_threshold`` from which a unit counts as a detector, and the thresholds'
+            memory budget (:class:`DissectionSettings`); the older keywords
+            ``quantile=``, ``iou_threshold=`` and ``threshold_settings=`` are still accepted.
         concept_names: name of each concept id (entry 0 names "no concept").
         categories: category of each concept id (same length as ``concept_names``);
             default: one category per mask channel (``"pixel"`` or ``"mask<k>"``) and
@@ -132,7 +129,6 @@ def dissect(
         device: where to run; default the model's device.
         batch_size: images per model call when ``data`` is a Dataset or a tuple of tensors.
         show_progress: show a tqdm progress bar per pass.
-        threshold_settings: the memory budget of the thresholds (:class:`ThresholdSettings`).
 
     Returns:
         A :class:`DissectionResult`.
@@ -151,11 +147,13 @@ def dissect(
         ...                  categories=data.concept_categories)
         >>> print(result.detectors())
     """
-    _check_settings(quantile, iou_threshold, batch_size, threshold_settings)
+    settings = check_dissection_settings(settings)
+    check_positive_int(batch_size, "batch_size")
+    quantile, iou_threshold = settings.quantile, settings.iou_threshold
     name, module = resolve_layer(model, layer)
     _refuse_one_shot(data)
     run_on = run_device(model, device)
-    finder = _threshold_finder(quantile, threshold_settings)
+    finder = _threshold_finder(quantile, settings.thresholds)
     layout = Layout()
     with evaluation_mode(model, "dissect"), LayerTap(module, name) as tap, torch.inference_mode():
         stream = partial(_layer_values, model, tap, data, batch_size, run_on, show_progress)

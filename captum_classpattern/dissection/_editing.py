@@ -9,11 +9,62 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import JsonFile, check_images, check_keys, check_positive_int, evaluation_mode, float_array
+from .._utils import (
+    JsonFile,
+    Replaceable,
+    accepts_older_keywords,
+    check_images,
+    check_keys,
+    check_positive_int,
+    evaluation_mode,
+    float_array,
+    refuse_both,
+)
 from ._causal import check_region, render
 from ._hooks import LayerSpec, resolve_layer, run_device
 from ._intervene import Amount, unit_index
 from ._segment import concept_share
+
+
+@dataclass(frozen=True, eq=False)
+class UnitChange(Replaceable):
+    """How :func:`edit_with_units` changes its units inside the region: scaled or set, exactly one.
+
+    Attributes:
+        scale: multiply the units by this (``0`` switches them off): a number, or a 1-d
+            tensor with one number per unit.
+        value: set the units to this (switches them on): a number, or one per unit.
+
+    Raises:
+        ValueError: both or neither of ``scale`` and ``value``.
+        TypeError: an amount that is neither a number nor a tensor.
+
+    Example:
+        >>> edit_with_units(encoder, decoder, "relu1", images, units, region, segmenter, "red",
+        ...                 UnitChange(value=torch.tensor(thresholds) * 2))
+    """
+
+    scale: Optional[Amount] = None
+    value: Optional[Amount] = None
+
+    def __post_init__(self) -> None:
+        if (self.scale is None) == (self.value is None):
+            raise ValueError("pass exactly one of scale= (multiply; 0 switches units off) and value= (set them).")
+        amount = self.scale if self.scale is not None else self.value
+        if isinstance(amount, (bool, np.bool_)) or not isinstance(
+            amount, (int, float, np.integer, np.floating, Tensor)
+        ):
+            raise TypeError(f"scale or value must be a number or a 1-d tensor, got {type(amount).__name__}.")
+
+    def as_keywords(self) -> Dict[str, Any]:
+        """``{"scale": ...}`` or ``{"value": ...}``, the keywords :func:`intervene` takes."""
+        return {"scale": self.scale} if self.scale is not None else {"value": self.value}
+
+
+def _fold_keywords(older: Dict[str, Any], arguments: Dict[str, Any]) -> None:
+    """Move ``edit_with_units``'s older ``scale=`` and ``value=`` into its ``change``."""
+    refuse_both(older, arguments, ("scale", "value"), "change")
+    arguments["change"] = UnitChange(**older)
 
 
 @dataclass
@@ -76,6 +127,7 @@ class UnitEdit(JsonFile):
         )
 
 
+@accepts_older_keywords(("scale", "value"), _fold_keywords)
 def edit_with_units(
     encoder: nn.Module,
     generator: nn.Module,
@@ -85,16 +137,16 @@ def edit_with_units(
     region: Tensor,
     segmenter: nn.Module,
     concept: str,
+    change: Optional[UnitChange] = None,
     *,
-    scale: Optional[Amount] = None,
-    value: Optional[Amount] = None,
     batch_size: int = 64,
 ) -> UnitEdit:
     """Edit real images through generator units: encode, change units in a region, decode, measure.
 
     The encoder maps the images to latent codes; the generator decodes them twice, once
-    as they are and once with ``units`` of ``layer`` scaled (``scale=0`` switches them
-    off) or set (``value``, switches them on) inside ``region`` (see :func:`intervene`);
+    as they are and once with ``units`` of ``layer`` scaled (``UnitChange(scale=0)``
+    switches them off) or set (``UnitChange(value=...)`` switches them on) inside
+    ``region`` (see :func:`intervene`);
     the segmenter measures ``concept``'s share of the region in both.
 
     Args:
@@ -107,23 +159,23 @@ def edit_with_units(
         segmenter: maps images to concept ids and names them (``concept_names``), e.g.
             :class:`ConceptSegmenter`; left as found.
         concept: the concept to measure, a name in ``segmenter.concept_names``.
-        scale: multiply the units by this inside the region (a float, or one per unit).
-        value: set the units to this inside the region (a float, or one per unit).
+        change: scale or set the units inside the region (:class:`UnitChange`); the older
+            keywords ``scale=`` and ``value=`` are still accepted.
         batch_size: images per call.
 
     Returns:
         A :class:`UnitEdit`.
 
     Raises:
-        ValueError: both or neither of ``scale`` and ``value``, empty or out-of-range
+        ValueError: no ``change`` (or both or neither of ``scale`` and ``value``), empty or out-of-range
             units, a bad region, images of the wrong shape, an unknown concept or layer.
-        TypeError: images, region or units of the wrong type.
+        TypeError: images, region, units or change of the wrong type.
 
     Example:
         >>> region = torch.zeros(32, 32, dtype=torch.bool)
         >>> region[4:14, 4:14] = True
         >>> edit = edit_with_units(net.encoder, net.decoder, "relu1", images, red_units, region,
-        ...                        segmenter, "red", value=torch.tensor(thresholds) * 2)
+        ...                        segmenter, "red", UnitChange(value=torch.tensor(thresholds) * 2))
         >>> edit.change
     """
     check_images(images, "images")
@@ -132,8 +184,10 @@ def edit_with_units(
     chosen = unit_index(list(units) if not isinstance(units, Tensor) else units, None)
     if not chosen.numel():
         raise ValueError("units must name at least one unit of the layer.")
-    if (scale is None) == (value is None):
+    if change is None:
         raise ValueError("pass exactly one of scale= (multiply; 0 switches units off) and value= (set them).")
+    if not isinstance(change, UnitChange):
+        raise TypeError(f"change must be a UnitChange, got {type(change).__name__}.")
     names = list(getattr(segmenter, "concept_names", []))
     if concept not in names[1:]:
         raise ValueError(f"unknown concept {concept!r}; the segmenter names {names[1:]}.")
@@ -144,10 +198,9 @@ def edit_with_units(
         for start in range(0, images.shape[0], batch_size):
             codes.append(encoder(images[start : start + batch_size].to(run_on)).float().cpu())
     latents = torch.cat(codes)
-    change: Dict[str, Any] = {"units": chosen, "mask": region}
-    change.update({"scale": scale} if scale is not None else {"value": value})
+    intervention: Dict[str, Any] = {"units": chosen, "mask": region, **change.as_keywords()}
     before_images, before = render(generator, layer, latents, segmenter, batch_size)
-    after_images, after = render(generator, layer, latents, segmenter, batch_size, **change)
+    after_images, after = render(generator, layer, latents, segmenter, batch_size, **intervention)
     concept_id = names.index(concept)
     return UnitEdit(
         layer=name,

@@ -16,13 +16,18 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .._utils import check_positive_int, evaluation_mode
+from .._utils import accepts_older_keywords, check_positive_int, evaluation_mode
 from ._dissect import dissect
 from ._hooks import LayerSpec, resolve_layer, run_device
 from ._result import DissectionResult
-from ._settings import ThresholdSettings
+from ._settings import (
+    OLDER_DISSECTION_KEYWORDS,
+    DissectionSettings,
+    check_dissection_settings,
+    fold_dissection_keywords,
+)
 
-_DEFAULT_THRESHOLDS = ThresholdSettings()
+_DEFAULT_SETTINGS = DissectionSettings()
 
 
 def check_latents(latents: Tensor) -> Tensor:
@@ -115,20 +120,19 @@ def _index_images(count: int, size: Tuple[int, int]) -> Tensor:
     return torch.arange(count, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, *shape).contiguous()
 
 
+@accepts_older_keywords(OLDER_DISSECTION_KEYWORDS, fold_dissection_keywords)
 def dissect_generator(
     generator: nn.Module,
     layer: LayerSpec,
     latents: Tensor,
     segmenter: nn.Module,
+    settings: DissectionSettings = _DEFAULT_SETTINGS,
     *,
-    quantile: float = 0.005,
-    iou_threshold: float = 0.04,
     concept_names: Optional[Sequence[str]] = None,
     categories: Optional[Sequence[str]] = None,
     device: Optional[Union[str, torch.device]] = None,
     batch_size: int = 64,
     show_progress: bool = False,
-    threshold_settings: ThresholdSettings = _DEFAULT_THRESHOLDS,
 ) -> DissectionResult:
     """Label each unit of a generator layer with the concept it draws (GAN dissection).
 
@@ -145,15 +149,16 @@ def dissect_generator(
         latents: N x ... latent codes (any shape the generator takes).
         segmenter: maps images to integer concept ids N x H x W or N x K x H x W (e.g.
             :class:`ConceptSegmenter`); left as found.
-        quantile: top share of activations above each unit's threshold, in (0, 1).
-        iou_threshold: IoU from which a unit counts as a detector.
+        settings: the top ``quantile`` of activations above each unit's threshold, the
+            ``iou_threshold`` from which a unit counts as a detector, and the thresholds'
+            memory budget (:class:`DissectionSettings`); the older keywords
+            ``quantile=``, ``iou_threshold=`` and ``threshold_settings=`` are still accepted.
         concept_names: name of each concept id; default the segmenter's ``concept_names``.
         categories: category of each concept id; default the segmenter's
             ``concept_categories``.
         device: where to run; default the generator's device.
         batch_size: latent codes per call.
         show_progress: show progress bars.
-        threshold_settings: the memory budget of the thresholds.
 
     Returns:
         A :class:`DissectionResult` whose ``layer`` is the layer's name in ``generator``.
@@ -168,6 +173,7 @@ def dissect_generator(
         >>> result = dissect_generator(autoencoder.decoder, "relu1", latents, segmenter)
         >>> result.units_for("red")[:3]
     """
+    settings = check_dissection_settings(settings)
     check_latents(latents)
     check_positive_int(batch_size, "batch_size")
     name, module = resolve_layer(generator, layer)
@@ -181,14 +187,12 @@ def dissect_generator(
         source,
         module,
         (index, masks),
-        quantile=quantile,
-        iou_threshold=iou_threshold,
+        settings,
         concept_names=names,
         categories=kinds,
         device=run_device(generator, device),
         batch_size=batch_size,
         show_progress=show_progress,
-        threshold_settings=threshold_settings,
     )
     return dataclasses.replace(result, layer=name)
 

@@ -11,12 +11,16 @@ from torch import Tensor, nn
 
 from .._utils import (
     JsonFile,
+    Replaceable,
+    accepts_older_keywords,
     check_choice,
     check_keys,
     check_positive_int,
+    check_seed,
     evaluation_mode,
     float_array,
     predict,
+    refuse_both,
     share_predicted,
 )
 from ._ablate import ablate_units, layer_width
@@ -24,6 +28,54 @@ from ._balanced import check_labelled
 from ._hooks import LayerSpec, LayerTap, resolve_layer, run_device
 
 _RANK_BY = ("increase", "contribution")
+
+
+@dataclass(frozen=True)
+class PatternUnitsSettings(Replaceable):
+    """How :func:`units_responding_to_pattern` picks the units and draws the control.
+
+    Attributes:
+        top: the number of units to keep and ablate (>= 1; at most the layer's width,
+            checked against the layer).
+        rank_by: ``"increase"`` (mean activation increase, stamped minus clean) or
+            ``"contribution"`` (that increase weighed by the gradient of ``log p(target)``).
+        random_trials: random unit sets averaged for the control (>= 1).
+        seed: seeds the random sets.
+        batch_size: images per model call (>= 1).
+
+    Raises:
+        ValueError: a count out of range, an unknown ``rank_by`` or a seed out of range.
+        TypeError: a seed that is not an integer.
+
+    Example:
+        >>> units_responding_to_pattern(model, "features.relu4", pattern, images, labels, 2,
+        ...                             PatternUnitsSettings(top=5, rank_by="contribution"))
+    """
+
+    top: int = 10
+    rank_by: str = "increase"
+    random_trials: int = 3
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        top = self.top
+        if isinstance(top, (bool, np.bool_)) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be an int >= 1 (at most the layer's units), got {top!r}.")
+        check_choice(self.rank_by, _RANK_BY, "rank_by")
+        check_positive_int(self.random_trials, "random_trials")
+        check_seed(self.seed)
+        check_positive_int(self.batch_size, "batch_size")
+
+
+_OLDER_KEYWORDS = ("top", "rank_by", "random_trials", "seed", "batch_size")
+_DEFAULT_SETTINGS = PatternUnitsSettings()
+
+
+def _fold_keywords(older: Dict[str, Any], arguments: Dict[str, Any]) -> None:
+    """Move ``units_responding_to_pattern``'s older keywords into its ``settings``."""
+    refuse_both(older, arguments, _OLDER_KEYWORDS, "settings")
+    arguments["settings"] = PatternUnitsSettings(**older)
 
 
 @dataclass
@@ -164,6 +216,7 @@ def _pattern_contributions(
     return total / others.shape[0]
 
 
+@accepts_older_keywords(_OLDER_KEYWORDS, _fold_keywords)
 def units_responding_to_pattern(
     model: nn.Module,
     layer: LayerSpec,
@@ -171,12 +224,8 @@ def units_responding_to_pattern(
     images: Tensor,
     labels: Tensor,
     target: int,
+    settings: PatternUnitsSettings = _DEFAULT_SETTINGS,
     *,
-    top: int = 10,
-    rank_by: str = "increase",
-    random_trials: int = 3,
-    seed: int = 0,
-    batch_size: int = 256,
     device: Optional[Union[str, torch.device]] = None,
 ) -> PatternUnits:
     """Find the units a class pattern drives and measure how much of its power they carry.
@@ -198,11 +247,10 @@ def units_responding_to_pattern(
         images: held-out images N x C x H x W in [0, 1].
         labels: their labels.
         target: the pattern's class.
-        top: number of units to keep and ablate.
-        rank_by: ``"increase"`` or ``"contribution"`` (see above).
-        random_trials: random unit sets averaged for the control.
-        seed: seeds the random sets.
-        batch_size: images per model call.
+        settings: the number of units kept and ablated (``top``), how they are ranked
+            (``rank_by``, see above), the random sets of the control and their seed, and
+            the batch size (:class:`PatternUnitsSettings`); the older keywords ``top=``,
+            ``rank_by=``, ``random_trials=``, ``seed=`` and ``batch_size=`` are still accepted.
         device: where to run; default the model's device.
 
     Returns:
@@ -219,10 +267,13 @@ def units_responding_to_pattern(
     """
     if not callable(getattr(pattern, "stamp", None)):
         raise TypeError("pattern must have a stamp(images) -> images method, like captum_classpattern.Pattern.")
-    check_choice(rank_by, _RANK_BY, "rank_by")
+    if not isinstance(settings, PatternUnitsSettings):
+        raise TypeError(f"settings must be a PatternUnitsSettings, got {type(settings).__name__}.")
+    top, rank_by, random_trials, seed, batch_size = (
+        settings.top, settings.rank_by, settings.random_trials, settings.seed, settings.batch_size,
+    )  # fmt: skip
     name, module = resolve_layer(model, layer)
     labels = check_labelled(images, labels)
-    check_positive_int(batch_size, "batch_size")
     run_on = run_device(model, device)
     others = images[(labels != target).to(images.device)]
     if others.shape[0] == 0:
@@ -231,7 +282,6 @@ def units_responding_to_pattern(
     if isinstance(top, (bool, np.bool_)) or not isinstance(top, (int, np.integer)) or not 1 <= top <= width:
         raise ValueError(f"top must be an int in 1..{width} (the layer's units), got {top!r}.")
     top = int(top)
-    check_positive_int(random_trials, "random_trials")
     clean = _mean_channel_activation(model, module, name, others, None, run_on, batch_size)
     stamped = _mean_channel_activation(model, module, name, others, pattern.stamp, run_on, batch_size)
     increase = (stamped - clean).mean(0).double().numpy()

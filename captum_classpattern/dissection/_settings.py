@@ -1,11 +1,11 @@
-"""How dissection finds each unit's threshold when the activations do not fit in memory."""
+"""Dissection's settings: what counts as a unit's region and a detector, and the thresholds' memory budget."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
-from .._utils import Replaceable
+from .._utils import Replaceable, refuse_both
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ThresholdSettings(Replaceable):
         ValueError: a count out of range.
 
     Example:
-        >>> dissect(model, "features.4", data, threshold_settings=ThresholdSettings(exact=False, refine_bins=512))
+        >>> dissect(model, "features.4", data, DissectionSettings(thresholds=ThresholdSettings(exact=False)))
     """
 
     exact: Optional[bool] = None
@@ -45,3 +45,62 @@ class ThresholdSettings(Replaceable):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"ThresholdSettings.{name} must be an int >= {least}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class DissectionSettings(Replaceable):
+    """What :func:`dissect` and :func:`dissect_generator` count as a unit's region and as a detector.
+
+    Attributes:
+        quantile: top share of each unit's activations above its threshold, in (0, 1)
+            (e.g. 0.005 for the top 0.5%).
+        iou_threshold: IoU from which a unit counts as a detector, in [0, 1].
+        thresholds: the memory budget of the per-unit thresholds (:class:`ThresholdSettings`).
+
+    Raises:
+        ValueError: ``quantile`` or ``iou_threshold`` out of range.
+        TypeError: ``thresholds`` is not a :class:`ThresholdSettings`.
+
+    Example:
+        >>> dissect(model, "features.4", data, DissectionSettings(quantile=0.01, iou_threshold=0.05))
+    """
+
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    thresholds: ThresholdSettings = ThresholdSettings()
+
+    def __post_init__(self) -> None:
+        quantile, iou = self.quantile, self.iou_threshold
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 < quantile < 1.0:
+            raise ValueError(f"quantile must lie in (0, 1), e.g. 0.005 for the top 0.5%, got {quantile!r}.")
+        if isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0 <= iou <= 1:
+            raise ValueError(f"iou_threshold must lie in [0, 1] (e.g. 0.04), got {iou!r}.")
+        if not isinstance(self.thresholds, ThresholdSettings):
+            raise TypeError(f"threshold_settings must be a ThresholdSettings, got {type(self.thresholds).__name__}.")
+
+
+OLDER_DISSECTION_KEYWORDS = ("quantile", "iou_threshold", "threshold_settings")
+"""The keywords of :func:`dissect` and :func:`dissect_generator` grouped into ``settings``."""
+
+
+def fold_dissection_keywords(older: Dict[str, Any], arguments: Dict[str, Any]) -> None:
+    """Move the older ``quantile=``, ``iou_threshold=`` and ``threshold_settings=`` into ``settings``.
+
+    Raises:
+        TypeError: ``settings`` given as well, or ``threshold_settings`` of the wrong type.
+        ValueError: an older keyword out of range.
+    """
+    refuse_both(older, arguments, OLDER_DISSECTION_KEYWORDS, "settings")
+    grouped = {("thresholds" if name == "threshold_settings" else name): value for name, value in older.items()}
+    arguments["settings"] = DissectionSettings(**grouped)
+
+
+def check_dissection_settings(settings: Any) -> DissectionSettings:
+    """``settings`` if it is a :class:`DissectionSettings`.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if not isinstance(settings, DissectionSettings):
+        raise TypeError(f"settings must be a DissectionSettings, got {type(settings).__name__}.")
+    return settings

@@ -10,11 +10,13 @@ from ._batch_hook import BatchPoisoning, PoisonedBatch
 from ._cache import cached_model, default_cache_dir, digits_model
 from ._concept import concept_classifier, train_one_cycle
 from ._generator import concept_autoencoder, concept_latents, concept_segmenter, train_autoencoder
+from ._options import TrainingOptions
 from ._recipe import TrainingRecipe, TrainingRun, augment, train_with_recipe
 from ._train import accuracy, train_classifier
 
 __all__ = [
     "train_classifier",
+    "TrainingOptions",
     "train_with_recipe",
     "TrainingRecipe",
     "TrainingRun",

@@ -23,8 +23,19 @@ import torch
 from captum.robust import PGD
 from torch import Tensor, nn
 
-from .._utils import check_device, check_images, check_labels, check_positive_int, evaluation_mode, predict
+from .._utils import (
+    accepts_older_keywords,
+    check_device,
+    check_images,
+    check_labels,
+    check_positive_int,
+    evaluation_mode,
+    predict,
+)
+from ._options import OLDER_ADVERSARIAL_KEYWORDS, TrainingOptions, check_options, fold_training_keywords
 from ._train import train_classifier
+
+_DEFAULT_OPTIONS = TrainingOptions()
 
 _WHO = "pgd_attack"  # names the attack in evaluation_mode's training-mode warning
 
@@ -143,17 +154,16 @@ class PGDPerturbation:
         )
 
 
+@accepts_older_keywords(OLDER_ADVERSARIAL_KEYWORDS, fold_training_keywords)
 def adversarial_train(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
+    options: TrainingOptions = _DEFAULT_OPTIONS,
     *,
     eps: float = 8 / 255,
     step_size: float = 2 / 255,
     steps: int = 7,
-    epochs: int = 10,
-    lr: float = 2e-3,
-    batch_size: int = 64,
     seed: int = 0,
     show_progress: bool = False,
 ) -> nn.Module:
@@ -163,12 +173,12 @@ def adversarial_train(
         model: the classifier to train in place.
         images: training images in [0, 1].
         labels: their labels.
+        options: the training loop's epochs, learning rate, batch size and weight decay
+            (:class:`TrainingOptions`); the older keywords ``epochs=``, ``lr=`` and
+            ``batch_size=`` are still accepted.
         eps: L-inf radius of the training attack.
         step_size: its step size.
         steps: its number of steps (7 to 10 in Madry et al.).
-        epochs: passes over the data.
-        lr: Adam's learning rate.
-        batch_size: images per step.
         seed: seeds shuffling and the random starts.
         show_progress: show a tqdm bar over epochs.
 
@@ -177,10 +187,13 @@ def adversarial_train(
 
     Raises:
         ValueError: bad settings or data.
+        TypeError: a model that is not an ``nn.Module``, or options that are not a
+            :class:`TrainingOptions`.
 
     Example:
         >>> robust = adversarial_train(SmallCNN(1, 10, 16), x, y, eps=0.1, step_size=0.025)
     """
+    options = check_options(options)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module to train, got {type(model).__name__}.")
     check_images(images, "images")
@@ -192,9 +205,7 @@ def adversarial_train(
             model,
             images,
             labels,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
+            options,
             seed=seed,
             perturb=perturb,
             show_progress=show_progress,

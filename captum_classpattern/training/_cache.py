@@ -14,6 +14,7 @@ from torch import nn
 from .._utils import write_atomic
 from ..data import load_digits
 from ..models import SmallCNN
+from ._options import TrainingOptions
 from ._train import train_classifier
 
 
@@ -65,7 +66,7 @@ def digits_model(
             model,
             data.train.images,
             data.train.labels,
-            epochs=epochs,
+            TrainingOptions(epochs=epochs),
             seed=seed,
             show_progress=show_progress,
             description="training the digits CNN",

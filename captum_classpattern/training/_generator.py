@@ -18,6 +18,7 @@ from .._utils import check_positive_float, check_positive_int, evaluation_mode
 from ..dissection import ConceptDataset, ConceptSegmenter
 from ..models import ConceptAutoencoder, SmallCNN
 from ._cache import cached_model
+from ._options import TrainingOptions
 from ._train import train_classifier
 
 
@@ -207,7 +208,7 @@ def concept_segmenter(
             model,
             ConceptSegmenter().silhouettes(data_images),
             labels,
-            epochs=epochs,
+            TrainingOptions(epochs=epochs),
             seed=seed,
             perturb=_jitter,
             show_progress=show_progress,

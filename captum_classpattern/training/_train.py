@@ -9,20 +9,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._utils import check_images, check_labels, predict
+from .._utils import accepts_older_keywords, check_images, check_labels, predict
+from ._options import OLDER_TRAINING_KEYWORDS, TrainingOptions, check_options, fold_training_keywords
 
 Perturb = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
+_DEFAULT_OPTIONS = TrainingOptions()
 
+
+@accepts_older_keywords(OLDER_TRAINING_KEYWORDS, fold_training_keywords)
 def train_classifier(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
+    options: TrainingOptions = _DEFAULT_OPTIONS,
     *,
-    epochs: int = 10,
-    lr: float = 2e-3,
-    batch_size: int = 64,
-    weight_decay: float = 5e-4,
     seed: int = 0,
     perturb: Optional[Perturb] = None,
     show_progress: bool = False,
@@ -34,10 +35,9 @@ def train_classifier(
         model: the classifier to train.
         images: N x C x H x W training images in [0, 1].
         labels: their labels.
-        epochs: passes over the data.
-        lr: Adam's learning rate (cosine-annealed to zero).
-        batch_size: images per step.
-        weight_decay: Adam's weight decay.
+        options: the loop's epochs, learning rate (cosine-annealed to zero), batch size
+            and weight decay (:class:`TrainingOptions`); the older keywords ``epochs=``,
+            ``lr=``, ``batch_size=`` and ``weight_decay=`` are still accepted.
         seed: seeds shuffling and the perturbation.
         perturb: optional ``(model, images, labels) -> images`` applied to each batch
             before the step (e.g. a PGD attack for adversarial training).
@@ -46,13 +46,22 @@ def train_classifier(
 
     Returns:
         The same model, trained, in eval mode.
+
+    Raises:
+        ValueError: not one label per image, or options out of range.
+        TypeError: options that are not a :class:`TrainingOptions`.
+
+    Example:
+        >>> train_classifier(model, images, labels, TrainingOptions(epochs=4), seed=1)
     """
+    options = check_options(options)
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"got {labels.shape[0]} labels for {images.shape[0]} images.")
+    epochs, lr, batch_size = options.epochs, options.lr, options.batch_size
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=options.weight_decay)
     steps_per_epoch = (images.shape[0] + batch_size - 1) // batch_size
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     for _ in tqdm(range(epochs), desc=description, disable=not show_progress):

@@ -4,6 +4,7 @@ Also a self-contained HTML page of tables, figures and settings (:func:`html_rep
 """
 
 from ._anomaly import plot_anomaly_indices
+from ._display import PanelOptions, TopActivationsOptions
 from ._dissection import plot_top_activations
 from ._generator import plot_generated_edits
 from ._grids import PATTERN_ROWS, plot_class_patterns, plot_settings_comparison
@@ -20,6 +21,7 @@ __all__ = [
     "RGB_GROUND",
     "GRAY_GROUND",
     "visualize_class_pattern",
+    "PanelOptions",
     "pattern_image",
     "plot_class_patterns",
     "plot_settings_comparison",
@@ -27,6 +29,7 @@ __all__ = [
     "plot_anomaly_indices",
     "plot_scan",
     "plot_top_activations",
+    "TopActivationsOptions",
     "plot_generated_edits",
     "html_report",
     "ReportSection",

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._utils import check_positive_int
+from .._utils import accepts_older_keywords, check_positive_int
 from ..dissection import DissectionResult, LayerSpec, unit_activations
+from ._display import OLDER_TOP_ACTIVATIONS_KEYWORDS, TopActivationsOptions, check_display, display_folder
 from ._figure import FloatPair, finish, new_figure
 
 if TYPE_CHECKING:
@@ -25,6 +26,12 @@ def _as_rgb(image: Tensor) -> np.ndarray:
     return array.mean(0).numpy()  # one (or an unusual number of) channels: grey
 
 
+_DEFAULT_DISPLAY = TopActivationsOptions()
+
+
+@accepts_older_keywords(
+    OLDER_TOP_ACTIVATIONS_KEYWORDS, display_folder(TopActivationsOptions, OLDER_TOP_ACTIVATIONS_KEYWORDS)
+)
 def plot_top_activations(
     model: nn.Module,
     layer: LayerSpec,
@@ -32,11 +39,10 @@ def plot_top_activations(
     images: Tensor,
     units: Sequence[int],
     *,
-    num_images: int = 5,
+    display: TopActivationsOptions = _DEFAULT_DISPLAY,
     batch_size: int = 64,
     device: Optional[Union[str, torch.device]] = None,
     use_pyplot: bool = True,
-    outline_color: str = "yellow",
     fig_size: Optional[FloatPair] = None,
 ) -> Tuple[Figure, np.ndarray]:
     """Draw each unit's top-activating images with the region above its threshold outlined.
@@ -50,13 +56,14 @@ def plot_top_activations(
         result: the :class:`DissectionResult` of that layer.
         images: N x C x H x W images in [0, 1] to search for top activations.
         units: the units to draw, one row each.
-        num_images: images per unit (columns).
+        display: the images per unit (``num_images``, the columns) and the outline's
+            colour (``outline_color``) (:class:`TopActivationsOptions`); those keywords
+            are still accepted.
         batch_size: images per model call.
         device: where to run; default the model's device.
         use_pyplot: create the figure through pyplot and show it (Captum's default);
             ``False`` builds a :class:`matplotlib.figure.Figure` directly (no global
             state, safe in threads and servers).
-        outline_color: colour of the outline.
         fig_size: figure size in inches; by default 1.6 x 1.7 inches per panel.
 
     Returns:
@@ -65,11 +72,14 @@ def plot_top_activations(
     Raises:
         ValueError: units out of range, ``num_images`` or ``batch_size`` out of range, images
             of the wrong shape.
+        TypeError: ``display`` is not a :class:`TopActivationsOptions`.
 
     Example:
         >>> fig, axes = plot_top_activations(model, "features.relu4", result, images,
         ...                                  result.units_for("circle")[:3], use_pyplot=False)
     """
+    check_display(display, TopActivationsOptions)
+    num_images, outline_color = display.num_images, display.outline_color
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError("images must be a tensor N x C x H x W.")
     chosen = [int(u) for u in units]

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import check_choice
+from .._utils import accepts_older_keywords, check_choice
 from ..attr import Budget, pixel_budget, top_k_pattern
+from ._display import OLDER_PANEL_KEYWORDS, PanelOptions, check_display, display_folder
 from ._figure import FloatPair, figure_and_axis, finish
 from ._inputs import as_hwc, as_unit_image, gray_to_rgb, signed
 from ._pattern_image import draw_pattern_panel
@@ -30,8 +31,11 @@ _NEEDS_IMAGE = ("blended_heat_map", "original_image", "masked_image", "alpha_sca
 _ONE_SIGN_ONLY = ("masked_image", "alpha_scaling", "pattern")
 
 
+_DEFAULT_PANEL = PanelOptions()
+
+
 def _validate_single(
-    method: str, sign: str, attr: Any, original_image: Any, outlier_perc: Any, alpha_overlay: Any, k: Budget
+    method: str, sign: str, attr: Any, original_image: Any, display: PanelOptions, k: Budget
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     check_choice(method, IMAGE_METHODS, "method")
     check_choice(sign, SIGNS, "sign")
@@ -40,10 +44,7 @@ def _validate_single(
             f"method {method!r} shows one magnitude per pixel and cannot show sign='all'; "
             "use 'positive', 'negative' or 'absolute_value'."
         )
-    if isinstance(outlier_perc, bool) or not isinstance(outlier_perc, (int, float)) or not 0 <= outlier_perc < 100:
-        raise ValueError(f"outlier_perc must be a number in [0, 100), got {outlier_perc!r}.")
-    if not 0.0 <= float(alpha_overlay) <= 1.0:
-        raise ValueError(f"alpha_overlay must lie in [0, 1], got {alpha_overlay!r}.")
+    check_display(display, PanelOptions)
     scores = as_hwc(attr, "attr")
     image = None
     if original_image is not None:
@@ -67,17 +68,14 @@ def _validate_single(
     return scores, image
 
 
+@accepts_older_keywords(OLDER_PANEL_KEYWORDS, display_folder(PanelOptions, OLDER_PANEL_KEYWORDS))
 def visualize_class_pattern(
     attr: Union[np.ndarray, Tensor],
     original_image: Union[np.ndarray, Tensor, None] = None,
     method: str = "heat_map",
     sign: str = "positive",
     plt_fig_axis: Optional[Tuple[Figure, Axes]] = None,
-    outlier_perc: Union[int, float] = 2,
-    cmap: Optional[Any] = None,
-    alpha_overlay: float = 0.5,
-    show_colorbar: bool = False,
-    title: Optional[str] = None,
+    display: PanelOptions = _DEFAULT_PANEL,
     fig_size: FloatPair = (6, 6),
     use_pyplot: bool = True,
     k: Budget = 0.05,
@@ -85,7 +83,8 @@ def visualize_class_pattern(
     """Draw a ClassPattern map (or any attribution of a canvas) the way Captum draws attributions.
 
     The arguments and the return value are those of Captum's
-    :func:`~captum.attr.visualization.visualize_image_attr`, and its five methods are
+    :func:`~captum.attr.visualization.visualize_image_attr` (its display arguments grouped
+    in ``display``, and accepted by their names too), and its five methods are
     drawn by that function, so normalisation and colour maps are identical. Differences:
     tensors are accepted (C x H x W, converted explicitly), grayscale canvases are shown in
     gray, the default ``sign`` is ``"positive"`` (a ClassPattern map lies in [0, 1]), bad
@@ -107,13 +106,8 @@ def visualize_class_pattern(
         sign: one of :data:`SIGNS`. For ``"pattern"``: ``"positive"`` ranks by value,
             ``"absolute_value"`` by magnitude, ``"negative"`` by the most negative values.
         plt_fig_axis: a ``(figure, axis)`` pair to draw on; a new figure if ``None``.
-        outlier_perc: the share (percent) of total attribution treated as outliers and
-            clipped to the top of the colour scale, as in Captum.
-        cmap: colour map of the heat map; Captum's default for the sign if ``None``.
-        alpha_overlay: opacity of the heat map in ``"blended_heat_map"``.
-        show_colorbar: add a colour bar below heat maps (an empty one keeps panels
-            aligned for the other methods).
-        title: the panel's title.
+        display: Captum's ``outlier_perc``, ``cmap``, ``alpha_overlay``, ``show_colorbar``
+            and ``title`` (:class:`PanelOptions`); those keywords are still accepted.
         fig_size: size in inches of a new figure.
         use_pyplot: create the figure with pyplot and call ``pyplot.show()`` (Captum's
             default); ``False`` builds a :class:`matplotlib.figure.Figure` directly.
@@ -126,8 +120,10 @@ def visualize_class_pattern(
         ValueError: an unknown ``method`` or ``sign`` (the message lists the allowed
             values), ``sign="all"`` with a method that shows one sign, a missing
             ``original_image``, shapes that disagree, pixels outside [0, 1]/[0, 255],
-            an attribution with no values of the chosen sign, or a bad ``k``.
-        TypeError: ``attr`` or ``original_image`` is neither a numpy array nor a tensor.
+            an attribution with no values of the chosen sign, a bad ``k``, or
+            ``outlier_perc``/``alpha_overlay`` out of range.
+        TypeError: ``attr`` or ``original_image`` is neither a numpy array nor a tensor, or
+            ``display`` is not a :class:`PanelOptions`.
 
     Example:
         >>> maps = ClassPattern(model).attribute(canvases, target=[3], baselines=images,
@@ -136,10 +132,10 @@ def visualize_class_pattern(
         ...                                   k=0.05, use_pyplot=False)
         >>> fig.savefig("pattern_3.png")
     """
-    scores, image = _validate_single(method, sign, attr, original_image, outlier_perc, alpha_overlay, k)
+    scores, image = _validate_single(method, sign, attr, original_image, display, k)
     if method == "pattern":
         assert image is not None  # checked by _validate_single
-        return _visualize_pattern(scores, image, sign, plt_fig_axis, show_colorbar, title, fig_size, use_pyplot, k)
+        return _visualize_pattern(scores, image, sign, plt_fig_axis, display, fig_size, use_pyplot, k)
     from captum.attr import visualization as captum_viz
 
     if method == "original_image":
@@ -152,11 +148,11 @@ def visualize_class_pattern(
         method=method,
         sign=sign,
         plt_fig_axis=plt_fig_axis,
-        outlier_perc=outlier_perc,
-        cmap=cmap,
-        alpha_overlay=alpha_overlay,
-        show_colorbar=show_colorbar,
-        title=title,
+        outlier_perc=display.outlier_perc,
+        cmap=display.cmap,
+        alpha_overlay=display.alpha_overlay,
+        show_colorbar=display.show_colorbar,
+        title=display.title,
         fig_size=fig_size,
         use_pyplot=use_pyplot,
     )
@@ -167,8 +163,7 @@ def _visualize_pattern(
     image: np.ndarray,
     sign: str,
     plt_fig_axis: Optional[Tuple[Figure, Axes]],
-    show_colorbar: bool,
-    title: Optional[str],
+    display: PanelOptions,
     fig_size: FloatPair,
     use_pyplot: bool,
     k: Budget,
@@ -183,13 +178,13 @@ def _visualize_pattern(
         absolute=sign == "absolute_value",
     )
     draw_pattern_panel(ax, pattern, None)
-    if show_colorbar:
+    if display.show_colorbar:
         # Captum adds an empty colour-bar axis for methods without a heat map, so panels
         # with and without colour bars stay aligned in a row; do the same.
         from mpl_toolkits.axes_grid1 import make_axes_locatable
 
         make_axes_locatable(ax).append_axes("bottom", size="5%", pad=0.1).axis("off")
-    if title:
-        ax.set_title(title)
+    if display.title:
+        ax.set_title(display.title)
     finish(use_pyplot)
     return fig, ax

@@ -1,0 +1,227 @@
+"""The scan's scoring, a pure function of the search's maps and power tables: scores, flags and patterns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..attr import Pattern, pixel_budget, top_k_mask
+from ..metrics import flag_outliers
+from ._blend_probe import BlendProbe
+from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
+from ._settings import ScoringSettings
+
+
+@dataclass(frozen=True)
+class ScanScores:
+    """What :func:`score_classes` computes: the scored half of a :class:`ScanResult`.
+
+    Attributes:
+        scoring: the scoring settings with ``k`` and ``auc_k`` as pixel counts.
+        scores: each class's score (relative to the references' mean with references).
+        suspect_scores: the suspect model's own scores.
+        reference_scores: the references' mean score of each class (empty without references).
+        anomaly_index: each class's MAD anomaly index.
+        reference_spread: the references' spread the relative index divides by at least, or ``None``.
+        pattern_flagged: the classes the top-k patterns flag, most anomalous first.
+        blend_scores: each class's blend-probe score (empty without the probe).
+        blend_anomaly_index: each blend score's anomaly index (empty without the probe).
+        blend_reference_spread: the blend scores' reference spread, or ``None``.
+        blend_flagged: the classes the blend probe flags.
+        flagged: the classes either detector flags, most anomalous first.
+        patterns: each class's recovered pattern.
+        powers: each recovered pattern's predictive power.
+    """
+
+    scoring: ScoringSettings
+    scores: List[float]
+    suspect_scores: List[float]
+    reference_scores: List[float]
+    anomaly_index: List[float]
+    reference_spread: Optional[float]
+    pattern_flagged: List[int]
+    blend_scores: List[float]
+    blend_anomaly_index: List[float]
+    blend_reference_spread: Optional[float]
+    blend_flagged: List[int]
+    flagged: List[int]
+    patterns: List[Pattern]
+    powers: List[float]
+
+
+def score_classes(
+    classes: List[int],
+    maps: Tensor,
+    values: Tensor,
+    table: PowerTable,
+    scoring: ScoringSettings,
+    reference_tables: Sequence[PowerTable],
+    blend: Optional[BlendProbe],
+) -> ScanScores:
+    """Score each class from the power table, flag the outliers and cut the recovered patterns.
+
+    Nothing given is changed; the same inputs always give the same scores.
+
+    Args:
+        classes: the scanned classes, in order.
+        maps: K x H x W learned maps.
+        values: K x C x H x W pasted values.
+        table: the power of each class's top-k patterns.
+        scoring: the scoring settings (``k`` and ``auc_k`` in any form the scan accepts).
+        reference_tables: the power tables of the same search on each reference model.
+        blend: the blend probe, or ``None``.
+
+    Returns:
+        The :class:`ScanScores`.
+
+    Raises:
+        ValueError: a ``scoring.k`` that was not evaluated, a score that needs powers the
+            scan did not measure, ``"mask_l1"`` with references, or reference tables that
+            do not fit the suspect's.
+    """
+    ks, height, width = table.ks, maps.shape[-2], maps.shape[-1]
+    fixed_k = scoring.k if isinstance(scoring.k, int) else pixel_budget(scoring.k, height, width)
+    if fixed_k not in ks:
+        raise ValueError(f"k={scoring.k} was not evaluated; choose one of {ks}.")
+    scoring = scoring.replace(k=fixed_k, auc_k=table.auc_size(scoring.auc_k, height, width))
+    score = scoring.score
+    sizes = table.smallest_sizes(scoring.power_threshold)
+    suspect = table.class_scores(score, maps, sizes, fixed_k, int(scoring.auc_k))
+    reference = _reference_raw(classes, reference_tables, scoring, height, width)
+    raw, index, spread, flagged_rows = flag_against_references(
+        suspect, reference, DIRECTION[score], scoring.threshold, scoring.reference_spread
+    )
+    patterns, powers = _recovered_patterns(maps, values, table, sizes, fixed_k if score == "power_at_k" else None)
+    blend_raw, blend_index, blend_spread, blend_rows = _blend_flags(blend, scoring)
+    # Either detector's flag counts; the most anomalous class by either index comes first.
+    strongest = np.maximum(index, blend_index) if blend_index.size else np.asarray(index)
+    either = sorted(set(flagged_rows) | set(blend_rows), key=lambda r: -strongest[r])
+    return ScanScores(
+        scoring=scoring,
+        scores=shown_scores(score, raw),
+        suspect_scores=shown_scores(score, suspect),
+        reference_scores=[] if reference is None else shown_scores(score, reference.mean(axis=0)),
+        anomaly_index=[float(a) for a in index],
+        reference_spread=spread,
+        pattern_flagged=[classes[r] for r in flagged_rows],
+        blend_scores=[float(v) for v in blend_raw],
+        blend_anomaly_index=[float(a) for a in blend_index],
+        blend_reference_spread=blend_spread,
+        blend_flagged=[classes[r] for r in blend_rows],
+        flagged=[classes[r] for r in either],
+        patterns=patterns,
+        powers=powers,
+    )
+
+
+def _recovered_patterns(
+    maps: Tensor, values: Tensor, table: PowerTable, sizes: Sequence[float], fixed_k: Optional[int]
+) -> Tuple[List[Pattern], List[float]]:
+    """Each class's pattern and its power: the smallest evaluated size reaching the power threshold.
+
+    The largest size if none does, or ``fixed_k`` when given (``score="power_at_k"``).
+    """
+    ks = table.ks
+    if fixed_k is not None:
+        pattern_sizes = [fixed_k] * len(sizes)
+    else:
+        pattern_sizes = [next((k for k in ks if k >= size), ks[-1]) for size in sizes]
+    patterns, powers = [], []
+    for row, size in enumerate(pattern_sizes):
+        mask = top_k_mask(maps[row], size)
+        patterns.append(Pattern(mask, torch.where(mask, values[row], torch.zeros_like(values[row]))))
+        powers.append(float(table.powers[row, ks.index(size)]))
+    return patterns, powers
+
+
+def _blend_flags(
+    blend: Optional[BlendProbe], scoring: ScoringSettings
+) -> Tuple[np.ndarray, np.ndarray, Optional[float], List[int]]:
+    """The blend probe's scores, anomaly indices, reference spread and flagged rows (empty without the probe)."""
+    if blend is None:
+        return np.zeros(0), np.zeros(0), None, []
+    references = blend.reference_tables
+    if any(t.powers.shape != blend.table.powers.shape for t in references):
+        raise ValueError(
+            "a reference blend table has another shape than the suspect's "
+            f"{blend.table.powers.shape}: scan the references with the same classes and settings."
+        )
+    reference = np.array([t.class_scores() for t in references]) if references else None
+    return flag_against_references(
+        blend.table.class_scores(), reference, "high", scoring.blend_threshold, scoring.reference_spread
+    )
+
+
+def _reference_raw(
+    classes: List[int], tables: Sequence[PowerTable], scoring: ScoringSettings, height: int, width: int
+) -> Optional[np.ndarray]:
+    """The references' raw scores (n x K), or ``None`` without reference tables."""
+    if not tables:
+        return None
+    if scoring.score == "mask_l1":
+        raise ValueError("score='mask_l1' cannot be compared with a reference: use a power score.")
+    raws = []
+    for table in tables:
+        if table.powers.shape[0] != len(classes) or (scoring.score == "power_at_k" and scoring.k not in table.ks):
+            raise ValueError(
+                f"a reference table has {table.powers.shape[0]} classes and sizes {table.ks}: it must come "
+                f"from the same search over the classes {classes} with size k={scoring.k}."
+            )
+        raws.append(reference_raw(table, scoring, height, width))
+    return np.array(raws)
+
+
+def flag_against_references(
+    raw: np.ndarray, references: Optional[np.ndarray], direction: str, threshold: float, use_spread: bool
+) -> Tuple[np.ndarray, np.ndarray, Optional[float], List[int]]:
+    """Flag the one-sided outliers of ``raw``, and with references only those that stay outliers relative to them.
+
+    A class stays flagged only if it is also an outlier once each class is measured against
+    the references' mean: the references can clear a flag, never raise one. With two or
+    more references and ``use_spread``, the relative scores' anomaly index divides by at
+    least the references' spread (:func:`reference_spread`): a class cannot stand out by
+    less than clean models differ among themselves.
+
+    Args:
+        raw: the suspect's K raw scores.
+        references: an n x K array of the references' raw scores, or ``None``.
+        direction: ``"high"`` or ``"low"``, the suspicious end of the score.
+        threshold: the anomaly-index threshold.
+        use_spread: floor the relative index's spread by the references' spread.
+
+    Returns:
+        ``(scores, index, spread, rows)``: the scores the flags are reported on (relative to
+        the references' mean when there are references), each class's anomaly index (the
+        smaller of the two with references), the references' spread (``None`` when it was
+        not used) and the flagged rows, most anomalous first.
+    """
+    index, rows = flag_outliers(raw.tolist(), direction, threshold)
+    if references is None:
+        return raw, index, None, rows
+    relative_raw = raw - references.mean(axis=0)
+    spread = reference_spread(references) if use_spread and references.shape[0] >= 2 else None
+    relative, relative_rows = flag_outliers(relative_raw.tolist(), direction, threshold, spread or 0.0)
+    index = np.minimum(index, relative)
+    return relative_raw, index, spread, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
+
+
+def reference_spread(references: np.ndarray) -> float:
+    """How much a class's score varies between clean models, as seen by a suspect compared with their mean.
+
+    The standard deviation of each class's score over the ``n`` references, pooled over the
+    classes (the root of the mean per-class variance), times ``sqrt(1 + 1/n)`` because the
+    suspect is compared with the mean of only ``n`` references.
+
+    Args:
+        references: an n x K array (n >= 2) of the references' raw scores.
+
+    Returns:
+        The spread, on the scores' scale.
+    """
+    count = references.shape[0]
+    return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)

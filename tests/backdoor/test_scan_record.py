@@ -1,0 +1,63 @@
+"""ScanResult is a frozen record built by score_scan, a pure function of the search's outputs."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from captum_classpattern.backdoor import PowerTable, ScanConfig, ScanResult, ScoringSettings
+from captum_classpattern.backdoor._scan_result import TriggerFindings, score_scan
+
+KS = [1, 2, 3, 4, 6, 8]
+
+
+def _inputs():
+    """A five-class search on 4 x 4 maps whose class 2 reaches full power with two pixels."""
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.rand(5, 4, 4, generator=generator)
+    values = torch.rand(5, 1, 4, 4, generator=generator)
+    powers = np.tile(np.linspace(0.05, 0.45, len(KS)), (5, 1)) + np.arange(5)[:, None] * 0.01
+    powers[2] = [0.3, 0.95, 1.0, 1.0, 1.0, 1.0]
+    table = PowerTable(KS, powers, [20] * 5)
+    config = ScanConfig(scoring=ScoringSettings(k=4, auc_k=8))
+    return [0, 1, 2, 3, 4], maps, values, table, config
+
+
+def test_score_scan_builds_a_frozen_record_and_changes_nothing_given():
+    classes, maps, values, table, config = _inputs()
+    before = (list(classes), maps.clone(), values.clone(), table.powers.copy(), config)
+    triggers = TriggerFindings({2: maps[2]}, {2: values[2]}, 0.5, 2)
+    result = score_scan(classes, maps, values, table, config, seed=3, triggers=triggers, seconds=1.5)
+    assert result.flagged == [2] and result.pattern_flagged == [2] and result.seconds == 1.5
+    assert result.scoring.k == 4 and result.trigger_jaccard == 0.5 and result.jaccard_class == 2 and result.seed == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.seconds = 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.flagged = []
+    assert classes == before[0] and torch.equal(maps, before[1]) and torch.equal(values, before[2])
+    assert np.array_equal(table.powers, before[3]) and config == before[4]
+    again = score_scan(classes, maps, values, table, config, seed=3, triggers=triggers, seconds=1.5)
+    assert json.dumps(again.to_dict()) == json.dumps(result.to_dict())
+
+
+def test_rescore_and_from_dict_build_new_records():
+    result = score_scan(*_inputs(), seconds=2.0)
+    rescored = result.rescore("min_k", power_threshold=0.9)
+    assert rescored is not result and rescored.score == "min_k" and result.score == "power_auc"
+    assert rescored.seconds == result.seconds == 2.0
+    read = ScanResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert read.to_dict() == result.to_dict()
+
+
+def test_a_record_takes_every_field_by_name():
+    result = score_scan(*_inputs())
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    assert ScanResult(**fields).to_dict() == result.to_dict()
+    with pytest.raises(TypeError, match="missing: \\['seconds'\\]"):
+        ScanResult(**{name: value for name, value in fields.items() if name != "seconds"})
+    with pytest.raises(TypeError, match="unknown: \\['extra'\\]"):
+        ScanResult(**fields, extra=1)
+    with pytest.raises(ValueError, match="k=5 was not evaluated"):
+        score_scan(*_inputs()[:4], ScanConfig(scoring=ScoringSettings(k=5)))
