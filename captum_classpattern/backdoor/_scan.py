@@ -34,6 +34,7 @@ from ._scan_result import ScanResult, score_scan
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
+from ._trigger_check import locate_trigger
 
 _DEFAULT_CONFIG = ScanConfig()
 _NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
@@ -378,10 +379,15 @@ def _recover_triggers(
         smoothness=recovery.smoothness,
         description="Trigger recovery",
     )
-    return (
-        {cls: trigger_maps[row] for row, cls in enumerate(wanted)},
-        {cls: trigger_values[row] for row, cls in enumerate(wanted)},
-    )
+    maps, values = {}, {}
+    for row, cls in enumerate(wanted):
+        # The penalties pull the region to wherever it is cheapest; move it to where the
+        # model answers to it most (a pooling model answers a few pixels off almost as well).
+        located = locate_trigger(
+            model, trigger_maps[row], trigger_values[row], images, labels, cls, max_shift=recovery.max_shift
+        )
+        maps[cls], values[cls] = located.map, located.values
+    return maps, values
 
 
 def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:

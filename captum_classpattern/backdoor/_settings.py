@@ -223,6 +223,9 @@ class TriggerRecoverySettings(_Settings):
         alpha: the weight of the cross-entropy in this search (default 0.5); a larger
             value than the detection search's keeps pushing the region to where the model
             responds most once it already works.
+        max_shift: the recovered region is then slid by up to this many pixels (rows and
+            columns) to where it raises the class's margin most on the clean images
+            (:func:`locate_trigger`; default 4, 0 keeps it where the search left it).
 
     Example:
         >>> scan(model, images, labels, recovery=TriggerRecoverySettings(smoothness=0.0))  # no second search
@@ -230,10 +233,13 @@ class TriggerRecoverySettings(_Settings):
 
     smoothness: float = 2.0
     alpha: float = 0.5
+    max_shift: int = 4
 
     def __post_init__(self) -> None:
         check_number(self.smoothness, "smoothness", 0.0, math.inf, high_open=True)
         check_number(self.alpha, "alpha", 0.0, 1.0)
+        if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, int) or self.max_shift < 0:
+            raise ValueError(f"max_shift must be an int >= 0, got {self.max_shift!r}.")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ..backdoor import (
     ScoringSettings,
     demo_backdoor_model,
     scan,
+    trigger_success,
 )
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
@@ -229,6 +230,7 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
     _print_table(result, class_names)
+    info["recovered_triggers"] = recovered_triggers(result, model, held_out)
     _print_findings(result, class_names, args.threshold, seconds, info)
     _write_outputs(args, result, class_names, info, seconds)
     return 1 if args.fail_on_flag and result.flagged else 0
@@ -309,17 +311,46 @@ def _print_table(result: ScanResult, class_names: List[str]) -> None:
         print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
 
 
+TRIGGER_SUCCESS = 0.8
+"""A recovered trigger is reported when it sends at least this share of held-out other-class images to its class."""
+
+
+def recovered_triggers(result: ScanResult, model: Any, held_out: Split) -> List[Dict[str, Any]]:
+    """Each flagged class's recovered trigger: its pixels, place in image coordinates, and measured success.
+
+    The success is the share of held-out images of other classes that the trigger (its
+    pixels with their learned values) sends to the class: how far the recovery can be
+    trusted without knowing the true trigger.
+    """
+    found = []
+    for cls in result.flagged:
+        if cls not in result.trigger_maps:
+            continue
+        trigger = result.recovered_trigger(cls)
+        success = trigger_success(model, trigger.mask, trigger.values, held_out.images, held_out.labels, cls)
+        found.append({"class": cls, "pixels": trigger.k, "where": trigger_location(trigger), "success": success})
+    return found
+
+
 def _print_findings(
     result: ScanResult, class_names: List[str], threshold: float, seconds: float, info: Dict[str, Any]
 ) -> None:
     """Print the verdict, the recovered and blended triggers and, for the demo, the trigger's Jaccard."""
     verdict = ", ".join(class_names[result.classes.index(c)] for c in result.flagged) or "none"
     print(f"flagged: {verdict}  (score {result.score}, threshold {threshold:g}, {seconds:.1f} s)")
-    for cls in result.flagged:
-        if cls in result.trigger_maps:
-            trigger = result.recovered_trigger(cls)
-            where = trigger_location(trigger)
-            print(f"recovered trigger of {class_names[result.classes.index(cls)]}: {trigger.k} pixels, {where}")
+    height, width = result.maps.shape[-2:]
+    for found in info["recovered_triggers"]:
+        name = class_names[result.classes.index(found["class"])]
+        if found["success"] >= TRIGGER_SUCCESS:
+            print(
+                f"recovered trigger of {name}: {found['pixels']} pixels at {found['where']} of the {height} x {width} "
+                f"image; it sends {found['success']:.2f} of the held-out images of other classes to {name}"
+            )
+        else:
+            print(
+                f"no trigger recovered for {name}: the best region found sends only {found['success']:.2f} of the "
+                f"held-out images of other classes to it (a trigger is reported from {TRIGGER_SUCCESS:g})"
+            )
     for cls in result.blend_flagged:
         row = result.classes.index(cls)
         strengths, powers = result.blend.table.strengths, result.blend.table.powers[row]  # type: ignore[union-attr]

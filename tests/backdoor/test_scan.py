@@ -380,7 +380,14 @@ def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     assert np.isfinite(report["result"]["anomaly_index"]).all()
     result = ScanResult.from_dict(report["result"])
     assert result.flagged == [0] and result.settings.steps == 40 and result.scoring.max_eval == 150
-    capsys.readouterr()
+    # The recovered trigger is reported with its measured success, in image coordinates, or not at all.
+    (found,) = report["recovered_triggers"]
+    assert found["class"] == 0 and 0.0 <= found["success"] <= 1.0
+    printed = capsys.readouterr().out
+    if found["success"] >= 0.8:
+        assert f"at {found['where']} of the 16 x 16 image" in printed
+    else:
+        assert "no trigger recovered for 0" in printed
     assert main(["scan", "--demo-backdoor", "--weights", "w.pt", "--out", str(out)]) == 2
     assert "--weights needs --model" in capsys.readouterr().err
     assert main(["scan", "--demo-backdoor", "--size", "18", "--out", str(out)]) == 2
