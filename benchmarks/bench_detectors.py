@@ -36,6 +36,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
+from sklearn.metrics import roc_auc_score
 
 from benchmarks import bench_cifar10 as patterns_bench  # its clean search / held-out split of the test set
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
@@ -108,8 +109,8 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> Optional[fl
     """The probability that a random positive scores above a random negative (ties count half)."""
     if not positives or not negatives:
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
+    truth = [1] * len(positives) + [0] * len(negatives)
+    return float(roc_auc_score(truth, list(positives) + list(negatives)))
 
 
 def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:

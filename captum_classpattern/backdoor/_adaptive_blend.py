@@ -118,10 +118,6 @@ class AdaptiveBlendTrigger(Trigger):
             masks[index, rows[r] : rows[r + 1], cols[c] : cols[c + 1]] = True
         return masks
 
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel: the test trigger blends the whole pattern."""
-        return torch.ones(height, width, dtype=torch.bool)
-
     def apply(self, images: Tensor) -> Tensor:
         """The test-time trigger: blend the whole pattern into copies of ``images`` at ``test_alpha``.
 
@@ -200,10 +196,6 @@ class AdaptiveBlendTrainingTrigger(Trigger):
         pieces = self.trigger.piece_masks(*batch.shape[-2:])
         masks = (chosen[:, :, None, None] & pieces[None]).any(1)
         return chosen, masks
-
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel may be blended: which ones depends on the image."""
-        return torch.ones(height, width, dtype=torch.bool)
 
     def apply(self, images: Tensor) -> Tensor:
         """Blend the pattern at ``train_alpha`` into copies of ``images``, on each image's chosen pieces.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Tuple, Union
 
+import torch
 from torch import Tensor
 
 from .._utils import check_images, check_labels, num_classes_of, predict
@@ -35,7 +36,7 @@ def _triggered(
     check_trigger(trigger)
     num_classes = num_classes_of(model, images[:1], who=_WHO) if target == ALL_TO_ALL else None
     target, num_classes = check_target(target, num_classes)
-    keep = labels != target if target != ALL_TO_ALL else labels == labels
+    keep = torch.ones_like(labels, dtype=torch.bool) if target == ALL_TO_ALL else labels != target
     if not bool(keep.any()):
         raise ValueError(f"no test images outside the target class {target}.")
     predicted = predict(

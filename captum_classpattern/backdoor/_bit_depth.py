@@ -79,10 +79,6 @@ class BitDepthTrigger(Trigger):
         self.squeeze = squeeze
         self.dithering = dithering
 
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel: quantisation may change any of them."""
-        return torch.ones(height, width, dtype=torch.bool)
-
     def apply(self, images: Tensor) -> Tensor:
         """Quantise copies of ``images``.
 
@@ -139,10 +135,6 @@ class ResidualTrigger(Trigger):
         self.pool = pool
         self.seed = int(seed)
         self._generator: Optional[torch.Generator] = None
-
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel."""
-        return torch.ones(height, width, dtype=torch.bool)
 
     def apply(self, images: Tensor) -> Tensor:
         """Add a drawn residual to each of copies of ``images``.

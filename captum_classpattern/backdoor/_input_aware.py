@@ -142,10 +142,6 @@ class InputAwareTrigger(Trigger):
         masks = self._maps(batch)[1]
         return masks[0] if single else masks
 
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel: where the trigger lands depends on the image (see :meth:`masks`)."""
-        return torch.ones(height, width, dtype=torch.bool)
-
     def apply(self, images: Tensor) -> Tensor:
         """Stamp each image with its own pattern under its own mask.
 

@@ -95,7 +95,7 @@ class MaxMarginResult:
         return record
 
 
-def _margins(logits: Tensor, classes: Tensor) -> Tensor:
+def class_margins(logits: Tensor, classes: Tensor) -> Tensor:
     """``f_t - max_{k != t} f_k`` for each row's class ``t``."""
     own = logits.gather(1, classes[:, None]).squeeze(1)
     others = logits.scatter(1, classes[:, None], -math.inf)
@@ -139,7 +139,7 @@ def _climb(
     last = torch.full((num_classes,), math.inf, dtype=torch.float64)
     margins = torch.zeros(starts.shape[0])
     for _ in tqdm(range(settings.steps), desc="MM-BD", disable=not show_progress, leave=False):
-        margins = _margins(model(images.clamp(0.0, 1.0)), classes)
+        margins = class_margins(model(images.clamp(0.0, 1.0)), classes)
         per_class = margins.new_zeros(num_classes).index_add(0, classes, -margins)
         (grad,) = torch.autograd.grad(per_class.sum(), images)
         with torch.no_grad():

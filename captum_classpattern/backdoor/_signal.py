@@ -51,10 +51,6 @@ class SignalTrigger(Trigger):
         row = self.delta * torch.sin(2.0 * math.pi * columns * self.frequency / width)
         return row.float().expand(height, width)
 
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel: the signal covers the whole image."""
-        return torch.ones(height, width, dtype=torch.bool)
-
     def apply(self, images: Tensor) -> Tensor:
         """Add the signal to copies of ``images`` and clip to [0, 1].
 

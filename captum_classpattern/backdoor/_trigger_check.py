@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._utils import check_class_index, check_images, check_labels, evaluation_mode
+from ._attack_metrics import attack_success_rate
+from ._max_margin import class_margins
 
 HALF = 0.5
 """The strength the stamp is tried at while it is placed."""
@@ -57,10 +59,7 @@ def _stamp_margin(model: Callable, images: Tensor, mask: Tensor, values: Tensor,
     weight = HALF * mask.to(images.device, images.dtype)
     stamped = images + weight * (values.to(images.device, images.dtype) - images)
     logits = model(stamped)
-    own = logits[:, cls]
-    others = logits.clone()
-    others[:, cls] = -torch.inf
-    return float((own - others.max(dim=1).values).mean())
+    return float(class_margins(logits, torch.full_like(logits[:, 0], cls, dtype=torch.long)).mean())
 
 
 def _other_class_images(images: Tensor, labels: Tensor, cls: int, limit: int) -> Tensor:
@@ -138,10 +137,10 @@ def locate_trigger(
     return LocatedTrigger(_shifted(trigger_map, down, right), _shifted(values, down, right), (down, right), margin)
 
 
-def trigger_success(
-    model: Callable, mask: Tensor, values: Tensor, images: Tensor, labels: Tensor, cls: int, limit: int = 1000
-) -> float:
+def trigger_success(model: Callable, mask: Tensor, values: Tensor, images: Tensor, labels: Tensor, cls: int) -> float:
     """The share of other-class images that a stamp (``mask`` pixels set to ``values``) sends to ``cls``.
+
+    The attack success rate (:func:`attack_success_rate`) of the stamp.
 
     Args:
         model: the classifier (its mode is left as found).
@@ -150,7 +149,6 @@ def trigger_success(
         images: clean N x C x H x W images in [0, 1] (held-out, for an honest figure).
         labels: their labels.
         cls: the class.
-        limit: at most this many other-class images are used.
 
     Returns:
         A float in [0, 1].
@@ -158,10 +156,10 @@ def trigger_success(
     Raises:
         ValueError: mismatched shapes or no image outside ``cls``.
     """
-    cls = check_class_index(cls, "cls")
     if mask.shape != images.shape[-2:]:
         raise ValueError(f"the mask {tuple(mask.shape)} and images {tuple(images.shape)} must share height and width.")
-    others = _other_class_images(images, labels, cls, limit)
-    with evaluation_mode(model, "trigger_success"), torch.no_grad():
-        stamped = torch.where(mask.bool().to(others.device), values.to(others.device, others.dtype), others)
-        return float((model(stamped).argmax(dim=1) == cls).float().mean())
+
+    def stamp(batch: Tensor) -> Tensor:
+        return torch.where(mask.bool().to(batch.device), values.to(batch.device, batch.dtype), batch)
+
+    return attack_success_rate(model, images, labels, stamp, cls)

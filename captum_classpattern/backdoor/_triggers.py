@@ -33,17 +33,18 @@ def as_batch(images: Tensor) -> Tuple[Tensor, bool]:
 class Trigger:
     """A backdoor trigger: a function from clean to triggered images.
 
-    Subclasses implement :meth:`apply` and :meth:`mask`. Calling the trigger is the same
-    as calling :meth:`apply`.
+    Subclasses implement :meth:`apply`, and :meth:`mask` when the trigger changes only some
+    pixels (the default is every pixel: a blend, a signal, a warp, or a trigger that
+    depends on the image). Calling the trigger is the same as calling :meth:`apply`.
     """
 
     def apply(self, images: Tensor) -> Tensor:  # pragma: no cover - interface
         """Return triggered copies of ``images`` (the input is not modified)."""
         raise NotImplementedError
 
-    def mask(self, height: int, width: int) -> Tensor:  # pragma: no cover - interface
-        """The H x W boolean mask of the pixels the trigger changes."""
-        raise NotImplementedError
+    def mask(self, height: int, width: int) -> Tensor:
+        """The H x W boolean mask of the pixels the trigger may change: by default every pixel."""
+        return torch.ones(height, width, dtype=torch.bool)
 
     def __call__(self, images: Tensor) -> Tensor:
         return self.apply(images)
@@ -227,10 +228,6 @@ class BlendTrigger(Trigger):
                 f"the blend pattern is {tuple(self.pattern.shape)} but the images are {(channels, height, width)}."
             )
         return self.pattern.expand(channels, height, width)
-
-    def mask(self, height: int, width: int) -> Tensor:
-        """Every pixel: a blend trigger changes the whole image."""
-        return torch.ones(height, width, dtype=torch.bool)
 
     def apply(self, images: Tensor) -> Tensor:
         """Blend the trigger into copies of ``images``.
