@@ -236,7 +236,7 @@ def _perturbation(setting: str, seed: int, target: int) -> Any:
     if setting == "wanet":  # BackdoorBench's noise mode: twice as many cross items as poisoned ones
         return WarpPoisoning(WarpTrigger(seed=seed), target=target, rate=POISON_RATE, cross_ratio=2.0)
     if setting == "iad":
-        return InputAwarePoisoning(target=target, settings=IAD_SETTINGS, seed=seed)
+        return InputAwarePoisoning(target=target, settings=IAD_SETTINGS, seed=seed, show_progress=True)
     return None
 
 

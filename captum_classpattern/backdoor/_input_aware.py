@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._utils import Replaceable, check_positive_int
 from ..training import PoisonedBatch
@@ -210,6 +211,9 @@ class InputAwarePoisoning:
         channels: the images' channels.
         num_classes: the number of classes; needed for all-to-all.
         seed: seeds the generators' initial weights.
+        show_progress: show a tqdm progress bar while the mask generator is pre-trained
+            (before the classifier's first epoch; each of its epochs costs about one
+            classifier epoch).
 
     Attributes:
         pattern_generator: the :class:`TriggerGenerator` of patterns (trained jointly).
@@ -234,6 +238,7 @@ class InputAwarePoisoning:
         channels: int = 3,
         num_classes: Optional[int] = None,
         seed: int = 0,
+        show_progress: bool = False,
     ) -> None:
         if not isinstance(settings, InputAwareSettings):
             raise TypeError(f"settings must be an InputAwareSettings, got {type(settings).__name__}.")
@@ -241,6 +246,7 @@ class InputAwarePoisoning:
         self.settings = settings
         self.channels = check_positive_int(channels, "channels")
         self.seed = int(seed)
+        self.show_progress = bool(show_progress)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's RNG untouched
             torch.manual_seed(self.seed)
             self.pattern_generator = TriggerGenerator(self.channels, self.channels, settings.width, settings.depth)
@@ -277,6 +283,10 @@ class InputAwarePoisoning:
     def _train_masks(self, images: Tensor, generator: torch.Generator, device: torch.device) -> None:
         settings, net = self.settings, self.mask_generator.train().requires_grad_(True)
         optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, betas=(0.5, 0.9))
+        batches = -(-images.shape[0] // settings.mask_batch_size)
+        progress = tqdm(
+            total=settings.mask_epochs * batches, desc="IAD mask pre-training", disable=not self.show_progress
+        )
         for epoch in range(settings.mask_epochs):
             passed = sum(epoch >= share * settings.mask_epochs for share in _MASK_MILESTONES)
             for group in optimizer.param_groups:
@@ -291,6 +301,8 @@ class InputAwarePoisoning:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                progress.update()
+        progress.close()
         net.eval().requires_grad_(False)
 
     def poison_batch(

@@ -167,3 +167,13 @@ def test_images_the_generators_cannot_take_are_refused():
         poisoning.poison_batch(None, torch.rand(4, 3, 6, 6), labels, torch.Generator())
     with pytest.raises(ValueError, match="3-channel"):
         poisoning.poison_batch(None, torch.rand(4, 1, 8, 8), labels, torch.Generator())
+
+
+def test_mask_pre_training_shows_progress_when_asked_and_trains_the_same(capsys):
+    images, labels = _task()
+    quiet, shown = (InputAwarePoisoning(settings=TINY, show_progress=flag) for flag in (False, True))
+    quiet.prepare(_model(), images, labels, torch.Generator().manual_seed(0))
+    assert "IAD mask pre-training" not in capsys.readouterr().err
+    shown.prepare(_model(), images, labels, torch.Generator().manual_seed(0))
+    assert "IAD mask pre-training" in capsys.readouterr().err
+    assert _same(quiet.mask_generator, shown.mask_generator)
