@@ -2,8 +2,8 @@
 
 The placement rule of the recovered trigger (:func:`captum_classpattern.backdoor.locate_trigger`,
 up to ``TriggerRecoverySettings.max_shift`` pixels, margin at half strength) and the report
-bar of ``classpattern scan`` (a trigger is printed only when it sends at least
-``TRIGGER_SUCCESS`` of the held-out other-class images to its class) were chosen on the
+bar (``ScanResult.reported_triggers``: a trigger is reported only when it sends at least
+``TriggerRecoverySettings.min_success`` of the held-out other-class images to its class) were chosen on the
 demo's model (a 3 x 3 white patch in the bottom-right corner, target 0, seed 0). This script
 plants other patches in models of the demo's recipe (a ``SpatialCNN`` of width 16 on 16 x 16
 digits, 10% of the training set poisoned, 10 epochs) with new targets and seeds, fixed below
@@ -39,12 +39,11 @@ from captum_classpattern.backdoor import (
     PoisonedDataset,
     ScanConfig,
     ScanSettings,
+    TriggerRecoverySettings,
     attack_success_rate,
     scan,
-    trigger_success,
 )
 from captum_classpattern.cli._report import trigger_location  # the CLI's own wording of a place
-from captum_classpattern.cli._scan import TRIGGER_SUCCESS
 from captum_classpattern.metrics import trigger_jaccard
 from captum_classpattern.models import SpatialCNN
 from captum_classpattern.training import TrainingOptions, train_classifier
@@ -110,10 +109,9 @@ def measure(data: Any, planted: Planted, settings: ScanSettings, epochs: int) ->
     row["target_flagged"] = target in result.flagged
     if target in result.trigger_maps:
         found = result.recovered_trigger(target)
-        success = trigger_success(model, found.mask, found.values, held.images, held.labels, target)
         row.update(
-            success=success,
-            reported=success >= TRIGGER_SUCCESS,
+            success=result.trigger_success[target],
+            reported=target in result.reported_triggers,
             jaccard=trigger_jaccard(found.mask, true_mask),
             pixels=found.k,
             where=trigger_location(found),
@@ -136,7 +134,7 @@ def summarise(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         "reported_jaccard_min": min(jaccards) if jaccards else None,
         "reported_jaccard_at_least_half_share": sum(j >= 0.5 for j in jaccards) / len(jaccards) if jaccards else None,
         "silent_jaccards": [r.get("jaccard") for r in flagged if not r.get("reported")],
-        "report_bar": TRIGGER_SUCCESS,
+        "report_bar": TriggerRecoverySettings().min_success,
     }
 
 

@@ -34,7 +34,7 @@ from ._scan_result import ScanResult, score_scan
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
-from ._trigger_check import locate_trigger
+from ._trigger_check import locate_trigger, trigger_success
 
 _DEFAULT_CONFIG = ScanConfig()
 _NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
@@ -172,9 +172,12 @@ def scan(
         trigger_maps, trigger_values = _recover_triggers(
             scored, model, images, labels, targets, settings, recovery, jaccard_class, seed, show_progress
         )
+        success = _trigger_success(model, trigger_maps, trigger_values, eval_images, eval_labels)
 
     # The scores depend on neither the triggers nor the time: new records carry them over.
-    found = dataclasses.replace(scored, trigger_maps=trigger_maps, trigger_values=trigger_values)
+    found = dataclasses.replace(
+        scored, trigger_maps=trigger_maps, trigger_values=trigger_values, trigger_success=success
+    )
     jaccard = None
     if jaccard_class is not None and trigger_mask is not None:
         jaccard = found.jaccard(trigger_mask.cpu(), jaccard_class)
@@ -388,6 +391,13 @@ def _recover_triggers(
         )
         maps[cls], values[cls] = located.map, located.values
     return maps, values
+
+
+def _trigger_success(
+    model: Callable, maps: Dict[int, Tensor], values: Dict[int, Tensor], images: Tensor, labels: Tensor
+) -> Dict[int, float]:
+    """The held-out success of each recovered trigger: its selected pixels (map >= 0.5) with their values."""
+    return {cls: trigger_success(model, maps[cls] >= 0.5, values[cls], images, labels, cls) for cls in maps}
 
 
 def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:

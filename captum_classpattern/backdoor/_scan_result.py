@@ -40,6 +40,10 @@ class ScanResult(JsonFile):
             Jaccard is measured on): an H x W map from a second search whose size penalty
             also counts the map's total variation (see :class:`TriggerRecoverySettings`).
         trigger_values: the pasted values C x H x W of those triggers.
+        trigger_success: the share of the held-out images of other classes that each
+            recovered trigger (its selected pixels with their values) sends to its class:
+            how far it can be trusted without knowing the true trigger (see
+            :attr:`reported_triggers`).
         trigger_jaccard: Jaccard index between the recovered top-k trigger pixels (k =
             trigger area) and the true trigger mask, when one was given; ``None`` otherwise.
         jaccard_class: the class whose pattern ``trigger_jaccard`` was measured on.
@@ -98,6 +102,7 @@ class ScanResult(JsonFile):
     seed: int
     trigger_maps: Dict[int, Tensor]
     trigger_values: Dict[int, Tensor]
+    trigger_success: Dict[int, float]
     trigger_jaccard: Optional[float]
     jaccard_class: Optional[int]
     reference_tables: List[PowerTable]
@@ -177,6 +182,18 @@ class ScanResult(JsonFile):
         trigger_map, values = self.trigger_maps[cls], self.trigger_values[cls]
         mask = trigger_map >= 0.5 if k is None else top_k_mask(trigger_map, pixel_budget(k, *trigger_map.shape))
         return Pattern(mask, torch.where(mask, values, torch.zeros_like(values)))
+
+    @property
+    def reported_triggers(self) -> List[int]:
+        """The flagged classes whose recovered trigger works on held-out images, in order of :attr:`flagged`.
+
+        A trigger is reported when it sends at least ``recovery.min_success`` of the
+        held-out images of other classes to its class (:attr:`trigger_success`); a flagged
+        class without one has no trustworthy trigger: the recovery stays silent there
+        rather than point at the wrong pixels.
+        """
+        bar = self.recovery.min_success
+        return [c for c in self.flagged if self.trigger_success.get(c, -1.0) >= bar]
 
     def jaccard(self, true_mask: Tensor, cls: int, source: str = "trigger") -> float:
         """Jaccard index of class ``cls``'s top-k pixels (k = mask area) with ``true_mask``.
@@ -271,7 +288,9 @@ class ScanResult(JsonFile):
 
     def _triggers(self) -> TriggerFindings:
         """The recovered triggers and the Jaccard with the true one, as one :class:`TriggerFindings`."""
-        return TriggerFindings(self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class)
+        return TriggerFindings(
+            self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class, self.trigger_success
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: the summary first, then the power table, maps and values.
@@ -298,6 +317,8 @@ class ScanResult(JsonFile):
             "powers": list(self.powers),
             "trigger_classes": sorted(self.trigger_maps),
             "trigger_sizes": {str(c): int((m >= 0.5).sum()) for c, m in sorted(self.trigger_maps.items())},
+            "trigger_success": {str(c): s for c, s in sorted(self.trigger_success.items())},
+            "reported_triggers": self.reported_triggers,
             "trigger_jaccard": self.trigger_jaccard,
             "jaccard_class": self.jaccard_class,
             "seconds": self.seconds,
@@ -340,6 +361,7 @@ class ScanResult(JsonFile):
             values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
             jaccard=data.get("trigger_jaccard"),
             jaccard_class=data.get("jaccard_class"),
+            success={int(c): float(s) for c, s in data.get("trigger_success", {}).items()},
         )
         return score_scan(
             [int(c) for c in data["classes"]],
@@ -364,12 +386,15 @@ class TriggerFindings:
         values: the pasted values (C x H x W) of those triggers.
         jaccard: the Jaccard index with the true trigger mask, when one was given.
         jaccard_class: the class ``jaccard`` was measured on.
+        success: the held-out success of each recovered trigger (see
+            :attr:`ScanResult.trigger_success`).
     """
 
     maps: Dict[int, Tensor] = field(default_factory=dict)
     values: Dict[int, Tensor] = field(default_factory=dict)
     jaccard: Optional[float] = None
     jaccard_class: Optional[int] = None
+    success: Dict[int, float] = field(default_factory=dict)
 
 
 def score_scan(
@@ -423,6 +448,7 @@ def score_scan(
         seed=seed,
         trigger_maps=dict(triggers.maps),
         trigger_values=dict(triggers.values),
+        trigger_success=dict(triggers.success),
         trigger_jaccard=triggers.jaccard,
         jaccard_class=triggers.jaccard_class,
         reference_tables=reference_tables,

@@ -226,6 +226,10 @@ class TriggerRecoverySettings(_Settings):
         max_shift: the recovered region is then slid by up to this many pixels (rows and
             columns) to where it raises the class's margin most on the clean images
             (:func:`locate_trigger`; default 4, 0 keeps it where the search left it).
+        min_success: a recovered trigger is reported (:attr:`ScanResult.reported_triggers`,
+            ``classpattern scan``) only when it sends at least this share of the held-out
+            images of other classes to its class (default 0.8); the others are kept, with
+            their success, but not reported.
 
     Example:
         >>> scan(model, images, labels, recovery=TriggerRecoverySettings(smoothness=0.0))  # no second search
@@ -234,12 +238,14 @@ class TriggerRecoverySettings(_Settings):
     smoothness: float = 2.0
     alpha: float = 0.5
     max_shift: int = 4
+    min_success: float = 0.8
 
     def __post_init__(self) -> None:
         check_number(self.smoothness, "smoothness", 0.0, math.inf, high_open=True)
         check_number(self.alpha, "alpha", 0.0, 1.0)
         if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, int) or self.max_shift < 0:
             raise ValueError(f"max_shift must be an int >= 0, got {self.max_shift!r}.")
+        check_number(self.min_success, "min_success", 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from ..backdoor import (
     ScoringSettings,
     demo_backdoor_model,
     scan,
-    trigger_success,
 )
 from ..data import Split
 from ..visualization import plot_scan, png_bytes
@@ -230,7 +229,7 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     class_names = [str(names[c]) if c < len(names) else str(c) for c in result.classes]
     _print_table(result, class_names)
-    info["recovered_triggers"] = recovered_triggers(result, model, held_out)
+    info["recovered_triggers"] = recovered_triggers(result)
     _print_findings(result, class_names, args.threshold, seconds, info)
     _write_outputs(args, result, class_names, info, seconds)
     return 1 if args.fail_on_flag and result.flagged else 0
@@ -311,24 +310,27 @@ def _print_table(result: ScanResult, class_names: List[str]) -> None:
         print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
 
 
-TRIGGER_SUCCESS = 0.8
-"""A recovered trigger is reported when it sends at least this share of held-out other-class images to its class."""
+def recovered_triggers(result: ScanResult) -> List[Dict[str, Any]]:
+    """Each flagged class's recovered trigger: its pixels, place in image coordinates, and held-out success.
 
-
-def recovered_triggers(result: ScanResult, model: Any, held_out: Split) -> List[Dict[str, Any]]:
-    """Each flagged class's recovered trigger: its pixels, place in image coordinates, and measured success.
-
-    The success is the share of held-out images of other classes that the trigger (its
-    pixels with their learned values) sends to the class: how far the recovery can be
-    trusted without knowing the true trigger.
+    The success (``result.trigger_success``) is the share of held-out images of other
+    classes that the trigger sends to the class; ``reported`` says whether it reaches
+    ``result.recovery.min_success``, the bar from which a trigger is trusted.
     """
     found = []
     for cls in result.flagged:
         if cls not in result.trigger_maps:
             continue
         trigger = result.recovered_trigger(cls)
-        success = trigger_success(model, trigger.mask, trigger.values, held_out.images, held_out.labels, cls)
-        found.append({"class": cls, "pixels": trigger.k, "where": trigger_location(trigger), "success": success})
+        found.append(
+            {
+                "class": cls,
+                "pixels": trigger.k,
+                "where": trigger_location(trigger),
+                "success": result.trigger_success[cls],
+                "reported": cls in result.reported_triggers,
+            }
+        )
     return found
 
 
@@ -341,7 +343,7 @@ def _print_findings(
     height, width = result.maps.shape[-2:]
     for found in info["recovered_triggers"]:
         name = class_names[result.classes.index(found["class"])]
-        if found["success"] >= TRIGGER_SUCCESS:
+        if found["reported"]:
             print(
                 f"recovered trigger of {name}: {found['pixels']} pixels at {found['where']} of the {height} x {width} "
                 f"image; it sends {found['success']:.2f} of the held-out images of other classes to {name}"
@@ -349,7 +351,7 @@ def _print_findings(
         else:
             print(
                 f"no trigger recovered for {name}: the best region found sends only {found['success']:.2f} of the "
-                f"held-out images of other classes to it (a trigger is reported from {TRIGGER_SUCCESS:g})"
+                f"held-out images of other classes to it (a trigger is reported from {result.recovery.min_success:g})"
             )
     for cls in result.blend_flagged:
         row = result.classes.index(cls)

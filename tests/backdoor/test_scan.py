@@ -128,7 +128,11 @@ def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdo
     # the right edge", and that is where the recovered region lies.
     assert trigger.k >= 2 and bool((cols >= 8).all())
     others = digits16.eval.images[digits16.eval.labels != TARGET]
-    assert (model(trigger.stamp(others)).argmax(1) == TARGET).float().mean() >= 0.8
+    flipped = (model(trigger.stamp(others)).argmax(1) == TARGET).float().mean()
+    assert flipped >= 0.8
+    # The scan measured the same held-out success, so the trigger is reported.
+    assert result.trigger_success[TARGET] == pytest.approx(float(flipped))
+    assert result.reported_triggers == [TARGET]
     assert result.recovered_trigger(TARGET, k=9).k == 9
     with pytest.raises(ValueError, match="no trigger was recovered"):
         result.recovered_trigger(3)

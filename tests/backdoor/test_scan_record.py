@@ -61,3 +61,21 @@ def test_a_record_takes_every_field_by_name():
         ScanResult(**fields, extra=1)
     with pytest.raises(ValueError, match="k=5 was not evaluated"):
         score_scan(*_inputs()[:4], ScanConfig(scoring=ScoringSettings(k=5)))
+
+
+def test_only_triggers_that_work_on_held_out_images_are_reported():
+    classes, maps, values, table, config = _inputs()
+    for success, reported in ((0.95, [2]), (0.5, [])):
+        triggers = TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: success})
+        result = score_scan(classes, maps, values, table, config, triggers=triggers)
+        assert result.flagged == [2] and result.reported_triggers == reported
+        summary = json.loads(json.dumps(result.to_dict()))
+        assert summary["trigger_success"] == {"2": success} and summary["reported_triggers"] == reported
+        assert ScanResult.from_dict(summary).reported_triggers == reported
+    # The bar is a recovery setting; files written before it existed read back at the default.
+    strict = score_scan(classes, maps, values, table, config.replace(recovery=config.recovery.replace(min_success=1.0)),
+                        triggers=TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: 0.95}))  # fmt: skip
+    assert strict.reported_triggers == []
+    old = result.to_dict()
+    del old["recovery"]["min_success"], old["trigger_success"]
+    assert ScanResult.from_dict(old).trigger_success == {} and ScanResult.from_dict(old).reported_triggers == []

@@ -52,11 +52,11 @@ KEYWORD_DEFAULTS = {
         threshold=2.0,
     ),
 }
-# Fields added since, for the blend probe, the references' spread and placing a recovered trigger.
+# Fields added since, for the blend probe, the references' spread, placing and reporting a recovered trigger.
 ADDED_DEFAULTS = {
     ScanSettings: dict(blend_steps=60, blend_strength=0.1, blend_batch_size=8),
     ScoringSettings: dict(blend_threshold=3.0, reference_spread=True),
-    TriggerRecoverySettings: dict(max_shift=4),
+    TriggerRecoverySettings: dict(max_shift=4, min_success=0.8),
 }
 
 
