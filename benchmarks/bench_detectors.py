@@ -3,8 +3,12 @@
 Detectors (``--detectors``):
 
 * ``scan``: :func:`captum_classpattern.backdoor.scan` at its defaults on clean test images;
-* ``scan-ref``: the same with the zoo's clean models of the architecture as references (a
-  clean model is never its own reference);
+* ``scan-ref``: the same scan compared with the scans of the zoo's clean models of the
+  architecture (a clean model is never its own reference), by
+  :meth:`~captum_classpattern.backdoor.ScanResult.with_references`: every model is searched
+  once, its scan kept in ``<cache>/detector-scans/<name>.json``, and the comparison costs no
+  search (its row's seconds are the suspect's own scan; the references' scans, a one-off
+  cost per architecture, are in its ``reference_seconds``);
 * ``nc``: Neural Cleanse (:func:`~captum_classpattern.backdoor.neural_cleanse`) at the
   authors' settings on the same images;
 * ``mmbd``: MM-BD (:func:`~captum_classpattern.backdoor.max_margin_detection`), data-free.
@@ -42,6 +46,7 @@ from benchmarks import bench_cifar10 as patterns_bench  # its clean search / hel
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
 from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
 from captum_classpattern.backdoor import (
+    ScanResult,
     max_margin_detection,
     neural_cleanse,
     scan,
@@ -56,22 +61,44 @@ def _verdict(flagged: Sequence[int], score: float, seconds: float) -> Dict[str, 
     return {"flagged": [int(c) for c in flagged], "score": float(score), "seconds": round(seconds, 2)}
 
 
-def run_scan(model: Callable, data: Dict[str, Split], references: List[Callable]) -> Dict[str, Any]:
-    """The class-pattern scan (with ``references`` when given); its flags and per-model score."""
-    began = time.perf_counter()
-    search, held = data["search"], data["held_out"]
-    found = scan(
-        model,
-        search.images,
-        search.labels,
-        eval_images=held.images,
-        eval_labels=held.labels,
-        reference=references or None,
-    )
+def _scan_score(found: ScanResult) -> float:
+    """The scan's per-model score: its largest anomaly index over its threshold, patterns or blend probe."""
     score = max(found.anomaly_index) / found.scoring.threshold
     if found.blend_anomaly_index:
         score = max(score, max(found.blend_anomaly_index) / found.scoring.blend_threshold)
-    return _verdict(found.flagged, score, time.perf_counter() - began)
+    return score
+
+
+def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanResult:
+    """The scan of a zoo model at the defaults, run once and kept in ``<cache>/detector-scans``."""
+    path = os.path.join(cache, "detector-scans", entry.name + ".json")
+    if os.path.exists(path):
+        return ScanResult.from_json(path)
+    target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
+    model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
+    search, held = data["search"], data["held_out"]
+    found = scan(model, search.images, search.labels, held_out=(held.images, held.labels))
+    found.to_json(path)
+    return found
+
+
+def run_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> Dict[str, Any]:
+    """The class-pattern scan alone; its flags and per-model score."""
+    found = kept_scan(entry, cache, data)
+    return _verdict(found.flagged, _scan_score(found), found.seconds)
+
+
+def run_scan_with_references(
+    entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], references: List[zoo.ZooEntry]
+) -> Dict[str, Any]:
+    """The scan compared with the clean references' scans; its flags, score and the references' one-off cost."""
+    suspect = kept_scan(entry, cache, data)
+    kept = [kept_scan(reference, cache, data) for reference in references]
+    began = time.perf_counter()
+    found = suspect.with_references(kept)
+    verdict = _verdict(found.flagged, _scan_score(found), suspect.seconds + time.perf_counter() - began)
+    verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
+    return verdict
 
 
 def run_neural_cleanse(model: Callable, data: Dict[str, Split]) -> Dict[str, Any]:
@@ -92,17 +119,16 @@ def detect(
     detector: str, entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], clean: List[zoo.ZooEntry]
 ) -> Dict[str, Any]:
     """Run one detector on one zoo model."""
+    if detector == "scan":
+        return run_scan(entry, cache, data)
+    if detector == "scan-ref":
+        others = [c for c in clean if c.arch == entry.arch and c.name != entry.name]
+        return run_scan_with_references(entry, cache, data, others)
     target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
     model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
     if detector == "mmbd":
         return run_max_margin(model, data)
-    if detector == "nc":
-        return run_neural_cleanse(model, data)
-    references = []
-    if detector == "scan-ref":
-        others = [c for c in clean if c.arch == entry.arch and c.name != entry.name]
-        references = [models.load_trained(c.arch, c.setting, c.seed, cache) for c in others]
-    return run_scan(model, data, references)
+    return run_neural_cleanse(model, data)
 
 
 def auroc(positives: Sequence[float], negatives: Sequence[float]) -> Optional[float]:
@@ -151,7 +177,8 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
 
 
 def _test_data(root: str, quick: bool) -> Dict[str, Split]:
-    test = load_cifar10(root, train=False, limit=1000 if quick else None)
+    # 400 per class: the split takes 200 of each for the search and 200 for the held-out set.
+    test = load_cifar10(root, train=False, limit=4000 if quick else None)
     search, held = patterns_bench.split_test(test, seed=0)
     if quick:  # a few images per class keep the smoke run short
         search, held = Split(search.images[::4], search.labels[::4]), Split(held.images[::4], held.labels[::4])

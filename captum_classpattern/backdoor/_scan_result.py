@@ -286,6 +286,65 @@ class ScanResult(JsonFile):
             seconds=self.seconds,
         )
 
+    def with_references(self, references: Sequence[ScanResult]) -> ScanResult:
+        """This scan compared with reference scans, without searching again.
+
+        The same as :func:`scan` with ``reference=references`` (results of the same search
+        on clean models), for a scan already run alone: scan each suspect and each
+        reference once, compare afterwards. The scores, anomaly indices and flags come
+        out as ``scan`` with the references gives them; the recovered triggers are this
+        scan's, recovered for the classes it flagged alone.
+
+        Args:
+            references: scans of clean reference models with this scan's settings,
+                classes, image size, search images and held-out images (the last two
+                cannot be checked: scan them with the same ones).
+
+        Returns:
+            A new :class:`ScanResult` with the references' tables.
+
+        Raises:
+            TypeError: a reference that is not a :class:`ScanResult`.
+            ValueError: no reference, a reference with other classes, image size or
+                settings, or without the blend probe this scan ran.
+
+        Example:
+            >>> alone = scan(suspect, images, labels, held_out=(eval_images, eval_labels))
+            >>> refs = [scan(m, images, labels, held_out=(eval_images, eval_labels)) for m in clean_models]
+            >>> alone.with_references(refs).flagged
+        """
+        references = list(references)
+        if not references:
+            raise ValueError("references is empty: pass the scans of one or more clean reference models.")
+        for position, item in enumerate(references):
+            name = f"reference {position}"
+            if not isinstance(item, ScanResult):
+                raise TypeError(f"{name} must be a ScanResult, got {type(item).__name__}.")
+            if item.classes != self.classes or item.maps.shape[-2:] != self.maps.shape[-2:]:
+                raise ValueError(
+                    f"{name} scanned the classes {item.classes} on {tuple(item.maps.shape[-2:])} images; this scan "
+                    f"has the classes {self.classes} on {tuple(self.maps.shape[-2:])} images."
+                )
+            if item.settings != self.settings:
+                raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
+            if self.blend is not None and item.blend is None:
+                raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")
+        blend = self.blend
+        if blend is not None:
+            blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
+        return score_scan(
+            self.classes,
+            self.maps,
+            self.values,
+            self.table,
+            ScanConfig(self.settings, self.scoring, self.recovery),
+            seed=self.seed,
+            reference_tables=[r.table for r in references],
+            blend=blend,
+            triggers=self._triggers(),
+            seconds=self.seconds,
+        )
+
     def _triggers(self) -> TriggerFindings:
         """The recovered triggers and the Jaccard with the true one, as one :class:`TriggerFindings`."""
         return TriggerFindings(

@@ -79,3 +79,20 @@ def test_only_triggers_that_work_on_held_out_images_are_reported():
     old = result.to_dict()
     del old["recovery"]["min_success"], old["trigger_success"]
     assert ScanResult.from_dict(old).trigger_success == {} and ScanResult.from_dict(old).reported_triggers == []
+
+
+def test_with_references_needs_matching_scans():
+    result = score_scan(*_inputs())
+    with pytest.raises(ValueError, match="references is empty"):
+        result.with_references([])
+    with pytest.raises(TypeError, match="must be a ScanResult"):
+        result.with_references([result.table])
+    classes, maps, values, table, config = _inputs()
+    fewer = score_scan(classes[:4], maps[:4], values[:4], PowerTable(KS, table.powers[:4], [20] * 4), config)
+    with pytest.raises(ValueError, match="scanned the classes"):
+        result.with_references([fewer])
+    other = score_scan(classes, maps, values, table, config.replace(search=config.search.replace(steps=10)))
+    with pytest.raises(ValueError, match="other ScanSettings"):
+        result.with_references([other])
+    # A reference equal to the suspect makes every relative score zero: nothing stands out.
+    assert result.with_references([result]).flagged == [] and result.flagged == [2]

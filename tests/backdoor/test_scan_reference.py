@@ -226,3 +226,16 @@ def test_bad_references_are_refused(natural, digits16):
         run(own)
     with pytest.raises(ValueError, match="other ScanSettings"):
         scan(suspect, search.images, search.labels, quick, reference=own)
+
+
+@pytest.mark.slow
+def test_a_scan_alone_compared_afterwards_equals_the_scan_with_references(planted, clean_reference, digits16):
+    model, together = planted
+    alone = _scan(model, digits16.search, digits16.eval)
+    afterwards = alone.with_references([clean_reference[1]])
+    for name in ("scores", "suspect_scores", "reference_scores", "anomaly_index", "reference_spread", "flagged",
+                 "pattern_flagged", "blend_anomaly_index", "blend_flagged"):  # fmt: skip
+        assert getattr(afterwards, name) == getattr(together, name), name
+    assert TARGET in afterwards.flagged
+    # The suspect's own search is reused as it is: nothing of it changes.
+    assert torch.equal(afterwards.maps, alone.maps) and afterwards.trigger_maps.keys() == alone.trigger_maps.keys()
