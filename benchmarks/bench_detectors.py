@@ -54,6 +54,8 @@ from captum_classpattern.backdoor import (
 from captum_classpattern.data import Split, load_cifar10
 
 DETECTORS = ("scan", "scan-ref", "nc", "mmbd")
+EFFECTIVE_ASR = 0.5
+"""Attack success rate from which a backdoored model counts in ``detected_share_effective`` (as in bench_backdoor)."""
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -153,9 +155,16 @@ def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         }
         for attack in sorted({r["attack"] for r in mine if r["attack"] is not None}):
             hit = [r for r in mine if r["attack"] == attack]
+            # A poisoning that did not take leaves no backdoor to find: counted apart (an
+            # unknown success too).
+            working = [r for r in hit if (r.get("attack_success") or 0.0) >= EFFECTIVE_ASR]
             cells[attack] = {
                 "models": len(hit),
                 "detected_share": sum(r["target"] in r["flagged"] for r in hit) / len(hit),
+                "working_models": len(working),
+                "detected_share_effective": (
+                    sum(r["target"] in r["flagged"] for r in working) / len(working) if working else None
+                ),
                 "auroc": auroc([r["score"] for r in hit], [r["score"] for r in clean]),
             }
         cells["seconds_per_model"] = sum(r["seconds"] for r in mine) / len(mine)
@@ -174,6 +183,16 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = "".join(json.dumps(r) + "\n" for r in rows)
     models.write_atomic(path, text.encode())
+
+
+def _add_attack_success(rows: List[Dict[str, Any]], cache: str) -> None:
+    """Fill in the attack success of rows written without it, from the models' records in the cache."""
+    for row in rows:
+        if row["attack"] is not None and "attack_success" not in row:
+            record = os.path.join(cache, row["name"] + ".json")
+            if os.path.exists(record):
+                with open(record) as stream:
+                    row["attack_success"] = json.load(stream).get("attack_success_rate")
 
 
 def _test_data(root: str, quick: bool) -> Dict[str, Split]:
@@ -222,10 +241,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
                     break
                 verdict = detect(detector, entry, cache, data, clean)
+                success = zoo.entry_status(entry, cache).get("attack_success_rate")
                 rows.append({"name": entry.name, "detector": detector, "arch": entry.arch, "attack": entry.attack,
-                             "target": entry.target, **verdict})  # fmt: skip
+                             "target": entry.target, "attack_success": success, **verdict})  # fmt: skip
                 _save_rows(out, rows)
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    _add_attack_success(rows, cache)
     print(json.dumps({"results": out, "pairs": len(rows), "table": summarise(rows)}))
     return 0
 
