@@ -1,0 +1,42 @@
+"""The zoo plan's order and the detector table's arithmetic (pure functions of the benchmark scripts)."""
+
+import pytest
+
+from benchmarks import bench_detectors, cifar10_zoo
+
+
+def test_a_zoo_plan_lists_clean_models_then_every_attack_per_target():
+    entries = cifar10_zoo.plan_entries("dev", ["gap"], ["patch", "wanet"])
+    names = [e.name for e in entries]
+    assert names == [
+        "gap-natural-s0", "gap-natural-s1", "gap-natural-s2",
+        "gap-patch-s0", "gap-wanet-s0", "gap-patch-t5-s0", "gap-wanet-t5-s0",
+    ]  # fmt: skip
+    assert "adaptive" not in cifar10_zoo.ATTACKS and "adaptive-1pct" in cifar10_zoo.ATTACKS
+
+
+def _row(name, attack, target, flagged, score, success=None, detector="scan"):
+    row = {"name": name, "detector": detector, "attack": attack, "target": target, "flagged": flagged,
+           "score": score, "seconds": 10.0}  # fmt: skip
+    if success is not None:
+        row["attack_success"] = success
+    return row
+
+
+def test_the_table_counts_detections_false_alarms_and_working_backdoors():
+    rows = [
+        _row("c0", None, None, [], 0.2),
+        _row("c1", None, None, [3], 1.5),
+        _row("p0", "patch", 0, [0], 2.0, success=0.99),
+        _row("p5", "patch", 5, [1], 0.1, success=0.97),  # flagged, but not at its target
+        _row("a0", "adaptive", 0, [], 0.3, success=0.01),  # the poisoning did not take
+    ]
+    table = bench_detectors.summarise(rows)["scan"]
+    assert table["clean"] == {"models": 2, "flagged_share": 0.5}
+    patch = table["patch"]
+    assert patch["detected_share"] == 0.5 and patch["detected_share_effective"] == 0.5
+    # Scores 2.0 and 0.1 against clean 0.2 and 1.5: two of the four pairs are ordered right.
+    assert patch["auroc"] == pytest.approx(0.5)
+    adaptive = table["adaptive"]
+    assert adaptive["working_models"] == 0 and adaptive["detected_share_effective"] is None
+    assert table["seconds_per_model"] == 10.0
