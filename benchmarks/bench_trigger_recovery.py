@@ -43,7 +43,6 @@ from captum_classpattern.backdoor import (
     attack_success_rate,
     scan,
 )
-from captum_classpattern.cli._report import trigger_location  # the CLI's own wording of a place
 from captum_classpattern.metrics import trigger_jaccard
 from captum_classpattern.models import SpatialCNN
 from captum_classpattern.training import TrainingOptions, train_classifier
@@ -74,6 +73,14 @@ PLANTED: List[Planted] = [
     (3, 11, 3, "bottom-right", "white"),
     (6, 12, 4, "center", "checkerboard"),
 ]
+
+
+def _where(mask: torch.Tensor) -> str:
+    """The rows and columns a mask spans, as ``classpattern scan`` prints them."""
+    if not bool(mask.any()):
+        return "empty"
+    rows, cols = mask.nonzero(as_tuple=True)
+    return f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
 
 
 def _trigger(size: int, position: Position, content: str) -> PatchTrigger:
@@ -114,7 +121,7 @@ def measure(data: Any, planted: Planted, settings: ScanSettings, epochs: int) ->
             reported=target in result.reported_triggers,
             jaccard=trigger_jaccard(found.mask, true_mask),
             pixels=found.k,
-            where=trigger_location(found),
+            where=_where(found.mask),
         )
     row["seconds"] = round(clock.seconds, 1)
     return row

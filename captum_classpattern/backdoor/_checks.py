@@ -185,3 +185,31 @@ def check_second_set(
     check_device(model, images, "images")
     check_device(model, other, name)
     return other, other_labels
+
+
+def check_reference_scan(
+    item: Any, name: str, classes: List[int], size: Tuple[int, int], settings: Any, needs_blend: bool
+) -> None:
+    """Refuse a reference scan (a ``ScanResult``) that cannot be compared with a scan of ``classes`` at ``size``.
+
+    Args:
+        item: the reference's scan.
+        name: how the messages call it (``"reference 0"``).
+        classes: the classes of the scan it is compared with.
+        size: the ``(height, width)`` of that scan's images.
+        settings: that scan's ``ScanSettings``.
+        needs_blend: whether that scan ran the blend probe.
+
+    Raises:
+        ValueError: other classes or image size, other settings, or no blend probe where one is needed.
+    """
+    if item.classes != classes or tuple(item.maps.shape[-2:]) != tuple(size):
+        raise ValueError(
+            f"{name} scanned the classes {item.classes} on {tuple(item.maps.shape[-2:])} images; this scan "
+            f"needs the classes {classes} on {tuple(size)} images: scan the reference with the same images and "
+            "classes."
+        )
+    if item.settings != settings:
+        raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
+    if needs_blend and item.blend is None:
+        raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")

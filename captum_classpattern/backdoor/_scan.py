@@ -21,7 +21,15 @@ from .._utils import (
     thread_scope,
 )
 from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
-from ._checks import budget_pixels, check_model, check_second_set, check_settings, check_trigger_mask, scanned_classes
+from ._checks import (
+    budget_pixels,
+    check_model,
+    check_reference_scan,
+    check_second_set,
+    check_settings,
+    check_trigger_mask,
+    scanned_classes,
+)
 from ._scan_arguments import (
     OLDER_SCAN_KEYWORDS,
     HeldOut,
@@ -431,19 +439,10 @@ def _reference_tables(
     for position, item in enumerate(references):
         name = f"reference {position}"
         if isinstance(item, ScanResult):
-            if item.classes != classes or tuple(item.maps.shape[-2:]) != tuple(images.shape[-2:]):
-                raise ValueError(
-                    f"{name} scanned the classes {item.classes} on {tuple(item.maps.shape[-2:])} images; this scan "
-                    f"needs the classes {classes} on {tuple(images.shape[-2:])} images: scan the reference with "
-                    "the same images and classes."
-                )
-            if item.settings != settings:
-                raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
+            check_reference_scan(item, name, classes, images.shape[-2:], settings, bool(settings.blend_steps))
             tables.append(item.table)
             if item.blend is not None:
                 blend_tables.append(item.blend.table)
-            elif settings.blend_steps:
-                raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")
             continue
         device = module_device(item)
         if device is not None and device != images.device:

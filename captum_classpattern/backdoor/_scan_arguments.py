@@ -1,8 +1,8 @@
-"""The grouped arguments of :func:`~captum_classpattern.backdoor.scan`, and its older keywords folded into them."""
+"""The grouped arguments of :func:`~captum_classpattern.backdoor.scan`, its older keywords, what its recovery found."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
 from torch import Tensor
@@ -81,3 +81,23 @@ def fold_scan_keywords(older: Dict[str, Any], arguments: Dict[str, Any]) -> None
         arguments["held_out"] = (older.get("eval_images"), older.get("eval_labels"))
     if "trigger_mask" in older or "trigger_target" in older:
         arguments["known_trigger"] = KnownTrigger(older.get("trigger_mask"), older.get("trigger_target"))
+
+
+@dataclass(frozen=True)
+class TriggerFindings:
+    """What trigger recovery found, carried into a :class:`ScanResult` unchanged by the scoring.
+
+    Attributes:
+        maps: the recovered trigger map (H x W) of each class that has one.
+        values: the pasted values (C x H x W) of those triggers.
+        jaccard: the Jaccard index with the true trigger mask, when one was given.
+        jaccard_class: the class ``jaccard`` was measured on.
+        success: the held-out success of each recovered trigger (see
+            :attr:`ScanResult.trigger_success`).
+    """
+
+    maps: Dict[int, Tensor] = field(default_factory=dict)
+    values: Dict[int, Tensor] = field(default_factory=dict)
+    jaccard: Optional[float] = None
+    jaccard_class: Optional[int] = None
+    success: Dict[int, float] = field(default_factory=dict)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -14,6 +14,8 @@ from .._utils import JsonFile, check_choice
 from ..attr import Pattern, pixel_budget, top_k_mask
 from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
+from ._checks import check_reference_scan
+from ._scan_arguments import TriggerFindings
 from ._scan_scores import DIRECTION, PowerTable
 from ._scan_scoring import flag_against_references, score_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
@@ -317,18 +319,10 @@ class ScanResult(JsonFile):
         if not references:
             raise ValueError("references is empty: pass the scans of one or more clean reference models.")
         for position, item in enumerate(references):
-            name = f"reference {position}"
             if not isinstance(item, ScanResult):
-                raise TypeError(f"{name} must be a ScanResult, got {type(item).__name__}.")
-            if item.classes != self.classes or item.maps.shape[-2:] != self.maps.shape[-2:]:
-                raise ValueError(
-                    f"{name} scanned the classes {item.classes} on {tuple(item.maps.shape[-2:])} images; this scan "
-                    f"has the classes {self.classes} on {tuple(self.maps.shape[-2:])} images."
-                )
-            if item.settings != self.settings:
-                raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
-            if self.blend is not None and item.blend is None:
-                raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")
+                raise TypeError(f"reference {position} must be a ScanResult, got {type(item).__name__}.")
+            size = self.maps.shape[-2:]
+            check_reference_scan(item, f"reference {position}", self.classes, size, self.settings, bool(self.blend))
         blend = self.blend
         if blend is not None:
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
@@ -434,26 +428,6 @@ class ScanResult(JsonFile):
             triggers=triggers,
             seconds=float(data.get("seconds", 0.0)),
         )
-
-
-@dataclass(frozen=True)
-class TriggerFindings:
-    """What trigger recovery found, carried into a :class:`ScanResult` unchanged by the scoring.
-
-    Attributes:
-        maps: the recovered trigger map (H x W) of each class that has one.
-        values: the pasted values (C x H x W) of those triggers.
-        jaccard: the Jaccard index with the true trigger mask, when one was given.
-        jaccard_class: the class ``jaccard`` was measured on.
-        success: the held-out success of each recovered trigger (see
-            :attr:`ScanResult.trigger_success`).
-    """
-
-    maps: Dict[int, Tensor] = field(default_factory=dict)
-    values: Dict[int, Tensor] = field(default_factory=dict)
-    jaccard: Optional[float] = None
-    jaccard_class: Optional[int] = None
-    success: Dict[int, float] = field(default_factory=dict)
 
 
 def score_scan(
