@@ -188,7 +188,7 @@ def check_second_set(
 
 
 def check_reference_scan(
-    item: Any, name: str, classes: List[int], size: Tuple[int, int], settings: Any, needs_blend: bool
+    item: Any, name: str, classes: List[int], size: Sequence[int], settings: Any, needs_blend: bool
 ) -> None:
     """Refuse a reference scan (a ``ScanResult``) that cannot be compared with a scan of ``classes`` at ``size``.
 
