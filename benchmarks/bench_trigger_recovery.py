@@ -18,8 +18,9 @@ least 0.5) and the share of silent ones.
 
 Usage::
 
-    python -m benchmarks.bench_trigger_recovery --threads 1
-    python -m benchmarks.bench_trigger_recovery --quick          # two models, short searches
+    python -m benchmarks.bench_trigger_recovery --threads 1                   # the dev patches
+    python -m benchmarks.bench_trigger_recovery --plan replica --threads 1    # a new rule, once
+    python -m benchmarks.bench_trigger_recovery --quick                       # two models, short searches
 """
 
 from __future__ import annotations
@@ -57,22 +58,39 @@ def _checkerboard(size: int) -> torch.Tensor:
 
 Position = Union[str, Tuple[int, int]]
 Planted = Tuple[int, int, int, Position, str]
-# (target, seed, size, position, content): written down before the first scan; none is the
-# demo's (target 0, seed 0, 3 x 3 white, bottom-right).
-PLANTED: List[Planted] = [
-    (1, 1, 3, "top-left", "white"),
-    (2, 2, 3, "top-right", "white"),
-    (3, 3, 3, "bottom-left", "white"),
-    (4, 4, 3, "center", "white"),
-    (5, 5, 4, "bottom-right", "checkerboard"),
-    (6, 6, 4, (2, 9), "checkerboard"),
-    (7, 7, 3, (10, 3), "white"),
-    (8, 8, 4, "top-left", "checkerboard"),
-    (9, 9, 3, (5, 11), "white"),
-    (1, 10, 4, "bottom-left", "white"),
-    (3, 11, 3, "bottom-right", "white"),
-    (6, 12, 4, "center", "checkerboard"),
-]
+# (target, seed, size, position, content). ``dev``: written down before the first scan; none
+# is the demo's (target 0, seed 0, 3 x 3 white, bottom-right). Rules have since been tried on
+# it, so a new rule is reported on ``replica``, written down before any rule was tried on it.
+PLANS: Dict[str, List[Planted]] = {
+    "dev": [
+        (1, 1, 3, "top-left", "white"),
+        (2, 2, 3, "top-right", "white"),
+        (3, 3, 3, "bottom-left", "white"),
+        (4, 4, 3, "center", "white"),
+        (5, 5, 4, "bottom-right", "checkerboard"),
+        (6, 6, 4, (2, 9), "checkerboard"),
+        (7, 7, 3, (10, 3), "white"),
+        (8, 8, 4, "top-left", "checkerboard"),
+        (9, 9, 3, (5, 11), "white"),
+        (1, 10, 4, "bottom-left", "white"),
+        (3, 11, 3, "bottom-right", "white"),
+        (6, 12, 4, "center", "checkerboard"),
+    ],
+    "replica": [
+        (0, 13, 3, "top-right", "checkerboard"),
+        (2, 14, 4, "top-left", "white"),
+        (4, 15, 3, (12, 8), "white"),
+        (5, 16, 4, "bottom-left", "checkerboard"),
+        (7, 17, 3, "center", "checkerboard"),
+        (8, 18, 3, (1, 5), "white"),
+        (9, 19, 4, "bottom-right", "white"),
+        (1, 20, 3, (7, 12), "checkerboard"),
+        (3, 21, 4, (9, 1), "white"),
+        (5, 22, 3, "top-left", "white"),
+        (6, 23, 4, "top-right", "white"),
+        (8, 24, 3, "bottom-left", "checkerboard"),
+    ],
+}
 
 
 def _where(mask: torch.Tensor) -> str:
@@ -149,18 +167,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Plant, scan and measure every patch of the plan; print one row per model and the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_threads_option(parser)
+    parser.add_argument("--plan", choices=sorted(PLANS), default="dev", help="the planted patches (default dev)")
     add_quick_option(parser, "two models, 3 epochs, 60-step searches (a smoke run)")
     args = parser.parse_args(argv)
     threads = set_threads(args)
     data = load_digits(size=SIDE)
-    plan, settings, epochs = PLANTED, ScanSettings(), 10
+    plan, settings, epochs = PLANS[args.plan], ScanSettings(), 10
     if args.quick:
-        plan, settings, epochs = PLANTED[:2], ScanSettings(steps=60), 3
+        plan, settings, epochs = plan[:2], ScanSettings(steps=60), 3
     rows = []
     for planted in plan:
         rows.append(measure(data, planted, settings, epochs))
         print(rows[-1], file=sys.stderr, flush=True)
-    emit_json({"threads": threads, "quick": args.quick, "rows": rows, "summary": summarise(rows)})
+    emit_json({"plan": args.plan, "threads": threads, "quick": args.quick, "rows": rows, "summary": summarise(rows)})
     return 0
 
 
