@@ -146,6 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         record = manifest(args.plan, entries, cache)
         if root is None and not args.dry_run:
             record["skipped"] = "no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10"
+        if args.manifest:  # a copy of the status to keep, even when nothing is trained
+            _write_manifests(record, [args.manifest])
         print(json.dumps(record))
         return 0
     if args.threads:
