@@ -20,8 +20,8 @@ whose target is flagged (for the clean column, the share of clean models with an
 the AUROC of the per-model score (backdoored against clean models of the same plan), and
 the mean seconds per model.
 
-Per-model scores: the scans' largest anomaly index divided by its threshold (the largest
-of the pattern and blend-probe detectors), Neural Cleanse's largest anomaly index divided
+Per-model scores: the scans' largest anomaly index on the suspicious side divided by its
+threshold (the largest of the pattern and blend-probe detectors), Neural Cleanse's largest anomaly index divided
 by its threshold, MM-BD's ``-log10`` p-value.
 
 Usage::
@@ -39,6 +39,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -63,11 +64,23 @@ def _verdict(flagged: Sequence[int], score: float, seconds: float) -> Dict[str, 
     return {"flagged": [int(c) for c in flagged], "score": float(score), "seconds": round(seconds, 2)}
 
 
+def _suspicious_index(scores: Sequence[float], index: Sequence[float], direction: str) -> float:
+    """The largest anomaly index among the classes on the suspicious side of the median (0 if none)."""
+    values = np.asarray(scores, dtype=np.float64)
+    median = np.median(values)
+    side = values < median if direction == "low" else values > median
+    return float(np.max(np.where(side, np.asarray(index, dtype=np.float64), 0.0)))
+
+
 def _scan_score(found: ScanResult) -> float:
-    """The scan's per-model score: its largest anomaly index over its threshold, patterns or blend probe."""
-    score = max(found.anomaly_index) / found.scoring.threshold
+    """The scan's per-model score: its largest one-sided anomaly index over its threshold, patterns or blend.
+
+    One-sided as the flags are: a class far on the harmless side (hard to flip) is not suspicious.
+    """
+    score = _suspicious_index(found.scores, found.anomaly_index, found.direction) / found.scoring.threshold
     if found.blend_anomaly_index:
-        score = max(score, max(found.blend_anomaly_index) / found.scoring.blend_threshold)
+        blend = _suspicious_index(found.blend_scores, found.blend_anomaly_index, "high")
+        score = max(score, blend / found.scoring.blend_threshold)
     return score
 
 
