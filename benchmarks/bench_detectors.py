@@ -21,8 +21,8 @@ the AUROC of the per-model score (backdoored against clean models of the same pl
 the mean seconds per model.
 
 Per-model scores: the scans' largest anomaly index on the suspicious side divided by its
-threshold (the largest of the pattern and blend-probe detectors), Neural Cleanse's largest anomaly index divided
-by its threshold, MM-BD's ``-log10`` p-value.
+threshold (the largest of the pattern and blend-probe detectors), Neural Cleanse's largest
+anomaly index divided by its threshold, MM-BD's ``-log10`` p-value.
 
 Usage::
 
@@ -198,14 +198,20 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
     models.write_atomic(path, text.encode())
 
 
+def _attack_success(name: str, cache: str) -> Optional[float]:
+    """A zoo model's attack success rate from its record in the cache (``None`` without one)."""
+    record = os.path.join(cache, name + ".json")
+    if not os.path.exists(record):
+        return None
+    with open(record) as stream:
+        return json.load(stream).get("attack_success_rate")
+
+
 def _add_attack_success(rows: List[Dict[str, Any]], cache: str) -> None:
-    """Fill in the attack success of rows written without it, from the models' records in the cache."""
+    """Fill in the attack success of rows written without it."""
     for row in rows:
         if row["attack"] is not None and "attack_success" not in row:
-            record = os.path.join(cache, row["name"] + ".json")
-            if os.path.exists(record):
-                with open(record) as stream:
-                    row["attack_success"] = json.load(stream).get("attack_success_rate")
+            row["attack_success"] = _attack_success(row["name"], cache)
 
 
 def _test_data(root: str, quick: bool) -> Dict[str, Split]:
@@ -254,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
                     break
                 verdict = detect(detector, entry, cache, data, clean)
-                success = zoo.entry_status(entry, cache).get("attack_success_rate")
+                success = _attack_success(entry.name, cache)
                 rows.append({"name": entry.name, "detector": detector, "arch": entry.arch, "attack": entry.attack,
                              "target": entry.target, "attack_success": success, **verdict})  # fmt: skip
                 _save_rows(out, rows)

@@ -190,9 +190,10 @@ class ScanResult(JsonFile):
         """The flagged classes whose recovered trigger works on held-out images, in order of :attr:`flagged`.
 
         A trigger is reported when it sends at least ``recovery.min_success`` of the
-        held-out images of other classes to its class (:attr:`trigger_success`); a flagged
-        class without one has no trustworthy trigger: the recovery stays silent there
-        rather than point at the wrong pixels.
+        held-out images of other classes to its class (:attr:`trigger_success`). That says
+        the region works, not that it is the attacker's trigger: a large region with
+        learned values can flip as many images as the true patch (see the trigger-recovery
+        benchmark in the docs).
         """
         bar = self.recovery.min_success
         return [c for c in self.flagged if self.trigger_success.get(c, -1.0) >= bar]
@@ -274,19 +275,8 @@ class ScanResult(JsonFile):
         blend = self.blend
         if blend is not None and not reference:
             blend = dataclasses.replace(blend, reference_tables=[])
-        # The triggers were recovered for this scan's flags; they are kept as they are.
-        return score_scan(
-            self.classes,
-            self.maps,
-            self.values,
-            self.table,
-            ScanConfig(self.settings, self.scoring.replace(**changes), self.recovery),
-            seed=self.seed,
-            reference_tables=list(self.reference_tables) if reference else [],
-            blend=blend,
-            triggers=self._triggers(),
-            seconds=self.seconds,
-        )
+        reference_tables = list(self.reference_tables) if reference else []
+        return self._scored_again(self.scoring.replace(**changes), reference_tables, blend)
 
     def with_references(self, references: Sequence[ScanResult]) -> ScanResult:
         """This scan compared with reference scans, without searching again.
@@ -326,14 +316,21 @@ class ScanResult(JsonFile):
         blend = self.blend
         if blend is not None:
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
+        return self._scored_again(self.scoring, [r.table for r in references], blend)
+
+    def _scored_again(
+        self, scoring: ScoringSettings, reference_tables: List[PowerTable], blend: Optional[BlendProbe]
+    ) -> ScanResult:
+        """This search scored with other settings or references (no new search)."""
+        # The triggers were recovered for this scan's flags; they are kept as they are.
         return score_scan(
             self.classes,
             self.maps,
             self.values,
             self.table,
-            ScanConfig(self.settings, self.scoring, self.recovery),
+            ScanConfig(self.settings, scoring, self.recovery),
             seed=self.seed,
-            reference_tables=[r.table for r in references],
+            reference_tables=reference_tables,
             blend=blend,
             triggers=self._triggers(),
             seconds=self.seconds,
