@@ -39,7 +39,6 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -64,26 +63,6 @@ def _verdict(flagged: Sequence[int], score: float, seconds: float) -> Dict[str, 
     return {"flagged": [int(c) for c in flagged], "score": float(score), "seconds": round(seconds, 2)}
 
 
-def _suspicious_index(scores: Sequence[float], index: Sequence[float], direction: str) -> float:
-    """The largest anomaly index among the classes on the suspicious side of the median (0 if none)."""
-    values = np.asarray(scores, dtype=np.float64)
-    median = np.median(values)
-    side = values < median if direction == "low" else values > median
-    return float(np.max(np.where(side, np.asarray(index, dtype=np.float64), 0.0)))
-
-
-def _scan_score(found: ScanResult) -> float:
-    """The scan's per-model score: its largest one-sided anomaly index over its threshold, patterns or blend.
-
-    One-sided as the flags are: a class far on the harmless side (hard to flip) is not suspicious.
-    """
-    score = _suspicious_index(found.scores, found.anomaly_index, found.direction) / found.scoring.threshold
-    if found.blend_anomaly_index:
-        blend = _suspicious_index(found.blend_scores, found.blend_anomaly_index, "high")
-        score = max(score, blend / found.scoring.blend_threshold)
-    return score
-
-
 def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanResult:
     """The scan of a zoo model at the defaults, run once and kept in ``<cache>/detector-scans``."""
     path = os.path.join(cache, "detector-scans", entry.name + ".json")
@@ -100,7 +79,7 @@ def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanRe
 def run_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> Dict[str, Any]:
     """The class-pattern scan alone; its flags and per-model score."""
     found = kept_scan(entry, cache, data)
-    return _verdict(found.flagged, _scan_score(found), found.seconds)
+    return _verdict(found.flagged, found.model_score(), found.seconds)
 
 
 def run_scan_with_references(
@@ -111,7 +90,7 @@ def run_scan_with_references(
     kept = [kept_scan(reference, cache, data) for reference in references]
     began = time.perf_counter()
     found = suspect.with_references(kept)
-    verdict = _verdict(found.flagged, _scan_score(found), suspect.seconds + time.perf_counter() - began)
+    verdict = _verdict(found.flagged, found.model_score(), suspect.seconds + time.perf_counter() - began)
     verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
     return verdict
 

@@ -40,18 +40,3 @@ def test_the_table_counts_detections_false_alarms_and_working_backdoors():
     adaptive = table["adaptive"]
     assert adaptive["working_models"] == 0 and adaptive["detected_share_effective"] is None
     assert table["seconds_per_model"] == 10.0
-
-
-def test_the_scan_score_counts_only_the_suspicious_side():
-    from types import SimpleNamespace
-
-    scoring = SimpleNamespace(threshold=3.0, blend_threshold=3.0)
-    # Class 0 is far out on the harmless side (hard to flip), class 1 a little on the suspicious side.
-    found = SimpleNamespace(scores=[-9.0, 1.0, 0.0, 0.1, -0.1], anomaly_index=[9.0, 1.5, 0.0, 0.2, 0.2],
-                            direction="high", scoring=scoring, blend_anomaly_index=[])  # fmt: skip
-    assert bench_detectors._scan_score(found) == pytest.approx(1.5 / 3.0)
-    sizes = SimpleNamespace(**{**vars(found), "direction": "low"})  # small sizes are suspicious
-    assert bench_detectors._scan_score(sizes) == pytest.approx(9.0 / 3.0)
-    blended = SimpleNamespace(**{**vars(found), "blend_scores": [0.0, 0.0, 5.0, 0.0, 0.1],
-                                 "blend_anomaly_index": [0.5, 0.5, 12.0, 0.5, 0.4]})  # fmt: skip
-    assert bench_detectors._scan_score(blended) == pytest.approx(4.0)

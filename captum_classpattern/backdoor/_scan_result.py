@@ -17,7 +17,7 @@ from ._blend_probe import BlendProbe
 from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
 from ._scan_scores import DIRECTION, PowerTable
-from ._scan_scoring import flag_against_references, score_classes  # noqa: F401 (tests import it from here)
+from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
@@ -150,16 +150,23 @@ class ScanResult(JsonFile):
         """``"low"`` or ``"high"``: which end of the score is suspicious."""
         return DIRECTION[self.scoring.score]
 
+    def class_suspicion(self) -> np.ndarray:
+        """Each class's anomaly index over its threshold (in :attr:`classes` order), 0 on the harmless side.
+
+        The larger of the patterns' index over ``scoring.threshold`` and the blend probe's
+        over ``scoring.blend_threshold``, each 0 when the class is harder to flip than that
+        detector's median class. Above 1: an index passed its threshold.
+        """
+        blend = (self.blend_scores, self.blend_anomaly_index)
+        return suspicion_of_classes(self.scores, self.anomaly_index, *blend, self.scoring)
+
+    def model_score(self) -> float:
+        """The model's backdoor score, the largest :meth:`class_suspicion` (rank models with it, e.g. for an AUROC)."""
+        return float(np.max(self.class_suspicion()))
+
     def most_suspicious(self) -> int:
-        """The class with the largest anomaly index on the suspicious side, by either detector."""
-        values = np.asarray(self.scores)
-        median = np.median(values)
-        side = values < median if self.direction == "low" else values > median
-        index = np.where(side, np.asarray(self.anomaly_index), -1.0)
-        if self.blend_scores:
-            blend = np.asarray(self.blend_scores)
-            index = np.maximum(index, np.where(blend > np.median(blend), np.asarray(self.blend_anomaly_index), -1.0))
-        return self.classes[int(np.argmax(index))]
+        """The class with the largest :meth:`class_suspicion`, by either detector."""
+        return self.classes[int(np.argmax(self.class_suspicion()))]
 
     def recovered_trigger(self, cls: int, k: Optional[int] = None) -> Pattern:
         """The recovered trigger of class ``cls`` as a pattern with its learned values.

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..attr import Pattern, pixel_budget, top_k_mask
-from ..metrics import flag_outliers
+from ..metrics import flag_outliers, suspicious_side
 from ._blend_probe import BlendProbe
 from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
 from ._settings import ScoringSettings
@@ -225,3 +225,31 @@ def reference_spread(references: np.ndarray) -> float:
     """
     count = references.shape[0]
     return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)
+
+
+def suspicion_of_classes(
+    scores: Sequence[float],
+    anomaly_index: Sequence[float],
+    blend_scores: Sequence[float],
+    blend_anomaly_index: Sequence[float],
+    scoring: ScoringSettings,
+) -> np.ndarray:
+    """Each class's anomaly index over its threshold, patterns or blend probe, 0 on the harmless side.
+
+    Args:
+        scores: the patterns' score of each class.
+        anomaly_index: their anomaly indices.
+        blend_scores: the blend probe's score of each class (empty without the probe).
+        blend_anomaly_index: their anomaly indices.
+        scoring: the thresholds and the score's direction.
+
+    Returns:
+        One value per class: the larger of the two detectors' one-sided index over threshold.
+    """
+    pattern_side = suspicious_side(scores, DIRECTION[scoring.score])
+    suspicion = np.where(pattern_side, np.asarray(anomaly_index), 0.0) / scoring.threshold
+    if len(blend_scores):
+        blend_side = suspicious_side(blend_scores, "high")
+        blend = np.where(blend_side, np.asarray(blend_anomaly_index), 0.0) / scoring.blend_threshold
+        suspicion = np.maximum(suspicion, blend)
+    return suspicion

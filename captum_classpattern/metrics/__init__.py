@@ -15,7 +15,7 @@ from ._captum_baselines import (
 )
 from ._interval import wilson_interval
 from ._jaccard import trigger_jaccard
-from ._outliers import anomaly_index, flag_outliers
+from ._outliers import anomaly_index, flag_outliers, suspicious_side
 from ._power import (
     PowerCurve,
     floor_rate,
@@ -47,6 +47,7 @@ __all__ = [
     "RESERVED_NAMES",
     "anomaly_index",
     "flag_outliers",
+    "suspicious_side",
     "trigger_jaccard",
     "wilson_interval",
     "simplicity",

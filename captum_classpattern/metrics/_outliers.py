@@ -38,6 +38,26 @@ def anomaly_index(scores: Union[Sequence[float], np.ndarray], min_spread: float 
     return np.abs(values - median) / max(spread, 1e-12)
 
 
+def suspicious_side(scores: Union[Sequence[float], np.ndarray], direction: str) -> np.ndarray:
+    """Which scores lie strictly on the suspicious side of their median.
+
+    Args:
+        scores: one score per class.
+        direction: ``"low"`` (below the median is suspicious) or ``"high"`` (above it).
+
+    Returns:
+        A boolean array, one entry per score.
+
+    Example:
+        >>> suspicious_side([1.0, 2.0, 9.0], "high").tolist()
+        [False, False, True]
+    """
+    check_choice(direction, ("low", "high"), "direction")
+    values = np.asarray(scores, dtype=np.float64)
+    median = np.median(values)
+    return values < median if direction == "low" else values > median
+
+
 def flag_outliers(
     scores: Sequence[float], direction: str = "low", threshold: float = 2.0, min_spread: float = 0.0
 ) -> Tuple[np.ndarray, List[int]]:
@@ -67,8 +87,6 @@ def flag_outliers(
     if values.ndim != 1 or not np.all(np.isfinite(values)):
         raise ValueError("scores must be a 1-d sequence of finite numbers.")
     index = anomaly_index(values, min_spread)
-    median = np.median(values)
-    side = values < median if direction == "low" else values > median
-    flagged = [int(i) for i in np.flatnonzero(side & (index > threshold))]
+    flagged = [int(i) for i in np.flatnonzero(suspicious_side(values, direction) & (index > threshold))]
     flagged.sort(key=lambda i: -index[i])
     return index, flagged

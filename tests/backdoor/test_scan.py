@@ -85,6 +85,9 @@ def test_backdoored_model_is_flagged_at_its_target(planted_scan, backdoored, dig
     assert result.flagged == [TARGET]
     assert result.anomaly_index[TARGET] > 2.5
     assert result.most_suspicious() == TARGET and result.jaccard_class == TARGET
+    # The model's score is its target's index over the threshold: above 1, as the class is flagged.
+    assert result.model_score() == pytest.approx(result.anomaly_index[TARGET] / result.scoring.threshold)
+    assert result.model_score() > 1.0 and result.class_suspicion().argmax() == TARGET
     assert 0.0 <= result.trigger_jaccard <= 1.0
     # The recovered pattern is tiny and flips most other-class images.
     pattern = result.patterns[TARGET]

@@ -96,3 +96,21 @@ def test_with_references_needs_matching_scans():
         result.with_references([other])
     # A reference equal to the suspect makes every relative score zero: nothing stands out.
     assert result.with_references([result]).flagged == [] and result.flagged == [2]
+
+
+def test_class_suspicion_counts_only_the_suspicious_side():
+    from types import SimpleNamespace
+
+    from captum_classpattern.backdoor._scan_scoring import suspicion_of_classes
+
+    high = ScoringSettings(score="power_auc", threshold=3.0, blend_threshold=2.0)
+    # Class 0 is far out on the harmless side (hard to flip), class 1 a little on the suspicious side.
+    found = SimpleNamespace(scores=[-9.0, 1.0, 0.0, 0.1, -0.1], anomaly_index=[9.0, 1.5, 0.0, 0.2, 0.2],
+                            blend_scores=[], blend_anomaly_index=[])  # fmt: skip
+    np.testing.assert_allclose(suspicion_of_classes(*vars(found).values(), high), [0.0, 0.5, 0.0, 0.2 / 3.0, 0.0])
+    # Small sizes are suspicious: class 0 is the outlier now.
+    assert suspicion_of_classes(*vars(found).values(), high.replace(score="min_k"))[0] == pytest.approx(3.0)
+    # The blend probe counts over its own threshold; its high side is always suspicious.
+    blended = SimpleNamespace(**{**vars(found), "blend_scores": [0.0, 0.0, 5.0, 0.0, 0.1],
+                                 "blend_anomaly_index": [0.5, 0.5, 12.0, 0.5, 0.4]})  # fmt: skip
+    assert suspicion_of_classes(*vars(blended).values(), high)[2] == pytest.approx(6.0)
