@@ -18,6 +18,7 @@ from .._utils import (
     evaluation_mode,
     module_device,
     num_classes_of,
+    predict,
     thread_scope,
 )
 from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_blend_powers
@@ -175,6 +176,7 @@ def scan(
             targets.tolist(), maps, learned, table,
             config.replace(scoring=scoring.replace(k=fixed_k, auc_k=auc_pixels)),
             seed=seed, reference_tables=reference_tables, blend=blend,
+            class_accuracy=_class_accuracy(model, targets, eval_images, eval_labels),
         )  # fmt: skip
         jaccard_class = _jaccard_class(scored, trigger_mask, trigger_target)
         trigger_maps, trigger_values = _recover_triggers(
@@ -342,6 +344,14 @@ def _blend_probe(
         model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
     )
     return BlendProbe(blend_patterns, blend_table, reference_tables)
+
+
+def _class_accuracy(model: Callable, targets: Tensor, eval_images: Tensor, eval_labels: Tensor) -> List[float]:
+    """Each scanned class's held-out accuracy; empty (no collapse check) when a class has no held-out image."""
+    if not all(bool((eval_labels == target).any()) for target in targets.tolist()):
+        return []
+    predicted = predict(model, eval_images, who="scan").to(eval_labels.device)
+    return [float((predicted[eval_labels == t] == t).double().mean()) for t in targets.tolist()]
 
 
 def _jaccard_class(result: ScanResult, trigger_mask: Optional[Tensor], trigger_target: Optional[int]) -> Optional[int]:

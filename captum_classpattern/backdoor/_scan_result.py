@@ -16,6 +16,7 @@ from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
 from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
+from ._scan_record import scan_record
 from ._scan_scores import DIRECTION, PowerTable
 from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
@@ -86,7 +87,13 @@ class ScanResult(JsonFile):
         blend_reference_spread: the same for the blend scores; ``None`` without the probe.
         blend_flagged: classes flagged by the blend probe, by the same rule as
             ``pattern_flagged`` with the threshold ``scoring.blend_threshold``.
-        flagged: the classes flagged by either detector, most anomalous first.
+        class_accuracy: the share of each class's held-out images the model classifies
+            as the class (empty in records written before it was measured).
+        collapsed: classes whose accuracy is below ``scoring.collapse_ratio`` times the
+            median class's: the model does not recognise them without a trigger (a
+            clean-label attack on every image of the class); lowest first.
+        flagged: the classes flagged by either detector (most anomalous first), then the
+            collapsed classes.
         patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
             top-k pixels with the searched values, ``k`` the smallest evaluated size that
             reaches the power threshold (``k`` itself for ``score="power_at_k"``).
@@ -123,6 +130,8 @@ class ScanResult(JsonFile):
     flagged: List[int]
     patterns: List[Pattern]
     powers: List[float]
+    class_accuracy: List[float]
+    collapsed: List[int]
 
     def __init__(self, **fields: Any) -> None:
         """The record from every one of its fields, by name (:func:`score_scan` computes and gives them).
@@ -341,6 +350,7 @@ class ScanResult(JsonFile):
             blend=blend,
             triggers=self._triggers(),
             seconds=self.seconds,
+            class_accuracy=self.class_accuracy,
         )
 
     def _triggers(self) -> TriggerFindings:
@@ -355,43 +365,7 @@ class ScanResult(JsonFile):
         :meth:`from_dict` rebuilds the result exactly (tensors on the CPU); NaN entries of
         the power table are written as ``None``.
         """
-        return {
-            "classes": list(self.classes),
-            "score": self.score,
-            "direction": self.direction,
-            "scores": list(self.scores),
-            "suspect_scores": list(self.suspect_scores),
-            "reference_scores": list(self.reference_scores),
-            "anomaly_index": list(self.anomaly_index),
-            "reference_spread": self.reference_spread,
-            "flagged": list(self.flagged),
-            "pattern_flagged": list(self.pattern_flagged),
-            "blend_flagged": list(self.blend_flagged),
-            "blend_scores": list(self.blend_scores),
-            "blend_anomaly_index": list(self.blend_anomaly_index),
-            "blend_reference_spread": self.blend_reference_spread,
-            "pattern_sizes": [p.k for p in self.patterns],
-            "powers": list(self.powers),
-            "trigger_classes": sorted(self.trigger_maps),
-            "trigger_sizes": {str(c): int((m >= 0.5).sum()) for c, m in sorted(self.trigger_maps.items())},
-            "trigger_success": {str(c): s for c, s in sorted(self.trigger_success.items())},
-            "reported_triggers": self.reported_triggers,
-            "trigger_jaccard": self.trigger_jaccard,
-            "jaccard_class": self.jaccard_class,
-            "seconds": self.seconds,
-            "scoring": self.scoring.to_dict(),
-            "settings": self.settings.to_dict(),
-            "recovery": self.recovery.to_dict(),
-            "seed": self.seed,
-            "table": self.table.to_dict(),
-            "reference_tables": [table.to_dict() for table in self.reference_tables],
-            "dtype": str(self.maps.dtype).replace("torch.", ""),
-            "maps": self.maps.tolist(),
-            "values": self.values.tolist(),
-            "trigger_maps": {str(c): m.tolist() for c, m in sorted(self.trigger_maps.items())},
-            "trigger_values": {str(c): v.tolist() for c, v in sorted(self.trigger_values.items())},
-            "blend": None if self.blend is None else self.blend.to_dict(),
-        }
+        return scan_record(self)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> ScanResult:
@@ -431,6 +405,7 @@ class ScanResult(JsonFile):
             blend=None if blend is None else BlendProbe.from_dict(blend, dtype),
             triggers=triggers,
             seconds=float(data.get("seconds", 0.0)),
+            class_accuracy=[float(a) for a in data.get("class_accuracy", [])],
         )
 
 
@@ -446,6 +421,7 @@ def score_scan(
     blend: Optional[BlendProbe] = None,
     triggers: Optional[TriggerFindings] = None,
     seconds: float = 0.0,
+    class_accuracy: Sequence[float] = (),
 ) -> ScanResult:
     """Score a scan's search (:func:`score_classes`) and build its frozen :class:`ScanResult`, every field given.
 
@@ -463,6 +439,7 @@ def score_scan(
         blend: the blend probe (:class:`BlendProbe`), or ``None`` when it was off.
         triggers: the recovered triggers and the Jaccard with a known trigger (none by default).
         seconds: the scan's wall time.
+        class_accuracy: each class's held-out accuracy (empty: not measured).
 
     Returns:
         The :class:`ScanResult`.
@@ -474,7 +451,8 @@ def score_scan(
     """
     reference_tables = list(reference_tables)
     triggers = TriggerFindings() if triggers is None else triggers
-    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend)
+    class_accuracy = [float(a) for a in class_accuracy]
+    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend, class_accuracy)
     return ScanResult(
         classes=classes,
         maps=maps,
@@ -491,6 +469,7 @@ def score_scan(
         reference_tables=reference_tables,
         blend=blend,
         seconds=seconds,
+        class_accuracy=class_accuracy,
         **{f.name: getattr(scored, f.name) for f in dataclasses.fields(scored)},
     )
 

@@ -33,7 +33,10 @@ class ScanScores:
         blend_anomaly_index: each blend score's anomaly index (empty without the probe).
         blend_reference_spread: the blend scores' reference spread, or ``None``.
         blend_flagged: the classes the blend probe flags.
-        flagged: the classes either detector flags, most anomalous first.
+        collapsed: the classes the model hardly recognises on held-out images (see
+            ``ScoringSettings.collapse_ratio``).
+        flagged: the classes any check flags: the detectors' most anomalous first, then
+            the collapsed classes.
         patterns: each class's recovered pattern.
         powers: each recovered pattern's predictive power.
     """
@@ -49,6 +52,7 @@ class ScanScores:
     blend_anomaly_index: List[float]
     blend_reference_spread: Optional[float]
     blend_flagged: List[int]
+    collapsed: List[int]
     flagged: List[int]
     patterns: List[Pattern]
     powers: List[float]
@@ -62,6 +66,7 @@ def score_classes(
     scoring: ScoringSettings,
     reference_tables: Sequence[PowerTable],
     blend: Optional[BlendProbe],
+    class_accuracy: Sequence[float] = (),
 ) -> ScanScores:
     """Score each class from the power table, flag the outliers and cut the recovered patterns.
 
@@ -75,6 +80,8 @@ def score_classes(
         scoring: the scoring settings (``k`` and ``auc_k`` in any form the scan accepts).
         reference_tables: the power tables of the same search on each reference model.
         blend: the blend probe, or ``None``.
+        class_accuracy: each class's held-out accuracy (empty: not measured, no
+            collapse check).
 
     Returns:
         The :class:`ScanScores`.
@@ -101,6 +108,7 @@ def score_classes(
     # Either detector's flag counts; the most anomalous class by either index comes first.
     strongest = np.maximum(index, blend_index) if blend_index.size else np.asarray(index)
     either = sorted(set(flagged_rows) | set(blend_rows), key=lambda r: -strongest[r])
+    collapsed = collapsed_rows(class_accuracy, scoring.collapse_ratio)
     return ScanScores(
         scoring=scoring,
         scores=shown_scores(score, raw),
@@ -113,10 +121,20 @@ def score_classes(
         blend_anomaly_index=[float(a) for a in blend_index],
         blend_reference_spread=blend_spread,
         blend_flagged=[classes[r] for r in blend_rows],
-        flagged=[classes[r] for r in either],
+        collapsed=[classes[r] for r in collapsed],
+        flagged=[classes[r] for r in either + [r for r in collapsed if r not in either]],
         patterns=patterns,
         powers=powers,
     )
+
+
+def collapsed_rows(accuracy: Sequence[float], ratio: float) -> List[int]:
+    """The rows whose accuracy is below ``ratio`` times the median row's, lowest first (none when empty or ratio 0)."""
+    values = np.asarray(accuracy, dtype=np.float64)
+    if values.size == 0 or ratio == 0:
+        return []
+    bar = ratio * float(np.median(values))
+    return sorted((int(r) for r in np.flatnonzero(values < bar)), key=lambda r: values[r])
 
 
 def _recovered_patterns(

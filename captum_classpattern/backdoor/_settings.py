@@ -178,6 +178,11 @@ class ScoringSettings(_Settings):
             ``True``).
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
+        collapse_ratio: a class is flagged as *collapsed* when the model classifies fewer
+            of its own held-out images correctly than this share of the median class's
+            accuracy (default 0.25; 0 turns the check off). A clean-label attack that
+            poisons every training image of its target class leaves the model unable to
+            recognise the class without the trigger.
 
     Example:
         >>> scan(model, images, labels, scoring=ScoringSettings(score="min_k", max_eval=150))
@@ -193,9 +198,11 @@ class ScoringSettings(_Settings):
     full_table: bool = False
     blend_threshold: float = 3.0
     reference_spread: bool = True
+    collapse_ratio: float = 0.25
 
     def __post_init__(self) -> None:
         check_choice(self.score, SCORES, "score")
+        check_number(self.collapse_ratio, "collapse_ratio", 0.0, 1.0)
         check_number(self.power_threshold, "power_threshold", 0.0, 1.0, low_open=True)
         check_budget(self.k, "k")
         if self.auc_k != "median":

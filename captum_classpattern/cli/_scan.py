@@ -17,6 +17,7 @@ import argparse
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .._utils import write_atomic, write_json_atomic
@@ -361,6 +362,15 @@ def _print_findings(
             f"blended trigger of {class_names[row]}: its probe pattern flips half the other images at blend "
             f"strength {half} (scan.json: result.blend.patterns)"
         )
+    if result.collapsed:
+        median = float(np.median(result.class_accuracy))
+        for cls in result.collapsed:
+            row = result.classes.index(cls)
+            print(
+                f"collapsed class {class_names[row]}: the model classifies {result.class_accuracy[row]:.2f} of its "
+                f"held-out images as it (median class {median:.2f}); a clean-label attack that poisoned every "
+                "training image of the class leaves this mark"
+            )
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 

@@ -25,6 +25,7 @@ from captum_classpattern.backdoor import (
     suspicion_scores,
 )
 from captum_classpattern.cli import main
+from captum_classpattern.cli._scan import _print_findings
 from captum_classpattern.metrics import flag_outliers, trigger_jaccard
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
@@ -166,6 +167,8 @@ def test_scan_result_round_trips_through_json(planted_scan, tmp_path):
         "scoring",
         "recovery",
         "seed",
+        "class_accuracy",
+        "collapsed",
     ):
         assert getattr(again, name) == getattr(result, name), name
     assert torch.equal(again.maps, result.maps) and torch.equal(again.values, result.values)
@@ -182,8 +185,35 @@ def test_scan_result_round_trips_through_json(planted_scan, tmp_path):
 
 def test_clean_model_is_not_flagged(trained_digits_model, digits16):
     result = _scan(trained_digits_model, digits16)
-    assert result.flagged == []
+    assert result.flagged == [] and result.collapsed == []
     assert result.classes == list(range(10)) and len(result.patterns) == 10
+    assert len(result.class_accuracy) == 10 and min(result.class_accuracy) > 0.5
+
+
+class _NeverPredicts(torch.nn.Module):
+    """A model that no longer recognises one class: what poisoning every training image of it leaves."""
+
+    def __init__(self, model, cls):
+        super().__init__()
+        self.model, self.cls = model, cls
+
+    def forward(self, images):
+        return self.model(images) - 30.0 * torch.nn.functional.one_hot(torch.tensor(self.cls), 10)
+
+
+def test_a_collapsed_class_is_flagged_though_no_pattern_reaches_it(trained_digits_model, digits16, capsys):
+    result = _scan(_NeverPredicts(trained_digits_model, 3), digits16)
+    assert result.collapsed == [3] and 3 in result.flagged and 3 not in result.pattern_flagged
+    assert result.class_accuracy[3] == 0.0 and np.median(result.class_accuracy) > 0.8
+    # Scored again, or read back from its dict, the record keeps the check; records without
+    # the accuracies (written before it was measured) have no collapsed class.
+    assert result.rescore("min_k").collapsed == [3]
+    assert ScanResult.from_dict(result.to_dict()).collapsed == [3]
+    older = {k: v for k, v in result.to_dict().items() if k not in ("class_accuracy", "collapsed")}
+    assert ScanResult.from_dict(older).collapsed == []
+    # The command line says what it saw.
+    _print_findings(result, [str(c) for c in range(10)], 3.0, 1.0, {"recovered_triggers": []})
+    assert "collapsed class 3: the model classifies 0.00 of its held-out images as it" in capsys.readouterr().out
 
 
 def test_scan_leaves_the_model_untouched(backdoored, digits16):

@@ -114,3 +114,13 @@ def test_class_suspicion_counts_only_the_suspicious_side():
     blended = SimpleNamespace(**{**vars(found), "blend_scores": [0.0, 0.0, 5.0, 0.0, 0.1],
                                  "blend_anomaly_index": [0.5, 0.5, 12.0, 0.5, 0.4]})  # fmt: skip
     assert suspicion_of_classes(*vars(blended).values(), high)[2] == pytest.approx(6.0)
+
+
+def test_collapsed_rows_compare_with_the_median_class():
+    from captum_classpattern.backdoor._scan_scoring import collapsed_rows
+
+    accuracy = [0.9, 0.85, 0.1, 0.2, 0.8, 0.88, 0.0]
+    assert collapsed_rows(accuracy, 0.25) == [6, 2]  # below 0.25 x 0.8, lowest first
+    assert collapsed_rows(accuracy, 0.0) == [] and collapsed_rows([], 0.25) == []
+    with pytest.raises(ValueError, match="collapse_ratio"):
+        ScoringSettings(collapse_ratio=1.5)
