@@ -243,13 +243,20 @@ def _signed_steps(path: str) -> List[int]:
     return lines
 
 
+# Signed-step loops that are not pattern searches, each with the reason it has its own loop.
+OWN_LOOPS = {
+    # It learns k x k displacement fields, not the maps and pasted values attr's loop steps.
+    "captum_classpattern.backdoor._warp_probe",
+}
+
+
 def test_one_search_loop_signed_steps_live_in_attr_only():
     # Every pattern search runs attr's loop with an objective (attr.search_patterns); a
     # second signed-gradient loop elsewhere would drift from it.
     offenders = [
         f"{os.path.relpath(path, ROOT)}:{line}"
         for module, path in MODULES.items()
-        if _subpackage(module) != "attr"
+        if _subpackage(module) != "attr" and module not in OWN_LOOPS
         for line in _signed_steps(path)
     ]
     assert not offenders, f"signed-gradient updates outside attr (use attr.search_patterns): {offenders}"

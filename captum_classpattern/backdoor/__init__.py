@@ -52,6 +52,7 @@ from ._suspicion import SuspicionResult, suspicion_scores
 from ._trigger_check import LocatedTrigger, locate_trigger, trigger_success
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 from ._warp import WarpPoisoning, WarpTrigger
+from ._warp_probe import WARP_PIXELS, WarpProbe, probe_warps, warp_images
 
 __all__ = [
     "SCORES",
@@ -83,6 +84,10 @@ __all__ = [
     "PowerTable",
     "BlendProbe",
     "BlendTable",
+    "WarpProbe",
+    "WARP_PIXELS",
+    "probe_warps",
+    "warp_images",
     "BLEND_STRENGTHS",
     "suspicion_scores",
     "SuspicionSettings",

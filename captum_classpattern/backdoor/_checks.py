@@ -188,7 +188,7 @@ def check_second_set(
 
 
 def check_reference_scan(
-    item: Any, name: str, classes: List[int], size: Sequence[int], settings: Any, needs_blend: bool
+    item: Any, name: str, classes: List[int], size: Sequence[int], settings: Any, probes: Tuple[bool, bool]
 ) -> None:
     """Refuse a reference scan (a ``ScanResult``) that cannot be compared with a scan of ``classes`` at ``size``.
 
@@ -198,10 +198,10 @@ def check_reference_scan(
         classes: the classes of the scan it is compared with.
         size: the ``(height, width)`` of that scan's images.
         settings: that scan's ``ScanSettings``.
-        needs_blend: whether that scan ran the blend probe.
+        probes: whether that scan ran the blend probe and the warp probe.
 
     Raises:
-        ValueError: other classes or image size, other settings, or no blend probe where one is needed.
+        ValueError: other classes or image size, other settings, or no probe where one is needed.
     """
     if item.classes != classes or tuple(item.maps.shape[-2:]) != tuple(size):
         raise ValueError(
@@ -211,5 +211,6 @@ def check_reference_scan(
         )
     if item.settings != settings:
         raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
-    if needs_blend and item.blend is None:
-        raise ValueError(f"{name} has no blend probe: scan it again with this scan's settings.")
+    for needed, found, kind in zip(probes, (item.blend, item.warp), ("blend", "warp")):
+        if needed and found is None:
+            raise ValueError(f"{name} has no {kind} probe: scan it again with this scan's settings.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -16,8 +16,6 @@ from .._utils import (
     check_labels,
     check_seed,
     evaluation_mode,
-    module_device,
-    num_classes_of,
     predict,
     thread_scope,
 )
@@ -25,7 +23,6 @@ from ._blend_probe import BlendProbe, BlendTable, learn_blend_patterns, measure_
 from ._checks import (
     budget_pixels,
     check_model,
-    check_reference_scan,
     check_second_set,
     check_settings,
     check_trigger_mask,
@@ -39,17 +36,16 @@ from ._scan_arguments import (
     fold_scan_keywords,
     held_out_pair,
 )
+from ._scan_references import Reference, as_references, reference_tables
 from ._scan_result import ScanResult, score_scan
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 from ._trigger_check import locate_trigger, trigger_success
+from ._warp_probe import probe_warps
 
 _DEFAULT_CONFIG = ScanConfig()
 _NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
-
-Reference = Union[Callable, ScanResult]
-"""A reference model, or the :class:`ScanResult` of a scan of one."""
 
 
 @accepts_older_keywords(OLDER_SCAN_KEYWORDS, fold_scan_keywords)
@@ -82,7 +78,12 @@ def scan(
     full-image pattern per class, blends it into other-class images at strength
     ``settings.blend_strength`` and measures the share of held-out images it flips at
     strengths 0.02 to 0.3; a class that flips them at much lower strengths than the others
-    is flagged by the same anomaly rule. A class is flagged when either detector flags it.
+    is flagged by the same anomaly rule. A warping trigger moves pixels instead of changing
+    them: the warp probe (``settings.warp_steps``) learns one smooth displacement field per
+    class, at most ``settings.warp_pixels`` long, and measures the share of held-out images
+    each flips at lengths 0.25 to 2 pixels, flagged by the same rule. A class the model
+    no longer recognises on its own held-out images (``scoring.collapse_ratio``) is flagged
+    as collapsed. A class is flagged when any of these flags it.
 
     A clean-data scan alone cannot tell a poisoned class from a class with a *natural*
     backdoor: a few learned pixels that flip most images to it without any poisoning.
@@ -155,14 +156,12 @@ def scan(
     labels, eval_images, eval_labels = _check_data(model, images, labels, eval_images, eval_labels)
     height, width = images.shape[-2:]
     fixed_k = _check_sizes(scoring, trigger_mask, height, width)
-    references = _as_references(reference)
+    references = as_references(reference)
 
     with evaluation_mode(model, "scan"), thread_scope():  # the loops' thread counts hold between their steps
         targets = _scanned_targets(model, images, labels, eval_labels, classes, trigger_target, settings)
         run_reference = _reference_scan(images, labels, settings, scoring, eval_images, eval_labels, targets, seed)
-        reference_tables, reference_blend_tables = _reference_tables(
-            references, run_reference, settings, model, targets.tolist(), images
-        )
+        kept = reference_tables(references, run_reference, settings, model, targets.tolist(), images)
         maps, learned = _search_patterns(model, images, labels, targets, settings, seed, show_progress)
         eval_labels = eval_labels.to(eval_images.device)
         table, auc_pixels = _measure_patterns(
@@ -170,12 +169,18 @@ def scan(
         )
         blend = _blend_probe(
             model, targets, images, labels, eval_images, eval_labels, settings, scoring, seed, show_progress,
-            reference_blend_tables,
+            kept.blend,
         )  # fmt: skip
+        warp = None
+        if settings.warp_steps:
+            warp = probe_warps(
+                model, targets, images, labels, (eval_images, eval_labels), settings, max_images=scoring.max_eval,
+                seed=seed, show_progress=show_progress, reference_tables=kept.warp,
+            )  # fmt: skip
         scored = score_scan(
             targets.tolist(), maps, learned, table,
             config.replace(scoring=scoring.replace(k=fixed_k, auc_k=auc_pixels)),
-            seed=seed, reference_tables=reference_tables, blend=blend,
+            seed=seed, reference_tables=kept.patterns, blend=blend, warp=warp,
             class_accuracy=_class_accuracy(model, targets, eval_images, eval_labels),
         )  # fmt: skip
         jaccard_class = _jaccard_class(scored, trigger_mask, trigger_target)
@@ -416,64 +421,3 @@ def _trigger_success(
 ) -> Dict[int, float]:
     """The held-out success of each recovered trigger: its selected pixels (map >= 0.5) with their values."""
     return {cls: trigger_success(model, maps[cls] >= 0.5, values[cls], images, labels, cls) for cls in maps}
-
-
-def _as_references(reference: Union[Reference, Sequence[Reference], None]) -> List[Reference]:
-    """The references as a list, each a model or a :class:`ScanResult`."""
-    if reference is None:
-        return []
-    items: List[Any] = list(reference) if isinstance(reference, (list, tuple)) else [reference]
-    if not items:
-        raise ValueError("reference is an empty list: pass None to scan without a reference.")
-    for item in items:
-        if not (isinstance(item, ScanResult) or callable(item)):
-            raise TypeError(
-                "reference must be a model (a callable returning logits), the ScanResult of a scan of one, "
-                f"or a list of them, got {type(item).__name__}."
-            )
-    return items
-
-
-def _reference_tables(
-    references: List[Reference],
-    run: Callable,
-    settings: ScanSettings,
-    model: Callable,
-    classes: List[int],
-    images: Tensor,
-) -> Tuple[List[PowerTable], List[BlendTable]]:
-    """The power and blend tables of the suspect's searches on each reference (models scanned with ``run``)."""
-    tables: List[PowerTable] = []
-    blend_tables: List[BlendTable] = []
-    num_classes = None
-    for position, item in enumerate(references):
-        name = f"reference {position}"
-        if isinstance(item, ScanResult):
-            check_reference_scan(item, name, classes, images.shape[-2:], settings, bool(settings.blend_steps))
-            tables.append(item.table)
-            if item.blend is not None:
-                blend_tables.append(item.blend.table)
-            continue
-        device = module_device(item)
-        if device is not None and device != images.device:
-            raise ValueError(
-                f"{name} is on {device} but the images are on {images.device}: "
-                f"move it with .to({str(images.device)!r})."
-            )
-        if num_classes is None:
-            num_classes = num_classes_of(model, images[:1])
-        with evaluation_mode(item, "scan reference"):
-            count = num_classes_of(item, images[:1], who=name)
-        if count != num_classes:
-            raise ValueError(
-                f"{name} has {count} output classes but the model has {num_classes}: a reference must be "
-                "trained on the same task."
-            )
-        try:
-            result = run(item)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from error
-        tables.append(result.table)
-        if result.blend is not None:
-            blend_tables.append(result.blend.table)
-    return tables, blend_tables

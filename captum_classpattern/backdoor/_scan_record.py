@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import Any, Dict
 
-if TYPE_CHECKING:  # the result module imports this one
-    from ._scan_result import ScanResult
+from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
-def scan_record(result: ScanResult) -> Dict[str, Any]:
+def scan_record(result: Any) -> Dict[str, Any]:
     """The dict :meth:`ScanResult.to_dict` gives (``ScanResult.from_dict`` reads it back).
 
     Args:
-        result: the scan's result.
+        result: the scan's ``ScanResult`` (typed loosely: its module imports this one).
 
     Returns:
         A dict of lists, numbers and strings; the per-class entries follow ``result.classes``.
@@ -35,6 +34,10 @@ def scan_record(result: ScanResult) -> Dict[str, Any]:
         "blend_scores": list(result.blend_scores),
         "blend_anomaly_index": list(result.blend_anomaly_index),
         "blend_reference_spread": result.blend_reference_spread,
+        "warp_flagged": list(result.warp_flagged),
+        "warp_scores": list(result.warp_scores),
+        "warp_anomaly_index": list(result.warp_anomaly_index),
+        "warp_reference_spread": result.warp_reference_spread,
         "pattern_sizes": [p.k for p in result.patterns],
         "powers": list(result.powers),
         "trigger_classes": [c for c, _ in triggers],
@@ -56,4 +59,27 @@ def scan_record(result: ScanResult) -> Dict[str, Any]:
         "trigger_maps": {str(c): m.tolist() for c, m in triggers},
         "trigger_values": {str(c): v.tolist() for c, v in sorted(result.trigger_values.items())},
         "blend": None if result.blend is None else result.blend.to_dict(),
+        "warp": None if result.warp is None else result.warp.to_dict(),
     }
+
+
+def config_as_written(data: Dict[str, Any]) -> ScanConfig:
+    """The settings a record was scanned with, as the record has them.
+
+    Records written before a setting existed ran without it: without ``warp_steps`` the
+    scan had no warp probe, without ``reference_spread`` it flagged without that floor.
+
+    Args:
+        data: the record (``ScanResult.to_dict``'s output, of any version).
+
+    Returns:
+        The :class:`ScanConfig`.
+    """
+    search, scoring = dict(data.get("settings", {})), dict(data.get("scoring", {}))
+    search.setdefault("warp_steps", 0)
+    scoring.setdefault("reference_spread", False)
+    return ScanConfig(
+        ScanSettings.from_dict(search),
+        ScoringSettings.from_dict(scoring),
+        TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+    )

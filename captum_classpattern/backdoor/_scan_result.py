@@ -16,10 +16,11 @@ from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
 from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
-from ._scan_record import scan_record
+from ._scan_record import config_as_written, scan_record
 from ._scan_scores import DIRECTION, PowerTable
-from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
+from ._scan_scoring import collapse_suspicion, flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
+from ._warp_probe import WarpProbe
 
 
 @dataclass(frozen=True, init=False)
@@ -87,12 +88,17 @@ class ScanResult(JsonFile):
         blend_reference_spread: the same for the blend scores; ``None`` without the probe.
         blend_flagged: classes flagged by the blend probe, by the same rule as
             ``pattern_flagged`` with the threshold ``scoring.blend_threshold``.
+        warp: what the warp probe found (:class:`WarpProbe`: its fields, their power at each
+            displacement length, and the same on each reference); ``None`` when it was off.
+        warp_scores, warp_anomaly_index, warp_reference_spread, warp_flagged: the warp
+            probe's scores, indices, reference spread and flags, by the blend probe's rule
+            with the threshold ``scoring.warp_threshold``; empty or ``None`` without it.
         class_accuracy: the share of each class's held-out images the model classifies
             as the class (empty in records written before it was measured).
         collapsed: classes whose accuracy is below ``scoring.collapse_ratio`` times the
             median class's: the model does not recognise them without a trigger (a
             clean-label attack on every image of the class); lowest first.
-        flagged: the classes flagged by either detector (most anomalous first), then the
+        flagged: the classes flagged by any detector (most anomalous first), then the
             collapsed classes.
         patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
             top-k pixels with the searched values, ``k`` the smallest evaluated size that
@@ -127,6 +133,11 @@ class ScanResult(JsonFile):
     blend_anomaly_index: List[float]
     blend_reference_spread: Optional[float]
     blend_flagged: List[int]
+    warp: Optional[WarpProbe]
+    warp_scores: List[float]
+    warp_anomaly_index: List[float]
+    warp_reference_spread: Optional[float]
+    warp_flagged: List[int]
     flagged: List[int]
     patterns: List[Pattern]
     powers: List[float]
@@ -162,12 +173,18 @@ class ScanResult(JsonFile):
     def class_suspicion(self) -> np.ndarray:
         """Each class's anomaly index over its threshold (in :attr:`classes` order), 0 on the harmless side.
 
-        The larger of the patterns' index over ``scoring.threshold`` and the blend probe's
-        over ``scoring.blend_threshold``, each 0 when the class is harder to flip than that
-        detector's median class. Above 1: an index passed its threshold.
+        The largest of the patterns' index over ``scoring.threshold``, the blend and warp
+        probes' over theirs (each 0 when the class is harder to flip than that detector's
+        median class) and the collapse bar over the class's accuracy (at most 10).
         """
-        blend = (self.blend_scores, self.blend_anomaly_index)
-        return suspicion_of_classes(self.scores, self.anomaly_index, *blend, self.scoring)
+        probes = [
+            (self.blend_scores, self.blend_anomaly_index, self.scoring.blend_threshold),
+            (self.warp_scores, self.warp_anomaly_index, self.scoring.warp_threshold),
+        ]
+        suspicion = suspicion_of_classes(self.scores, self.anomaly_index, probes, self.scoring)
+        if self.class_accuracy:
+            suspicion = np.maximum(suspicion, collapse_suspicion(self.class_accuracy, self.scoring.collapse_ratio))
+        return suspicion
 
     def model_score(self) -> float:
         """The model's backdoor score, the largest :meth:`class_suspicion` (rank models with it, e.g. for an AUROC)."""
@@ -288,11 +305,12 @@ class ScanResult(JsonFile):
         for name, value in named + (("blend_threshold", blend_threshold), ("reference_spread", reference_spread)):
             if value is not None:
                 changes[name] = value
-        blend = self.blend
-        if blend is not None and not reference:
-            blend = dataclasses.replace(blend, reference_tables=[])
+        blend, warp = self.blend, self.warp
+        if not reference:
+            blend = None if blend is None else dataclasses.replace(blend, reference_tables=[])
+            warp = None if warp is None else dataclasses.replace(warp, reference_tables=[])
         reference_tables = list(self.reference_tables) if reference else []
-        return self._scored_again(self.scoring.replace(**changes), reference_tables, blend)
+        return self._scored_again(self.scoring.replace(**changes), reference_tables, blend, warp)
 
     def with_references(self, references: Sequence[ScanResult]) -> ScanResult:
         """This scan compared with reference scans, without searching again.
@@ -328,14 +346,21 @@ class ScanResult(JsonFile):
             if not isinstance(item, ScanResult):
                 raise TypeError(f"reference {position} must be a ScanResult, got {type(item).__name__}.")
             size = self.maps.shape[-2:]
-            check_reference_scan(item, f"reference {position}", self.classes, size, self.settings, bool(self.blend))
-        blend = self.blend
+            probes = (bool(self.blend), bool(self.warp))
+            check_reference_scan(item, f"reference {position}", self.classes, size, self.settings, probes)
+        blend, warp = self.blend, self.warp
         if blend is not None:
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
-        return self._scored_again(self.scoring, [r.table for r in references], blend)
+        if warp is not None:
+            warp = dataclasses.replace(warp, reference_tables=[r.warp.table for r in references])  # type: ignore[union-attr]
+        return self._scored_again(self.scoring, [r.table for r in references], blend, warp)
 
     def _scored_again(
-        self, scoring: ScoringSettings, reference_tables: List[PowerTable], blend: Optional[BlendProbe]
+        self,
+        scoring: ScoringSettings,
+        reference_tables: List[PowerTable],
+        blend: Optional[BlendProbe],
+        warp: Optional[WarpProbe],
     ) -> ScanResult:
         """This search scored with other settings or references (no new search)."""
         # The triggers were recovered for this scan's flags; they are kept as they are.
@@ -348,6 +373,7 @@ class ScanResult(JsonFile):
             seed=self.seed,
             reference_tables=reference_tables,
             blend=blend,
+            warp=warp,
             triggers=self._triggers(),
             seconds=self.seconds,
             class_accuracy=self.class_accuracy,
@@ -381,12 +407,8 @@ class ScanResult(JsonFile):
             The :class:`ScanResult`, its tensors on the CPU.
         """
         dtype = getattr(torch, data.get("dtype", "float32"))
-        blend = data.get("blend")
-        config = ScanConfig(
-            ScanSettings.from_dict(data.get("settings", {})),
-            ScoringSettings.from_dict(_scoring_as_written(data.get("scoring", {}))),
-            TriggerRecoverySettings.from_dict(data.get("recovery", {})),
-        )
+        blend, warp = data.get("blend"), data.get("warp")
+        config = config_as_written(data)
         triggers = TriggerFindings(
             maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
             values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
@@ -403,6 +425,7 @@ class ScanResult(JsonFile):
             seed=int(data.get("seed", 0)),
             reference_tables=[PowerTable.from_dict(table) for table in data.get("reference_tables", [])],
             blend=None if blend is None else BlendProbe.from_dict(blend, dtype),
+            warp=None if warp is None else WarpProbe.from_dict(warp, dtype),
             triggers=triggers,
             seconds=float(data.get("seconds", 0.0)),
             class_accuracy=[float(a) for a in data.get("class_accuracy", [])],
@@ -419,6 +442,7 @@ def score_scan(
     seed: int = 0,
     reference_tables: Sequence[PowerTable] = (),
     blend: Optional[BlendProbe] = None,
+    warp: Optional[WarpProbe] = None,
     triggers: Optional[TriggerFindings] = None,
     seconds: float = 0.0,
     class_accuracy: Sequence[float] = (),
@@ -437,6 +461,7 @@ def score_scan(
         seed: the seed the scan ran with.
         reference_tables: the power tables of the same search on each reference model.
         blend: the blend probe (:class:`BlendProbe`), or ``None`` when it was off.
+        warp: the warp probe (:class:`WarpProbe`), or ``None`` when it was off.
         triggers: the recovered triggers and the Jaccard with a known trigger (none by default).
         seconds: the scan's wall time.
         class_accuracy: each class's held-out accuracy (empty: not measured).
@@ -452,7 +477,7 @@ def score_scan(
     reference_tables = list(reference_tables)
     triggers = TriggerFindings() if triggers is None else triggers
     class_accuracy = [float(a) for a in class_accuracy]
-    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend, class_accuracy)
+    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend, class_accuracy, warp)
     return ScanResult(
         classes=classes,
         maps=maps,
@@ -468,12 +493,8 @@ def score_scan(
         jaccard_class=triggers.jaccard_class,
         reference_tables=reference_tables,
         blend=blend,
+        warp=warp,
         seconds=seconds,
         class_accuracy=class_accuracy,
         **{f.name: getattr(scored, f.name) for f in dataclasses.fields(scored)},
     )
-
-
-def _scoring_as_written(scoring: Dict[str, Any]) -> Dict[str, Any]:
-    """Scoring settings read from a file; files without ``reference_spread`` were flagged without it."""
-    return scoring if "reference_spread" in scoring else {**scoring, "reference_spread": False}

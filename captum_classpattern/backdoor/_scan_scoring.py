@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from ..metrics import flag_outliers, suspicious_side
 from ._blend_probe import BlendProbe
 from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
 from ._settings import ScoringSettings
+from ._warp_probe import WarpProbe
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class ScanScores:
         blend_anomaly_index: each blend score's anomaly index (empty without the probe).
         blend_reference_spread: the blend scores' reference spread, or ``None``.
         blend_flagged: the classes the blend probe flags.
+        warp_scores: each class's warp-probe score (empty without the probe).
+        warp_anomaly_index: each warp score's anomaly index (empty without the probe).
+        warp_reference_spread: the warp scores' reference spread, or ``None``.
+        warp_flagged: the classes the warp probe flags.
         collapsed: the classes the model hardly recognises on held-out images (see
             ``ScoringSettings.collapse_ratio``).
         flagged: the classes any check flags: the detectors' most anomalous first, then
@@ -52,6 +57,10 @@ class ScanScores:
     blend_anomaly_index: List[float]
     blend_reference_spread: Optional[float]
     blend_flagged: List[int]
+    warp_scores: List[float]
+    warp_anomaly_index: List[float]
+    warp_reference_spread: Optional[float]
+    warp_flagged: List[int]
     collapsed: List[int]
     flagged: List[int]
     patterns: List[Pattern]
@@ -67,6 +76,7 @@ def score_classes(
     reference_tables: Sequence[PowerTable],
     blend: Optional[BlendProbe],
     class_accuracy: Sequence[float] = (),
+    warp: Optional[WarpProbe] = None,
 ) -> ScanScores:
     """Score each class from the power table, flag the outliers and cut the recovered patterns.
 
@@ -82,6 +92,7 @@ def score_classes(
         blend: the blend probe, or ``None``.
         class_accuracy: each class's held-out accuracy (empty: not measured, no
             collapse check).
+        warp: the warp probe, or ``None``.
 
     Returns:
         The :class:`ScanScores`.
@@ -104,10 +115,13 @@ def score_classes(
         suspect, reference, DIRECTION[score], scoring.threshold, scoring.reference_spread
     )
     patterns, powers = _recovered_patterns(maps, values, table, sizes, fixed_k if score == "power_at_k" else None)
-    blend_raw, blend_index, blend_spread, blend_rows = _blend_flags(blend, scoring)
-    # Either detector's flag counts; the most anomalous class by either index comes first.
-    strongest = np.maximum(index, blend_index) if blend_index.size else np.asarray(index)
-    either = sorted(set(flagged_rows) | set(blend_rows), key=lambda r: -strongest[r])
+    blend_raw, blend_index, blend_spread, blend_rows = _probe_flags(blend, scoring.blend_threshold, scoring)
+    warp_raw, warp_index, warp_spread, warp_rows = _probe_flags(warp, scoring.warp_threshold, scoring)
+    # Any detector's flag counts; the most anomalous class by any index comes first.
+    strongest = np.asarray(index)
+    for probe_index in (blend_index, warp_index):
+        strongest = np.maximum(strongest, probe_index) if probe_index.size else strongest
+    either = sorted(set(flagged_rows) | set(blend_rows) | set(warp_rows), key=lambda r: -strongest[r])
     collapsed = collapsed_rows(class_accuracy, scoring.collapse_ratio)
     return ScanScores(
         scoring=scoring,
@@ -121,6 +135,10 @@ def score_classes(
         blend_anomaly_index=[float(a) for a in blend_index],
         blend_reference_spread=blend_spread,
         blend_flagged=[classes[r] for r in blend_rows],
+        warp_scores=[float(v) for v in warp_raw],
+        warp_anomaly_index=[float(a) for a in warp_index],
+        warp_reference_spread=warp_spread,
+        warp_flagged=[classes[r] for r in warp_rows],
         collapsed=[classes[r] for r in collapsed],
         flagged=[classes[r] for r in either + [r for r in collapsed if r not in either]],
         patterns=patterns,
@@ -135,6 +153,19 @@ def collapsed_rows(accuracy: Sequence[float], ratio: float) -> List[int]:
         return []
     bar = ratio * float(np.median(values))
     return sorted((int(r) for r in np.flatnonzero(values < bar)), key=lambda r: values[r])
+
+
+def collapse_suspicion(accuracy: Sequence[float], ratio: float) -> np.ndarray:
+    """Each row's collapse bar over its accuracy, ``ratio x median / accuracy``, at most 10 (zeros when off).
+
+    Above 1 exactly for the rows :func:`collapsed_rows` gives: the scale of the other
+    detectors' index over threshold, so that one per-model score ranks all of them.
+    """
+    values = np.asarray(accuracy, dtype=np.float64)
+    if values.size == 0 or ratio == 0:
+        return np.zeros(values.size)
+    bar = ratio * float(np.median(values))
+    return bar / np.maximum(values, bar / 10.0) if bar > 0 else np.zeros(values.size)
 
 
 def _recovered_patterns(
@@ -157,22 +188,20 @@ def _recovered_patterns(
     return patterns, powers
 
 
-def _blend_flags(
-    blend: Optional[BlendProbe], scoring: ScoringSettings
+def _probe_flags(
+    probe: Optional[Union[BlendProbe, WarpProbe]], threshold: float, scoring: ScoringSettings
 ) -> Tuple[np.ndarray, np.ndarray, Optional[float], List[int]]:
-    """The blend probe's scores, anomaly indices, reference spread and flagged rows (empty without the probe)."""
-    if blend is None:
+    """A dense probe's scores, anomaly indices, reference spread and flagged rows (empty without the probe)."""
+    if probe is None:
         return np.zeros(0), np.zeros(0), None, []
-    references = blend.reference_tables
-    if any(t.powers.shape != blend.table.powers.shape for t in references):
+    references = probe.reference_tables
+    if any(t.powers.shape != probe.table.powers.shape for t in references):
         raise ValueError(
-            "a reference blend table has another shape than the suspect's "
-            f"{blend.table.powers.shape}: scan the references with the same classes and settings."
+            "a reference probe table has another shape than the suspect's "
+            f"{probe.table.powers.shape}: scan the references with the same classes and settings."
         )
     reference = np.array([t.class_scores() for t in references]) if references else None
-    return flag_against_references(
-        blend.table.class_scores(), reference, "high", scoring.blend_threshold, scoring.reference_spread
-    )
+    return flag_against_references(probe.table.class_scores(), reference, "high", threshold, scoring.reference_spread)
 
 
 def _reference_raw(
@@ -248,26 +277,25 @@ def reference_spread(references: np.ndarray) -> float:
 def suspicion_of_classes(
     scores: Sequence[float],
     anomaly_index: Sequence[float],
-    blend_scores: Sequence[float],
-    blend_anomaly_index: Sequence[float],
+    probes: Sequence[Tuple[Sequence[float], Sequence[float], float]],
     scoring: ScoringSettings,
 ) -> np.ndarray:
-    """Each class's anomaly index over its threshold, patterns or blend probe, 0 on the harmless side.
+    """Each class's anomaly index over its threshold, patterns or a dense probe, 0 on the harmless side.
 
     Args:
         scores: the patterns' score of each class.
         anomaly_index: their anomaly indices.
-        blend_scores: the blend probe's score of each class (empty without the probe).
-        blend_anomaly_index: their anomaly indices.
-        scoring: the thresholds and the score's direction.
+        probes: ``(scores, anomaly_index, threshold)`` of each dense probe that ran
+            (blend, warp; high scores are suspicious).
+        scoring: the patterns' threshold and the score's direction.
 
     Returns:
-        One value per class: the larger of the two detectors' one-sided index over threshold.
+        One value per class: the largest of the detectors' one-sided index over threshold.
     """
     pattern_side = suspicious_side(scores, DIRECTION[scoring.score])
     suspicion = np.where(pattern_side, np.asarray(anomaly_index), 0.0) / scoring.threshold
-    if len(blend_scores):
-        blend_side = suspicious_side(blend_scores, "high")
-        blend = np.where(blend_side, np.asarray(blend_anomaly_index), 0.0) / scoring.blend_threshold
-        suspicion = np.maximum(suspicion, blend)
+    for probe_scores, probe_index, threshold in probes:
+        if len(probe_scores):
+            side = suspicious_side(probe_scores, "high")
+            suspicion = np.maximum(suspicion, np.where(side, np.asarray(probe_index), 0.0) / threshold)
     return suspicion

@@ -79,6 +79,16 @@ class ScanSettings(_Settings):
             measures how many images it flips at blend strengths 0.02 to 0.3.
         blend_strength: the blend strength ``a`` the probe searches at (default 0.1).
         blend_batch_size: other-class images per class per step of the probe (default 8).
+        warp_steps: steps of the warp probe, which finds warping triggers (WaNet) that
+            neither a stamp nor a blend reproduces (default 60; 0 switches it off). For
+            each class it learns one smooth displacement field, ``warp_grid`` x
+            ``warp_grid`` control points upsampled over the image, at most
+            ``warp_pixels`` pixels long, that makes ``batch_size`` other-class images per
+            step classify as the class, and measures how many images it flips at lengths
+            0.25 to 2 pixels.
+        warp_grid: control points per side of the warp probe's field (default 4).
+        warp_pixels: the largest displacement, in pixels, the warp probe searches at
+            (default 1.0).
 
     Example:
         >>> quick = ScanSettings(steps=60)
@@ -96,6 +106,9 @@ class ScanSettings(_Settings):
     blend_steps: int = 60
     blend_strength: float = 0.1
     blend_batch_size: int = 8
+    warp_steps: int = 60
+    warp_grid: int = 4
+    warp_pixels: float = 1.0
 
     def __post_init__(self) -> None:
         check_choice(self.values, VALUE_MODES, "values")
@@ -108,10 +121,15 @@ class ScanSettings(_Settings):
             check_positive_float(getattr(self, name), name)
         check_number(self.alpha, "alpha", 0.0, 1.0)
         check_number(self.harden, "harden", 0.0, 1.0)
-        if isinstance(self.blend_steps, bool) or not isinstance(self.blend_steps, int):
-            raise TypeError(f"blend_steps must be an int, got {type(self.blend_steps).__name__}.")
-        if self.blend_steps < 0:
-            raise ValueError(f"blend_steps must be 0 (no blend probe) or more, got {self.blend_steps}.")
+        for name in ("blend_steps", "warp_steps"):
+            steps = getattr(self, name)
+            if isinstance(steps, bool) or not isinstance(steps, int):
+                raise TypeError(f"{name} must be an int, got {type(steps).__name__}.")
+            if steps < 0:
+                raise ValueError(f"{name} must be 0 (no probe) or more, got {steps}.")
+        if isinstance(self.warp_grid, bool) or not isinstance(self.warp_grid, int) or self.warp_grid < 2:
+            raise ValueError(f"warp_grid must be an int of at least 2, got {self.warp_grid!r}.")
+        check_positive_float(self.warp_pixels, "warp_pixels")
         check_number(self.blend_strength, "blend_strength", 0.0, 1.0, low_open=True)
         check_positive_int(self.blend_batch_size, "blend_batch_size")
 
@@ -178,6 +196,7 @@ class ScoringSettings(_Settings):
             ``True``).
         full_table: measure the power of every size for every class (slower; default
             ``False``); needed to rescore with scores that use large sizes.
+        warp_threshold: the anomaly-index threshold of the warp probe (default 3.0).
         collapse_ratio: a class is flagged as *collapsed* when the model classifies fewer
             of its own held-out images correctly than this share of the median class's
             accuracy (default 0.25; 0 turns the check off). A clean-label attack that
@@ -199,6 +218,7 @@ class ScoringSettings(_Settings):
     blend_threshold: float = 3.0
     reference_spread: bool = True
     collapse_ratio: float = 0.25
+    warp_threshold: float = 3.0
 
     def __post_init__(self) -> None:
         check_choice(self.score, SCORES, "score")
@@ -211,6 +231,7 @@ class ScoringSettings(_Settings):
         check_positive_int(self.max_eval, "max_eval")
         check_positive_float(self.threshold, "threshold")
         check_positive_float(self.blend_threshold, "blend_threshold")
+        check_positive_float(self.warp_threshold, "warp_threshold")
         _check_bool(self.reference_spread, "reference_spread")
         _check_bool(self.full_table, "full_table")
 

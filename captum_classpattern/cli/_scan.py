@@ -136,10 +136,22 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"steps of the blend probe, which finds blended triggers (default {ScanSettings().blend_steps}; 0: off)",
     )
     scan.add_argument(
+        "--warp-steps",
+        type=non_negative_int,
+        default=ScanSettings().warp_steps,
+        help=f"steps of the warp probe, which finds warping triggers (default {ScanSettings().warp_steps}; 0: off)",
+    )
+    scan.add_argument(
         "--blend-threshold",
         type=positive_float,
         default=ScoringSettings().blend_threshold,
         help=f"the blend probe's anomaly-index threshold (default {ScoringSettings().blend_threshold:g})",
+    )
+    scan.add_argument(
+        "--warp-threshold",
+        type=positive_float,
+        default=ScoringSettings().warp_threshold,
+        help=f"the warp probe's anomaly-index threshold (default {ScoringSettings().warp_threshold:g})",
     )
     scan.add_argument(
         "--no-reference-spread",
@@ -254,12 +266,13 @@ def _parse_scan_classes(args: argparse.Namespace) -> Optional[List[ClassSpec]]:
 
 def _scan_settings(args: argparse.Namespace) -> Tuple[ScanSettings, ScoringSettings]:
     """The scan's search and scoring settings from the flags."""
-    settings = ScanSettings(steps=args.steps, blend_steps=args.blend_steps)
+    settings = ScanSettings(steps=args.steps, blend_steps=args.blend_steps, warp_steps=args.warp_steps)
     scoring = ScoringSettings(
         score=args.score,
         max_eval=args.max_eval,
         threshold=args.threshold,
         blend_threshold=args.blend_threshold,
+        warp_threshold=args.warp_threshold,
         reference_spread=args.reference_spread,
     )
     return settings, scoring
@@ -295,17 +308,21 @@ def _timed_scan(
 
 
 def _print_table(result: ScanResult, class_names: List[str]) -> None:
-    """Print one row per class: score, anomaly index, pattern size, power (and blend index) and its flag."""
-    # Every number to three decimals, as in the search's table; the blend column only when the probe ran.
+    """Print one row per class: score, anomaly index, pattern size, power (and the probes' indices) and its flag."""
+    # Every number to three decimals, as in the search's table; a probe's column only when it ran.
     # Cells are joined by a space, so that an anomaly index wider than its column (a spread of 0
     # makes it huge) cannot run into its neighbour.
-    blend = result.blend_anomaly_index
-    names = ["score", "anomaly", "k", "power"] + (["blend"] if blend else [])
-    widths = [9, 9, 5, 6, 8][: len(names)]
+    probes = [
+        (name, index)
+        for name, index in (("blend", result.blend_anomaly_index), ("warp", result.warp_anomaly_index))
+        if index
+    ]
+    names = ["score", "anomaly", "k", "power"] + [name for name, _ in probes]
+    widths = [9, 9, 5, 6] + [8] * len(probes)
     print(" ".join([f"{'class':<11}"] + [f"{n:>{w}}" for n, w in zip(names, widths)]) + "  flagged")
     for row, cls in enumerate(result.classes):
         values = [result.scores[row], result.anomaly_index[row], result.patterns[row].k, result.powers[row]]
-        values += [blend[row]] if blend else []
+        values += [index[row] for _, index in probes]
         cells = [f"{v:>{w}}" if isinstance(v, int) else f"{v:>{w}.3f}" for v, w in zip(values, widths)]
         mark = "  <-- flagged" if cls in result.flagged else ""
         print(" ".join([f"{class_names[row]:<11}"] + cells) + mark)
@@ -361,6 +378,14 @@ def _print_findings(
         print(
             f"blended trigger of {class_names[row]}: its probe pattern flips half the other images at blend "
             f"strength {half} (scan.json: result.blend.patterns)"
+        )
+    for cls in result.warp_flagged:
+        row = result.classes.index(cls)
+        lengths, powers = result.warp.table.strengths, result.warp.table.powers[row]  # type: ignore[union-attr]
+        half = next((f"{a:g}" for a, p in zip(lengths, powers) if p >= 0.5), f"more than {lengths[-1]:g}")
+        print(
+            f"warping trigger of {class_names[row]}: its probe field flips half the other images when it moves "
+            f"pixels by {half} pixel at most (scan.json: result.warp.fields)"
         )
     if result.collapsed:
         median = float(np.median(result.class_accuracy))

@@ -142,3 +142,17 @@ def test_blend_table_scores_the_fastest_class_highest():
 def test_bad_probe_settings_are_refused(changes, error, match):
     with pytest.raises(error, match=match):
         ScanSettings(**changes)
+
+
+def test_warp_images_moves_pixels_along_the_field_and_no_further():
+    from captum_classpattern.backdoor import warp_images
+
+    images = torch.rand(3, 2, 9, 12, generator=torch.Generator().manual_seed(0))
+    still = warp_images(images, torch.zeros(1, 2, 4, 4), 1.0)
+    torch.testing.assert_close(still, images)  # a zero field is the identity
+    # A field saturated along x moves every pixel by `length` columns: a shift by one column.
+    along_x = torch.zeros(1, 2, 4, 4)
+    along_x[:, 0] = 20.0
+    shifted = warp_images(images, along_x, 1.0)
+    torch.testing.assert_close(shifted[..., :-1], images[..., 1:], atol=1e-5, rtol=0)
+    assert not torch.equal(images, warp_images(images, along_x, 0.5))

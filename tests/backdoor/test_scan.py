@@ -205,6 +205,7 @@ def test_a_collapsed_class_is_flagged_though_no_pattern_reaches_it(trained_digit
     result = _scan(_NeverPredicts(trained_digits_model, 3), digits16)
     assert result.collapsed == [3] and 3 in result.flagged and 3 not in result.pattern_flagged
     assert result.class_accuracy[3] == 0.0 and np.median(result.class_accuracy) > 0.8
+    assert result.model_score() == pytest.approx(10.0)  # the collapse bar over no accuracy, capped
     # Scored again, or read back from its dict, the record keeps the check; records without
     # the accuracies (written before it was measured) have no collapsed class.
     assert result.rescore("min_k").collapsed == [3]

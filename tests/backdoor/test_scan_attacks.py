@@ -2,7 +2,7 @@
 
 A warp (WaNet's trigger: no patch, every pixel moved by about a pixel) and a patch are each
 planted in a tiny digits CNN; the scan, given two clean references of the same design, must
-flag the target of each and must not flag clean models of the same recipe, including one
+flag the target of each (the warp by its warp probe) and must not flag clean models of the same recipe, including one
 that the scan without references does flag (a natural outlier the references explain).
 """
 
@@ -71,8 +71,8 @@ def test_planted_warp_is_flagged_at_its_target(digits16, references):
     assert success >= 0.9  # the backdoor is really there
     result = _scan(model, digits16, reference=references)
     assert result.flagged == [WARP_TARGET]
-    # A warp has no small patch to find: the blend probe catches it.
-    assert result.blend_flagged == [WARP_TARGET]
+    # A warp has no small patch to find: the warp probe catches it (and here the blend probe too).
+    assert result.warp_flagged == [WARP_TARGET]
 
 
 def test_planted_patch_is_flagged_at_its_target(digits16, references):

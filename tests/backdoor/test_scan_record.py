@@ -99,28 +99,31 @@ def test_with_references_needs_matching_scans():
 
 
 def test_class_suspicion_counts_only_the_suspicious_side():
-    from types import SimpleNamespace
-
     from captum_classpattern.backdoor._scan_scoring import suspicion_of_classes
 
-    high = ScoringSettings(score="power_auc", threshold=3.0, blend_threshold=2.0)
+    high = ScoringSettings(score="power_auc", threshold=3.0)
     # Class 0 is far out on the harmless side (hard to flip), class 1 a little on the suspicious side.
-    found = SimpleNamespace(scores=[-9.0, 1.0, 0.0, 0.1, -0.1], anomaly_index=[9.0, 1.5, 0.0, 0.2, 0.2],
-                            blend_scores=[], blend_anomaly_index=[])  # fmt: skip
-    np.testing.assert_allclose(suspicion_of_classes(*vars(found).values(), high), [0.0, 0.5, 0.0, 0.2 / 3.0, 0.0])
+    scores, index = [-9.0, 1.0, 0.0, 0.1, -0.1], [9.0, 1.5, 0.0, 0.2, 0.2]
+    np.testing.assert_allclose(suspicion_of_classes(scores, index, [], high), [0.0, 0.5, 0.0, 0.2 / 3.0, 0.0])
     # Small sizes are suspicious: class 0 is the outlier now.
-    assert suspicion_of_classes(*vars(found).values(), high.replace(score="min_k"))[0] == pytest.approx(3.0)
-    # The blend probe counts over its own threshold; its high side is always suspicious.
-    blended = SimpleNamespace(**{**vars(found), "blend_scores": [0.0, 0.0, 5.0, 0.0, 0.1],
-                                 "blend_anomaly_index": [0.5, 0.5, 12.0, 0.5, 0.4]})  # fmt: skip
-    assert suspicion_of_classes(*vars(blended).values(), high)[2] == pytest.approx(6.0)
+    assert suspicion_of_classes(scores, index, [], high.replace(score="min_k"))[0] == pytest.approx(3.0)
+    # A dense probe counts over its own threshold; its high side is always suspicious; a probe
+    # that did not run (empty scores) counts nothing.
+    blend = ([0.0, 0.0, 5.0, 0.0, 0.1], [0.5, 0.5, 12.0, 0.5, 0.4], 2.0)
+    warp = ([0.0, 0.0, 0.0, 7.0, 0.1], [0.5, 0.5, 0.5, 10.0, 0.4], 4.0)
+    suspicion = suspicion_of_classes(scores, index, [blend, warp, ([], [], 1.0)], high)
+    assert suspicion[2] == pytest.approx(6.0) and suspicion[3] == pytest.approx(2.5)
 
 
 def test_collapsed_rows_compare_with_the_median_class():
-    from captum_classpattern.backdoor._scan_scoring import collapsed_rows
+    from captum_classpattern.backdoor._scan_scoring import collapse_suspicion, collapsed_rows
 
     accuracy = [0.9, 0.85, 0.1, 0.2, 0.8, 0.88, 0.0]
     assert collapsed_rows(accuracy, 0.25) == [6, 2]  # below 0.25 x 0.8, lowest first
     assert collapsed_rows(accuracy, 0.0) == [] and collapsed_rows([], 0.25) == []
+    # Its per-class score passes 1 exactly at the collapsed rows, capped at 10.
+    score = collapse_suspicion(accuracy, 0.25)
+    assert sorted(np.flatnonzero(score > 1.0)) == [2, 6] and score.max() == pytest.approx(10.0)
+    assert score[0] == pytest.approx(0.2 / 0.9)
     with pytest.raises(ValueError, match="collapse_ratio"):
         ScoringSettings(collapse_ratio=1.5)

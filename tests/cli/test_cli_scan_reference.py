@@ -31,12 +31,22 @@ def test_reference_weights_are_loaded_and_compared(install_user_model, tmp_path,
 
 def test_blend_probe_can_be_switched_off(install_user_model, tmp_path, capsys):
     install_user_model("scan_off_nets", 1, 10, 8)
-    argv = ["scan", "--model", "scan_off_nets:build", "--weights", "model.pt", "--blend-steps", "0"]
+    argv = [
+        "scan",
+        "--model",
+        "scan_off_nets:build",
+        "--weights",
+        "model.pt",
+        "--blend-steps",
+        "0",
+        "--warp-steps",
+        "0",
+    ]
     argv += ["--steps", "4", "--max-eval", "20", "--out", str(tmp_path / "out"), "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
     result = ScanResult.from_dict(json.loads((tmp_path / "out" / "scan.json").read_text())["result"])
-    assert result.blend is None and result.reference_tables == []
-    # Without the probe the table has no blend column, and every number has three decimals.
+    assert result.blend is None and result.warp is None and result.reference_tables == []
+    # Without the probes the table has no probe columns, and every number has three decimals.
     header, *rows = capsys.readouterr().out.splitlines()[:11]
     assert header.split() == ["class", "score", "anomaly", "k", "power", "flagged"]
     assert all(re.fullmatch(r"\S+ +-?\d+\.\d{3} +-?\d+\.\d{3} +\d+ +\d\.\d{3}(  <-- flagged)?", r) for r in rows), rows
