@@ -20,9 +20,10 @@ whose target is flagged (for the clean column, the share of clean models with an
 the AUROC of the per-model score (backdoored against clean models of the same plan), and
 the mean seconds per model.
 
-Per-model scores: the scans' largest anomaly index on the suspicious side divided by its
-threshold (the largest of the pattern and blend-probe detectors), Neural Cleanse's largest
-anomaly index divided by its threshold, MM-BD's ``-log10`` p-value.
+Per-model scores: the scan's :meth:`~captum_classpattern.backdoor.ScanResult.model_score`
+(its largest one-sided anomaly index over the threshold, patterns or a probe, or its
+collapse bar over a class's accuracy), Neural Cleanse's largest anomaly index over its
+threshold, MM-BD's ``-log10`` p-value.
 
 Usage::
 
