@@ -41,7 +41,9 @@ SCAN_COLUMNS = {
     "k": "pixels of the class's recovered pattern",
     "power": "its predictive power on held-out images",
     "blend anomaly index": "the blend probe's anomaly index, which finds blended triggers",
-    "flagged": "whether the anomaly index exceeds the threshold on the suspicious side",
+    "warp anomaly index": "the warp probe's anomaly index, which finds warping triggers",
+    "accuracy": "the share of the class's held-out images the model classifies as it",
+    "flagged": "whether an anomaly index exceeds its threshold on the suspicious side, or the class collapsed",
 }
 """What each column of the scan table means."""
 
@@ -172,6 +174,8 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
             "power": result.powers[row],
             # Only when the blend probe ran: a column of blanks would name a number the table does not have.
             **({"blend anomaly index": result.blend_anomaly_index[row]} if result.blend_anomaly_index else {}),
+            **({"warp anomaly index": result.warp_anomaly_index[row]} if result.warp_anomaly_index else {}),
+            **({"accuracy": result.class_accuracy[row]} if result.class_accuracy else {}),
             "flagged": cls in result.flagged,
         }
         for row, cls in enumerate(result.classes)
@@ -180,6 +184,11 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
     verdict = f"Flagged: {flagged} (score {result.score}, threshold {result.scoring.threshold:g}"
     if result.blend is not None:
         verdict += f"; blend probe threshold {result.scoring.blend_threshold:g}"
+    if result.warp is not None:
+        verdict += f"; warp probe threshold {result.scoring.warp_threshold:g}"
+    if result.collapsed:
+        collapsed = ", ".join(names[row_of[cls]] for cls in result.collapsed)
+        verdict += f"; collapsed, the model hardly recognises its held-out images: {collapsed}"
     if result.reference_tables:
         count = len(result.reference_tables)
         verdict += f"; relative to {count} reference model{'s' if count > 1 else ''}"
