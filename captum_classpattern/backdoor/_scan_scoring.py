@@ -149,10 +149,8 @@ def score_classes(
 def collapsed_rows(accuracy: Sequence[float], ratio: float) -> List[int]:
     """The rows whose accuracy is below ``ratio`` times the median row's, lowest first (none when empty or ratio 0)."""
     values = np.asarray(accuracy, dtype=np.float64)
-    if values.size == 0 or ratio == 0:
-        return []
-    bar = ratio * float(np.median(values))
-    return sorted((int(r) for r in np.flatnonzero(values < bar)), key=lambda r: values[r])
+    below = np.flatnonzero(collapse_suspicion(values, ratio) > 1.0)
+    return sorted((int(r) for r in below), key=lambda r: values[r])
 
 
 def collapse_suspicion(accuracy: Sequence[float], ratio: float) -> np.ndarray:
