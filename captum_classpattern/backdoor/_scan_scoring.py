@@ -149,7 +149,7 @@ def score_classes(
 def collapsed_rows(accuracy: Sequence[float], ratio: float) -> List[int]:
     """The rows whose accuracy is below ``ratio`` times the median row's, lowest first (none when empty or ratio 0)."""
     values = np.asarray(accuracy, dtype=np.float64)
-    below = np.flatnonzero(collapse_suspicion(values, ratio) > 1.0)
+    below = np.flatnonzero(collapse_suspicion(accuracy, ratio) > 1.0)
     return sorted((int(r) for r in below), key=lambda r: values[r])
 
 
