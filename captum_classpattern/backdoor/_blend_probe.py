@@ -12,7 +12,7 @@ images at a fraction of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,11 +47,13 @@ class BlendTable:
 
         Classes that never reach it count as twice the largest strength.
         """
-        reached = []
-        for row in self.powers:
-            above = np.flatnonzero(row >= AUC_POWER)
-            reached.append(self.strengths[int(above[0])] if above.size else 2.0 * self.strengths[-1])
-        return float(np.median(reached))
+        reached = [self.first_reaching(row) for row in range(len(self.powers))]
+        return float(np.median([2.0 * self.strengths[-1] if r is None else r for r in reached]))
+
+    def first_reaching(self, row: int, power: float = AUC_POWER) -> Optional[float]:
+        """The smallest strength at which class ``row`` flips at least ``power`` of the images (``None``: none)."""
+        above = np.flatnonzero(self.powers[row] >= power)
+        return self.strengths[int(above[0])] if above.size else None
 
     def class_scores(self) -> np.ndarray:
         """Each class's mean log-odds of the power over the strengths up to :meth:`typical_strength`.
@@ -80,8 +82,37 @@ class BlendTable:
         )
 
 
+class ProbeRecord:
+    """What a dense probe keeps: its learned tensor (named by ``TENSOR``), its table, the references' tables.
+
+    Shared by :class:`BlendProbe` and :class:`~captum_classpattern.backdoor.WarpProbe`,
+    which differ only in what they learn.
+    """
+
+    TENSOR: ClassVar[str]
+    table: BlendTable
+    reference_tables: List[BlendTable]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict (the learned tensor as nested lists)."""
+        return {
+            "table": self.table.to_dict(),
+            "reference_tables": [table.to_dict() for table in self.reference_tables],
+            self.TENSOR: getattr(self, self.TENSOR).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], dtype: torch.dtype = torch.float32) -> Any:
+        """The probe from :meth:`to_dict`'s output, its tensor on the CPU."""
+        return cls(  # type: ignore[call-arg]
+            **{cls.TENSOR: torch.tensor(data[cls.TENSOR], dtype=dtype)},
+            table=BlendTable.from_dict(data["table"]),
+            reference_tables=[BlendTable.from_dict(table) for table in data.get("reference_tables", [])],
+        )
+
+
 @dataclass
-class BlendProbe:
+class BlendProbe(ProbeRecord):
     """What the scan's blend probe found on a model, and on the reference models.
 
     Attributes:
@@ -93,26 +124,10 @@ class BlendProbe:
             a reference).
     """
 
+    TENSOR: ClassVar[str] = "patterns"
     patterns: Tensor
     table: BlendTable
     reference_tables: List[BlendTable] = field(default_factory=list)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """A JSON-ready dict (the patterns as nested lists)."""
-        return {
-            "table": self.table.to_dict(),
-            "reference_tables": [table.to_dict() for table in self.reference_tables],
-            "patterns": self.patterns.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], dtype: torch.dtype = torch.float32) -> BlendProbe:
-        """The probe from :meth:`to_dict`'s output, its patterns on the CPU."""
-        return cls(
-            patterns=torch.tensor(data["patterns"], dtype=dtype),
-            table=BlendTable.from_dict(data["table"]),
-            reference_tables=[BlendTable.from_dict(table) for table in data.get("reference_tables", [])],
-        )
 
 
 def learn_blend_patterns(
@@ -174,15 +189,58 @@ def measure_blend_powers(
     Returns:
         The :class:`BlendTable`.
     """
+
+    def blended(batch: Tensor, row: int, strength: float) -> Tensor:
+        return (1.0 - strength) * batch + strength * patterns[row]
+
+    return measure_probe(
+        model, blended, targets, images, labels, strengths, max_images=max_images, seed=seed, batch_size=batch_size
+    )
+
+
+def measure_probe(
+    model: Callable,
+    apply: Callable[[Tensor, int, float], Tensor],
+    targets: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    strengths: Sequence[float],
+    *,
+    max_images: int = 300,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> BlendTable:
+    """The share of held-out other-class images a dense probe sends to each class at each strength.
+
+    Args:
+        model: the classifier.
+        apply: ``apply(batch, row, strength)``: the batch with class ``row``'s probe
+            applied at ``strength`` (a blend, a warp).
+        targets: the K classes.
+        images: the held-out images; ``labels`` their labels.
+        labels: the held-out labels.
+        strengths: the strengths measured, increasing.
+        max_images: at most this many other-class images per class (the same seeded
+            subsets as the scan's power table).
+        seed: seeds the subsets.
+        batch_size: images per model call.
+
+    Returns:
+        The :class:`BlendTable`.
+    """
     powers = np.zeros((targets.numel(), len(strengths)))
     counts = []
     generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        for row, target in enumerate(targets.tolist()):
-            others = held_out_others(images, labels, target, generator, max_images)
-            counts.append(int(others.shape[0]))
-            for column, strength in enumerate(strengths):
-                blended = (1.0 - strength) * others + strength * patterns[row]
-                hits = int((predict(model, blended, batch_size=batch_size, who="scan") == target).sum())
-                powers[row, column] = hits / others.shape[0]
+    for row, target in enumerate(targets.tolist()):
+        others = held_out_others(images, labels, target, generator, max_images)
+        counts.append(int(others.shape[0]))
+        for column, strength in enumerate(strengths):
+            probed = _at(apply, row, strength)
+            hits = int((predict(model, others, transform=probed, batch_size=batch_size, who="scan") == target).sum())
+            powers[row, column] = hits / others.shape[0]
     return BlendTable(strengths=[float(s) for s in strengths], powers=powers, counts=counts)
+
+
+def _at(apply: Callable[[Tensor, int, float], Tensor], row: int, strength: float) -> Callable[[Tensor], Tensor]:
+    """``apply`` with its class and strength bound: a transform of a batch."""
+    return lambda batch: apply(batch, row, strength)

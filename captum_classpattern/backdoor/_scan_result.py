@@ -18,7 +18,7 @@ from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
 from ._scan_record import config_as_written, scan_record
 from ._scan_scores import DIRECTION, PowerTable
-from ._scan_scoring import collapse_suspicion, flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
+from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 from ._warp_probe import WarpProbe
 
@@ -181,10 +181,7 @@ class ScanResult(JsonFile):
             (self.blend_scores, self.blend_anomaly_index, self.scoring.blend_threshold),
             (self.warp_scores, self.warp_anomaly_index, self.scoring.warp_threshold),
         ]
-        suspicion = suspicion_of_classes(self.scores, self.anomaly_index, probes, self.scoring)
-        if self.class_accuracy:
-            suspicion = np.maximum(suspicion, collapse_suspicion(self.class_accuracy, self.scoring.collapse_ratio))
-        return suspicion
+        return suspicion_of_classes(self.scores, self.anomaly_index, probes, self.scoring, self.class_accuracy)
 
     def model_score(self) -> float:
         """The model's backdoor score, the largest :meth:`class_suspicion` (rank models with it, e.g. for an AUROC)."""

@@ -277,6 +277,7 @@ def suspicion_of_classes(
     anomaly_index: Sequence[float],
     probes: Sequence[Tuple[Sequence[float], Sequence[float], float]],
     scoring: ScoringSettings,
+    class_accuracy: Sequence[float] = (),
 ) -> np.ndarray:
     """Each class's anomaly index over its threshold, patterns or a dense probe, 0 on the harmless side.
 
@@ -285,10 +286,12 @@ def suspicion_of_classes(
         anomaly_index: their anomaly indices.
         probes: ``(scores, anomaly_index, threshold)`` of each dense probe that ran
             (blend, warp; high scores are suspicious).
-        scoring: the patterns' threshold and the score's direction.
+        scoring: the patterns' threshold, the score's direction and the collapse ratio.
+        class_accuracy: each class's held-out accuracy (empty: no collapse check).
 
     Returns:
-        One value per class: the largest of the detectors' one-sided index over threshold.
+        One value per class: the largest of the detectors' one-sided index over threshold
+        and the collapse bar over the accuracy (:func:`collapse_suspicion`).
     """
     pattern_side = suspicious_side(scores, DIRECTION[scoring.score])
     suspicion = np.where(pattern_side, np.asarray(anomaly_index), 0.0) / scoring.threshold
@@ -296,4 +299,6 @@ def suspicion_of_classes(
         if len(probe_scores):
             side = suspicious_side(probe_scores, "high")
             suspicion = np.maximum(suspicion, np.where(side, np.asarray(probe_index), 0.0) / threshold)
+    if len(class_accuracy):
+        suspicion = np.maximum(suspicion, collapse_suspicion(class_accuracy, scoring.collapse_ratio))
     return suspicion

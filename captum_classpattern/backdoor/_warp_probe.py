@@ -12,7 +12,7 @@ to one class; a model trained with a warping trigger follows its field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, ClassVar, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._blend_probe import BlendTable
-from ._scan_scores import held_out_others
+from ._blend_probe import BlendTable, ProbeRecord, measure_probe
 from ._settings import ScanSettings
 
 WARP_PIXELS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -30,7 +29,7 @@ _FIRST_STEP, _LAST_STEP = 0.1, 0.02  # signed steps on the fields, cosine-anneal
 
 
 @dataclass
-class WarpProbe:
+class WarpProbe(ProbeRecord):
     """What the scan's warp probe found on a model, and on the reference models.
 
     Attributes:
@@ -43,26 +42,10 @@ class WarpProbe:
             a reference).
     """
 
+    TENSOR: ClassVar[str] = "fields"
     fields: Tensor
     table: BlendTable
     reference_tables: List[BlendTable] = field(default_factory=list)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """A JSON-ready dict (the fields as nested lists)."""
-        return {
-            "table": self.table.to_dict(),
-            "reference_tables": [table.to_dict() for table in self.reference_tables],
-            "fields": self.fields.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], dtype: torch.dtype = torch.float32) -> WarpProbe:
-        """The probe from :meth:`to_dict`'s output, its fields on the CPU."""
-        return cls(
-            fields=torch.tensor(data["fields"], dtype=dtype),
-            table=BlendTable.from_dict(data["table"]),
-            reference_tables=[BlendTable.from_dict(table) for table in data.get("reference_tables", [])],
-        )
 
 
 def warp_images(images: Tensor, fields: Tensor, length: float) -> Tensor:
@@ -156,19 +139,11 @@ def measure_warp_powers(
     Returns:
         A :class:`BlendTable` whose strengths are the lengths in pixels.
     """
-    powers = np.zeros((targets.numel(), len(lengths)))
-    counts = []
-    generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        for row, target in enumerate(targets.tolist()):
-            others = held_out_others(images, labels, target, generator, max_images)
-            counts.append(int(others.shape[0]))
-            for column, length in enumerate(lengths):
-                hits = 0
-                for batch in others.split(512):
-                    hits += int((model(warp_images(batch, fields[row : row + 1], length)).argmax(1) == target).sum())
-                powers[row, column] = hits / others.shape[0]
-    return BlendTable(strengths=[float(s) for s in lengths], powers=powers, counts=counts)
+
+    def warped(batch: Tensor, row: int, strength: float) -> Tensor:
+        return warp_images(batch, fields[row : row + 1], strength)
+
+    return measure_probe(model, warped, targets, images, labels, lengths, max_images=max_images, seed=seed)
 
 
 def probe_warps(

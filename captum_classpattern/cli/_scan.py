@@ -371,22 +371,21 @@ def _print_findings(
                 f"no trigger recovered for {name}: the best region found sends only {found['success']:.2f} of the "
                 f"held-out images of other classes to it (a trigger is reported from {result.recovery.min_success:g})"
             )
-    for cls in result.blend_flagged:
-        row = result.classes.index(cls)
-        strengths, powers = result.blend.table.strengths, result.blend.table.powers[row]  # type: ignore[union-attr]
-        half = next((f"{a:g}" for a, p in zip(strengths, powers) if p >= 0.5), f"more than {strengths[-1]:g}")
-        print(
-            f"blended trigger of {class_names[row]}: its probe pattern flips half the other images at blend "
-            f"strength {half} (scan.json: result.blend.patterns)"
-        )
-    for cls in result.warp_flagged:
-        row = result.classes.index(cls)
-        lengths, powers = result.warp.table.strengths, result.warp.table.powers[row]  # type: ignore[union-attr]
-        half = next((f"{a:g}" for a, p in zip(lengths, powers) if p >= 0.5), f"more than {lengths[-1]:g}")
-        print(
-            f"warping trigger of {class_names[row]}: its probe field flips half the other images when it moves "
-            f"pixels by {half} pixel at most (scan.json: result.warp.fields)"
-        )
+    # Each dense probe's flags, with the strength at which its learned trigger flips half the other images.
+    probes = [
+        (result.blend_flagged, result.blend, "blended trigger", "pattern", "at blend strength {}", "blend.patterns"),
+        (result.warp_flagged, result.warp, "warping trigger", "field", "when it moves pixels by {} pixel at most",
+         "warp.fields"),
+    ]  # fmt: skip
+    for flagged, probe, kind, learned, how, where in probes:
+        for cls in flagged:
+            row, table = result.classes.index(cls), probe.table  # type: ignore[union-attr]
+            reached = table.first_reaching(row)
+            half = f"more than {table.strengths[-1]:g}" if reached is None else f"{reached:g}"
+            print(
+                f"{kind} of {class_names[row]}: its probe {learned} flips half the other images "
+                f"{how.format(half)} (scan.json: result.{where})"
+            )
     if result.collapsed:
         median = float(np.median(result.class_accuracy))
         for cls in result.collapsed:

@@ -113,6 +113,8 @@ def test_class_suspicion_counts_only_the_suspicious_side():
     warp = ([0.0, 0.0, 0.0, 7.0, 0.1], [0.5, 0.5, 0.5, 10.0, 0.4], 4.0)
     suspicion = suspicion_of_classes(scores, index, [blend, warp, ([], [], 1.0)], high)
     assert suspicion[2] == pytest.approx(6.0) and suspicion[3] == pytest.approx(2.5)
+    # A class the model no longer recognises counts by the collapse bar (capped at 10).
+    assert suspicion_of_classes(scores, index, [], high, [0.9, 0.9, 0.0, 0.9, 0.9])[2] == pytest.approx(10.0)
 
 
 def test_collapsed_rows_compare_with_the_median_class():
