@@ -15,10 +15,13 @@ Detectors (``--detectors``):
 
 Each (model, detector) result is one JSON line in ``--out`` (rewritten atomically after
 each), so a table is built over as many runs as it takes; finished pairs are skipped. The
-last line printed is the summary: per detector and attack, the share of backdoored models
-whose target is flagged (for the clean column, the share of clean models with any flag),
-the AUROC of the per-model score (backdoored against clean models of the same plan), and
-the mean seconds per model.
+last line printed is the summary, per architecture (``by_arch``), detector and attack: the
+share of backdoored models whose target is flagged (for the clean column, the share of clean
+models with any flag), the AUROC of the per-model score (backdoored against clean models of
+the same plan and architecture), the mean detection over the attacks whose poisoning took,
+the AUROC over all of them, and the mean seconds per model; ``--markdown`` prints it as one
+table per architecture. ``scan-ref`` waits until every clean model of the architecture in
+the plan is trained, so all its rows compare with the same references.
 
 Per-model scores: the scan's :meth:`~captum_classpattern.backdoor.ScanResult.model_score`
 (its largest one-sided anomaly index over the threshold, patterns or a probe, or its
@@ -28,7 +31,10 @@ threshold, MM-BD's ``-log10`` p-value.
 Usage::
 
     python -m benchmarks.bench_detectors --plan dev --archs preact18 --detectors mmbd nc
-    python -m benchmarks.bench_detectors --plan dev --summary-only
+    python -m benchmarks.bench_detectors --plan dev --summary-only --markdown
+    # a second process on another architecture writes its own file; summarise them together
+    python -m benchmarks.bench_detectors --plan replica --archs gap --out benchmarks/results/detectors-replica-gap.jsonl
+    python -m benchmarks.bench_detectors --plan replica --summary-only --also benchmarks/results/detectors-*-gap.jsonl
 """
 
 from __future__ import annotations
@@ -162,6 +168,11 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> Optional[fl
     return float(roc_auc_score(truth, list(positives) + list(negatives)))
 
 
+def _took(row: Dict[str, Any]) -> bool:
+    """Whether a backdoored model's poisoning took (its attack success reaches ``EFFECTIVE_ASR``)."""
+    return (row.get("attack_success") or 0.0) >= EFFECTIVE_ASR
+
+
 def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Per detector: detection share per attack, clean false-alarm share, AUROC, seconds."""
     table: Dict[str, Any] = {}
@@ -178,7 +189,7 @@ def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
             hit = [r for r in mine if r["attack"] == attack]
             # A poisoning that did not take leaves no backdoor to find: counted apart (an
             # unknown success too).
-            working = [r for r in hit if (r.get("attack_success") or 0.0) >= EFFECTIVE_ASR]
+            working = [r for r in hit if _took(r)]
             cells[attack] = {
                 "models": len(hit),
                 "detected_share": sum(r["target"] in r["flagged"] for r in hit) / len(hit),
@@ -188,9 +199,53 @@ def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
                 ),
                 "auroc": auroc([r["score"] for r in hit], [r["score"] for r in clean]),
             }
+        working = [r for r in mine if r["attack"] is not None and _took(r)]
+        shares = [c.get("detected_share_effective") for c in cells.values()]
+        shares = [share for share in shares if share is not None]
+        # Every attack weighs the same in the mean, however many of its models are finished.
+        cells["mean_detection"] = sum(shares) / len(shares) if shares else None
+        cells["auroc_all"] = auroc([r["score"] for r in working], [r["score"] for r in clean])
         cells["seconds_per_model"] = sum(r["seconds"] for r in mine) / len(mine)
         table[detector] = cells
     return table
+
+
+def summarise_by_arch(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """:func:`summarise` for each architecture apart (the issue's bars hold per architecture)."""
+    archs = sorted({r.get("arch") for r in rows})
+    return {arch: summarise([r for r in rows if r.get("arch") == arch]) for arch in archs}
+
+
+def _cell(cell: Dict[str, Any]) -> str:
+    """One attack's cell: working backdoored models found, and the AUROC of the per-model score."""
+    working = cell["working_models"]
+    if not working:
+        return f"({cell['models']} did not take)"
+    found = round(cell["detected_share_effective"] * working)
+    score = "" if cell["auroc"] is None else f", AUROC {cell['auroc']:.2f}"
+    return f"{found}/{working}{score}"
+
+
+def markdown_tables(by_arch: Dict[str, Any]) -> str:
+    """Each architecture's table: a row per detector; a column per attack, then clean, mean, AUROC and seconds."""
+    parts = []
+    for arch, table in by_arch.items():
+        attacks = [a for a in zoo.ATTACKS if any(a in cells for cells in table.values())]
+        parts.append(f"**{arch}** (cells: working backdoors whose target is flagged, AUROC against the clean models)\n")
+        columns = ["detector", *attacks, "clean flagged", "mean detection", "AUROC, all", "s/model"]
+        parts.append("| " + " | ".join(columns) + " |")
+        parts.append("|---" * len(columns) + "|")
+        for detector, cells in table.items():
+            clean = cells["clean"]
+            flagged = "-" if not clean["models"] else round(clean["flagged_share"] * clean["models"])
+            clean_text = "-" if not clean["models"] else f"{flagged}/{clean['models']}"
+            mean = "-" if cells["mean_detection"] is None else f"{cells['mean_detection']:.2f}"
+            pooled = "-" if cells["auroc_all"] is None else f"{cells['auroc_all']:.2f}"
+            row = [detector, *(_cell(cells[a]) if a in cells else "-" for a in attacks)]
+            row += [clean_text, mean, pooled, f"{cells['seconds_per_model']:.0f}"]
+            parts.append("| " + " | ".join(row) + " |")
+        parts.append("")
+    return "\n".join(parts)
 
 
 def _load_rows(path: str) -> List[Dict[str, Any]]:
@@ -244,6 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--budget-minutes", type=float, help="start no new pair after this many minutes")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--summary-only", action="store_true", help="summarise the results file; run nothing")
+    parser.add_argument("--also", nargs="+", default=[], help="more JSON-lines results to summarise with --out's")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables, one per architecture")
     parser.add_argument("--quick", action="store_true", help="the quick zoo (cifar10_zoo.py --quick), few images")
     args = parser.parse_args(argv)
     cache = models.cache_folder(args.cache)
@@ -258,12 +315,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
         ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
         clean = [e for e in ready if e.attack is None]
+        # References are all of the plan's clean models of the architecture or none: a
+        # table whose rows compared with two or three references by turns would mix rules.
+        pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
         data = _test_data(root, args.quick)
         done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()
         for entry in ready:
             for detector in args.detectors:
-                if (entry.name, detector) in done:
+                if (entry.name, detector) in done or (detector == "scan-ref" and entry.arch in pending_clean):
                     continue
                 if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
                     break
@@ -273,8 +333,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "target": entry.target, "attack_success": success, **verdict})  # fmt: skip
                 _save_rows(out, rows)
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    _add_attack_success(rows, cache)
-    print(json.dumps({"results": out, "pairs": len(rows), "table": summarise(rows)}))
+        if pending_clean and "scan-ref" in args.detectors:
+            print(f"scan-ref waits for every clean model of {sorted(pending_clean)}", file=sys.stderr)
+    summarised = rows + [row for path in args.also for row in _load_rows(path)]
+    _add_attack_success(summarised, cache)
+    by_arch = summarise_by_arch(summarised)
+    if args.markdown:
+        print(markdown_tables(by_arch))
+    else:
+        print(json.dumps({"results": [out, *args.also], "pairs": len(summarised), "by_arch": by_arch}))
     return 0
 
 

@@ -40,3 +40,29 @@ def test_the_table_counts_detections_false_alarms_and_working_backdoors():
     adaptive = table["adaptive"]
     assert adaptive["working_models"] == 0 and adaptive["detected_share_effective"] is None
     assert table["seconds_per_model"] == 10.0
+
+
+def test_the_mean_weighs_every_attack_the_same_and_the_pooled_auroc_uses_working_backdoors():
+    rows = [
+        _row("c0", None, None, [], 0.2),
+        _row("p0", "patch", 0, [0], 2.0, success=0.99),
+        _row("p5", "patch", 5, [5], 3.0, success=0.97),
+        _row("w0", "wanet", 0, [], 0.1, success=0.99),
+        _row("a0", "adaptive", 0, [], 5.0, success=0.01),  # did not take: in neither the mean nor the pooled AUROC
+    ]
+    table = bench_detectors.summarise(rows)["scan"]
+    assert table["mean_detection"] == pytest.approx((1.0 + 0.0) / 2)
+    assert table["auroc_all"] == pytest.approx(2 / 3)
+
+
+def test_the_table_is_split_by_architecture_and_printed_as_markdown():
+    rows = [
+        {**_row("c0", None, None, [], 0.2), "arch": "gap"},
+        {**_row("p0", "patch", 0, [0], 2.0, success=0.99), "arch": "gap"},
+        {**_row("c1", None, None, [4], 1.0), "arch": "vgg"},
+    ]
+    by_arch = bench_detectors.summarise_by_arch(rows)
+    assert sorted(by_arch) == ["gap", "vgg"]
+    assert by_arch["vgg"]["scan"]["clean"] == {"models": 1, "flagged_share": 1.0}
+    text = bench_detectors.markdown_tables(by_arch)
+    assert "| scan | 1/1, AUROC 1.00 | 0/1 |" in text and "| scan | 1/1 |" in text
