@@ -21,25 +21,15 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from benchmarks import bench_detectors as table  # the table's images and detector calls
-from benchmarks import cifar10_models as models  # names, cache, loading
+from benchmarks import cifar10_models as models  # the cache and the data folder
+from benchmarks import cifar10_zoo as zoo  # the zoo's models by name
 from benchmarks._harness import Timer, add_quick_option, add_threads_option, emit_json, set_threads
 from captum_classpattern.backdoor import scan
 
 
-def _model_of(name: str, cache: str) -> Any:
-    """The zoo model called ``name`` (``<arch>-<setting>[-t<target>]-s<seed>``)."""
-    arch, rest = name.split("-", 1)
-    rest, seed = rest.rsplit("-s", 1)
-    setting, target = rest, models.BACKDOOR_TARGET
-    if "-t" in rest and rest.rsplit("-t", 1)[1].isdigit():
-        setting, target_text = rest.rsplit("-t", 1)
-        target = int(target_text)
-    return models.load_trained(arch, setting, int(seed), cache, target)
-
-
 def measure(name: str, cache: str, data: Dict[str, Any]) -> Dict[str, Any]:
     """The three detectors' seconds on one model, and the scan's over the others'."""
-    model = _model_of(name, cache)
+    model = zoo.entry_named(name).load(cache)
     search, held = data["search"], data["held_out"]
     row: Dict[str, Any] = {"model": name, "load_before": os.getloadavg()[0]}
     clock = Timer()
@@ -69,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     cache = models.cache_folder(args.cache)
     cache = os.path.join(cache, "quick") if args.quick else cache
-    data = table._test_data(root, args.quick)
+    data = table.test_data(root, args.quick)
     names = args.models or ["gap-natural-s0" if args.quick else "preact18-natural-s0"]
     rows = [measure(name, cache, data) for name in names]
     emit_json({"threads": threads, "quick": args.quick, "rows": rows})

@@ -80,17 +80,16 @@ def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanRe
     held-out subsets, as a new scan runs it; its seconds are added to the scan's).
     """
     path = os.path.join(cache, "detector-scans", entry.name + ".json")
-    target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
     search, held = data["search"], data["held_out"]
     if not os.path.exists(path):
-        model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
+        model = entry.load(cache)
         found = scan(model, search.images, search.labels, held_out=(held.images, held.labels))
         found.to_json(path)
         return found
     found = ScanResult.from_json(path)
     if found.class_accuracy and found.warp is not None:
         return found
-    model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
+    model = entry.load(cache)
     record = found.to_dict()
     if not found.class_accuracy:
         with torch.inference_mode():
@@ -153,8 +152,7 @@ def detect(
     if detector == "scan-ref":
         others = [c for c in clean if c.arch == entry.arch and c.name != entry.name]
         return run_scan_with_references(entry, cache, data, others)
-    target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
-    model = models.load_trained(entry.arch, entry.setting, entry.seed, cache, target)
+    model = entry.load(cache)
     if detector == "mmbd":
         return run_max_margin(model, data)
     return run_neural_cleanse(model, data)
@@ -277,7 +275,7 @@ def _add_attack_success(rows: List[Dict[str, Any]], cache: str) -> None:
             row["attack_success"] = _attack_success(row["name"], cache)
 
 
-def _test_data(root: str, quick: bool) -> Dict[str, Split]:
+def test_data(root: str, quick: bool) -> Dict[str, Split]:
     # 400 per class: the split takes 200 of each for the search and 200 for the held-out set.
     test = load_cifar10(root, train=False, limit=4000 if quick else None)
     search, held = patterns_bench.split_test(test, seed=0)
@@ -318,7 +316,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # References are all of the plan's clean models of the architecture or none: a
         # table whose rows compared with two or three references by turns would mix rules.
         pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
-        data = _test_data(root, args.quick)
+        data = test_data(root, args.quick)
         done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()
         for entry in ready:

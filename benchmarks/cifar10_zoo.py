@@ -38,6 +38,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from torch import nn
 
 from benchmarks import cifar10_models as models  # the training script: its recipe and cache
 from captum_classpattern.data import Split, load_cifar10
@@ -66,9 +67,30 @@ class ZooEntry:
         return self.attack or "natural"
 
     @property
+    def trained_target(self) -> int:
+        """The target the model was trained with (the training script's default for a clean model)."""
+        return self.target if self.target is not None else models.BACKDOOR_TARGET
+
+    @property
     def name(self) -> str:
-        target = self.target if self.target is not None else models.BACKDOOR_TARGET
-        return models.run_name(self.arch, self.setting, self.seed, target)
+        return models.run_name(self.arch, self.setting, self.seed, self.trained_target)
+
+    def load(self, cache: str) -> nn.Module:
+        """The trained model from ``cache``."""
+        return models.load_trained(self.arch, self.setting, self.seed, cache, self.trained_target)
+
+
+def entry_named(name: str) -> ZooEntry:
+    """The model of any plan called ``name`` (e.g. ``preact18-natural-s0``).
+
+    Raises:
+        ValueError: no plan has a model of that name.
+    """
+    for plan in PLANS:
+        for entry in plan_entries(plan, list(models.ARCHITECTURES), list(ATTACKS)):
+            if entry.name == name:
+                return entry
+    raise ValueError(f"no zoo plan has a model called {name!r} (e.g. preact18-natural-s0, gap-patch-t2-s10).")
 
 
 def plan_entries(plan: str, archs: Sequence[str], attacks: Sequence[str]) -> List[ZooEntry]:
@@ -170,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.quick:
             recipe = dataclasses.replace(recipe, epochs=1)
         robust = min(args.robust_images, 200) if args.quick else args.robust_images
-        target = entry.target if entry.target is not None else models.BACKDOOR_TARGET
+        target = entry.trained_target
         models.train_one(entry.arch, entry.setting, entry.seed, train, test, cache, recipe, robust, target)
         _write_manifests(manifest(args.plan, entries, cache), paths)
     record = manifest(args.plan, entries, cache)

@@ -66,3 +66,11 @@ def test_the_table_is_split_by_architecture_and_printed_as_markdown():
     assert by_arch["vgg"]["scan"]["clean"] == {"models": 1, "flagged_share": 1.0}
     text = bench_detectors.markdown_tables(by_arch)
     assert "| scan | 1/1, AUROC 1.00 | 0/1 |" in text and "| scan | 1/1 |" in text
+
+
+def test_a_zoo_model_is_found_by_its_name_in_any_plan():
+    for plan in cifar10_zoo.PLANS:
+        for entry in cifar10_zoo.plan_entries(plan, ["gap"], ["patch", "sig-half"]):
+            assert cifar10_zoo.entry_named(entry.name) == entry
+    with pytest.raises(ValueError, match="no zoo plan"):
+        cifar10_zoo.entry_named("gap-patch-t9-s99")
