@@ -123,9 +123,10 @@ def locate_trigger(
     shifts = _shifts_inside(mask, max_shift)
     with evaluation_mode(model, "locate_trigger"), torch.no_grad():
         if len(shifts) > SHORTLIST and others.shape[0] >= 4 * FIRST_PASS_MIN_IMAGES:
-            # Every shift on a quarter of the images, then the best few on all of them:
-            # a third of the model calls, and the winner of the full pass among them.
-            first = _ranked_shifts(model, others[: others.shape[0] // 4], mask, values, cls, shifts)
+            # Every shift on every fourth image (not the first quarter, which holds only
+            # a class or two when the images are sorted by class), then the best few on
+            # all of them: a third of the model calls, and the winner of the full pass among them.
+            first = _ranked_shifts(model, others[::4], mask, values, cls, shifts)
             shifts = [(down, right) for _, _, down, right in first[:SHORTLIST]]
         best = _ranked_shifts(model, others, mask, values, cls, shifts)[0]
     margin, _, down, right = best
