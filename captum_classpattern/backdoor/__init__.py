@@ -36,6 +36,7 @@ from ._neural_cleanse import NeuralCleanseResult, neural_cleanse
 from ._poisoning import PoisonedDataset
 from ._scan import scan
 from ._scan_arguments import KnownTrigger
+from ._scan_remeasure import remeasure
 from ._scan_result import ScanResult
 from ._scan_scores import PowerTable
 from ._settings import (
@@ -75,6 +76,7 @@ __all__ = [
     "backdoor_metrics",
     "BackdoorMetrics",
     "scan",
+    "remeasure",
     "ScanConfig",
     "KnownTrigger",
     "ScanSettings",

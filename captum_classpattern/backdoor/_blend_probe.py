@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._utils import predict
 from ..attr import BlendObjective, search_patterns
-from ._scan_scores import AUC_POWER, held_out_others, log_odds
+from ._scan_scores import AUC_POWER, held_out_indices, log_odds
 from ._settings import ScanSettings
 
 BLEND_STRENGTHS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
@@ -34,7 +34,9 @@ class BlendTable:
     Attributes:
         strengths: the blend strengths ``a`` measured, increasing.
         powers: K x len(strengths) shares of held-out other-class images classified as
-            the class after blending its pattern in at that strength.
+            the class after blending its pattern in at that strength (NaN where the
+            measurement stopped early: strengths above both the class's first power of
+            0.5 and :meth:`typical_strength`, which no score uses).
         counts: the number of held-out images each class's powers were measured on.
     """
 
@@ -69,15 +71,16 @@ class BlendTable:
         )
 
     def to_dict(self) -> Dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"strengths": list(self.strengths), "powers": self.powers.tolist(), "counts": list(self.counts)}
+        """A JSON-ready dict; NaN powers are written as ``None``."""
+        powers = [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(self.powers)]
+        return {"strengths": list(self.strengths), "powers": powers, "counts": list(self.counts)}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> BlendTable:
         """The table from :meth:`to_dict`'s output."""
         return cls(
             strengths=[float(s) for s in data["strengths"]],
-            powers=np.asarray(data["powers"], dtype=np.float64),
+            powers=np.array([[np.nan if v is None else v for v in row] for row in data["powers"]], dtype=np.float64),
             counts=[int(c) for c in data["counts"]],
         )
 
@@ -180,11 +183,13 @@ def measure_blend_powers(
     max_images: int = 300,
     seed: int = 0,
     batch_size: int = 1024,
+    full_table: bool = False,
 ) -> BlendTable:
     """The share of held-out other-class images each class's pattern flips at each strength.
 
     At most ``max_images`` other-class images per class (the same seeded subsets as the
-    scan's power table) are used.
+    scan's power table) are used; without ``full_table`` the strengths no score uses are
+    left unmeasured (see :func:`measure_probe`).
 
     Returns:
         The :class:`BlendTable`.
@@ -194,8 +199,9 @@ def measure_blend_powers(
         return (1.0 - strength) * batch + strength * patterns[row]
 
     return measure_probe(
-        model, blended, targets, images, labels, strengths, max_images=max_images, seed=seed, batch_size=batch_size
-    )
+        model, blended, targets, images, labels, strengths, max_images=max_images, seed=seed, batch_size=batch_size,
+        full_table=full_table,
+    )  # fmt: skip
 
 
 def measure_probe(
@@ -209,8 +215,15 @@ def measure_probe(
     max_images: int = 300,
     seed: int = 0,
     batch_size: int = 1024,
+    full_table: bool = False,
 ) -> BlendTable:
     """The share of held-out other-class images a dense probe sends to each class at each strength.
+
+    The scores (:meth:`BlendTable.class_scores`) use each class's powers up to the typical
+    strength only, the median of the strengths at which the classes first reach a power of
+    0.5. So the strengths are measured in two passes: each class up to where it first
+    reaches 0.5, then every class up to the typical strength; the rest stay NaN. The
+    scores are those of the full table; ``full_table`` measures every strength.
 
     Args:
         model: the classifier.
@@ -224,21 +237,36 @@ def measure_probe(
             subsets as the scan's power table).
         seed: seeds the subsets.
         batch_size: images per model call.
+        full_table: measure every strength for every class.
 
     Returns:
         The :class:`BlendTable`.
     """
-    powers = np.zeros((targets.numel(), len(strengths)))
-    counts = []
+    powers = np.full((targets.numel(), len(strengths)), np.nan)
     generator = torch.Generator().manual_seed(seed)
-    for row, target in enumerate(targets.tolist()):
-        others = held_out_others(images, labels, target, generator, max_images)
-        counts.append(int(others.shape[0]))
-        for column, strength in enumerate(strengths):
-            probed = _at(apply, row, strength)
-            hits = int((predict(model, others, transform=probed, batch_size=batch_size, who="scan") == target).sum())
-            powers[row, column] = hits / others.shape[0]
-    return BlendTable(strengths=[float(s) for s in strengths], powers=powers, counts=counts)
+    classes = targets.tolist()
+    # Indices, not images: the second pass comes back to a class's subset.
+    subsets = [held_out_indices(labels, target, generator, max_images).to(images.device) for target in classes]
+
+    def measure(row: int, column: int) -> float:
+        others = images[subsets[row]]
+        predicted = predict(
+            model, others, transform=_at(apply, row, strengths[column]), batch_size=batch_size, who="scan"
+        )
+        powers[row, column] = int((predicted == classes[row]).sum()) / others.shape[0]
+        return float(powers[row, column])
+
+    for row in range(targets.numel()):
+        for column in range(len(strengths)):
+            if measure(row, column) >= AUC_POWER and not full_table:
+                break
+    counts = [int(subset.numel()) for subset in subsets]
+    table = BlendTable(strengths=[float(s) for s in strengths], powers=powers, counts=counts)
+    typical = table.typical_strength()
+    for row, column in np.argwhere(np.isnan(powers)):
+        if strengths[column] <= typical + 1e-12:
+            measure(int(row), int(column))
+    return table
 
 
 def _at(apply: Callable[[Tensor, int, float], Tensor], row: int, strength: float) -> Callable[[Tensor], Tensor]:

@@ -42,7 +42,7 @@ from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 from ._trigger_check import locate_trigger, trigger_success
-from ._warp_probe import probe_warps
+from ._warp_probe import WarpProbe, learn_warp_fields, measure_warp_powers
 
 _DEFAULT_CONFIG = ScanConfig()
 _NO_RECOVERY = TriggerRecoverySettings(smoothness=0.0)
@@ -173,10 +173,12 @@ def scan(
         )  # fmt: skip
         warp = None
         if settings.warp_steps:
-            warp = probe_warps(
-                model, targets, images, labels, (eval_images, eval_labels), settings, max_images=scoring.max_eval,
-                seed=seed, show_progress=show_progress, reference_tables=kept.warp,
+            fields = learn_warp_fields(model, targets, images, labels, settings, seed=seed, show_progress=show_progress)
+            warp_table = measure_warp_powers(
+                model, fields, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed,
+                full_table=scoring.full_table,
             )  # fmt: skip
+            warp = WarpProbe(fields, warp_table, list(kept.warp))
         scored = score_scan(
             targets.tolist(), maps, learned, table,
             config.replace(scoring=scoring.replace(k=fixed_k, auc_k=auc_pixels)),
@@ -346,8 +348,9 @@ def _blend_probe(
         model, targets, images, labels, settings, seed=seed, show_progress=show_progress
     )
     blend_table = measure_blend_powers(
-        model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed
-    )
+        model, blend_patterns, targets, eval_images, eval_labels, max_images=scoring.max_eval, seed=seed,
+        full_table=scoring.full_table,
+    )  # fmt: skip
     return BlendProbe(blend_patterns, blend_table, reference_tables)
 
 

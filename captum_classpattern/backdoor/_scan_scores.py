@@ -231,9 +231,13 @@ def held_out_others(images: Tensor, labels: Tensor, target: int, generator: torc
     Draws one permutation from ``generator``: measurements that walk the classes in the same
     order with generators seeded alike see the same subsets.
     """
+    return images[held_out_indices(labels, target, generator, max_images).to(images.device)]
+
+
+def held_out_indices(labels: Tensor, target: int, generator: torch.Generator, max_images: int) -> Tensor:
+    """The indices of :func:`held_out_others`' subset (the same draw from ``generator``)."""
     pool = torch.nonzero(labels != target).flatten()
-    pool = pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
-    return images[pool.to(images.device)]
+    return pool[torch.randperm(pool.numel(), generator=generator)[:max_images]]
 
 
 def min_k(powers: np.ndarray, ks: List[int], threshold: float) -> float:

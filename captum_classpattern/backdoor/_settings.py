@@ -194,8 +194,9 @@ class ScoringSettings(_Settings):
             over the classes), so that a class is not an outlier for differing from the
             references by no more than clean models differ among themselves (default
             ``True``).
-        full_table: measure the power of every size for every class (slower; default
-            ``False``); needed to rescore with scores that use large sizes.
+        full_table: measure the power of every size for every class, and the probes at
+            every strength (slower; default ``False``: what no score uses is skipped);
+            needed to rescore with scores that use large sizes.
         warp_threshold: the anomaly-index threshold of the warp probe (default 3.0).
         collapse_ratio: a class is flagged as *collapsed* when the model classifies fewer
             of its own held-out images correctly than this share of the median class's

@@ -130,11 +130,13 @@ def measure_warp_powers(
     *,
     max_images: int = 300,
     seed: int = 0,
+    full_table: bool = False,
 ) -> BlendTable:
     """The share of held-out other-class images each class's field flips at each length.
 
     At most ``max_images`` other-class images per class (the same seeded subsets as the
-    scan's power table) are used.
+    scan's power table) are used; without ``full_table`` the lengths no score uses are
+    left unmeasured, as in the blend probe's measurement.
 
     Returns:
         A :class:`BlendTable` whose strengths are the lengths in pixels.
@@ -143,7 +145,9 @@ def measure_warp_powers(
     def warped(batch: Tensor, row: int, strength: float) -> Tensor:
         return warp_images(batch, fields[row : row + 1], strength)
 
-    return measure_probe(model, warped, targets, images, labels, lengths, max_images=max_images, seed=seed)
+    return measure_probe(
+        model, warped, targets, images, labels, lengths, max_images=max_images, seed=seed, full_table=full_table
+    )
 
 
 def probe_warps(

@@ -14,8 +14,10 @@ from captum_classpattern.backdoor import (
     ScanResult,
     ScanSettings,
     ScoringSettings,
+    remeasure,
     scan,
 )
+from captum_classpattern.backdoor._blend_probe import measure_probe
 from captum_classpattern.models import SmallCNN
 from captum_classpattern.training import train_classifier
 
@@ -156,3 +158,67 @@ def test_warp_images_moves_pixels_along_the_field_and_no_further():
     shifted = warp_images(images, along_x, 1.0)
     torch.testing.assert_close(shifted[..., :-1], images[..., 1:], atol=1e-5, rtol=0)
     assert not torch.equal(images, warp_images(images, along_x, 0.5))
+
+
+class _ThresholdModel(torch.nn.Module):
+    """Predicts class ``row`` once a probe's strength reaches ``thresholds[row]``, class ``row + 1`` before."""
+
+    def __init__(self, thresholds):
+        super().__init__()
+        self.thresholds = torch.tensor(thresholds)
+        self.calls = 0
+
+    def forward(self, images):
+        self.calls += 1
+        row, strength = images[:, 0, 0, 0].round().long(), images[:, 0, 0, 1]
+        won = strength >= self.thresholds[row] - 1e-9
+        return torch.nn.functional.one_hot(torch.where(won, row, (row + 1) % len(self.thresholds)), 5).float()
+
+
+def test_probe_measures_only_the_strengths_its_scores_use():
+    thresholds = [0.04, 0.1, 0.12, 0.3, 0.5]  # the last class never reaches half the images
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(100, 1, 2, 2, generator=generator), torch.arange(100) % 5
+
+    def apply(batch, row, strength):
+        probed = batch.clone()
+        probed[:, 0, 0, 0], probed[:, 0, 0, 1] = float(row), strength
+        return probed
+
+    tables = {}
+    for full in (False, True):
+        model = _ThresholdModel(thresholds)
+        tables[full] = measure_probe(model, apply, torch.arange(5), images, labels, BLEND_STRENGTHS, full_table=full)
+        tables[full].calls = model.calls
+    short, every = tables[False], tables[True]
+    assert every.calls == 50 and short.typical_strength() == every.typical_strength() == pytest.approx(0.12)
+    strengths = np.asarray(BLEND_STRENGTHS)
+    for row, threshold in enumerate(thresholds):  # measured up to its first power of 0.5 and the typical strength
+        wanted = strengths <= max(min(threshold, strengths[-1]), 0.12) + 1e-9
+        np.testing.assert_array_equal(~np.isnan(short.powers[row]), wanted)
+        np.testing.assert_array_equal(short.powers[row][wanted], every.powers[row][wanted])
+    assert short.calls == int((~np.isnan(short.powers)).sum()) < 50
+    np.testing.assert_array_equal(short.class_scores(), every.class_scores())
+    again = BlendTable.from_dict(json.loads(json.dumps(short.to_dict())))
+    np.testing.assert_array_equal(np.isnan(again.powers), np.isnan(short.powers))
+
+
+def test_remeasure_gives_the_scan_measured_on_those_images(blended, digits16):
+    model, result = blended
+    held_out = (digits16.eval.images, digits16.eval.labels)
+    again = remeasure(result, model, held_out, QUICK_SCORING)
+    alone = result.rescore("power_auc", reference=False)
+    for name in ("flagged", "scores", "anomaly_index", "blend_scores", "warp_scores", "class_accuracy", "powers"):
+        assert getattr(again, name) == getattr(alone, name), name
+    np.testing.assert_array_equal(again.table.powers, result.table.powers)
+    assert again.trigger_success == pytest.approx(result.trigger_success)
+    fewer = remeasure(result, model, held_out, QUICK_SCORING.replace(max_eval=60))
+    assert fewer.table.counts == [60] * 10 and fewer.scoring.max_eval == 60 and fewer.blend.table.counts == [60] * 10
+    assert TARGET in fewer.blend_flagged and torch.equal(fewer.maps, result.maps)
+    assert result.scoring.max_eval == 150 and result.table.counts == [150] * 10  # the result is left as it was
+    with pytest.raises(ValueError, match="pixels"):
+        remeasure(result, model, (digits16.eval.images[..., :8, :8], digits16.eval.labels))
+    with pytest.raises(TypeError, match="ScanResult"):
+        remeasure(result.to_dict(), model, held_out)
+    with pytest.raises(TypeError, match="ScoringSettings"):
+        remeasure(result, model, held_out, {"max_eval": 60})
