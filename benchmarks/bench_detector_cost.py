@@ -4,8 +4,10 @@ The detector table (``bench_detectors.py``) reports seconds per model, but each 
 ran under whatever load the machine had then. This script runs the three detectors one
 after another on each named zoo model, in one process and at one thread count, so their
 ratio is measured under one load; it also records the load average before and after. The
-scan runs afresh at its defaults (nothing is read from the kept scans) on the same clean
-search and held-out images as the table.
+scan runs afresh at its defaults on the same clean search and held-out images as the table,
+compared with the references of the table's ``scan-ref`` row (the kept scans of the
+architecture's other clean models, passed as ``reference=``, so only the suspect is searched
+and a trigger is recovered only for what the comparison flags); ``--alone`` runs it without.
 
 Usage::
 
@@ -27,13 +29,25 @@ from benchmarks._harness import Timer, add_quick_option, add_threads_option, emi
 from captum_classpattern.backdoor import scan
 
 
-def measure(name: str, cache: str, data: Dict[str, Any]) -> Dict[str, Any]:
+def _plan_of(name: str) -> str:
+    """The zoo plan that has the model called ``name``."""
+    return next(
+        p for p in zoo.PLANS if name in {e.name for e in zoo.plan_entries(p, [name.split("-")[0]], zoo.ATTACKS)}
+    )
+
+
+def measure(name: str, cache: str, data: Dict[str, Any], alone: bool = False) -> Dict[str, Any]:
     """The three detectors' seconds on one model, and the scan's over the others'."""
-    model = zoo.entry_named(name).load(cache)
+    entry = zoo.entry_named(name)
+    model = entry.load(cache)
     search, held = data["search"], data["held_out"]
-    row: Dict[str, Any] = {"model": name, "load_before": os.getloadavg()[0]}
+    references = []
+    if not alone:  # the table's references: the plan's other clean models of the architecture, scanned once
+        clean = [e for e in zoo.plan_entries(_plan_of(name), [entry.arch], []) if e.attack is None and e.name != name]
+        references = [table.kept_scan(reference, cache, data) for reference in clean]
+    row: Dict[str, Any] = {"model": name, "references": len(references), "load_before": os.getloadavg()[0]}
     clock = Timer()
-    found = scan(model, search.images, search.labels, held_out=(held.images, held.labels))
+    found = scan(model, search.images, search.labels, held_out=(held.images, held.labels), reference=references or None)
     row.update(scan_seconds=round(clock.seconds, 1), scan_flagged=found.flagged)
     row["nc_seconds"] = table.run_neural_cleanse(model, data)["seconds"]
     row["mmbd_seconds"] = table.run_max_margin(model, data)["seconds"]
@@ -49,6 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--models", nargs="+", help="zoo models (default preact18-natural-s0; quick: gap-natural-s0)")
     parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
     parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
+    parser.add_argument("--alone", action="store_true", help="scan without the clean references (always with --quick)")
     add_threads_option(parser)
     add_quick_option(parser, "the quick zoo (cifar10_zoo.py --quick) and few images")
     args = parser.parse_args(argv)
@@ -61,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = os.path.join(cache, "quick") if args.quick else cache
     data = table.test_data(root, args.quick)
     names = args.models or ["gap-natural-s0" if args.quick else "preact18-natural-s0"]
-    rows = [measure(name, cache, data) for name in names]
+    rows = [measure(name, cache, data, args.alone or args.quick) for name in names]  # the quick zoo has no references
     emit_json({"threads": threads, "quick": args.quick, "rows": rows})
     return 0
 

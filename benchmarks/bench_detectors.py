@@ -133,10 +133,19 @@ def remeasured_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], cou
     return found
 
 
+def timed_max_eval(entry: zoo.ZooEntry, cache: str) -> int:
+    """The ``max_eval`` the kept scan ran at: a scan re-measured at a new default keeps the seconds of that run."""
+    with open(os.path.join(cache, "detector-scans", entry.name + ".json")) as stream:
+        return int(json.load(stream)["scoring"]["max_eval"])
+
+
 def run_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> Dict[str, Any]:
     """The class-pattern scan alone; its flags and per-model score."""
     found = kept_scan(entry, cache, data)
-    return _verdict(found.flagged, found.model_score(), found.seconds)
+    return {
+        **_verdict(found.flagged, found.model_score(), found.seconds),
+        "timed_max_eval": timed_max_eval(entry, cache),
+    }
 
 
 def run_scan_with_references(
@@ -149,6 +158,7 @@ def run_scan_with_references(
     found = suspect.with_references(kept)
     verdict = _verdict(found.flagged, found.model_score(), suspect.seconds + time.perf_counter() - began)
     verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
+    verdict["timed_max_eval"] = timed_max_eval(entry, cache)
     return verdict
 
 

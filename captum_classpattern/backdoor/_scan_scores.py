@@ -179,7 +179,7 @@ def measure_powers(
     *,
     stop_at: Optional[float] = None,
     always: Collection[int] = (),
-    max_images: int = 300,
+    max_images: int = 150,
     seed: int = 0,
     known: Optional[PowerTable] = None,
     batch_size: int = 1024,

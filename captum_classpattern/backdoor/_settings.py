@@ -183,7 +183,8 @@ class ScoringSettings(_Settings):
             images.
         max_fraction: the largest pattern size evaluated, as a fraction of the image
             (default 1.0).
-        max_eval: at most this many held-out images per class measure the power (default 300).
+        max_eval: at most this many held-out images per class measure the powers of the
+            patterns and the probes (default 150).
         threshold: the anomaly-index threshold of the top-k patterns (default 3.0; Neural
             Cleanse's convention is 2.0). A scan flags a class when either detector does, and
             two tests per class raise the chance that a clean class crosses one of them.
@@ -213,7 +214,7 @@ class ScoringSettings(_Settings):
     k: Union[int, float] = 0.02
     auc_k: Union[int, float, str] = "median"
     max_fraction: float = 1.0
-    max_eval: int = 300
+    max_eval: int = 150
     threshold: float = 3.0
     full_table: bool = False
     blend_threshold: float = 3.0

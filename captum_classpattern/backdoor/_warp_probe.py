@@ -128,7 +128,7 @@ def measure_warp_powers(
     labels: Tensor,
     lengths: Sequence[float] = WARP_PIXELS,
     *,
-    max_images: int = 300,
+    max_images: int = 150,
     seed: int = 0,
     full_table: bool = False,
 ) -> BlendTable:
@@ -158,7 +158,7 @@ def probe_warps(
     held_out: Tuple[Tensor, Tensor],
     settings: ScanSettings,
     *,
-    max_images: int = 300,
+    max_images: int = 150,
     seed: int = 0,
     show_progress: bool = False,
     reference_tables: Optional[List[BlendTable]] = None,

@@ -114,8 +114,8 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     scan.add_argument(
         "--max-eval",
         type=positive_int,
-        default=300,
-        help="held-out images per class the predictive power is measured on (default 300)",
+        default=ScoringSettings().max_eval,
+        help=f"held-out images per class the predictive power is measured on (default {ScoringSettings().max_eval})",
     )
     scan.add_argument(
         "--score",

@@ -106,15 +106,18 @@ def test_backdoored_model_is_flagged_at_its_target(planted_scan, backdoored, dig
 def test_default_scan_reproduces_the_keyword_api_results(backdoored, digits16):
     # Recorded with the keyword-argument API (scan(model, images, labels, eval_images=..., eval_labels=...,
     # trigger_mask=...), every setting at its default) on this model: the settings objects keep the numbers.
+    # max_eval is pinned at its default when they were recorded (300; 150 since).
+    recorded = ScoringSettings(max_eval=300)
     result = scan(
         backdoored[0],
         digits16.search.images,
         digits16.search.labels,
+        scoring=recorded,
         eval_images=digits16.eval.images,
         eval_labels=digits16.eval.labels,
         trigger_mask=TRUE_MASK,
     )
-    assert result.settings == ScanSettings() and result.scoring.replace(k=0.02, auc_k="median") == ScoringSettings()
+    assert result.settings == ScanSettings() and result.scoring.replace(k=0.02, auc_k="median") == recorded
     assert result.flagged == [TARGET] and result.jaccard_class == TARGET
     assert [p.k for p in result.patterns] == [2, 256, 44, 256, 11, 16, 11, 25, 133, 16]
     assert result.powers[TARGET] == pytest.approx(0.94)

@@ -32,7 +32,7 @@ KEYWORD_DEFAULTS = {
         k=0.02,
         auc_k="median",
         max_fraction=1.0,
-        max_eval=300,
+        max_eval=150,  # 300 before the dev zoo showed 150 flags the same classes
         threshold=3.0,  # 2.0 before version 0.4
         full_table=False,
     ),
