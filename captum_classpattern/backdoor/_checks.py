@@ -188,7 +188,13 @@ def check_second_set(
 
 
 def check_reference_scan(
-    item: Any, name: str, classes: List[int], size: Sequence[int], settings: Any, probes: Tuple[bool, bool]
+    item: Any,
+    name: str,
+    classes: List[int],
+    size: Sequence[int],
+    settings: Any,
+    probes: Tuple[bool, bool],
+    max_eval: Optional[int] = None,
 ) -> None:
     """Refuse a reference scan (a ``ScanResult``) that cannot be compared with a scan of ``classes`` at ``size``.
 
@@ -199,9 +205,11 @@ def check_reference_scan(
         size: the ``(height, width)`` of that scan's images.
         settings: that scan's ``ScanSettings``.
         probes: whether that scan ran the blend probe and the warp probe.
+        max_eval: the held-out images per class that scan measures on (``None``: not checked).
 
     Raises:
-        ValueError: other classes or image size, other settings, or no probe where one is needed.
+        ValueError: other classes or image size, other settings, powers measured on
+            another number of images, or no probe where one is needed.
     """
     if item.classes != classes or tuple(item.maps.shape[-2:]) != tuple(size):
         raise ValueError(
@@ -211,6 +219,13 @@ def check_reference_scan(
         )
     if item.settings != settings:
         raise ValueError(f"{name} was scanned with other ScanSettings: scan it with this scan's settings.")
+    if max_eval is not None and item.scoring.max_eval != max_eval:
+        # Powers measured on more images vary less: the references' spread would not be the suspect's.
+        raise ValueError(
+            f"{name} measured its powers on up to {item.scoring.max_eval} held-out images per class, this scan on "
+            f"{max_eval}: measure it again alike, remeasure(reference_result, reference_model, held_out, "
+            f"ScoringSettings(max_eval={max_eval}))."
+        )
     for needed, found, kind in zip(probes, (item.blend, item.warp), ("blend", "warp")):
         if needed and found is None:
             raise ValueError(f"{name} has no {kind} probe: scan it again with this scan's settings.")

@@ -136,7 +136,7 @@ def scan(
         ValueError: bad shapes, pixels outside [0, 1], fewer than three classes, a class
             without images, a pattern size that does not fit the images, or a reference
             with another number of classes, on another device, returning probabilities,
-            or scanned with other settings.
+            or scanned with other settings or another ``max_eval``.
 
     Example:
         >>> result = scan(model, clean.images, clean.labels, held_out=(held.images, held.labels))
@@ -161,7 +161,7 @@ def scan(
     with evaluation_mode(model, "scan"), thread_scope():  # the loops' thread counts hold between their steps
         targets = _scanned_targets(model, images, labels, eval_labels, classes, trigger_target, settings)
         run_reference = _reference_scan(images, labels, settings, scoring, eval_images, eval_labels, targets, seed)
-        kept = reference_tables(references, run_reference, settings, model, targets.tolist(), images)
+        kept = reference_tables(references, run_reference, settings, model, targets.tolist(), images, scoring.max_eval)
         maps, learned = _search_patterns(model, images, labels, targets, settings, seed, show_progress)
         eval_labels = eval_labels.to(eval_images.device)
         table, auc_pixels = _measure_patterns(

@@ -58,6 +58,7 @@ def reference_tables(
     model: Callable,
     classes: List[int],
     images: Tensor,
+    max_eval: int,
 ) -> ReferenceTables:
     """The tables of the suspect's searches on each reference (models are scanned with ``run``).
 
@@ -68,6 +69,7 @@ def reference_tables(
         model: the suspect, for its number of classes.
         classes: the scanned classes.
         images: the search images (their size and device).
+        max_eval: the suspect scan's held-out images per class (a reference's result must match).
 
     Returns:
         The :class:`ReferenceTables`.
@@ -82,7 +84,7 @@ def reference_tables(
     for position, item in enumerate(references):
         name = f"reference {position}"
         if isinstance(item, ScanResult):
-            check_reference_scan(item, name, classes, images.shape[-2:], settings, probes)
+            check_reference_scan(item, name, classes, images.shape[-2:], settings, probes, max_eval)
             tables.add(item)
             continue
         device = module_device(item)

@@ -328,8 +328,8 @@ class ScanResult(JsonFile):
 
         Raises:
             TypeError: a reference that is not a :class:`ScanResult`.
-            ValueError: no reference, a reference with other classes, image size or
-                settings, or without the blend probe this scan ran.
+            ValueError: no reference, a reference with other classes, image size, settings
+                or ``max_eval``, or without the blend probe this scan ran.
 
         Example:
             >>> alone = scan(suspect, images, labels, held_out=(eval_images, eval_labels))
@@ -344,7 +344,9 @@ class ScanResult(JsonFile):
                 raise TypeError(f"reference {position} must be a ScanResult, got {type(item).__name__}.")
             size = self.maps.shape[-2:]
             probes = (bool(self.blend), bool(self.warp))
-            check_reference_scan(item, f"reference {position}", self.classes, size, self.settings, probes)
+            check_reference_scan(
+                item, f"reference {position}", self.classes, size, self.settings, probes, self.scoring.max_eval
+            )
         blend, warp = self.blend, self.warp
         if blend is not None:
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]

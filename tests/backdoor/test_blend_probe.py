@@ -11,6 +11,7 @@ from captum_classpattern.backdoor import (
     BlendTable,
     BlendTrigger,
     PoisonedDataset,
+    ScanConfig,
     ScanResult,
     ScanSettings,
     ScoringSettings,
@@ -203,7 +204,7 @@ def test_probe_measures_only_the_strengths_its_scores_use():
     np.testing.assert_array_equal(np.isnan(again.powers), np.isnan(short.powers))
 
 
-def test_remeasure_gives_the_scan_measured_on_those_images(blended, digits16):
+def test_remeasure_gives_the_scan_measured_on_those_images(blended, digits16, reference_scan):
     model, result = blended
     held_out = (digits16.eval.images, digits16.eval.labels)
     again = remeasure(result, model, held_out, QUICK_SCORING)
@@ -216,6 +217,12 @@ def test_remeasure_gives_the_scan_measured_on_those_images(blended, digits16):
     assert fewer.table.counts == [60] * 10 and fewer.scoring.max_eval == 60 and fewer.blend.table.counts == [60] * 10
     assert TARGET in fewer.blend_flagged and torch.equal(fewer.maps, result.maps)
     assert result.scoring.max_eval == 150 and result.table.counts == [150] * 10  # the result is left as it was
+    # references measured on another number of images are refused, with what to do
+    with pytest.raises(ValueError, match=r"reference 0 measured .* 150 .* on 60.*max_eval=60"):
+        fewer.with_references([reference_scan])
+    with pytest.raises(ValueError, match=r"reference 0 measured .* 150 .* on 60"):
+        fewer_config = ScanConfig(QUICK, QUICK_SCORING.replace(max_eval=60))
+        scan(model, digits16.search.images, digits16.search.labels, fewer_config, reference=reference_scan)
     with pytest.raises(ValueError, match="pixels"):
         remeasure(result, model, (digits16.eval.images[..., :8, :8], digits16.eval.labels))
     with pytest.raises(TypeError, match="ScanResult"):
