@@ -29,13 +29,6 @@ from benchmarks._harness import Timer, add_quick_option, add_threads_option, emi
 from captum_classpattern.backdoor import scan
 
 
-def _plan_of(name: str) -> str:
-    """The zoo plan that has the model called ``name``."""
-    return next(
-        p for p in zoo.PLANS if name in {e.name for e in zoo.plan_entries(p, [name.split("-")[0]], zoo.ATTACKS)}
-    )
-
-
 def measure(name: str, cache: str, data: Dict[str, Any], alone: bool = False) -> Dict[str, Any]:
     """The three detectors' seconds on one model, and the scan's over the others'."""
     entry = zoo.entry_named(name)
@@ -43,7 +36,9 @@ def measure(name: str, cache: str, data: Dict[str, Any], alone: bool = False) ->
     search, held = data["search"], data["held_out"]
     references = []
     if not alone:  # the table's references: the plan's other clean models of the architecture, scanned once
-        clean = [e for e in zoo.plan_entries(_plan_of(name), [entry.arch], []) if e.attack is None and e.name != name]
+        clean = [
+            e for e in zoo.plan_entries(zoo.plan_of(name), [entry.arch], []) if e.attack is None and e.name != name
+        ]
         references = [table.kept_scan(reference, cache, data) for reference in clean]
     row: Dict[str, Any] = {"model": name, "references": len(references), "load_before": os.getloadavg()[0]}
     clock = Timer()

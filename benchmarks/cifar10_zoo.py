@@ -80,17 +80,26 @@ class ZooEntry:
         return models.load_trained(self.arch, self.setting, self.seed, cache, self.trained_target)
 
 
+def plan_of(name: str) -> str:
+    """The first plan with a model called ``name`` (e.g. ``preact18-natural-s0``: ``"dev"``).
+
+    Raises:
+        ValueError: no plan has a model of that name.
+    """
+    for plan in PLANS:
+        if any(entry.name == name for entry in plan_entries(plan, list(models.ARCHITECTURES), list(ATTACKS))):
+            return plan
+    raise ValueError(f"no zoo plan has a model called {name!r} (e.g. preact18-natural-s0, gap-patch-t2-s10).")
+
+
 def entry_named(name: str) -> ZooEntry:
     """The model of any plan called ``name`` (e.g. ``preact18-natural-s0``).
 
     Raises:
         ValueError: no plan has a model of that name.
     """
-    for plan in PLANS:
-        for entry in plan_entries(plan, list(models.ARCHITECTURES), list(ATTACKS)):
-            if entry.name == name:
-                return entry
-    raise ValueError(f"no zoo plan has a model called {name!r} (e.g. preact18-natural-s0, gap-patch-t2-s10).")
+    entries = plan_entries(plan_of(name), list(models.ARCHITECTURES), list(ATTACKS))
+    return next(entry for entry in entries if entry.name == name)
 
 
 def plan_entries(plan: str, archs: Sequence[str], attacks: Sequence[str]) -> List[ZooEntry]:
