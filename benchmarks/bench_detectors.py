@@ -53,6 +53,7 @@ from benchmarks import bench_cifar10 as patterns_bench  # its clean search / hel
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
 from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
 from captum_classpattern.backdoor import (
+    PatchTrigger,
     ScanResult,
     ScanSettings,
     ScoringSettings,
@@ -139,12 +140,33 @@ def timed_max_eval(entry: zoo.ZooEntry, cache: str) -> int:
         return int(json.load(stream)["scoring"]["max_eval"])
 
 
+def trigger_findings(found: ScanResult, entry: zoo.ZooEntry) -> Dict[str, Any]:
+    """The classes whose recovered trigger is reported and, for a patch, the target's trigger against the true one.
+
+    ``trigger_jaccard`` is :meth:`~captum_classpattern.backdoor.ScanResult.jaccard` (the
+    recovered map's top pixels, as many as the true patch has, in image coordinates);
+    ``None`` where no trigger was recovered for the target.
+    """
+    findings: Dict[str, Any] = {"reported_triggers": found.reported_triggers}
+    if entry.attack == "patch":
+        side = found.maps.shape[-1]
+        recovered = entry.target in found.trigger_maps
+        trigger = models.trigger_of("patch")
+        if not isinstance(trigger, PatchTrigger):
+            raise TypeError(f"the zoo's patch trigger is a {type(trigger).__name__}, not a PatchTrigger")
+        true_mask = trigger.mask(side, side)
+        findings["trigger_jaccard"] = round(found.jaccard(true_mask, entry.target), 3) if recovered else None
+        findings["trigger_success"] = found.trigger_success.get(entry.target)
+    return findings
+
+
 def run_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> Dict[str, Any]:
-    """The class-pattern scan alone; its flags and per-model score."""
+    """The class-pattern scan alone; its flags, per-model score and recovered triggers."""
     found = kept_scan(entry, cache, data)
     return {
         **_verdict(found.flagged, found.model_score(), found.seconds),
         "timed_max_eval": timed_max_eval(entry, cache),
+        **trigger_findings(found, entry),
     }
 
 
@@ -159,7 +181,7 @@ def run_scan_with_references(
     verdict = _verdict(found.flagged, found.model_score(), suspect.seconds + time.perf_counter() - began)
     verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
     verdict["timed_max_eval"] = timed_max_eval(entry, cache)
-    return verdict
+    return {**verdict, **trigger_findings(found, entry)}
 
 
 def run_neural_cleanse(model: Callable, data: Dict[str, Split]) -> Dict[str, Any]:
@@ -237,8 +259,24 @@ def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         cells["mean_detection"] = sum(shares) / len(shares) if shares else None
         cells["auroc_all"] = auroc([r["score"] for r in working], [r["score"] for r in clean])
         cells["seconds_per_model"] = sum(r["seconds"] for r in mine) / len(mine)
+        patches = [r for r in mine if r["attack"] == "patch" and _took(r) and "trigger_jaccard" in r]
+        if patches:
+            cells["patch_triggers"] = _patch_triggers(patches)
         table[detector] = cells
     return table
+
+
+def _patch_triggers(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Of the patch models whose target is flagged: how many have a reported trigger, and its Jaccard with the patch."""
+    found = [r for r in rows if r["target"] in r["flagged"]]
+    reported = [r for r in found if r["target"] in r["reported_triggers"]]
+    jaccards = [r["trigger_jaccard"] for r in reported if r["trigger_jaccard"] is not None]
+    return {
+        "found": len(found),
+        "reported": len(reported),
+        "jaccard_mean": sum(jaccards) / len(jaccards) if jaccards else None,
+        "jaccard_min": min(jaccards) if jaccards else None,
+    }
 
 
 def summarise_by_arch(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -276,7 +314,19 @@ def markdown_tables(by_arch: Dict[str, Any]) -> str:
             row += [clean_text, mean, pooled, f"{cells['seconds_per_model']:.0f}"]
             parts.append("| " + " | ".join(row) + " |")
         parts.append("")
+        for detector, cells in table.items():
+            if "patch_triggers" in cells:
+                parts.append(_patch_trigger_line(detector, cells["patch_triggers"]))
+        parts.append("")
     return "\n".join(parts)
+
+
+def _patch_trigger_line(detector: str, found: Dict[str, Any]) -> str:
+    text = f"{detector}: a trigger is reported for {found['reported']} of the {found['found']} patch targets found"
+    if found["jaccard_mean"] is not None:
+        mean, least = found["jaccard_mean"], found["jaccard_min"]
+        text += f"; Jaccard with the true patch {mean:.2f} on average, {least:.2f} at least"
+    return text + ".  "
 
 
 def _load_rows(path: str) -> List[Dict[str, Any]]:
@@ -290,6 +340,22 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = "".join(json.dumps(r) + "\n" for r in rows)
     models.write_atomic(path, text.encode())
+
+
+def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split]) -> bool:
+    """Fill in the recovered-trigger findings of scan rows written without them (no model runs); returns whether any."""
+    added = False
+    for row in rows:
+        if row["detector"] not in ("scan", "scan-ref") or "reported_triggers" in row:
+            continue
+        entry = zoo.entry_named(row["name"])
+        found = kept_scan(entry, cache, data)
+        if row["detector"] == "scan-ref":
+            clean = zoo.plan_entries(zoo.plan_of(entry.name), [entry.arch], [])
+            found = found.with_references([kept_scan(c, cache, data) for c in clean if c.name != entry.name])
+        row.update(trigger_findings(found, entry))
+        added = True
+    return added
 
 
 def attack_success(name: str, cache: str) -> Optional[float]:
@@ -350,6 +416,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # table whose rows compared with two or three references by turns would mix rules.
         pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
         data = test_data(root, args.quick)
+        if _add_trigger_findings(rows, cache, data):
+            _save_rows(out, rows)
         done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()
         for entry in ready:

@@ -104,6 +104,22 @@ ARCHITECTURES: Dict[str, Callable[[], nn.Module]] = {
 }
 """The architectures by name, each freshly initialised from torch's global generator."""
 
+
+def build_preact18() -> nn.Module:
+    """The zoo's PreAct-ResNet-18, untrained: a ``--model`` factory for ``classpattern scan``."""
+    return ARCHITECTURES["preact18"]()
+
+
+def build_vgg() -> nn.Module:
+    """The zoo's VGG-style network, untrained: a ``--model`` factory for ``classpattern scan``."""
+    return ARCHITECTURES["vgg"]()
+
+
+def build_gap() -> nn.Module:
+    """The zoo's pooled CNN, untrained: a ``--model`` factory for ``classpattern scan``."""
+    return ARCHITECTURES["gap"]()
+
+
 SETTINGS = (
     "natural", "patch", "blend", "adversarial", "sig", "bpp", "lc", "adaptive", "adaptive-1pct", "wanet", "iad",
     "sig-half", "lc-half",

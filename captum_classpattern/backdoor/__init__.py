@@ -50,7 +50,7 @@ from ._settings import (
 )
 from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
-from ._trigger_check import LocatedTrigger, locate_trigger, trigger_success
+from ._trigger_check import PLACE_FREE, LocatedTrigger, locate_trigger, trigger_elsewhere, trigger_success
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 from ._warp import WarpPoisoning, WarpTrigger
 from ._warp_probe import WARP_PIXELS, WarpProbe, probe_warps, warp_images
@@ -104,6 +104,8 @@ __all__ = [
     "demo_backdoor_model",
     "locate_trigger",
     "LocatedTrigger",
+    "trigger_elsewhere",
+    "PLACE_FREE",
     "trigger_success",
     "LabelConsistentTrigger",
     "label_consistent_images",

@@ -94,6 +94,8 @@ class TriggerFindings:
         jaccard_class: the class ``jaccard`` was measured on.
         success: the held-out success of each recovered trigger (see
             :attr:`ScanResult.trigger_success`).
+        elsewhere: the share of other places at which each recovered trigger works too
+            (see :attr:`ScanResult.trigger_elsewhere`).
     """
 
     maps: Dict[int, Tensor] = field(default_factory=dict)
@@ -101,3 +103,4 @@ class TriggerFindings:
     jaccard: Optional[float] = None
     jaccard_class: Optional[int] = None
     success: Dict[int, float] = field(default_factory=dict)
+    elsewhere: Dict[int, float] = field(default_factory=dict)

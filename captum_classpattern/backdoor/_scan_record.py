@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+import torch
+
+from ._scan_arguments import TriggerFindings
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
 
 
@@ -43,6 +46,7 @@ def scan_record(result: Any) -> Dict[str, Any]:
         "trigger_classes": [c for c, _ in triggers],
         "trigger_sizes": {str(c): int((m >= 0.5).sum()) for c, m in triggers},
         "trigger_success": {str(c): s for c, s in sorted(result.trigger_success.items())},
+        "trigger_elsewhere": {str(c): s for c, s in sorted(result.trigger_elsewhere.items())},
         "reported_triggers": result.reported_triggers,
         "trigger_jaccard": result.trigger_jaccard,
         "jaccard_class": result.jaccard_class,
@@ -82,4 +86,16 @@ def config_as_written(data: Dict[str, Any]) -> ScanConfig:
         ScanSettings.from_dict(search),
         ScoringSettings.from_dict(scoring),
         TriggerRecoverySettings.from_dict(data.get("recovery", {})),
+    )
+
+
+def triggers_as_written(data: Dict[str, Any], dtype: torch.dtype) -> TriggerFindings:
+    """The recovered triggers of a record (``ScanResult.to_dict``'s output, of any version), tensors of ``dtype``."""
+    return TriggerFindings(
+        maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
+        values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
+        jaccard=data.get("trigger_jaccard"),
+        jaccard_class=data.get("jaccard_class"),
+        success={int(c): float(s) for c, s in data.get("trigger_success", {}).items()},
+        elsewhere={int(c): float(s) for c, s in data.get("trigger_elsewhere", {}).items()},
     )

@@ -16,7 +16,7 @@ from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
 from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
-from ._scan_record import config_as_written, scan_record
+from ._scan_record import config_as_written, scan_record, triggers_as_written
 from ._scan_scores import DIRECTION, PowerTable
 from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
@@ -48,6 +48,10 @@ class ScanResult(JsonFile):
             recovered trigger (its selected pixels with their values) sends to its class:
             how far it can be trusted without knowing the true trigger (see
             :attr:`reported_triggers`).
+        trigger_elsewhere: the share of eight other places over the image at which each
+            recovered trigger, moved whole, works as well (:func:`trigger_elsewhere`): from
+            0.5 its pattern is the finding, not its place (a pooling model answers to it
+            anywhere); empty in records written before it was measured.
         trigger_jaccard: Jaccard index between the recovered top-k trigger pixels (k =
             trigger area) and the true trigger mask, when one was given; ``None`` otherwise.
         jaccard_class: the class whose pattern ``trigger_jaccard`` was measured on.
@@ -118,6 +122,7 @@ class ScanResult(JsonFile):
     trigger_maps: Dict[int, Tensor]
     trigger_values: Dict[int, Tensor]
     trigger_success: Dict[int, float]
+    trigger_elsewhere: Dict[int, float]
     trigger_jaccard: Optional[float]
     jaccard_class: Optional[int]
     reference_tables: List[PowerTable]
@@ -381,8 +386,9 @@ class ScanResult(JsonFile):
     def _triggers(self) -> TriggerFindings:
         """The recovered triggers and the Jaccard with the true one, as one :class:`TriggerFindings`."""
         return TriggerFindings(
-            self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class, self.trigger_success
-        )
+            self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class, self.trigger_success,
+            self.trigger_elsewhere,
+        )  # fmt: skip
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: the summary first, then the power table, maps and values.
@@ -408,13 +414,6 @@ class ScanResult(JsonFile):
         dtype = getattr(torch, data.get("dtype", "float32"))
         blend, warp = data.get("blend"), data.get("warp")
         config = config_as_written(data)
-        triggers = TriggerFindings(
-            maps={int(c): torch.tensor(m, dtype=dtype) for c, m in data.get("trigger_maps", {}).items()},
-            values={int(c): torch.tensor(v, dtype=dtype) for c, v in data.get("trigger_values", {}).items()},
-            jaccard=data.get("trigger_jaccard"),
-            jaccard_class=data.get("jaccard_class"),
-            success={int(c): float(s) for c, s in data.get("trigger_success", {}).items()},
-        )
         return score_scan(
             [int(c) for c in data["classes"]],
             torch.tensor(data["maps"], dtype=dtype),
@@ -425,7 +424,7 @@ class ScanResult(JsonFile):
             reference_tables=[PowerTable.from_dict(table) for table in data.get("reference_tables", [])],
             blend=None if blend is None else BlendProbe.from_dict(blend, dtype),
             warp=None if warp is None else WarpProbe.from_dict(warp, dtype),
-            triggers=triggers,
+            triggers=triggers_as_written(data, dtype),
             seconds=float(data.get("seconds", 0.0)),
             class_accuracy=[float(a) for a in data.get("class_accuracy", [])],
         )
@@ -488,6 +487,7 @@ def score_scan(
         trigger_maps=dict(triggers.maps),
         trigger_values=dict(triggers.values),
         trigger_success=dict(triggers.success),
+        trigger_elsewhere=dict(triggers.elsewhere),
         trigger_jaccard=triggers.jaccard,
         jaccard_class=triggers.jaccard_class,
         reference_tables=reference_tables,

@@ -29,6 +29,8 @@ SHORTLIST = 8
 """Shifts kept from the first, quarter-size pass of :func:`locate_trigger` for the full pass."""
 FIRST_PASS_MIN_IMAGES = 32
 """The first pass runs only when a quarter of the images is at least this many."""
+PLACE_FREE = 0.5
+"""A recovered trigger that works at this share of other places or more (:func:`trigger_elsewhere`) has no place."""
 
 
 @dataclass(frozen=True)
@@ -188,3 +190,79 @@ def trigger_success(model: Callable, mask: Tensor, values: Tensor, images: Tenso
         return torch.where(mask.bool().to(batch.device), values.to(batch.device, batch.dtype), batch)
 
     return attack_success_rate(model, images, labels, stamp, cls)
+
+
+def trigger_elsewhere(
+    model: Callable,
+    mask: Tensor,
+    values: Tensor,
+    images: Tensor,
+    labels: Tensor,
+    cls: int,
+    min_success: float = 0.8,
+    limit: int = 512,
+) -> float:
+    """The share of other places in the image at which a stamp still works: whether the model ties it to its place.
+
+    The stamp (``mask`` pixels with their ``values``) is moved, whole, so that its bounding
+    box sits at each of nine places spread over the image (each corner, the middle of each
+    side, the centre); the place nearest to where it is now is left out, and at each of the
+    other eight the stamp is counted as working when it sends at least ``min_success`` of
+    up to ``limit`` other-class images to ``cls``. A model that pools its features answers
+    to a pattern wherever it is stamped: a recovered trigger that works at most places has
+    the attacker's pattern, but its place says nothing about where the attacker put it.
+
+    Args:
+        model: the classifier (its mode is left as found).
+        mask: H x W boolean mask of the stamped pixels.
+        values: C x H x W values (only the masked pixels are used).
+        images: clean N x C x H x W images in [0, 1] (held-out, for an honest figure).
+        labels: their labels.
+        cls: the class.
+        min_success: the share of images a working stamp sends to ``cls``.
+        limit: at most this many other-class images are used.
+
+    Returns:
+        A float in [0, 1]; 0 for an empty mask or a stamp as large as the image (it cannot move).
+
+    Raises:
+        ValueError: mismatched shapes or no image outside ``cls``.
+
+    Example:
+        >>> trigger = result.recovered_trigger(0)
+        >>> trigger_elsewhere(model, trigger.mask, trigger.values, held_images, held_labels, 0)
+    """
+    cls = check_class_index(cls, "cls")
+    if mask.shape != images.shape[-2:] or values.shape[-2:] != mask.shape:
+        raise ValueError(
+            f"the mask {tuple(mask.shape)}, values {tuple(values.shape)} and images {tuple(images.shape)} must share "
+            "height and width."
+        )
+    others = _other_class_images(images, labels, cls, limit)
+    mask = mask.bool()
+    places = _other_places(mask)
+    if not places:
+        return 0.0
+    working = 0
+    with evaluation_mode(model, "trigger_elsewhere"), torch.no_grad():
+        for down, right in places:
+            moved, moved_values = _shifted(mask, down, right), _shifted(values, down, right)
+            stamped = torch.where(moved.to(others.device), moved_values.to(others.device, others.dtype), others)
+            sent = (model(stamped).argmax(1) == cls).double().mean()
+            working += int(float(sent) >= min_success)
+    return working / len(places)
+
+
+def _other_places(mask: Tensor) -> List[Tuple[int, int]]:
+    """Shifts that put the mask's bounding box at eight places over the image, the one nearest its own left out."""
+    rows, cols = mask.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return []
+    height, width = mask.shape
+    top, left = int(rows.min()), int(cols.min())
+    free_rows, free_cols = height - 1 - (int(rows.max()) - top), width - 1 - (int(cols.max()) - left)
+    if free_rows == 0 and free_cols == 0:
+        return []
+    spots = {(row, col) for row in (0, free_rows // 2, free_rows) for col in (0, free_cols // 2, free_cols)}
+    nearest = min(spots, key=lambda spot: (abs(spot[0] - top) + abs(spot[1] - left), spot))
+    return [(row - top, col - left) for row, col in sorted(spots - {nearest})]

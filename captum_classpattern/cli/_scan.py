@@ -22,6 +22,7 @@ import torch
 
 from .._utils import write_atomic, write_json_atomic
 from ..backdoor import (
+    PLACE_FREE,
     SCORES,
     KnownTrigger,
     ScanConfig,
@@ -346,6 +347,7 @@ def recovered_triggers(result: ScanResult) -> List[Dict[str, Any]]:
                 "pixels": trigger.k,
                 "where": trigger_location(trigger),
                 "success": result.trigger_success[cls],
+                "elsewhere": result.trigger_elsewhere.get(cls),
                 "reported": cls in result.reported_triggers,
             }
         )
@@ -361,10 +363,18 @@ def _print_findings(
     height, width = result.maps.shape[-2:]
     for found in info["recovered_triggers"]:
         name = class_names[result.classes.index(found["class"])]
-        if found["reported"]:
+        elsewhere = found["elsewhere"]
+        if found["reported"] and elsewhere is not None and elsewhere >= PLACE_FREE:
+            print(
+                f"recovered trigger of {name}: a {found['pixels']}-pixel pattern (scan.png) that sends "
+                f"{found['success']:.2f} of the held-out images of other classes to {name} wherever it is stamped "
+                f"({elsewhere:.0%} of the other places tried): the model does not tell where the attacker put it"
+            )
+        elif found["reported"]:
+            also = f"; it works at {elsewhere:.0%} of the other places tried too" if elsewhere else ""
             print(
                 f"recovered trigger of {name}: {found['pixels']} pixels at {found['where']} of the {height} x {width} "
-                f"image; it sends {found['success']:.2f} of the held-out images of other classes to {name}"
+                f"image; it sends {found['success']:.2f} of the held-out images of other classes to {name}{also}"
             )
         else:
             print(

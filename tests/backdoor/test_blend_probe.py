@@ -213,6 +213,7 @@ def test_remeasure_gives_the_scan_measured_on_those_images(blended, digits16, re
         assert getattr(again, name) == getattr(alone, name), name
     np.testing.assert_array_equal(again.table.powers, result.table.powers)
     assert again.trigger_success == pytest.approx(result.trigger_success)
+    assert again.trigger_elsewhere == pytest.approx(result.trigger_elsewhere)
     fewer = remeasure(result, model, held_out, QUICK_SCORING.replace(max_eval=60))
     assert fewer.table.counts == [60] * 10 and fewer.scoring.max_eval == 60 and fewer.blend.table.counts == [60] * 10
     assert TARGET in fewer.blend_flagged and torch.equal(fewer.maps, result.maps)

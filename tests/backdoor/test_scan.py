@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from captum_classpattern.backdoor import (
+    PLACE_FREE,
     KnownTrigger,
     NeuralCleanseResult,
     NeuralCleanseSettings,
@@ -23,6 +24,7 @@ from captum_classpattern.backdoor import (
     neural_cleanse,
     scan,
     suspicion_scores,
+    trigger_elsewhere,
 )
 from captum_classpattern.cli import main
 from captum_classpattern.cli._scan import _print_findings
@@ -127,6 +129,19 @@ def test_default_scan_reproduces_the_keyword_api_results(backdoored, digits16):
     assert result.trigger_jaccard == pytest.approx(0.125)
 
 
+def test_a_trigger_that_works_anywhere_is_printed_without_a_place(planted_scan, capsys):
+    names = [str(c) for c in range(10)]
+    found = {"class": TARGET, "pixels": 9, "where": "rows 5-7, columns 2-4", "success": 0.97, "reported": True}
+    info = {"true_target": TARGET}
+    _print_findings(planted_scan, names, 3.0, 1.0, {**info, "recovered_triggers": [{**found, "elsewhere": 0.75}]})
+    printed = capsys.readouterr().out
+    assert "a 9-pixel pattern" in printed and "wherever it is stamped (75% of the other places tried)" in printed
+    assert "rows 5-7" not in printed
+    _print_findings(planted_scan, names, 3.0, 1.0, {**info, "recovered_triggers": [{**found, "elsewhere": 0.25}]})
+    printed = capsys.readouterr().out
+    assert "9 pixels at rows 5-7, columns 2-4" in printed and "works at 25% of the other places tried too" in printed
+
+
 def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdoored, digits16):
     model, result = backdoored[0], planted_scan
     trigger = result.recovered_trigger(TARGET)
@@ -140,6 +155,11 @@ def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdo
     # The scan measured the same held-out success, so the trigger is reported.
     assert result.trigger_success[TARGET] == pytest.approx(float(flipped))
     assert result.reported_triggers == [TARGET]
+    # Whether it works at other places too is measured the same way, on the same images.
+    held = (digits16.eval.images, digits16.eval.labels)
+    elsewhere = trigger_elsewhere(model, trigger.mask, trigger.values, *held, TARGET)
+    assert set(result.trigger_elsewhere) == set(result.trigger_maps)
+    assert result.trigger_elsewhere[TARGET] == pytest.approx(elsewhere)
     assert result.recovered_trigger(TARGET, k=9).k == 9
     with pytest.raises(ValueError, match="no trigger was recovered"):
         result.recovered_trigger(3)
@@ -425,7 +445,9 @@ def test_cli_scan_demo_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     (found,) = report["recovered_triggers"]
     assert found["class"] == 0 and 0.0 <= found["success"] <= 1.0
     printed = capsys.readouterr().out
-    if found["success"] >= 0.8:
+    if found["success"] >= 0.8 and found["elsewhere"] >= PLACE_FREE:
+        assert "wherever it is stamped" in printed and found["where"] not in printed
+    elif found["success"] >= 0.8:
         assert f"at {found['where']} of the 16 x 16 image" in printed
     else:
         assert "no trigger recovered for 0" in printed

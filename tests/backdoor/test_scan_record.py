@@ -66,19 +66,22 @@ def test_a_record_takes_every_field_by_name():
 def test_only_triggers_that_work_on_held_out_images_are_reported():
     classes, maps, values, table, config = _inputs()
     for success, reported in ((0.95, [2]), (0.5, [])):
-        triggers = TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: success})
+        triggers = TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: success}, elsewhere={2: 0.625})
         result = score_scan(classes, maps, values, table, config, triggers=triggers)
         assert result.flagged == [2] and result.reported_triggers == reported
         summary = json.loads(json.dumps(result.to_dict()))
         assert summary["trigger_success"] == {"2": success} and summary["reported_triggers"] == reported
         assert ScanResult.from_dict(summary).reported_triggers == reported
+        assert summary["trigger_elsewhere"] == {"2": 0.625}
+        assert ScanResult.from_dict(summary).trigger_elsewhere == {2: 0.625}
     # The bar is a recovery setting; files written before it existed read back at the default.
     strict = score_scan(classes, maps, values, table, config.replace(recovery=config.recovery.replace(min_success=1.0)),
                         triggers=TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: 0.95}))  # fmt: skip
     assert strict.reported_triggers == []
     old = result.to_dict()
-    del old["recovery"]["min_success"], old["trigger_success"]
+    del old["recovery"]["min_success"], old["trigger_success"], old["trigger_elsewhere"]
     assert ScanResult.from_dict(old).trigger_success == {} and ScanResult.from_dict(old).reported_triggers == []
+    assert ScanResult.from_dict(old).trigger_elsewhere == {}
 
 
 def test_with_references_needs_matching_scans():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_classpattern.backdoor import locate_trigger, trigger_success
+from captum_classpattern.backdoor import locate_trigger, trigger_elsewhere, trigger_success
 
 
 class _BrightPixel(nn.Module):
@@ -12,6 +12,14 @@ class _BrightPixel(nn.Module):
 
     def forward(self, x):
         bright = x[:, 0, 5, 5]
+        return torch.stack([torch.zeros_like(bright), -torch.ones_like(bright), 10 * (bright - 0.5)], dim=1)
+
+
+class _BrightAnywhere(nn.Module):
+    """Class 2 wins by 10 * (the brightest pixel - 0.5): a pooling model answers to a bright pixel anywhere."""
+
+    def forward(self, x):
+        bright = x[:, 0].flatten(1).max(1).values
         return torch.stack([torch.zeros_like(bright), -torch.ones_like(bright), 10 * (bright - 0.5)], dim=1)
 
 
@@ -55,3 +63,37 @@ def test_bad_arguments_are_refused():
         locate_trigger(_BrightPixel(), torch.zeros(8, 8), torch.ones(1, 8, 8), images, labels, cls=2, max_shift=-1)
     with pytest.raises(ValueError, match="outside (the target )?class"):
         trigger_success(_BrightPixel(), torch.ones(8, 8), torch.ones(1, 8, 8), images, torch.full((30,), 2), cls=2)
+
+
+def test_a_trigger_the_model_reads_at_one_pixel_works_nowhere_else_and_one_it_pools_works_everywhere():
+    images, labels = _data()
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[5, 5] = True
+    values = torch.ones(1, 8, 8)
+    assert trigger_success(_BrightPixel(), mask, values, images, labels, cls=2) == 1.0
+    assert trigger_elsewhere(_BrightPixel(), mask, values, images, labels, cls=2) == 0.0
+    assert trigger_elsewhere(_BrightAnywhere(), mask, values, images, labels, cls=2) == 1.0
+    # The stamp's own values are kept as they move: a dark stamp works nowhere.
+    assert trigger_elsewhere(_BrightAnywhere(), mask, torch.zeros(1, 8, 8), images, labels, cls=2) == 0.0
+
+
+def test_a_stamp_that_cannot_move_or_is_empty_has_no_other_place():
+    images, labels = _data()
+    whole = torch.ones(8, 8, dtype=torch.bool)
+    assert trigger_elsewhere(_BrightAnywhere(), whole, torch.ones(1, 8, 8), images, labels, cls=2) == 0.0
+    empty = torch.zeros(8, 8, dtype=torch.bool)
+    assert trigger_elsewhere(_BrightAnywhere(), empty, torch.ones(1, 8, 8), images, labels, cls=2) == 0.0
+
+
+def test_trigger_elsewhere_refuses_bad_arguments_and_leaves_the_inputs_alone():
+    images, labels = _data()
+    before = images.clone()
+    with pytest.raises(ValueError, match="height and width"):
+        trigger_elsewhere(_BrightPixel(), torch.ones(4, 4, dtype=torch.bool), torch.ones(1, 8, 8), images, labels, 2)
+    with pytest.raises(ValueError, match="outside (the target )?class"):
+        trigger_elsewhere(_BrightPixel(), torch.ones(2, 2).bool().repeat(4, 4), torch.ones(1, 8, 8), images,
+                          torch.full((30,), 2), cls=2)  # fmt: skip
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[0, 0] = True
+    trigger_elsewhere(_BrightAnywhere(), mask, torch.ones(1, 8, 8), images, labels, cls=2)
+    assert torch.equal(images, before)

@@ -1,0 +1,173 @@
+"""How many images the warp probe's search needs per step: its flags with fewer than 24, on a zoo's kept scans.
+
+The warp probe (``ScanSettings.warp_steps``) learns one displacement field per class on
+``batch_size`` (24) other-class images per class per step, the pattern search's batch; the
+blend probe learns on 8. On the pooled CNN the warp probe's search takes a fifth of the
+scan's time, nearly all of it in the model's forward and backward passes, which scale with
+the batch. This script learns the fields of every kept scan of a zoo (``bench_detectors``'
+``<cache>/detector-scans/``, at today's ``max_eval``) again at each batch asked for, with
+the kept scan's seed, measures them on the same held-out images, puts them in place of the
+kept fields and compares the flags, the model alone and against the zoo's other clean
+models of its architecture (whose fields are learned at the same batch). The new fields
+and their table are kept in ``<cache>/warp-batch/<name>-b<batch>.json`` (resumable).
+
+The rule it serves, written before it ran: the warp probe's batch drops from 24 to the
+smallest batch tried at which the scan *with references* flags exactly the same classes on
+every development model as at 24, and the warp probe itself still flags the WaNet model's
+target; otherwise it stays at 24. The scan alone is reported.
+
+Printed: one JSON line per learned model (its seconds) on stderr, then the summary: per
+batch, each model's flags and score alone and with references, the warp probe's own flags,
+the models whose flags equal those at 24, the working backdoors found, the clean models
+flagged, the AUROC with references and the probe's mean seconds (learning and measuring the fields).
+
+Usage::
+
+    CLASSPATTERN_CIFAR10=~/.cache/cifar10 python -m benchmarks.bench_warp_batch --plan dev --batches 8 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from benchmarks import bench_detectors as detectors  # the table's images, kept scans and AUROC
+from benchmarks import cifar10_models as models
+from benchmarks import cifar10_zoo as zoo
+from captum_classpattern.backdoor import ScanResult, probe_warps
+from captum_classpattern.data import Split
+
+KEPT = 24
+"""The batch the kept scans' fields were learned on (the search's ``batch_size``)."""
+
+
+def relearned(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], batch: int) -> ScanResult:
+    """The kept scan of ``entry`` with its warp fields learned again at ``batch``, kept on disk once learned."""
+    path = os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")
+    if os.path.exists(path):
+        return ScanResult.from_json(path)
+    kept = detectors.kept_scan(entry, cache, data).rescore("power_auc", reference=False)
+    model = entry.load(cache).requires_grad_(False)  # as the scan runs it: only the fields get gradients
+    search, held = data["search"], data["held_out"]
+    targets = torch.tensor(kept.classes)
+    began = time.perf_counter()
+    probe = probe_warps(
+        model, targets, search.images, search.labels, (held.images, held.labels),
+        kept.settings.replace(batch_size=batch), max_images=kept.scoring.max_eval, seed=kept.seed,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    found = dataclasses.replace(kept, warp=probe).rescore("power_auc", reference=False)
+    record = found.to_dict()
+    record["warp_probe_seconds"] = round(seconds, 1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = path + ".partial"
+    with open(partial, "w") as stream:
+        json.dump(record, stream)
+    os.replace(partial, path)
+    return ScanResult.from_dict(record)
+
+
+def _probe_seconds(entry: zoo.ZooEntry, cache: str, batch: int) -> Optional[float]:
+    with open(os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")) as stream:
+        return json.load(stream).get("warp_probe_seconds")
+
+
+def _mean_probe_seconds(scanned: List[zoo.ZooEntry], cache: str, batch: int) -> float:
+    return round(sum(_probe_seconds(e, cache, batch) or 0 for e in scanned) / len(scanned), 1)
+
+
+def summarise(
+    scanned: List[zoo.ZooEntry], scans: Dict[int, Dict[str, ScanResult]], cache: str, batches: Sequence[int]
+) -> Dict[str, Any]:
+    """Per batch: flags alone and with references, agreement with batch 24, detection, AUROC, seconds."""
+    clean = [e for e in scanned if e.attack is None]
+    working = [
+        e
+        for e in scanned
+        if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= detectors.EFFECTIVE_ASR
+    ]
+    per_batch: Dict[int, Dict[str, Any]] = {}
+    for batch in [KEPT, *batches]:
+        rows: Dict[str, Dict[str, Any]] = {}
+        for entry in scanned:
+            alone = scans[batch][entry.name]
+            others = [scans[batch][c.name] for c in clean if c.arch == entry.arch and c.name != entry.name]
+            compared = alone.with_references(others)
+            rows[entry.name] = {
+                "alone": alone.flagged,
+                "with_references": compared.flagged,
+                "warp_alone": alone.warp_flagged,
+                "warp_with_references": compared.warp_flagged,
+                "score_with_references": round(compared.model_score(), 3),
+            }
+        per_batch[batch] = rows
+    summary: Dict[str, Any] = {"models": [e.name for e in scanned], "batches": {}}
+    for batch, rows in per_batch.items():
+        kept = per_batch[KEPT]
+        summary["batches"][batch] = {
+            "same_flags_with_references": sum(rows[n]["with_references"] == kept[n]["with_references"] for n in rows),
+            "same_flags_alone": sum(rows[n]["alone"] == kept[n]["alone"] for n in rows),
+            "targets_found_with_references": sum(e.target in rows[e.name]["with_references"] for e in working),
+            "warp_finds_wanet": [
+                e.target in rows[e.name]["warp_with_references"] for e in working if e.attack == "wanet"
+            ],
+            "working_backdoors": len(working),
+            "clean_flagged_with_references": sum(bool(rows[e.name]["with_references"]) for e in clean),
+            "auroc_with_references": detectors.auroc(
+                [rows[e.name]["score_with_references"] for e in working],
+                [rows[e.name]["score_with_references"] for e in clean],
+            ),
+            "probe_seconds_mean": None if batch == KEPT else _mean_probe_seconds(scanned, cache, batch),
+            "per_model": rows,
+        }
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Learn, measure, score and compare; print the summary as one JSON line. Returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", choices=sorted(zoo.PLANS), default="dev")
+    parser.add_argument("--archs", nargs="+", default=["preact18"], choices=list(models.ARCHITECTURES))
+    parser.add_argument("--batches", nargs="+", type=int, default=[8], help="images per class per step to try")
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    root = models.cifar10_root(args.data)
+    if root is None:
+        print("bench_warp_batch: no CIFAR-10 folder: pass --data or set CLASSPATTERN_CIFAR10", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = models.cache_folder(args.cache)
+    data = detectors.test_data(root, False)
+    entries = zoo.plan_entries(args.plan, args.archs, list(zoo.ATTACKS))
+    scanned = [e for e in entries if os.path.exists(os.path.join(cache, "detector-scans", e.name + ".json"))]
+    scans: Dict[int, Dict[str, ScanResult]] = {KEPT: {}}
+    for entry in scanned:
+        kept = detectors.kept_scan(entry, cache, data)
+        if kept.settings.batch_size != KEPT:
+            raise ValueError(f"{entry.name}'s kept scan learned on batches of {kept.settings.batch_size}, not {KEPT}")
+        scans[KEPT][entry.name] = kept.rescore("power_auc", reference=False)
+    for batch in args.batches:
+        scans[batch] = {}
+        for entry in scanned:
+            scans[batch][entry.name] = relearned(entry, cache, data, batch)
+            print(
+                json.dumps({"model": entry.name, "batch": batch, "seconds": _probe_seconds(entry, cache, batch)}),
+                file=sys.stderr,
+                flush=True,
+            )
+    print(json.dumps(summarise(scanned, scans, cache, args.batches)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
