@@ -40,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -80,7 +81,9 @@ def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanRe
 
     A scan kept before the scan measured each class's held-out accuracy or ran the warp
     probe gets them added (the probe at the defaults, with the kept scan's seed and
-    held-out subsets, as a new scan runs it; its seconds are added to the scan's).
+    held-out subsets, as a new scan runs it; its seconds are added to the scan's). One
+    kept at another ``max_eval`` or warp batch than today's defaults is brought to them
+    (:func:`remeasured_scan`, :func:`rewarped_scan`; its seconds stay those of the run).
     """
     path = os.path.join(cache, "detector-scans", entry.name + ".json")
     search, held = data["search"], data["held_out"]
@@ -92,7 +95,9 @@ def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanRe
     found = ScanResult.from_json(path)
     if found.class_accuracy and found.warp is not None:
         default = ScoringSettings().max_eval
-        return found if found.scoring.max_eval == default else remeasured_scan(entry, cache, data, default)
+        found = found if found.scoring.max_eval == default else remeasured_scan(entry, cache, data, default)
+        batch = ScanSettings().warp_batch_size
+        return found if found.settings.warp_batch_size == batch else rewarped_scan(entry, cache, data, found, batch)
     model = entry.load(cache)
     record = found.to_dict()
     if not found.class_accuracy:
@@ -134,6 +139,38 @@ def remeasured_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], cou
     return found
 
 
+def rewarped_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], kept: ScanResult, batch: int) -> ScanResult:
+    """``kept`` with its warp probe learned again on ``batch`` images per class per step, once, kept on disk.
+
+    The probe runs as a scan at today's defaults runs it, with the kept scan's seed and
+    ``max_eval``; the rest of the scan is the kept one, scored alone. The probe's seconds
+    are in ``<cache>/warp-batch/<name>-b<batch>.json`` as ``warp_probe_seconds``; the
+    result's seconds stay the kept scan's (``timed_warp_batch_size`` in a row says so).
+    """
+    path = os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")
+    if os.path.exists(path):
+        return ScanResult.from_json(path)
+    model = entry.load(cache).requires_grad_(False)  # as the scan runs it: only the fields get gradients
+    search, held = data["search"], data["held_out"]
+    settings = kept.settings.replace(warp_batch_size=batch)
+    began = time.perf_counter()
+    probe = probe_warps(
+        model, torch.tensor(kept.classes), search.images, search.labels, (held.images, held.labels), settings,
+        max_images=kept.scoring.max_eval, seed=kept.seed,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    record = dataclasses.replace(kept, warp=probe, settings=settings).rescore("power_auc", reference=False).to_dict()
+    models.write_json_atomic(path, {**record, "warp_probe_seconds": round(seconds, 1)})
+    return ScanResult.from_dict(record)
+
+
+def timed_warp_batch_size(entry: zoo.ZooEntry, cache: str) -> int:
+    """The warp batch the kept scan ran with (its seconds are that run's): the search's batch before it had its own."""
+    with open(os.path.join(cache, "detector-scans", entry.name + ".json")) as stream:
+        settings = json.load(stream)["settings"]
+    return int(settings.get("warp_batch_size", settings["batch_size"]))
+
+
 def timed_max_eval(entry: zoo.ZooEntry, cache: str) -> int:
     """The ``max_eval`` the kept scan ran at: a scan re-measured at a new default keeps the seconds of that run."""
     with open(os.path.join(cache, "detector-scans", entry.name + ".json")) as stream:
@@ -166,6 +203,7 @@ def run_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> Dict[st
     return {
         **_verdict(found.flagged, found.model_score(), found.seconds),
         "timed_max_eval": timed_max_eval(entry, cache),
+        "timed_warp_batch_size": timed_warp_batch_size(entry, cache),
         **trigger_findings(found, entry),
     }
 
@@ -181,6 +219,7 @@ def run_scan_with_references(
     verdict = _verdict(found.flagged, found.model_score(), suspect.seconds + time.perf_counter() - began)
     verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
     verdict["timed_max_eval"] = timed_max_eval(entry, cache)
+    verdict["timed_warp_batch_size"] = timed_warp_batch_size(entry, cache)
     return {**verdict, **trigger_findings(found, entry)}
 
 

@@ -11,6 +11,8 @@ kept fields and compares the flags, the model alone and against the zoo's other 
 models of its architecture (whose fields are learned at the same batch). The new fields
 and their table are kept in ``<cache>/warp-batch/<name>-b<batch>.json`` (resumable).
 
+(``bench_detectors.rewarped_scan``, which also brings the table's kept scans to a new default.)
+
 The rule it serves, written before it ran: the warp probe's batch drops from 24 to the
 smallest batch tried at which the scan *with references* flags exactly the same classes on
 every development model as at 24, and the warp probe itself still flags the WaNet model's
@@ -29,11 +31,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -41,37 +41,23 @@ import torch
 from benchmarks import bench_detectors as detectors  # the table's images, kept scans and AUROC
 from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
-from captum_classpattern.backdoor import ScanResult, probe_warps
+from captum_classpattern.backdoor import ScanResult, ScoringSettings
 from captum_classpattern.data import Split
 
 KEPT = 24
 """The batch the kept scans' fields were learned on (the search's ``batch_size``)."""
 
 
-def relearned(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], batch: int) -> ScanResult:
-    """The kept scan of ``entry`` with its warp fields learned again at ``batch``, kept on disk once learned."""
-    path = os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")
-    if os.path.exists(path):
-        return ScanResult.from_json(path)
-    kept = detectors.kept_scan(entry, cache, data).rescore("power_auc", reference=False)
-    model = entry.load(cache).requires_grad_(False)  # as the scan runs it: only the fields get gradients
-    search, held = data["search"], data["held_out"]
-    targets = torch.tensor(kept.classes)
-    began = time.perf_counter()
-    probe = probe_warps(
-        model, targets, search.images, search.labels, (held.images, held.labels),
-        kept.settings.replace(batch_size=batch), max_images=kept.scoring.max_eval, seed=kept.seed,
-    )  # fmt: skip
-    seconds = time.perf_counter() - began
-    found = dataclasses.replace(kept, warp=probe).rescore("power_auc", reference=False)
-    record = found.to_dict()
-    record["warp_probe_seconds"] = round(seconds, 1)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "w") as stream:
-        json.dump(record, stream)
-    os.replace(partial, path)
-    return ScanResult.from_dict(record)
+def kept_at_kept_batch(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanResult:
+    """The kept scan as it ran (warp fields learned on 24 images per class), at today's ``max_eval``, alone."""
+    kept = ScanResult.from_json(os.path.join(cache, "detector-scans", entry.name + ".json"))
+    default = ScoringSettings().max_eval
+    kept = kept if kept.scoring.max_eval == default else detectors.remeasured_scan(entry, cache, data, default)
+    if kept.settings.warp_batch_size != KEPT:
+        raise ValueError(
+            f"{entry.name}'s kept scan learned its warp fields on {kept.settings.warp_batch_size}, not {KEPT}"
+        )
+    return kept.rescore("power_auc", reference=False)
 
 
 def _probe_seconds(entry: zoo.ZooEntry, cache: str, batch: int) -> Optional[float]:
@@ -152,14 +138,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     scanned = [e for e in entries if os.path.exists(os.path.join(cache, "detector-scans", e.name + ".json"))]
     scans: Dict[int, Dict[str, ScanResult]] = {KEPT: {}}
     for entry in scanned:
-        kept = detectors.kept_scan(entry, cache, data)
-        if kept.settings.batch_size != KEPT:
-            raise ValueError(f"{entry.name}'s kept scan learned on batches of {kept.settings.batch_size}, not {KEPT}")
-        scans[KEPT][entry.name] = kept.rescore("power_auc", reference=False)
+        scans[KEPT][entry.name] = kept_at_kept_batch(entry, cache, data)
     for batch in args.batches:
         scans[batch] = {}
         for entry in scanned:
-            scans[batch][entry.name] = relearned(entry, cache, data, batch)
+            kept = scans[KEPT][entry.name]
+            scans[batch][entry.name] = detectors.rewarped_scan(entry, cache, data, kept, batch)
             print(
                 json.dumps({"model": entry.name, "batch": batch, "seconds": _probe_seconds(entry, cache, batch)}),
                 file=sys.stderr,

@@ -71,7 +71,8 @@ def config_as_written(data: Dict[str, Any]) -> ScanConfig:
     """The settings a record was scanned with, as the record has them.
 
     Records written before a setting existed ran without it: without ``warp_steps`` the
-    scan had no warp probe, without ``reference_spread`` it flagged without that floor.
+    scan had no warp probe, without ``warp_batch_size`` the probe learned on the search's
+    ``batch_size``, without ``reference_spread`` it flagged without that floor.
 
     Args:
         data: the record (``ScanResult.to_dict``'s output, of any version).
@@ -81,6 +82,7 @@ def config_as_written(data: Dict[str, Any]) -> ScanConfig:
     """
     search, scoring = dict(data.get("settings", {})), dict(data.get("scoring", {}))
     search.setdefault("warp_steps", 0)
+    search.setdefault("warp_batch_size", search.get("batch_size", ScanSettings().batch_size))
     scoring.setdefault("reference_spread", False)
     return ScanConfig(
         ScanSettings.from_dict(search),

@@ -83,9 +83,11 @@ class ScanSettings(_Settings):
             neither a stamp nor a blend reproduces (default 60; 0 switches it off). For
             each class it learns one smooth displacement field, ``warp_grid`` x
             ``warp_grid`` control points upsampled over the image, at most
-            ``warp_pixels`` pixels long, that makes ``batch_size`` other-class images per
-            step classify as the class, and measures how many images it flips at lengths
-            0.25 to 2 pixels.
+            ``warp_pixels`` pixels long, that makes ``warp_batch_size`` other-class images
+            per step classify as the class, and measures how many images it flips at
+            lengths 0.25 to 2 pixels.
+        warp_batch_size: other-class images per class per step of the warp probe
+            (default 8; scans recorded before this setting learned on ``batch_size``).
         warp_grid: control points per side of the warp probe's field (default 4).
         warp_pixels: the largest displacement, in pixels, the warp probe searches at
             (default 1.0).
@@ -107,6 +109,7 @@ class ScanSettings(_Settings):
     blend_strength: float = 0.1
     blend_batch_size: int = 8
     warp_steps: int = 60
+    warp_batch_size: int = 8
     warp_grid: int = 4
     warp_pixels: float = 1.0
 
@@ -132,6 +135,7 @@ class ScanSettings(_Settings):
         check_positive_float(self.warp_pixels, "warp_pixels")
         check_number(self.blend_strength, "blend_strength", 0.0, 1.0, low_open=True)
         check_positive_int(self.blend_batch_size, "blend_batch_size")
+        check_positive_int(self.warp_batch_size, "warp_batch_size")
 
     @property
     def schedule(self) -> SearchSchedule:

@@ -84,7 +84,7 @@ def learn_warp_fields(
 ) -> Tensor:
     """Search one displacement field per class, all classes in one model call per step.
 
-    Each step draws ``settings.batch_size`` other-class images per class (seeded), warps
+    Each step draws ``settings.warp_batch_size`` other-class images per class (seeded), warps
     them along the class's field at ``settings.warp_pixels`` and takes a signed step
     (cosine-annealed from 0.1 to 0.02) down the classes' summed mean cross-entropy.
 
@@ -93,7 +93,7 @@ def learn_warp_fields(
         targets: the K classes.
         images: the search images.
         labels: their labels.
-        settings: the probe's steps, grid, length and batch size.
+        settings: the probe's steps, batch size, grid and length (``warp_*``).
         seed: seeds the fields' start and the images drawn.
         show_progress: show a tqdm progress bar.
 
@@ -101,7 +101,7 @@ def learn_warp_fields(
         K x 2 x k x k control values.
     """
     generator = torch.Generator().manual_seed(seed)
-    count, batch, grid = targets.numel(), settings.batch_size, settings.warp_grid
+    count, batch, grid = targets.numel(), settings.warp_batch_size, settings.warp_grid
     start = (torch.rand(count, 2, grid, grid, generator=generator) * 2 - 1) * 0.1
     fields = start.to(device=images.device, dtype=images.dtype)
     pools = [torch.nonzero(labels.cpu() != target).flatten() for target in targets.tolist()]
@@ -171,7 +171,7 @@ def probe_warps(
         images: the search images; ``labels`` their labels.
         labels: the search images' labels.
         held_out: ``(images, labels)`` the fields are measured on.
-        settings: the probe's settings (:class:`ScanSettings`, ``warp_*`` and ``batch_size``).
+        settings: the probe's settings (:class:`ScanSettings`, ``warp_*``).
         max_images: at most this many held-out images per class.
         seed: seeds the search and the held-out subsets.
         show_progress: show a tqdm progress bar.

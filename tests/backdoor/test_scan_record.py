@@ -84,6 +84,15 @@ def test_only_triggers_that_work_on_held_out_images_are_reported():
     assert ScanResult.from_dict(old).trigger_elsewhere == {}
 
 
+def test_records_written_before_the_warp_probe_had_its_own_batch_read_back_with_the_search_batch():
+    result = score_scan(*_inputs())
+    assert result.settings.warp_batch_size == 8
+    older = json.loads(json.dumps(result.to_dict()))
+    del older["settings"]["warp_batch_size"]
+    assert ScanResult.from_dict(older).settings.warp_batch_size == result.settings.batch_size == 24
+    assert ScanResult.from_dict(result.to_dict()).settings == result.settings
+
+
 def test_with_references_needs_matching_scans():
     result = score_scan(*_inputs())
     with pytest.raises(ValueError, match="references is empty"):

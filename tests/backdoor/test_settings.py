@@ -55,7 +55,13 @@ KEYWORD_DEFAULTS = {
 # Fields added since, for the blend probe, the references' spread, placing and reporting a recovered trigger.
 ADDED_DEFAULTS = {
     ScanSettings: dict(
-        blend_steps=60, blend_strength=0.1, blend_batch_size=8, warp_steps=60, warp_grid=4, warp_pixels=1.0
+        blend_steps=60,
+        blend_strength=0.1,
+        blend_batch_size=8,
+        warp_steps=60,
+        warp_batch_size=8,
+        warp_grid=4,
+        warp_pixels=1.0,
     ),
     ScoringSettings: dict(blend_threshold=3.0, reference_spread=True, collapse_ratio=0.25, warp_threshold=3.0),
     TriggerRecoverySettings: dict(max_shift=4, min_success=0.8),
