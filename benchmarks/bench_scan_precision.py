@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from benchmarks import bench_detectors as detectors  # the table's images, kept scans and AUROC
+from benchmarks import _setting_rules as rules
+from benchmarks import bench_detectors as detectors  # the table's images and kept scans
 from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
 from captum_classpattern.backdoor import ScanResult
@@ -53,39 +54,11 @@ def summarise(
     scanned: List[zoo.ZooEntry], scans: Dict[int, Dict[str, ScanResult]], cache: str, counts: Sequence[int]
 ) -> Dict[str, Any]:
     """Per count: flags alone and with references, agreement with the kept scans, detection, AUROC, seconds."""
-    clean = [e for e in scanned if e.attack is None]
-    working = [
-        e
-        for e in scanned
-        if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= detectors.EFFECTIVE_ASR
-    ]
-    per_count: Dict[int, Dict[str, Any]] = {}
-    for count in [KEPT, *counts]:
-        rows = {}
-        for entry in scanned:
-            alone = scans[count][entry.name]
-            others = [scans[count][c.name] for c in clean if c.arch == entry.arch and c.name != entry.name]
-            compared = alone.with_references(others)
-            rows[entry.name] = {
-                "alone": alone.flagged,
-                "with_references": compared.flagged,
-                "score_alone": round(alone.model_score(), 3),
-                "score_with_references": round(compared.model_score(), 3),
-            }
-        per_count[count] = rows
+    per_count = {count: rules.flag_rows(scanned, scans[count]) for count in [KEPT, *counts]}
     summary: Dict[str, Any] = {"models": [e.name for e in scanned], "counts": {}}
     for count, rows in per_count.items():
-        kept = per_count[KEPT]
         summary["counts"][count] = {
-            "same_flags_with_references": sum(rows[n]["with_references"] == kept[n]["with_references"] for n in rows),
-            "same_flags_alone": sum(rows[n]["alone"] == kept[n]["alone"] for n in rows),
-            "targets_found_with_references": sum(e.target in rows[e.name]["with_references"] for e in working),
-            "working_backdoors": len(working),
-            "clean_flagged_with_references": sum(bool(rows[e.name]["with_references"]) for e in clean),
-            "auroc_with_references": detectors.auroc(
-                [rows[e.name]["score_with_references"] for e in working],
-                [rows[e.name]["score_with_references"] for e in clean],
-            ),
+            **rules.agreement(scanned, rows, per_count[KEPT], cache),
             "remeasure_seconds_mean": (
                 None if count == KEPT else round(sum(_seconds(e, cache, count) or 0 for e in scanned) / len(scanned), 1)
             ),
@@ -113,13 +86,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = models.cache_folder(args.cache)
     data = detectors.test_data(root, False)
     entries = zoo.plan_entries(args.plan, args.archs, list(zoo.ATTACKS))
-    scanned = [e for e in entries if os.path.exists(os.path.join(cache, "detector-scans", e.name + ".json"))]
+    kept_files = {e.name: os.path.join(cache, "detector-scans", e.name + ".json") for e in entries}
     scans: Dict[int, Dict[str, ScanResult]] = {KEPT: {}}
-    for entry in scanned:  # the scans as run, at 300 images (kept_scan would give them at today's default)
-        kept = ScanResult.from_json(os.path.join(cache, "detector-scans", entry.name + ".json"))
-        if kept.scoring.max_eval != KEPT:
-            raise ValueError(f"{entry.name}'s kept scan measured {kept.scoring.max_eval} images, not {KEPT}")
-        scans[KEPT][entry.name] = kept.rescore("power_auc", reference=False)
+    for entry in entries:  # the scans as run at 300 images (kept_scan would give them at today's default)
+        if os.path.exists(kept_files[entry.name]):
+            kept = ScanResult.from_json(kept_files[entry.name])
+            if kept.scoring.max_eval == KEPT:
+                scans[KEPT][entry.name] = kept.rescore("power_auc", reference=False)
+            else:  # scanned after the default changed: nothing to compare with
+                print(f"{entry.name}: kept at {kept.scoring.max_eval} images, left out", file=sys.stderr)
+    scanned = [e for e in entries if e.name in scans[KEPT]]
     for count in args.counts:
         scans[count] = {}
         for entry in scanned:

@@ -38,7 +38,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from benchmarks import bench_detectors as detectors  # the table's images, kept scans and AUROC
+from benchmarks import _setting_rules as rules
+from benchmarks import bench_detectors as detectors  # the table's images and kept scans
 from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
 from captum_classpattern.backdoor import ScanResult, ScoringSettings
@@ -69,47 +70,21 @@ def _mean_probe_seconds(scanned: List[zoo.ZooEntry], cache: str, batch: int) -> 
     return round(sum(_probe_seconds(e, cache, batch) or 0 for e in scanned) / len(scanned), 1)
 
 
+def _warp_flags(alone: ScanResult, compared: ScanResult) -> Dict[str, Any]:
+    return {"warp_alone": alone.warp_flagged, "warp_with_references": compared.warp_flagged}
+
+
 def summarise(
     scanned: List[zoo.ZooEntry], scans: Dict[int, Dict[str, ScanResult]], cache: str, batches: Sequence[int]
 ) -> Dict[str, Any]:
     """Per batch: flags alone and with references, agreement with batch 24, detection, AUROC, seconds."""
-    clean = [e for e in scanned if e.attack is None]
-    working = [
-        e
-        for e in scanned
-        if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= detectors.EFFECTIVE_ASR
-    ]
-    per_batch: Dict[int, Dict[str, Any]] = {}
-    for batch in [KEPT, *batches]:
-        rows: Dict[str, Dict[str, Any]] = {}
-        for entry in scanned:
-            alone = scans[batch][entry.name]
-            others = [scans[batch][c.name] for c in clean if c.arch == entry.arch and c.name != entry.name]
-            compared = alone.with_references(others)
-            rows[entry.name] = {
-                "alone": alone.flagged,
-                "with_references": compared.flagged,
-                "warp_alone": alone.warp_flagged,
-                "warp_with_references": compared.warp_flagged,
-                "score_with_references": round(compared.model_score(), 3),
-            }
-        per_batch[batch] = rows
+    per_batch = {batch: rules.flag_rows(scanned, scans[batch], _warp_flags) for batch in [KEPT, *batches]}
+    wanet = [e for e in scanned if e.attack == "wanet"]
     summary: Dict[str, Any] = {"models": [e.name for e in scanned], "batches": {}}
     for batch, rows in per_batch.items():
-        kept = per_batch[KEPT]
         summary["batches"][batch] = {
-            "same_flags_with_references": sum(rows[n]["with_references"] == kept[n]["with_references"] for n in rows),
-            "same_flags_alone": sum(rows[n]["alone"] == kept[n]["alone"] for n in rows),
-            "targets_found_with_references": sum(e.target in rows[e.name]["with_references"] for e in working),
-            "warp_finds_wanet": [
-                e.target in rows[e.name]["warp_with_references"] for e in working if e.attack == "wanet"
-            ],
-            "working_backdoors": len(working),
-            "clean_flagged_with_references": sum(bool(rows[e.name]["with_references"]) for e in clean),
-            "auroc_with_references": detectors.auroc(
-                [rows[e.name]["score_with_references"] for e in working],
-                [rows[e.name]["score_with_references"] for e in clean],
-            ),
+            **rules.agreement(scanned, rows, per_batch[KEPT], cache),
+            "warp_finds_wanet": [e.target in rows[e.name]["warp_with_references"] for e in wanet],
             "probe_seconds_mean": None if batch == KEPT else _mean_probe_seconds(scanned, cache, batch),
             "per_model": rows,
         }

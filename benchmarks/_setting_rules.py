@@ -1,0 +1,60 @@
+"""A scan setting's rule on a zoo: each model's flags at a new setting against those at the kept one.
+
+``bench_scan_precision`` (held-out images per class) and ``bench_warp_batch`` (the warp probe's
+batch) both score every kept scan of a zoo at each setting, alone and against the zoo's other
+clean models of its architecture (as the detector table does), and compare the flags with
+those at the setting the scans were kept at.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from benchmarks import bench_detectors as detectors  # the table's AUROC and attack success
+from benchmarks import cifar10_zoo as zoo
+from captum_classpattern.backdoor import ScanResult
+
+Extra = Callable[[ScanResult, ScanResult], Dict[str, Any]]
+
+
+def flag_rows(
+    scanned: List[zoo.ZooEntry], scans: Mapping[str, ScanResult], extra: Optional[Extra] = None
+) -> Dict[str, Dict[str, Any]]:
+    """Each model's flags and score alone and against the other clean models (plus ``extra(alone, compared)``)."""
+    clean = [e for e in scanned if e.attack is None]
+    rows: Dict[str, Dict[str, Any]] = {}
+    for entry in scanned:
+        alone = scans[entry.name]
+        others = [scans[c.name] for c in clean if c.arch == entry.arch and c.name != entry.name]
+        compared = alone.with_references(others)
+        rows[entry.name] = {
+            "alone": alone.flagged,
+            "with_references": compared.flagged,
+            "score_alone": round(alone.model_score(), 3),
+            "score_with_references": round(compared.model_score(), 3),
+            **(extra(alone, compared) if extra else {}),
+        }
+    return rows
+
+
+def agreement(
+    scanned: List[zoo.ZooEntry], rows: Mapping[str, Dict[str, Any]], kept: Mapping[str, Dict[str, Any]], cache: str
+) -> Dict[str, Any]:
+    """How ``rows`` agree with ``kept`` (the flags at the kept setting), and what they find with references."""
+    clean = [e for e in scanned if e.attack is None]
+    working = [
+        e
+        for e in scanned
+        if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= detectors.EFFECTIVE_ASR
+    ]
+    return {
+        "same_flags_with_references": sum(rows[n]["with_references"] == kept[n]["with_references"] for n in rows),
+        "same_flags_alone": sum(rows[n]["alone"] == kept[n]["alone"] for n in rows),
+        "targets_found_with_references": sum(e.target in rows[e.name]["with_references"] for e in working),
+        "working_backdoors": len(working),
+        "clean_flagged_with_references": sum(bool(rows[e.name]["with_references"]) for e in clean),
+        "auroc_with_references": detectors.auroc(
+            [rows[e.name]["score_with_references"] for e in working],
+            [rows[e.name]["score_with_references"] for e in clean],
+        ),
+    }
