@@ -381,17 +381,27 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
     models.write_atomic(path, text.encode())
 
 
-def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split]) -> bool:
-    """Fill in the recovered-trigger findings of scan rows written without them (no model runs); returns whether any."""
+def _as_run(entry: zoo.ZooEntry, cache: str) -> ScanResult:
+    """The kept scan a row was written from: at today's ``max_eval`` where it was re-measured, as kept otherwise."""
+    remeasured = os.path.join(cache, "remeasured", f"{entry.name}-m{ScoringSettings().max_eval}.json")
+    kept = os.path.join(cache, "detector-scans", entry.name + ".json")
+    return ScanResult.from_json(remeasured if os.path.exists(remeasured) else kept)
+
+
+def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str) -> bool:
+    """Fill in the recovered-trigger findings of scan rows written without them; returns whether any were.
+
+    They come from the kept scans the rows were written from; no model runs.
+    """
     added = False
     for row in rows:
         if row["detector"] not in ("scan", "scan-ref") or "reported_triggers" in row:
             continue
         entry = zoo.entry_named(row["name"])
-        found = kept_scan(entry, cache, data)
+        found = _as_run(entry, cache)
         if row["detector"] == "scan-ref":
             clean = zoo.plan_entries(zoo.plan_of(entry.name), [entry.arch], [])
-            found = found.with_references([kept_scan(c, cache, data) for c in clean if c.name != entry.name])
+            found = found.with_references([_as_run(c, cache) for c in clean if c.name != entry.name])
         row.update(trigger_findings(found, entry))
         added = True
     return added
@@ -455,7 +465,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # table whose rows compared with two or three references by turns would mix rules.
         pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
         data = test_data(root, args.quick)
-        if _add_trigger_findings(rows, cache, data):
+        if _add_trigger_findings(rows, cache):
             _save_rows(out, rows)
         done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()
