@@ -7,7 +7,8 @@ recovered stamp (its selected pixels with their learned values) over small shift
 keeps the one that raises the class's margin most on clean images of other classes: the
 place the model answers to most. :func:`trigger_success` measures the share of other-class
 images a stamp sends to the class, so a recovered trigger is reported with how well it
-works, or not at all.
+works, or not at all; :func:`trigger_elsewhere` measures whether it works at other places
+too, where its place says nothing about the attacker's.
 """
 
 from __future__ import annotations
@@ -206,11 +207,12 @@ def trigger_elsewhere(
 
     The stamp (``mask`` pixels with their ``values``) is moved, whole, so that its bounding
     box sits at each of nine places spread over the image (each corner, the middle of each
-    side, the centre); the place nearest to where it is now is left out, and at each of the
-    other eight the stamp is counted as working when it sends at least ``min_success`` of
-    up to ``limit`` other-class images to ``cls``. A model that pools its features answers
-    to a pattern wherever it is stamped: a recovered trigger that works at most places has
-    the attacker's pattern, but its place says nothing about where the attacker put it.
+    side, the centre); the place nearest to where it is now is left out (and places that
+    coincide, for a stamp nearly as large as the image), and at each of the others the
+    stamp is counted as working when it sends at least ``min_success`` of up to ``limit``
+    other-class images to ``cls``. A model that pools its features answers to a pattern
+    wherever it is stamped: a recovered trigger that works at most places has the
+    attacker's pattern, but its place says nothing about where the attacker put it.
 
     Args:
         model: the classifier (its mode is left as found).
