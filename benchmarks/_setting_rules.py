@@ -8,13 +8,52 @@ those at the setting the scans were kept at.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional
+import argparse
+import json
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from benchmarks import bench_detectors as detectors  # the table's AUROC and attack success
+import torch
+
+from benchmarks import bench_detectors as detectors  # the table's images, AUROC and attack success
+from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
 from captum_classpattern.backdoor import ScanResult
+from captum_classpattern.data import Split
 
 Extra = Callable[[ScanResult, ScanResult], Dict[str, Any]]
+
+
+def add_zoo_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--plan``, ``--archs``, ``--data``, ``--cache`` and ``--threads``, read by :func:`zoo_inputs`."""
+    parser.add_argument("--plan", choices=sorted(zoo.PLANS), default="dev")
+    parser.add_argument("--archs", nargs="+", default=["preact18"], choices=list(models.ARCHITECTURES))
+    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
+    parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+
+
+def zoo_inputs(args: argparse.Namespace, program: str) -> Optional[Tuple[str, Dict[str, Split], List[zoo.ZooEntry]]]:
+    """The zoo's cache folder, the table's images and the plan's models; ``None`` (said on stderr) without CIFAR-10."""
+    root = models.cifar10_root(args.data)
+    if root is None:
+        print(f"{program}: no CIFAR-10 folder: pass --data or set CLASSPATTERN_CIFAR10", file=sys.stderr)
+        return None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    entries = zoo.plan_entries(args.plan, args.archs, list(zoo.ATTACKS))
+    return models.cache_folder(args.cache), detectors.test_data(root, False), entries
+
+
+def recorded_seconds(path: str, key: str) -> Optional[float]:
+    """The seconds a kept file records under ``key`` (``None`` where it has none)."""
+    with open(path) as stream:
+        return json.load(stream).get(key)
+
+
+def mean_seconds(scanned: List[zoo.ZooEntry], path_of: Callable[[zoo.ZooEntry], str], key: str) -> float:
+    """The mean over the models of the seconds each one's file (``path_of(entry)``) records under ``key``."""
+    return round(sum(recorded_seconds(path_of(entry), key) or 0.0 for entry in scanned) / len(scanned), 1)
 
 
 def flag_rows(

@@ -30,24 +30,20 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
-
-import torch
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from benchmarks import _setting_rules as rules
 from benchmarks import bench_detectors as detectors  # the table's images and kept scans
-from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
 from captum_classpattern.backdoor import ScanResult
 
 KEPT = 300
+KEY = "remeasure_seconds"
 """The image count of the kept scans (the default ``max_eval`` they ran at)."""
 
 
-def _seconds(entry: zoo.ZooEntry, cache: str, count: int) -> Optional[float]:
-    path = os.path.join(cache, "remeasured", f"{entry.name}-m{count}.json")
-    with open(path) as stream:
-        return json.load(stream).get("remeasure_seconds")
+def _remeasured_file(count: int, cache: str) -> Callable[[zoo.ZooEntry], str]:
+    return lambda entry: os.path.join(cache, "remeasured", f"{entry.name}-m{count}.json")
 
 
 def summarise(
@@ -60,7 +56,7 @@ def summarise(
         summary["counts"][count] = {
             **rules.agreement(scanned, rows, per_count[KEPT], cache),
             "remeasure_seconds_mean": (
-                None if count == KEPT else round(sum(_seconds(e, cache, count) or 0 for e in scanned) / len(scanned), 1)
+                None if count == KEPT else rules.mean_seconds(scanned, _remeasured_file(count, cache), KEY)
             ),
             "per_model": rows,
         }
@@ -70,22 +66,13 @@ def summarise(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Re-measure, score and compare; print the summary as one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plan", choices=sorted(zoo.PLANS), default="dev")
-    parser.add_argument("--archs", nargs="+", default=["preact18"], choices=list(models.ARCHITECTURES))
+    rules.add_zoo_arguments(parser)
     parser.add_argument("--counts", nargs="+", type=int, default=[150], help="held-out images per class to try")
-    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
-    parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
-    root = models.cifar10_root(args.data)
-    if root is None:
-        print("bench_scan_precision: no CIFAR-10 folder: pass --data or set CLASSPATTERN_CIFAR10", file=sys.stderr)
+    inputs = rules.zoo_inputs(args, "bench_scan_precision")
+    if inputs is None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cache = models.cache_folder(args.cache)
-    data = detectors.test_data(root, False)
-    entries = zoo.plan_entries(args.plan, args.archs, list(zoo.ATTACKS))
+    cache, data, entries = inputs
     kept_files = {e.name: os.path.join(cache, "detector-scans", e.name + ".json") for e in entries}
     scans: Dict[int, Dict[str, ScanResult]] = {KEPT: {}}
     for entry in entries:  # the scans as run at 300 images (kept_scan would give them at today's default)
@@ -100,8 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         scans[count] = {}
         for entry in scanned:
             scans[count][entry.name] = detectors.remeasured_scan(entry, cache, data, count)
+            seconds = rules.recorded_seconds(_remeasured_file(count, cache)(entry), KEY)
             print(
-                json.dumps({"model": entry.name, "count": count, "seconds": _seconds(entry, cache, count)}),
+                json.dumps({"model": entry.name, "count": count, "seconds": seconds}),
                 file=sys.stderr,
                 flush=True,
             )

@@ -34,13 +34,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
-
-import torch
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from benchmarks import _setting_rules as rules
 from benchmarks import bench_detectors as detectors  # the table's images and kept scans
-from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
 from captum_classpattern.backdoor import ScanResult, ScoringSettings
 from captum_classpattern.data import Split
@@ -61,13 +58,8 @@ def kept_at_kept_batch(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) 
     return kept.rescore("power_auc", reference=False)
 
 
-def _probe_seconds(entry: zoo.ZooEntry, cache: str, batch: int) -> Optional[float]:
-    with open(os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")) as stream:
-        return json.load(stream).get("warp_probe_seconds")
-
-
-def _mean_probe_seconds(scanned: List[zoo.ZooEntry], cache: str, batch: int) -> float:
-    return round(sum(_probe_seconds(e, cache, batch) or 0 for e in scanned) / len(scanned), 1)
+def _probe_file(batch: int, cache: str) -> Callable[[zoo.ZooEntry], str]:
+    return lambda entry: os.path.join(cache, "warp-batch", f"{entry.name}-b{batch}.json")
 
 
 def _warp_flags(alone: ScanResult, compared: ScanResult) -> Dict[str, Any]:
@@ -85,7 +77,9 @@ def summarise(
         summary["batches"][batch] = {
             **rules.agreement(scanned, rows, per_batch[KEPT], cache),
             "warp_finds_wanet": [e.target in rows[e.name]["warp_with_references"] for e in wanet],
-            "probe_seconds_mean": None if batch == KEPT else _mean_probe_seconds(scanned, cache, batch),
+            "probe_seconds_mean": (
+                None if batch == KEPT else rules.mean_seconds(scanned, _probe_file(batch, cache), "warp_probe_seconds")
+            ),
             "per_model": rows,
         }
     return summary
@@ -94,22 +88,13 @@ def summarise(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Learn, measure, score and compare; print the summary as one JSON line. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plan", choices=sorted(zoo.PLANS), default="dev")
-    parser.add_argument("--archs", nargs="+", default=["preact18"], choices=list(models.ARCHITECTURES))
+    rules.add_zoo_arguments(parser)
     parser.add_argument("--batches", nargs="+", type=int, default=[8], help="images per class per step to try")
-    parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
-    parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
-    root = models.cifar10_root(args.data)
-    if root is None:
-        print("bench_warp_batch: no CIFAR-10 folder: pass --data or set CLASSPATTERN_CIFAR10", file=sys.stderr)
+    inputs = rules.zoo_inputs(args, "bench_warp_batch")
+    if inputs is None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cache = models.cache_folder(args.cache)
-    data = detectors.test_data(root, False)
-    entries = zoo.plan_entries(args.plan, args.archs, list(zoo.ATTACKS))
+    cache, data, entries = inputs
     scanned = [e for e in entries if os.path.exists(os.path.join(cache, "detector-scans", e.name + ".json"))]
     scans: Dict[int, Dict[str, ScanResult]] = {KEPT: {}}
     for entry in scanned:
@@ -119,8 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for entry in scanned:
             kept = scans[KEPT][entry.name]
             scans[batch][entry.name] = detectors.rewarped_scan(entry, cache, data, kept, batch)
+            seconds = rules.recorded_seconds(_probe_file(batch, cache)(entry), "warp_probe_seconds")
             print(
-                json.dumps({"model": entry.name, "batch": batch, "seconds": _probe_seconds(entry, cache, batch)}),
+                json.dumps({"model": entry.name, "batch": batch, "seconds": seconds}),
                 file=sys.stderr,
                 flush=True,
             )
