@@ -117,6 +117,9 @@ def plan_entries(plan: str, archs: Sequence[str], attacks: Sequence[str]) -> Lis
     return entries
 
 
+_RESULT_KEYS = ("clean_accuracy", "attack_success_rate", "robust_accuracy", "minutes")
+
+
 def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
     """The manifest row of one entry, read from the cache (nothing is trained)."""
     row: Dict[str, Any] = {**dataclasses.asdict(entry), "name": entry.name}
@@ -126,7 +129,7 @@ def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
         with open(record) as stream:
             done = json.load(stream)
         row.update(status="done", file=entry.name + ".pt")
-        for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy", "minutes"):
+        for key in _RESULT_KEYS:
             if done.get(key) is not None:
                 row[key] = round(float(done[key]), 4)
     elif os.path.exists(partial):
@@ -146,11 +149,60 @@ def manifest(plan: str, entries: List[ZooEntry], cache: str) -> Dict[str, Any]:
     return {"plan": plan, "spec": PLANS[plan], "cache": cache, "counts": counts, "models": rows}
 
 
+def with_earlier(record: Dict[str, Any], earlier: Dict[str, Any]) -> Dict[str, Any]:
+    """``record`` with what an earlier manifest of the plan says of models trained elsewhere.
+
+    A model cache does not move between machines, so a model finished on another one is
+    ``pending`` here: its earlier row is kept as ``done elsewhere`` (its weights are not in
+    this cache). A model trained again here keeps the earlier numbers under ``earlier``, so
+    a retrained model can be compared with the one the committed results came from (a
+    model is taken as retrained when its training minutes differ from the earlier row's).
+    """
+    before = {row["name"]: row for row in earlier.get("models", []) if row.get("status", "").startswith("done")}
+    rows = []
+    for row in record["models"]:
+        old = before.get(row["name"])
+        if old is not None and row["status"] == "pending":
+            row = {**old, "status": "done elsewhere"}
+            row.pop("file", None)
+        elif (
+            old is not None
+            and row["status"] == "done"
+            and (old.get("earlier") or old.get("minutes") != row.get("minutes"))
+        ):
+            previous = old.get("earlier") or {k: old[k] for k in _RESULT_KEYS if k in old}
+            row = {**row, "earlier": previous}
+        rows.append(row)
+    counts: Dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {**record, "counts": counts, "models": rows}
+
+
 def _write_manifests(record: Dict[str, Any], paths: Sequence[str]) -> None:
     for path in paths:
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        models.write_json_atomic(path, record)
+        merged = record
+        if os.path.exists(path):
+            with open(path) as stream:
+                merged = with_earlier(record, json.load(stream))
+        models.write_json_atomic(path, merged)
+
+
+def chosen_entries(entries: List[ZooEntry], names: Optional[Sequence[str]]) -> List[ZooEntry]:
+    """The entries to train: all, or those named (so two processes can share a plan without racing).
+
+    Raises:
+        ValueError: a name that is not one of ``entries``.
+    """
+    if not names:
+        return entries
+    by_name = {entry.name: entry for entry in entries}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"not in this plan's --archs/--attacks: {', '.join(unknown)} (see --dry-run for the names)")
+    return [by_name[name] for name in names]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -159,6 +211,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--plan", choices=sorted(PLANS), default="dev")
     parser.add_argument("--archs", nargs="+", default=list(models.ARCHITECTURES), choices=list(models.ARCHITECTURES))
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
+    parser.add_argument(
+        "--models", nargs="+", metavar="NAME", help="train only these models of the plan (e.g. gap-natural-s11)"
+    )
     parser.add_argument("--data", help="CIFAR-10 folder (default: $CLASSPATTERN_CIFAR10)")
     parser.add_argument("--cache", help="where models are kept (default: <package cache>/cifar10)")
     parser.add_argument("--manifest", help="also write the manifest here (e.g. a file to commit)")
@@ -171,6 +226,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = models.cache_folder(args.cache)
     cache = os.path.join(cache, "quick") if args.quick else cache
     entries = plan_entries(args.plan, args.archs, args.attacks)
+    try:
+        chosen = chosen_entries(entries, args.models)
+    except ValueError as error:
+        parser.error(str(error))
     paths = [os.path.join(cache, f"zoo-{args.plan}.json")] + ([args.manifest] if args.manifest else [])
     root = models.cifar10_root(args.data)
     if args.dry_run or root is None:
@@ -192,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Models already begun come first, so a stopped zoo finishes what it started.
     todo = sorted(entries, key=lambda e: entry_status(e, cache)["status"] != "partial")
     for entry in todo:
-        if entry_status(entry, cache)["status"] == "done":
+        if entry not in chosen or entry_status(entry, cache)["status"] == "done":
             continue
         if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
             print(f"budget of {args.budget_minutes} minutes spent; run again to go on", file=sys.stderr)

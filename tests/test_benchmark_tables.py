@@ -74,3 +74,42 @@ def test_a_zoo_model_is_found_by_its_name_in_any_plan():
             assert cifar10_zoo.entry_named(entry.name) == entry
     with pytest.raises(ValueError, match="no zoo plan"):
         cifar10_zoo.entry_named("gap-patch-t9-s99")
+
+
+def _manifest_row(name, status, **numbers):
+    return {"name": name, "status": status, **numbers}
+
+
+def test_a_manifest_keeps_models_trained_on_another_machine_and_marks_retrained_ones():
+    earlier = {
+        "models": [
+            _manifest_row("gap-natural-s10", "done", clean_accuracy=0.76, minutes=25.6),
+            _manifest_row("gap-natural-s11", "done", clean_accuracy=0.77, minutes=29.3),
+            _manifest_row("gap-natural-s12", "done", clean_accuracy=0.75, minutes=28.9),
+        ]
+    }
+    here = {
+        "models": [
+            _manifest_row("gap-natural-s10", "pending"),
+            _manifest_row("gap-natural-s11", "done", clean_accuracy=0.771, minutes=31.0),
+            _manifest_row("gap-natural-s12", "done", clean_accuracy=0.75, minutes=28.9),
+        ]
+    }
+    merged = cifar10_zoo.with_earlier(here, earlier)
+    elsewhere, retrained, same = merged["models"]
+    assert elsewhere["status"] == "done elsewhere" and elsewhere["clean_accuracy"] == 0.76
+    assert retrained["clean_accuracy"] == 0.771 and retrained["earlier"] == {"clean_accuracy": 0.77, "minutes": 29.3}
+    assert "earlier" not in same  # the same training written twice is not a retraining
+    assert merged["counts"] == {"done elsewhere": 1, "done": 2}
+    rewritten = _manifest_row("gap-natural-s11", "done", clean_accuracy=0.771, minutes=31.0)
+    again = cifar10_zoo.with_earlier({"models": [rewritten]}, {"models": [retrained]})
+    assert again["models"][0]["earlier"] == {"clean_accuracy": 0.77, "minutes": 29.3}
+
+
+def test_the_zoo_trains_only_the_models_named_and_refuses_unknown_names():
+    entries = cifar10_zoo.plan_entries("replica", ["gap"], ["patch"])
+    chosen = cifar10_zoo.chosen_entries(entries, ["gap-natural-s11", "gap-patch-t7-s10"])
+    assert [e.name for e in chosen] == ["gap-natural-s11", "gap-patch-t7-s10"]
+    assert cifar10_zoo.chosen_entries(entries, None) == entries
+    with pytest.raises(ValueError, match="gap-blend-t2-s10"):
+        cifar10_zoo.chosen_entries(entries, ["gap-blend-t2-s10"])

@@ -25,6 +25,7 @@ from .checks import (
     module_device,
 )
 from .io import save_figure_atomic, write_atomic, write_json_atomic
+from .memory_format import ChannelsLastInputs, channels_last_inputs
 from .model_state import call_model, check_logits, checked_call, evaluation_mode, num_classes_of, output_width
 from .predict import predict, share_predicted
 from .serialise import JsonFile, check_keys, float_array
@@ -41,6 +42,8 @@ from .threads import (
 from .timing import phase, recording_phases
 
 __all__ = [
+    "ChannelsLastInputs",
+    "channels_last_inputs",
     "JsonFile",
     "Replaceable",
     "NOISE_BOUND",

@@ -29,7 +29,14 @@ from scipy import stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import Replaceable, check_positive_float, check_positive_int, check_seed, evaluation_mode
+from .._utils import (
+    Replaceable,
+    channels_last_inputs,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    evaluation_mode,
+)
 from ._checks import check_model, check_number, check_settings
 
 
@@ -196,6 +203,7 @@ def max_margin_detection(
     parameters = list(model.parameters()) if hasattr(model, "parameters") else []
     device = parameters[0].device if parameters else torch.device("cpu")
     with evaluation_mode(model, "max_margin_detection"):
+        model = channels_last_inputs(model)
         with torch.no_grad():
             num_classes = int(model(torch.zeros(1, *shape, device=device)).shape[1])
         if num_classes < 3:

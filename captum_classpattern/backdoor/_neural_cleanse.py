@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._utils import check_device, check_images, check_labels, check_seed, evaluation_mode
+from .._utils import channels_last_inputs, check_device, check_images, check_labels, check_seed, evaluation_mode
 from ..attr import search_batches, stamp_loss, top_k_mask
 from ..metrics import flag_outliers, trigger_jaccard
 from ._checks import check_model, check_settings, check_trigger_mask, scanned_classes
@@ -293,6 +293,7 @@ def neural_cleanse(
     check_trigger_mask(trigger_mask, *images.shape[-2:])
 
     with evaluation_mode(model, "neural_cleanse"):
+        model = channels_last_inputs(model)
         targets = scanned_classes(model, images, classes, "neural_cleanse", [(labels, "labels")])
         class_list = targets.tolist()
         if trigger_target is not None and int(trigger_target) not in class_list:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._utils import (
     accepts_older_keywords,
+    channels_last_inputs,
     check_images,
     check_labels,
     check_seed,
@@ -159,6 +160,7 @@ def scan(
     references = as_references(reference)
 
     with evaluation_mode(model, "scan"), thread_scope():  # the loops' thread counts hold between their steps
+        model = channels_last_inputs(model)
         targets = _scanned_targets(model, images, labels, eval_labels, classes, trigger_target, settings)
         run_reference = _reference_scan(images, labels, settings, scoring, eval_images, eval_labels, targets, seed)
         kept = reference_tables(references, run_reference, settings, model, targets.tolist(), images, scoring.max_eval)

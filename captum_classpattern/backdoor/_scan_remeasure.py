@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from .._utils import check_device, check_images, check_labels, evaluation_mode, thread_scope
+from .._utils import channels_last_inputs, check_device, check_images, check_labels, evaluation_mode, thread_scope
 from ._blend_probe import BlendProbe, measure_blend_powers
 from ._checks import check_model, check_settings
 from ._scan import _check_sizes, _class_accuracy, _measure_patterns, _trigger_elsewhere, _trigger_success
@@ -87,6 +87,7 @@ def remeasure(
     trigger_maps = {cls: found.to(device) for cls, found in result.trigger_maps.items()}
     trigger_values = {cls: found.to(device) for cls, found in result.trigger_values.items()}
     with evaluation_mode(model, "remeasure"), thread_scope():
+        model = channels_last_inputs(model)
         table, auc_pixels = _measure_patterns(
             model, maps, values, targets, eval_images, eval_labels, scoring, fixed_k, result.seed, show_progress
         )
