@@ -460,7 +460,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             torch.set_num_threads(args.threads)
         entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
         ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
-        clean = [e for e in ready if e.attack is None]
+        clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
         # References are all of the plan's clean models of the architecture or none: a
         # table whose rows compared with two or three references by turns would mix rules.
         pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}

@@ -18,11 +18,20 @@ lists every planned model: its file stem, architecture, attack, target, seed, st
 (``done``, ``partial`` with the epochs finished, or ``pending``) and, once done, its clean
 accuracy, attack success rate and training minutes.
 
+A model cache stays on the machine that trained it. Writing the manifest over a copy made
+elsewhere keeps the rows of models finished there as ``done elsewhere``, and a model trained
+again keeps the earlier numbers under ``earlier`` (the zoo's training is seeded: on this
+CPU a retrained model has the same clean accuracy to the fourth digit). The clean models'
+kept scans, all a reference comparison needs, are kept in ``results/reference-scans``
+(:func:`reference_models`). ``--models`` trains only the named models, so two processes
+can build one plan side by side.
+
 Usage::
 
     python -m benchmarks.cifar10_zoo --plan dev --dry-run                 # the plan and its status
     python -m benchmarks.cifar10_zoo --plan dev --archs preact18 --attacks patch sig --budget-minutes 120
     python -m benchmarks.cifar10_zoo --plan dev --quick                    # 2,000 images, 1 epoch, scratch cache
+    python -m benchmarks.cifar10_zoo --plan replica --archs gap --models gap-natural-s11 gap-sig-half-t2-s10
 
 The last line printed is the manifest as one JSON object.
 """
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import os
 import sys
@@ -147,6 +157,38 @@ def manifest(plan: str, entries: List[ZooEntry], cache: str) -> Dict[str, Any]:
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     return {"plan": plan, "spec": PLANS[plan], "cache": cache, "counts": counts, "models": rows}
+
+
+REFERENCE_SCANS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "reference-scans")
+"""Where the clean models' kept scans are kept (gzipped, committed): a model cache does not move between machines."""
+
+
+def reference_models(entries: List[ZooEntry], cache: str, folder: Optional[str] = REFERENCE_SCANS) -> List[ZooEntry]:
+    """The plan's clean models that can serve as scan references here: trained in this cache, or scanned before.
+
+    A reference comparison needs only the clean model's kept scan (``<cache>/detector-scans``),
+    so those scans are also kept in ``folder``: each one the cache lacks is copied into it,
+    each one ``folder`` lacks is copied there, and then a clean model scanned on another
+    machine is a reference here without being trained again (``folder=None``: the cache
+    alone, as for the quick zoo, whose model names are the dev plan's).
+    """
+    scans = os.path.join(cache, "detector-scans")
+    clean = []
+    for entry in (e for e in entries if e.attack is None):
+        kept = os.path.join(scans, entry.name + ".json")
+        committed = os.path.join(folder, entry.name + ".json.gz") if folder else ""
+        os.makedirs(scans, exist_ok=True)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if folder and os.path.exists(committed) and not os.path.exists(kept):
+            with gzip.open(committed, "rb") as stream:
+                models.write_atomic(kept, stream.read())
+        elif folder and os.path.exists(kept) and not os.path.exists(committed):
+            with open(kept, "rb") as stream:
+                models.write_atomic(committed, gzip.compress(stream.read(), compresslevel=9, mtime=0))
+        if os.path.exists(kept) or entry_status(entry, cache)["status"] == "done":
+            clean.append(entry)
+    return clean
 
 
 def with_earlier(record: Dict[str, Any], earlier: Dict[str, Any]) -> Dict[str, Any]:

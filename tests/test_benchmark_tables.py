@@ -113,3 +113,17 @@ def test_the_zoo_trains_only_the_models_named_and_refuses_unknown_names():
     assert cifar10_zoo.chosen_entries(entries, None) == entries
     with pytest.raises(ValueError, match="gap-blend-t2-s10"):
         cifar10_zoo.chosen_entries(entries, ["gap-blend-t2-s10"])
+
+
+def test_clean_models_scanned_on_another_machine_serve_as_references(tmp_path):
+    entries = cifar10_zoo.plan_entries("replica", ["gap"], ["patch"])
+    first, fresh, folder = tmp_path / "first", tmp_path / "fresh", tmp_path / "committed"
+    (first / "detector-scans").mkdir(parents=True)
+    (first / "detector-scans" / "gap-natural-s10.json").write_text('{"classes": [0, 1]}')
+    assert [e.name for e in cifar10_zoo.reference_models(entries, str(first), None)] == ["gap-natural-s10"]
+    assert not folder.exists()  # without a folder (the quick zoo) nothing is copied out of the cache
+    assert [e.name for e in cifar10_zoo.reference_models(entries, str(first), str(folder))] == ["gap-natural-s10"]
+    assert sorted(p.name for p in folder.iterdir()) == ["gap-natural-s10.json.gz"]
+    # A new machine: an empty cache gets the scan back, so the model is a reference without training.
+    assert [e.name for e in cifar10_zoo.reference_models(entries, str(fresh), str(folder))] == ["gap-natural-s10"]
+    assert (fresh / "detector-scans" / "gap-natural-s10.json").read_text() == '{"classes": [0, 1]}'
