@@ -170,7 +170,8 @@ def reference_models(entries: List[ZooEntry], cache: str, folder: Optional[str] 
     so those scans are also kept in ``folder``: each one the cache lacks is copied into it,
     each one ``folder`` lacks is copied there, and then a clean model scanned on another
     machine is a reference here without being trained again (``folder=None``: the cache
-    alone, as for the quick zoo, whose model names are the dev plan's).
+    alone, as for the quick zoo, whose model names are the dev plan's). A scan kept at other
+    defaults than today's still needs its model, to be brought up to date.
     """
     scans = os.path.join(cache, "detector-scans")
     clean = []
