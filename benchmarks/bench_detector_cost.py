@@ -144,8 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if root is None:
         print("no CIFAR-10: give --data PATH or set CLASSPATTERN_CIFAR10", file=sys.stderr)
         return 2
-    cache = models.cache_folder(args.cache)
-    cache = os.path.join(cache, "quick") if args.quick else cache
+    cache = models.cache_folder(args.cache, args.quick)
     data = table.test_data(root, args.quick)
     names = args.models or ["gap-natural-s0" if args.quick else "preact18-natural-s0"]
     if args.repeats < 1:

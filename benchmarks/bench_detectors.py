@@ -449,8 +449,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables, one per architecture")
     parser.add_argument("--quick", action="store_true", help="the quick zoo (cifar10_zoo.py --quick), few images")
     args = parser.parse_args(argv)
-    cache = models.cache_folder(args.cache)
-    cache = os.path.join(cache, "quick") if args.quick else cache
+    cache = models.cache_folder(args.cache, args.quick)
     suffix = "-quick" if args.quick else ""
     out = args.out or os.path.join(RESULTS_DIR, f"detectors-{args.plan}{suffix}.jsonl")
     rows = _load_rows(out)

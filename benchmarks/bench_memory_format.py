@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -32,7 +33,7 @@ from torch import nn
 from benchmarks import bench_detectors as table  # the table's images and detector calls
 from benchmarks import cifar10_models as models  # the architectures, the cache and the data folder
 from benchmarks import cifar10_zoo as zoo  # the zoo's models by name
-from benchmarks._harness import Timer, add_quick_option, add_threads_option, emit_json, set_threads
+from benchmarks._harness import Timer, add_quick_option, add_threads_option, emit_json, seeded, set_threads
 from captum_classpattern.backdoor import scan
 
 LAYOUTS = ("contiguous", "channels_last")
@@ -50,15 +51,9 @@ class ContiguousInputs(nn.Module):
         return self.model(images.contiguous())
 
 
-def _median(values: List[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def time_layers(arch: str, rounds: int, quick: bool) -> Dict[str, Any]:
     """Forward-backward and forward seconds of one architecture in both layouts, and their ratios."""
-    torch.manual_seed(0)
-    net = getattr(models, f"build_{arch}")().eval()
+    net = seeded(0, getattr(models, f"build_{arch}")).eval()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     batch, wide = (16, 64) if quick else (64, 256)
@@ -85,7 +80,10 @@ def time_layers(arch: str, rounds: int, quick: bool) -> Dict[str, Any]:
                 seconds.setdefault(f"{kind}_{layout}", []).append(run(layout))
     row: Dict[str, Any] = {"arch": arch, "batch": batch, "forward_batch": wide}
     for kind in ("forward_backward", "forward"):
-        before, now = _median(seconds[f"{kind}_contiguous"]), _median(seconds[f"{kind}_channels_last"])
+        before, now = (
+            statistics.median(seconds[f"{kind}_contiguous"]),
+            statistics.median(seconds[f"{kind}_channels_last"]),
+        )
         row[kind] = {"contiguous": round(before, 4), "channels_last": round(now, 4), "speedup": round(before / now, 2)}
     return row
 
@@ -152,8 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if root is None:
             print("no CIFAR-10 for --models: give --data PATH or set CLASSPATTERN_CIFAR10", file=sys.stderr)
             return 2
-        cache = models.cache_folder(args.cache)
-        cache = os.path.join(cache, "quick") if args.quick else cache
+        cache = models.cache_folder(args.cache, args.quick)
         data = table.test_data(root, args.quick)
         record["detectors"] = [time_detectors(name, cache, data, args.detectors) for name in args.models]
     record["load_after"] = os.getloadavg()[0]

@@ -158,9 +158,10 @@ def cifar10_root(given: Optional[str]) -> Optional[str]:
     return given or os.environ.get("CLASSPATTERN_CIFAR10") or None
 
 
-def cache_folder(given: Optional[str]) -> str:
-    """Where the models live: ``given``, else ``<default cache>/cifar10``."""
-    return given or os.path.join(default_cache_dir(), "cifar10")
+def cache_folder(given: Optional[str], quick: bool = False) -> str:
+    """Where the models live: ``given``, else ``<default cache>/cifar10``; its ``quick`` folder for the smoke runs."""
+    folder = given or os.path.join(default_cache_dir(), "cifar10")
+    return os.path.join(folder, "quick") if quick else folder
 
 
 def run_name(arch: str, setting: str, seed: int, target: int = BACKDOOR_TARGET) -> str:
@@ -364,7 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    cache = cache_folder(args.cache) if not args.quick else os.path.join(cache_folder(args.cache), "quick")
+    cache = cache_folder(args.cache, args.quick)
     os.makedirs(cache, exist_ok=True)
     train = load_cifar10(root, train=True, limit=2000 if args.quick else None)
     test = load_cifar10(root, train=False, limit=1000 if args.quick else None)

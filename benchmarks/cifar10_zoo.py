@@ -39,6 +39,7 @@ The last line printed is the manifest as one JSON object.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import gzip
 import json
@@ -153,10 +154,11 @@ def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
 def manifest(plan: str, entries: List[ZooEntry], cache: str) -> Dict[str, Any]:
     """The zoo's manifest: the plan, its counts by status, and one row per model."""
     rows = [entry_status(e, cache) for e in entries]
-    counts: Dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {"plan": plan, "spec": PLANS[plan], "cache": cache, "counts": counts, "models": rows}
+    return {"plan": plan, "spec": PLANS[plan], "cache": cache, "counts": _status_counts(rows), "models": rows}
+
+
+def _status_counts(rows: List[Dict[str, Any]]) -> Dict[str, int]:
+    return dict(collections.Counter(row["status"] for row in rows))
 
 
 REFERENCE_SCANS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "reference-scans")
@@ -174,22 +176,27 @@ def reference_models(entries: List[ZooEntry], cache: str, folder: Optional[str] 
     defaults than today's still needs its model, to be brought up to date.
     """
     scans = os.path.join(cache, "detector-scans")
-    clean = []
-    for entry in (e for e in entries if e.attack is None):
-        kept = os.path.join(scans, entry.name + ".json")
-        committed = os.path.join(folder, entry.name + ".json.gz") if folder else ""
+    clean = [e for e in entries if e.attack is None]
+    if folder:
         os.makedirs(scans, exist_ok=True)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        if folder and os.path.exists(committed) and not os.path.exists(kept):
-            with gzip.open(committed, "rb") as stream:
-                models.write_atomic(kept, stream.read())
-        elif folder and os.path.exists(kept) and not os.path.exists(committed):
-            with open(kept, "rb") as stream:
-                models.write_atomic(committed, gzip.compress(stream.read(), compresslevel=9, mtime=0))
-        if os.path.exists(kept) or entry_status(entry, cache)["status"] == "done":
-            clean.append(entry)
-    return clean
+        os.makedirs(folder, exist_ok=True)
+        for entry in clean:
+            _share_kept_scan(os.path.join(scans, entry.name + ".json"), os.path.join(folder, entry.name + ".json.gz"))
+    return [
+        e
+        for e in clean
+        if os.path.exists(os.path.join(scans, e.name + ".json")) or entry_status(e, cache)["status"] == "done"
+    ]
+
+
+def _share_kept_scan(kept: str, committed: str) -> None:
+    """Copy a kept scan to whichever of the cache (``kept``) and the committed folder lacks it."""
+    if os.path.exists(committed) and not os.path.exists(kept):
+        with gzip.open(committed, "rb") as stream:
+            models.write_atomic(kept, stream.read())
+    elif os.path.exists(kept) and not os.path.exists(committed):
+        with open(kept, "rb") as stream:
+            models.write_atomic(committed, gzip.compress(stream.read(), compresslevel=9, mtime=0))
 
 
 def with_earlier(record: Dict[str, Any], earlier: Dict[str, Any]) -> Dict[str, Any]:
@@ -216,10 +223,7 @@ def with_earlier(record: Dict[str, Any], earlier: Dict[str, Any]) -> Dict[str, A
             previous = old.get("earlier") or {k: old[k] for k in _RESULT_KEYS if k in old}
             row = {**row, "earlier": previous}
         rows.append(row)
-    counts: Dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {**record, "counts": counts, "models": rows}
+    return {**record, "counts": _status_counts(rows), "models": rows}
 
 
 def _write_manifests(record: Dict[str, Any], paths: Sequence[str]) -> None:
@@ -266,8 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its status; train nothing")
     parser.add_argument("--quick", action="store_true", help="2,000 training images, 1 epoch, a scratch cache")
     args = parser.parse_args(argv)
-    cache = models.cache_folder(args.cache)
-    cache = os.path.join(cache, "quick") if args.quick else cache
+    cache = models.cache_folder(args.cache, args.quick)
     entries = plan_entries(args.plan, args.archs, args.attacks)
     try:
         chosen = chosen_entries(entries, args.models)
