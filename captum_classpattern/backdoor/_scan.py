@@ -186,6 +186,7 @@ def scan(
             config.replace(scoring=scoring.replace(k=fixed_k, auc_k=auc_pixels)),
             seed=seed, reference_tables=kept.patterns, blend=blend, warp=warp,
             class_accuracy=_class_accuracy(model, targets, eval_images, eval_labels),
+            reference_accuracy=kept.accuracy,
         )  # fmt: skip
         jaccard_class = _jaccard_class(scored, trigger_mask, trigger_target)
         trigger_maps, trigger_values = _recover_triggers(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
@@ -34,6 +34,9 @@ def scan_record(result: Any) -> Dict[str, Any]:
         "blend_flagged": list(result.blend_flagged),
         "collapsed": list(result.collapsed),
         "class_accuracy": list(result.class_accuracy),
+        "weakened": list(result.weakened),
+        "accuracy_index": list(result.accuracy_index),
+        "reference_accuracy": [list(row) for row in result.reference_accuracy],
         "blend_scores": list(result.blend_scores),
         "blend_anomaly_index": list(result.blend_anomaly_index),
         "blend_reference_spread": result.blend_reference_spread,
@@ -65,6 +68,22 @@ def scan_record(result: Any) -> Dict[str, Any]:
         "blend": None if result.blend is None else result.blend.to_dict(),
         "warp": None if result.warp is None else result.warp.to_dict(),
     }
+
+
+def set_every_field(record: Any, names: List[str], fields: Dict[str, Any]) -> None:
+    """Set each of a frozen ``ScanResult``'s fields from ``fields``, which must name every one and no other.
+
+    Raises:
+        TypeError: a field missing or unknown.
+    """
+    missing, unknown = [n for n in names if n not in fields], sorted(set(fields) - set(names))
+    if missing or unknown:
+        raise TypeError(
+            f"ScanResult takes every field by name (missing: {missing}, unknown: {unknown}); "
+            "build one with score_scan, or from a scan's dict with ScanResult.from_dict."
+        )
+    for name in names:
+        object.__setattr__(record, name, fields[name])
 
 
 def config_as_written(data: Dict[str, Any]) -> ScanConfig:

@@ -16,7 +16,7 @@ from ..metrics import trigger_jaccard
 from ._blend_probe import BlendProbe
 from ._checks import check_reference_scan
 from ._scan_arguments import TriggerFindings
-from ._scan_record import config_as_written, scan_record, triggers_as_written
+from ._scan_record import config_as_written, scan_record, set_every_field, triggers_as_written
 from ._scan_scores import DIRECTION, PowerTable
 from ._scan_scoring import flag_against_references, score_classes, suspicion_of_classes  # noqa: F401 (tests import it from here)
 from ._settings import SCORES, ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
@@ -82,16 +82,11 @@ class ScanResult(JsonFile):
             index above the threshold), most anomalous first; with reference tables, only
             classes that are outliers both by the suspect's own scores and by the scores
             relative to the references.
-        blend_scores: each class's blend-probe score (mean log-odds of its power over the
-            strengths up to where a typical class reaches 0.5; high is suspicious),
-            relative to the references' mean when there are references; empty without the
-            probe.
-        blend_anomaly_index: the MAD anomaly index of each blend score (with references,
-            the smaller of the suspect's own index and the relative one); empty without
-            the probe.
-        blend_reference_spread: the same for the blend scores; ``None`` without the probe.
-        blend_flagged: classes flagged by the blend probe, by the same rule as
-            ``pattern_flagged`` with the threshold ``scoring.blend_threshold``.
+        blend_scores, blend_anomaly_index, blend_reference_spread, blend_flagged: the blend
+            probe's scores (mean log-odds of the power over the strengths up to where a
+            typical class reaches 0.5; high is suspicious), indices, reference spread and
+            flags, by the patterns' rule with ``scoring.blend_threshold``; empty or ``None``
+            without the probe.
         warp: what the warp probe found (:class:`WarpProbe`: its fields, their power at each
             displacement length, and the same on each reference); ``None`` when it was off.
         warp_scores, warp_anomaly_index, warp_reference_spread, warp_flagged: the warp
@@ -102,8 +97,12 @@ class ScanResult(JsonFile):
         collapsed: classes whose accuracy is below ``scoring.collapse_ratio`` times the
             median class's: the model does not recognise them without a trigger (a
             clean-label attack on every image of the class); lowest first.
+        reference_accuracy, accuracy_index, weakened: each reference's class accuracies, each
+            class's one-sided anomaly index of its accuracy relative to theirs (empty with
+            fewer than two), and the classes recognised markedly less often than the
+            references recognise them (index above ``scoring.accuracy_threshold``).
         flagged: the classes flagged by any detector (most anomalous first), then the
-            collapsed classes.
+            collapsed and the weakened classes.
         patterns: the recovered :class:`~captum_classpattern.Pattern` of each class: its
             top-k pixels with the searched values, ``k`` the smallest evaluated size that
             reaches the power threshold (``k`` itself for ``score="power_at_k"``).
@@ -148,6 +147,9 @@ class ScanResult(JsonFile):
     powers: List[float]
     class_accuracy: List[float]
     collapsed: List[int]
+    reference_accuracy: List[List[float]]
+    accuracy_index: List[float]
+    weakened: List[int]
 
     def __init__(self, **fields: Any) -> None:
         """The record from every one of its fields, by name (:func:`score_scan` computes and gives them).
@@ -155,15 +157,7 @@ class ScanResult(JsonFile):
         Raises:
             TypeError: a field missing or unknown.
         """
-        names = [f.name for f in dataclasses.fields(self)]
-        missing, unknown = [n for n in names if n not in fields], sorted(set(fields) - set(names))
-        if missing or unknown:
-            raise TypeError(
-                f"ScanResult takes every field by name (missing: {missing}, unknown: {unknown}); "
-                "build one with score_scan, or from a scan's dict with ScanResult.from_dict."
-            )
-        for name in names:
-            object.__setattr__(self, name, fields[name])
+        set_every_field(self, [f.name for f in dataclasses.fields(self)], fields)
 
     @property
     def score(self) -> str:
@@ -180,13 +174,15 @@ class ScanResult(JsonFile):
 
         The largest of the patterns' index over ``scoring.threshold``, the blend and warp
         probes' over theirs (each 0 when the class is harder to flip than that detector's
-        median class) and the collapse bar over the class's accuracy (at most 10).
+        median class), the collapse bar over the class's accuracy (at most 10) and the
+        accuracy index over ``scoring.accuracy_threshold``.
         """
         probes = [
             (self.blend_scores, self.blend_anomaly_index, self.scoring.blend_threshold),
             (self.warp_scores, self.warp_anomaly_index, self.scoring.warp_threshold),
         ]
-        return suspicion_of_classes(self.scores, self.anomaly_index, probes, self.scoring, self.class_accuracy)
+        accuracy, accuracy_index = self.class_accuracy, self.accuracy_index
+        return suspicion_of_classes(self.scores, self.anomaly_index, probes, self.scoring, accuracy, accuracy_index)
 
     def model_score(self) -> float:
         """The model's backdoor score, the largest :meth:`class_suspicion` (rank models with it, e.g. for an AUROC)."""
@@ -307,12 +303,12 @@ class ScanResult(JsonFile):
         for name, value in named + (("blend_threshold", blend_threshold), ("reference_spread", reference_spread)):
             if value is not None:
                 changes[name] = value
-        blend, warp = self.blend, self.warp
-        if not reference:
-            blend = None if blend is None else dataclasses.replace(blend, reference_tables=[])
-            warp = None if warp is None else dataclasses.replace(warp, reference_tables=[])
-        reference_tables = list(self.reference_tables) if reference else []
-        return self._scored_again(self.scoring.replace(**changes), reference_tables, blend, warp)
+        scoring = self.scoring.replace(**changes)
+        if reference:
+            return self._scored_again(scoring, self.reference_tables, self.blend, self.warp, self.reference_accuracy)
+        blend = self.blend and dataclasses.replace(self.blend, reference_tables=[])
+        warp = self.warp and dataclasses.replace(self.warp, reference_tables=[])
+        return self._scored_again(scoring, [], blend, warp, [])
 
     def with_references(self, references: Sequence[ScanResult]) -> ScanResult:
         """This scan compared with reference scans, without searching again.
@@ -357,7 +353,8 @@ class ScanResult(JsonFile):
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
         if warp is not None:
             warp = dataclasses.replace(warp, reference_tables=[r.warp.table for r in references])  # type: ignore[union-attr]
-        return self._scored_again(self.scoring, [r.table for r in references], blend, warp)
+        accuracy = [r.class_accuracy for r in references] if all(r.class_accuracy for r in references) else []
+        return self._scored_again(self.scoring, [r.table for r in references], blend, warp, accuracy)
 
     def _scored_again(
         self,
@@ -365,29 +362,16 @@ class ScanResult(JsonFile):
         reference_tables: List[PowerTable],
         blend: Optional[BlendProbe],
         warp: Optional[WarpProbe],
+        reference_accuracy: List[List[float]],
     ) -> ScanResult:
         """This search scored with other settings or references (no new search)."""
         # The triggers were recovered for this scan's flags; they are kept as they are.
+        triggers = (self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class)
+        found = TriggerFindings(*triggers, self.trigger_success, self.trigger_elsewhere)
         return score_scan(
-            self.classes,
-            self.maps,
-            self.values,
-            self.table,
-            ScanConfig(self.settings, scoring, self.recovery),
-            seed=self.seed,
-            reference_tables=reference_tables,
-            blend=blend,
-            warp=warp,
-            triggers=self._triggers(),
-            seconds=self.seconds,
-            class_accuracy=self.class_accuracy,
-        )
-
-    def _triggers(self) -> TriggerFindings:
-        """The recovered triggers and the Jaccard with the true one, as one :class:`TriggerFindings`."""
-        return TriggerFindings(
-            self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class, self.trigger_success,
-            self.trigger_elsewhere,
+            self.classes, self.maps, self.values, self.table, ScanConfig(self.settings, scoring, self.recovery),
+            seed=self.seed, reference_tables=reference_tables, blend=blend, warp=warp, triggers=found,
+            seconds=self.seconds, class_accuracy=self.class_accuracy, reference_accuracy=reference_accuracy,
         )  # fmt: skip
 
     def to_dict(self) -> Dict[str, Any]:
@@ -427,6 +411,7 @@ class ScanResult(JsonFile):
             triggers=triggers_as_written(data, dtype),
             seconds=float(data.get("seconds", 0.0)),
             class_accuracy=[float(a) for a in data.get("class_accuracy", [])],
+            reference_accuracy=data.get("reference_accuracy", []),
         )
 
 
@@ -444,6 +429,7 @@ def score_scan(
     triggers: Optional[TriggerFindings] = None,
     seconds: float = 0.0,
     class_accuracy: Sequence[float] = (),
+    reference_accuracy: Sequence[Sequence[float]] = (),
 ) -> ScanResult:
     """Score a scan's search (:func:`score_classes`) and build its frozen :class:`ScanResult`, every field given.
 
@@ -463,6 +449,7 @@ def score_scan(
         triggers: the recovered triggers and the Jaccard with a known trigger (none by default).
         seconds: the scan's wall time.
         class_accuracy: each class's held-out accuracy (empty: not measured).
+        reference_accuracy: each reference's accuracy of each class (empty: none).
 
     Returns:
         The :class:`ScanResult`.
@@ -475,7 +462,10 @@ def score_scan(
     reference_tables = list(reference_tables)
     triggers = TriggerFindings() if triggers is None else triggers
     class_accuracy = [float(a) for a in class_accuracy]
-    scored = score_classes(classes, maps, values, table, config.scoring, reference_tables, blend, class_accuracy, warp)
+    reference_accuracy = [[float(a) for a in row] for row in reference_accuracy]
+    scored = score_classes(
+        classes, maps, values, table, config.scoring, reference_tables, blend, class_accuracy, warp, reference_accuracy
+    )
     return ScanResult(
         classes=classes,
         maps=maps,
@@ -495,5 +485,6 @@ def score_scan(
         warp=warp,
         seconds=seconds,
         class_accuracy=class_accuracy,
+        reference_accuracy=reference_accuracy,
         **{f.name: getattr(scored, f.name) for f in dataclasses.fields(scored)},
     )

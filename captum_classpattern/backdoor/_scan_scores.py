@@ -262,3 +262,20 @@ def log_odds(powers: np.ndarray, count: int) -> np.ndarray:
     """Log-odds of a share measured on ``count`` images, with half an image added to each side."""
     hits = np.asarray(powers, dtype=np.float64) * count
     return np.log((hits + 0.5) / (count - hits + 0.5))
+
+
+def reference_spread(references: np.ndarray) -> float:
+    """How much a class's score varies between clean models, as seen by a suspect compared with their mean.
+
+    The standard deviation of each class's score over the ``n`` references, pooled over the
+    classes (the root of the mean per-class variance), times ``sqrt(1 + 1/n)`` because the
+    suspect is compared with the mean of only ``n`` references.
+
+    Args:
+        references: an n x K array (n >= 2) of the references' raw scores.
+
+    Returns:
+        The spread, on the scores' scale.
+    """
+    count = references.shape[0]
+    return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)

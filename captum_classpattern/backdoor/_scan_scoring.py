@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -12,8 +11,9 @@ from torch import Tensor
 
 from ..attr import Pattern, pixel_budget, top_k_mask
 from ..metrics import flag_outliers, suspicious_side
+from ._accuracy_check import weakened_classes
 from ._blend_probe import BlendProbe
-from ._scan_scores import DIRECTION, PowerTable, reference_raw, shown_scores
+from ._scan_scores import DIRECTION, PowerTable, reference_raw, reference_spread, shown_scores
 from ._settings import ScoringSettings
 from ._warp_probe import WarpProbe
 
@@ -40,8 +40,12 @@ class ScanScores:
         warp_flagged: the classes the warp probe flags.
         collapsed: the classes the model hardly recognises on held-out images (see
             ``ScoringSettings.collapse_ratio``).
+        accuracy_index: each class's one-sided anomaly index of its accuracy relative to
+            the references' (empty with fewer than two references' accuracies).
+        weakened: the classes the model recognises markedly less often than the
+            references do (``ScoringSettings.accuracy_threshold``).
         flagged: the classes any check flags: the detectors' most anomalous first, then
-            the collapsed classes.
+            the collapsed and the weakened classes.
         patterns: each class's recovered pattern.
         powers: each recovered pattern's predictive power.
     """
@@ -62,6 +66,8 @@ class ScanScores:
     warp_reference_spread: Optional[float]
     warp_flagged: List[int]
     collapsed: List[int]
+    accuracy_index: List[float]
+    weakened: List[int]
     flagged: List[int]
     patterns: List[Pattern]
     powers: List[float]
@@ -77,6 +83,7 @@ def score_classes(
     blend: Optional[BlendProbe],
     class_accuracy: Sequence[float] = (),
     warp: Optional[WarpProbe] = None,
+    reference_accuracy: Sequence[Sequence[float]] = (),
 ) -> ScanScores:
     """Score each class from the power table, flag the outliers and cut the recovered patterns.
 
@@ -93,6 +100,8 @@ def score_classes(
         class_accuracy: each class's held-out accuracy (empty: not measured, no
             collapse check).
         warp: the warp probe, or ``None``.
+        reference_accuracy: each reference's held-out accuracy of each class (the
+            accuracy check runs with two or more).
 
     Returns:
         The :class:`ScanScores`.
@@ -123,6 +132,10 @@ def score_classes(
         strongest = np.maximum(strongest, probe_index) if probe_index.size else strongest
     either = sorted(set(flagged_rows) | set(blend_rows) | set(warp_rows), key=lambda r: -strongest[r])
     collapsed = collapsed_rows(class_accuracy, scoring.collapse_ratio)
+    accuracy_index, weakened = weakened_classes(
+        class_accuracy, reference_accuracy, scoring.accuracy_threshold, scoring.reference_spread
+    )
+    later = [r for r in collapsed + weakened if r not in either]
     return ScanScores(
         scoring=scoring,
         scores=shown_scores(score, raw),
@@ -140,7 +153,9 @@ def score_classes(
         warp_reference_spread=warp_spread,
         warp_flagged=[classes[r] for r in warp_rows],
         collapsed=[classes[r] for r in collapsed],
-        flagged=[classes[r] for r in either + [r for r in collapsed if r not in either]],
+        accuracy_index=[float(a) for a in accuracy_index],
+        weakened=[classes[r] for r in weakened],
+        flagged=[classes[r] for r in either + list(dict.fromkeys(later))],
         patterns=patterns,
         powers=powers,
     )
@@ -255,31 +270,15 @@ def flag_against_references(
     return relative_raw, index, spread, sorted(set(rows) & set(relative_rows), key=lambda row: -index[row])
 
 
-def reference_spread(references: np.ndarray) -> float:
-    """How much a class's score varies between clean models, as seen by a suspect compared with their mean.
-
-    The standard deviation of each class's score over the ``n`` references, pooled over the
-    classes (the root of the mean per-class variance), times ``sqrt(1 + 1/n)`` because the
-    suspect is compared with the mean of only ``n`` references.
-
-    Args:
-        references: an n x K array (n >= 2) of the references' raw scores.
-
-    Returns:
-        The spread, on the scores' scale.
-    """
-    count = references.shape[0]
-    return math.sqrt(float(references.var(axis=0, ddof=1).mean())) * math.sqrt(1.0 + 1.0 / count)
-
-
 def suspicion_of_classes(
     scores: Sequence[float],
     anomaly_index: Sequence[float],
     probes: Sequence[Tuple[Sequence[float], Sequence[float], float]],
     scoring: ScoringSettings,
     class_accuracy: Sequence[float] = (),
+    accuracy_index: Sequence[float] = (),
 ) -> np.ndarray:
-    """Each class's anomaly index over its threshold, patterns or a dense probe, 0 on the harmless side.
+    """Each class's anomaly index over its threshold, patterns, a dense probe or accuracy, 0 on the harmless side.
 
     Args:
         scores: the patterns' score of each class.
@@ -288,10 +287,13 @@ def suspicion_of_classes(
             (blend, warp; high scores are suspicious).
         scoring: the patterns' threshold, the score's direction and the collapse ratio.
         class_accuracy: each class's held-out accuracy (empty: no collapse check).
+        accuracy_index: the one-sided anomaly index of each class's accuracy relative to
+            the references' (empty: no accuracy check).
 
     Returns:
-        One value per class: the largest of the detectors' one-sided index over threshold
-        and the collapse bar over the accuracy (:func:`collapse_suspicion`).
+        One value per class: the largest of the detectors' one-sided index over threshold,
+        the collapse bar over the accuracy (:func:`collapse_suspicion`) and the accuracy
+        index over ``scoring.accuracy_threshold``.
     """
     pattern_side = suspicious_side(scores, DIRECTION[scoring.score])
     suspicion = np.where(pattern_side, np.asarray(anomaly_index), 0.0) / scoring.threshold
@@ -301,4 +303,6 @@ def suspicion_of_classes(
             suspicion = np.maximum(suspicion, np.where(side, np.asarray(probe_index), 0.0) / threshold)
     if len(class_accuracy):
         suspicion = np.maximum(suspicion, collapse_suspicion(class_accuracy, scoring.collapse_ratio))
+    if len(accuracy_index):
+        suspicion = np.maximum(suspicion, np.asarray(accuracy_index) / scoring.accuracy_threshold)
     return suspicion

@@ -208,6 +208,11 @@ class ScoringSettings(_Settings):
             accuracy (default 0.25; 0 turns the check off). A clean-label attack that
             poisons every training image of its target class leaves the model unable to
             recognise the class without the trigger.
+        accuracy_threshold: with two or more references, a class is flagged as *weakened*
+            when its held-out accuracy minus the references' accuracy of the same class is
+            a low outlier among the classes, with an anomaly index above this (default
+            3.0): a clean-label attack on part of its target class leaves the class
+            recognised, but less often than clean models of the same design do.
 
     Example:
         >>> scan(model, images, labels, scoring=ScoringSettings(score="min_k", max_eval=150))
@@ -225,6 +230,7 @@ class ScoringSettings(_Settings):
     reference_spread: bool = True
     collapse_ratio: float = 0.25
     warp_threshold: float = 3.0
+    accuracy_threshold: float = 3.0
 
     def __post_init__(self) -> None:
         check_choice(self.score, SCORES, "score")
@@ -238,6 +244,7 @@ class ScoringSettings(_Settings):
         check_positive_float(self.threshold, "threshold")
         check_positive_float(self.blend_threshold, "blend_threshold")
         check_positive_float(self.warp_threshold, "warp_threshold")
+        check_positive_float(self.accuracy_threshold, "accuracy_threshold")
         _check_bool(self.reference_spread, "reference_spread")
         _check_bool(self.full_table, "full_table")
 

@@ -43,7 +43,9 @@ SCAN_COLUMNS = {
     "blend anomaly index": "the blend probe's anomaly index, which finds blended triggers",
     "warp anomaly index": "the warp probe's anomaly index, which finds warping triggers",
     "accuracy": "the share of the class's held-out images the model classifies as it",
-    "flagged": "whether an anomaly index exceeds its threshold on the suspicious side, or the class collapsed",
+    "accuracy index": "how far below the references' accuracy of the class it lies, relative to the other classes",
+    "flagged": "whether an anomaly index exceeds its threshold on the suspicious side, or the class collapsed or "
+    "weakened",
 }
 """What each column of the scan table means."""
 
@@ -176,6 +178,7 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
             **({"blend anomaly index": result.blend_anomaly_index[row]} if result.blend_anomaly_index else {}),
             **({"warp anomaly index": result.warp_anomaly_index[row]} if result.warp_anomaly_index else {}),
             **({"accuracy": result.class_accuracy[row]} if result.class_accuracy else {}),
+            **({"accuracy index": result.accuracy_index[row]} if result.accuracy_index else {}),
             "flagged": cls in result.flagged,
         }
         for row, cls in enumerate(result.classes)
@@ -189,6 +192,9 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
     if result.collapsed:
         collapsed = ", ".join(names[row_of[cls]] for cls in result.collapsed)
         verdict += f"; collapsed, the model hardly recognises its held-out images: {collapsed}"
+    if result.weakened:
+        weakened = ", ".join(names[row_of[cls]] for cls in result.weakened)
+        verdict += f"; weakened, recognised far less often than by the references: {weakened}"
     if result.reference_tables:
         count = len(result.reference_tables)
         verdict += f"; relative to {count} reference model{'s' if count > 1 else ''}"

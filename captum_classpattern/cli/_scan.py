@@ -405,6 +405,14 @@ def _print_findings(
                 f"held-out images as it (median class {median:.2f}); a clean-label attack that poisoned every "
                 "training image of the class leaves this mark"
             )
+    for cls in result.weakened:
+        row = result.classes.index(cls)
+        references = np.mean(result.reference_accuracy, axis=0)[row]
+        print(
+            f"weakened class {class_names[row]}: the model classifies {result.class_accuracy[row]:.2f} of its held-out "
+            f"images as it, the references {references:.2f} (accuracy index {result.accuracy_index[row]:.1f}); a "
+            "clean-label attack that poisoned part of the class's training images leaves this mark"
+        )
     if result.trigger_jaccard is not None:
         print(f"true target {info['true_target']}: trigger Jaccard {result.trigger_jaccard:.2f}")
 

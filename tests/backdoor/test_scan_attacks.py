@@ -79,7 +79,11 @@ def test_planted_patch_is_flagged_at_its_target(digits16, references):
     model, success = _planted(digits16, PatchTrigger(), PATCH_TARGET)
     assert success >= 0.9
     result = _scan(model, digits16, reference=references)
-    assert result.flagged == [PATCH_TARGET]
+    assert result.flagged[0] == PATCH_TARGET
+    # The poisoning (a tenth of the images, every class, relabelled) also left class 1
+    # recognised far less often than by the references (0.73 against 0.97 and 0.95): the
+    # accuracy check names it too, after the target.
+    assert result.flagged == [PATCH_TARGET] + result.weakened and result.weakened in ([], [1])
     # The pattern search finds the patch's size: a few pixels flip the other classes.
     assert result.patterns[PATCH_TARGET].k <= 9 and result.powers[PATCH_TARGET] >= 0.8
 
