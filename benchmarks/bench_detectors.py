@@ -32,6 +32,7 @@ Usage::
 
     python -m benchmarks.bench_detectors --plan dev --archs preact18 --detectors mmbd nc
     python -m benchmarks.bench_detectors --plan dev --summary-only --markdown
+    python -m benchmarks.bench_detectors --plan replica --archs gap --rescore   # new scoring rules, no new search
     # a second process on another architecture writes its own file; summarise them together
     python -m benchmarks.bench_detectors --plan replica --archs gap --out benchmarks/results/detectors-replica-gap.jsonl
     python -m benchmarks.bench_detectors --plan replica --summary-only --also benchmarks/results/detectors-*-gap.jsonl
@@ -48,11 +49,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
-from sklearn.metrics import roc_auc_score
 
 from benchmarks import bench_cifar10 as patterns_bench  # its clean search / held-out split of the test set
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
 from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
+from benchmarks._detector_tables import EFFECTIVE_ASR, auroc, markdown_tables, summarise, summarise_by_arch  # noqa: F401
 from captum_classpattern.backdoor import (
     PatchTrigger,
     ScanResult,
@@ -67,8 +68,6 @@ from captum_classpattern.backdoor import (
 from captum_classpattern.data import Split, load_cifar10
 
 DETECTORS = ("scan", "scan-ref", "nc", "mmbd")
-EFFECTIVE_ASR = 0.5
-"""Attack success rate from which a backdoored model counts in ``detected_share_effective`` (as in bench_backdoor)."""
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -85,7 +84,7 @@ def kept_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split]) -> ScanRe
     kept at another ``max_eval`` or warp batch than today's defaults is brought to them
     (:func:`remeasured_scan`, :func:`rewarped_scan`; its seconds stay those of the run).
     """
-    path = os.path.join(cache, "detector-scans", entry.name + ".json")
+    path = _kept_path(entry, cache)
     search, held = data["search"], data["held_out"]
     if not os.path.exists(path):
         model = entry.load(cache)
@@ -130,7 +129,7 @@ def remeasured_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], cou
     path = os.path.join(cache, "remeasured", f"{entry.name}-m{count}.json")
     if os.path.exists(path):
         return ScanResult.from_json(path)
-    kept = ScanResult.from_json(os.path.join(cache, "detector-scans", entry.name + ".json"))
+    kept = ScanResult.from_json(_kept_path(entry, cache))
     began = time.perf_counter()
     found = remeasure(kept, entry.load(cache), data["held_out"], ScoringSettings(max_eval=count))
     record = {**found.to_dict(), "remeasure_seconds": round(time.perf_counter() - began, 2)}
@@ -166,14 +165,14 @@ def rewarped_scan(entry: zoo.ZooEntry, cache: str, data: Dict[str, Split], kept:
 
 def timed_warp_batch_size(entry: zoo.ZooEntry, cache: str) -> int:
     """The warp batch the kept scan ran with (its seconds are that run's): the search's batch before it had its own."""
-    with open(os.path.join(cache, "detector-scans", entry.name + ".json")) as stream:
+    with open(_kept_path(entry, cache)) as stream:
         settings = json.load(stream)["settings"]
     return int(settings.get("warp_batch_size", settings["batch_size"]))
 
 
 def timed_max_eval(entry: zoo.ZooEntry, cache: str) -> int:
     """The ``max_eval`` the kept scan ran at: a scan re-measured at a new default keeps the seconds of that run."""
-    with open(os.path.join(cache, "detector-scans", entry.name + ".json")) as stream:
+    with open(_kept_path(entry, cache)) as stream:
         return int(json.load(stream)["scoring"]["max_eval"])
 
 
@@ -218,6 +217,7 @@ def run_scan_with_references(
     found = suspect.with_references(kept)
     verdict = _verdict(found.flagged, found.model_score(), suspect.seconds + time.perf_counter() - began)
     verdict["reference_seconds"] = round(sum(r.seconds for r in kept), 2)
+    verdict["weakened"] = found.weakened  # absent from rows scored before the accuracy check
     verdict["timed_max_eval"] = timed_max_eval(entry, cache)
     verdict["timed_warp_batch_size"] = timed_warp_batch_size(entry, cache)
     return {**verdict, **trigger_findings(found, entry)}
@@ -252,120 +252,25 @@ def detect(
     return run_neural_cleanse(model, data)
 
 
-def auroc(positives: Sequence[float], negatives: Sequence[float]) -> Optional[float]:
-    """The probability that a random positive scores above a random negative (ties count half)."""
-    if not positives or not negatives:
-        return None
-    truth = [1] * len(positives) + [0] * len(negatives)
-    return float(roc_auc_score(truth, list(positives) + list(negatives)))
+def rescore_rows(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split], clean: List[zoo.ZooEntry]) -> int:
+    """Score the ``scan-ref`` rows again at today's rules from the kept scans (no search); returns how many.
+
+    A row whose model's or references' kept scans are not in ``cache`` (a model trained on
+    another machine) stays as written.
+    """
+    count = 0
+    for position, row in enumerate(rows):
+        entry = zoo.entry_named(row["name"])
+        scanned = [entry, *(c for c in clean if c.arch == entry.arch and c.name != entry.name)]
+        if row["detector"] != "scan-ref" or not all(os.path.exists(_kept_path(e, cache)) for e in scanned):
+            continue
+        rows[position] = {**row, **detect("scan-ref", entry, cache, data, clean)}
+        count += 1
+    return count
 
 
-def _took(row: Dict[str, Any]) -> bool:
-    """Whether a backdoored model's poisoning took (its attack success reaches ``EFFECTIVE_ASR``)."""
-    return (row.get("attack_success") or 0.0) >= EFFECTIVE_ASR
-
-
-def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Per detector: detection share per attack, clean false-alarm share, AUROC, seconds."""
-    table: Dict[str, Any] = {}
-    for detector in sorted({r["detector"] for r in rows}):
-        mine = [r for r in rows if r["detector"] == detector]
-        clean = [r for r in mine if r["attack"] is None]
-        cells: Dict[str, Any] = {
-            "clean": {
-                "models": len(clean),
-                "flagged_share": sum(bool(r["flagged"]) for r in clean) / len(clean) if clean else None,
-            }
-        }
-        for attack in sorted({r["attack"] for r in mine if r["attack"] is not None}):
-            hit = [r for r in mine if r["attack"] == attack]
-            # A poisoning that did not take leaves no backdoor to find: counted apart (an
-            # unknown success too).
-            working = [r for r in hit if _took(r)]
-            cells[attack] = {
-                "models": len(hit),
-                "detected_share": sum(r["target"] in r["flagged"] for r in hit) / len(hit),
-                "working_models": len(working),
-                "detected_share_effective": (
-                    sum(r["target"] in r["flagged"] for r in working) / len(working) if working else None
-                ),
-                "auroc": auroc([r["score"] for r in hit], [r["score"] for r in clean]),
-            }
-        working = [r for r in mine if r["attack"] is not None and _took(r)]
-        shares = [c.get("detected_share_effective") for c in cells.values()]
-        shares = [share for share in shares if share is not None]
-        # Every attack weighs the same in the mean, however many of its models are finished.
-        cells["mean_detection"] = sum(shares) / len(shares) if shares else None
-        cells["auroc_all"] = auroc([r["score"] for r in working], [r["score"] for r in clean])
-        cells["seconds_per_model"] = sum(r["seconds"] for r in mine) / len(mine)
-        patches = [r for r in mine if r["attack"] == "patch" and _took(r) and "trigger_jaccard" in r]
-        if patches:
-            cells["patch_triggers"] = _patch_triggers(patches)
-        table[detector] = cells
-    return table
-
-
-def _patch_triggers(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Of the patch models whose target is flagged: how many have a reported trigger, and its Jaccard with the patch."""
-    found = [r for r in rows if r["target"] in r["flagged"]]
-    reported = [r for r in found if r["target"] in r["reported_triggers"]]
-    jaccards = [r["trigger_jaccard"] for r in reported if r["trigger_jaccard"] is not None]
-    return {
-        "found": len(found),
-        "reported": len(reported),
-        "jaccard_mean": sum(jaccards) / len(jaccards) if jaccards else None,
-        "jaccard_min": min(jaccards) if jaccards else None,
-    }
-
-
-def summarise_by_arch(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """:func:`summarise` for each architecture apart (the issue's bars hold per architecture)."""
-    archs = sorted({r.get("arch") for r in rows})
-    return {arch: summarise([r for r in rows if r.get("arch") == arch]) for arch in archs}
-
-
-def _cell(cell: Dict[str, Any]) -> str:
-    """One attack's cell: working backdoored models found, and the AUROC of the per-model score."""
-    working = cell["working_models"]
-    if not working:
-        return f"({cell['models']} did not take)"
-    found = round(cell["detected_share_effective"] * working)
-    score = "" if cell["auroc"] is None else f", AUROC {cell['auroc']:.2f}"
-    return f"{found}/{working}{score}"
-
-
-def markdown_tables(by_arch: Dict[str, Any]) -> str:
-    """Each architecture's table: a row per detector; a column per attack, then clean, mean, AUROC and seconds."""
-    parts = []
-    for arch, table in by_arch.items():
-        attacks = [a for a in zoo.ATTACKS if any(a in cells for cells in table.values())]
-        parts.append(f"**{arch}** (cells: working backdoors whose target is flagged, AUROC against the clean models)\n")
-        columns = ["detector", *attacks, "clean flagged", "mean detection", "AUROC, all", "s/model"]
-        parts.append("| " + " | ".join(columns) + " |")
-        parts.append("|---" * len(columns) + "|")
-        for detector, cells in table.items():
-            clean = cells["clean"]
-            flagged = "-" if not clean["models"] else round(clean["flagged_share"] * clean["models"])
-            clean_text = "-" if not clean["models"] else f"{flagged}/{clean['models']}"
-            mean = "-" if cells["mean_detection"] is None else f"{cells['mean_detection']:.2f}"
-            pooled = "-" if cells["auroc_all"] is None else f"{cells['auroc_all']:.2f}"
-            row = [detector, *(_cell(cells[a]) if a in cells else "-" for a in attacks)]
-            row += [clean_text, mean, pooled, f"{cells['seconds_per_model']:.0f}"]
-            parts.append("| " + " | ".join(row) + " |")
-        parts.append("")
-        for detector, cells in table.items():
-            if "patch_triggers" in cells:
-                parts.append(_patch_trigger_line(detector, cells["patch_triggers"]))
-        parts.append("")
-    return "\n".join(parts)
-
-
-def _patch_trigger_line(detector: str, found: Dict[str, Any]) -> str:
-    text = f"{detector}: a trigger is reported for {found['reported']} of the {found['found']} patch targets found"
-    if found["jaccard_mean"] is not None:
-        mean, least = found["jaccard_mean"], found["jaccard_min"]
-        text += f"; Jaccard with the true patch {mean:.2f} on average, {least:.2f} at least"
-    return text + ".  "
+def _kept_path(entry: zoo.ZooEntry, cache: str) -> str:
+    return os.path.join(cache, "detector-scans", entry.name + ".json")
 
 
 def _load_rows(path: str) -> List[Dict[str, Any]]:
@@ -384,7 +289,7 @@ def _save_rows(path: str, rows: List[Dict[str, Any]]) -> None:
 def _as_run(entry: zoo.ZooEntry, cache: str) -> ScanResult:
     """The kept scan a row was written from: at today's ``max_eval`` where it was re-measured, as kept otherwise."""
     remeasured = os.path.join(cache, "remeasured", f"{entry.name}-m{ScoringSettings().max_eval}.json")
-    kept = os.path.join(cache, "detector-scans", entry.name + ".json")
+    kept = _kept_path(entry, cache)
     return ScanResult.from_json(remeasured if os.path.exists(remeasured) else kept)
 
 
@@ -445,6 +350,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--budget-minutes", type=float, help="start no new pair after this many minutes")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--summary-only", action="store_true", help="summarise the results file; run nothing")
+    parser.add_argument("--rescore", action="store_true", help="score the scan-ref rows again from the kept scans")
     parser.add_argument("--also", nargs="+", default=[], help="more JSON-lines results to summarise with --out's")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables, one per architecture")
     parser.add_argument("--quick", action="store_true", help="the quick zoo (cifar10_zoo.py --quick), few images")
@@ -465,6 +371,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
         data = test_data(root, args.quick)
         if _add_trigger_findings(rows, cache):
+            _save_rows(out, rows)
+        if args.rescore:
+            print(f"{rescore_rows(rows, cache, data, clean)} scan-ref rows scored again", file=sys.stderr)
             _save_rows(out, rows)
         done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()

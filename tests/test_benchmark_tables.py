@@ -127,3 +127,28 @@ def test_clean_models_scanned_on_another_machine_serve_as_references(tmp_path):
     # A new machine: an empty cache gets the scan back, so the model is a reference without training.
     assert [e.name for e in cifar10_zoo.reference_models(entries, str(fresh), str(folder))] == ["gap-natural-s10"]
     assert (fresh / "detector-scans" / "gap-natural-s10.json").read_text() == '{"classes": [0, 1]}'
+
+
+def test_rescoring_rewrites_only_scan_ref_rows_whose_kept_scans_are_here(tmp_path, monkeypatch):
+    clean = cifar10_zoo.plan_entries("replica", ["gap"], [])
+    kept = tmp_path / "detector-scans"
+    kept.mkdir()
+    for name in ["gap-patch-t7-s10"] + [c.name for c in clean]:
+        (kept / f"{name}.json").write_text("{}")
+    asked = []
+
+    def rescored(detector, entry, cache, data, references):
+        asked.append((detector, entry.name, sorted(r.name for r in references)))
+        return {"flagged": [7, 3], "weakened": [3], "score": 2.0}
+
+    monkeypatch.setattr(bench_detectors, "detect", rescored)
+    rows = [
+        {**_row("gap-patch-t7-s10", "patch", 7, [7], 1.5, detector="scan-ref"), "seconds": 250.0},
+        _row("gap-patch-t7-s10", "patch", 7, [7], 1.5),  # the scan alone: no references to score again
+        _row("gap-blend-t2-s10", "blend", 2, [2], 3.0, detector="scan-ref"),  # trained elsewhere: no kept scan
+    ]
+    before = [dict(row) for row in rows]
+    assert bench_detectors.rescore_rows(rows, str(tmp_path), {}, clean) == 1
+    assert asked == [("scan-ref", "gap-patch-t7-s10", [c.name for c in clean])]
+    assert rows[0] == {**before[0], "flagged": [7, 3], "weakened": [3], "score": 2.0}
+    assert rows[1:] == before[1:]
