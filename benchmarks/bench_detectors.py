@@ -255,8 +255,9 @@ def detect(
 def rescore_rows(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split], clean: List[zoo.ZooEntry]) -> int:
     """Score the ``scan-ref`` rows again at today's rules from the kept scans (no search); returns how many.
 
-    A row whose model's or references' kept scans are not in ``cache`` (a model trained on
-    another machine) stays as written.
+    The flags, score and trigger findings change; the seconds stay those of the scans as
+    run. A row whose model's or references' kept scans are not in ``cache`` (a model
+    trained on another machine) stays as written.
     """
     count = 0
     for position, row in enumerate(rows):
@@ -264,7 +265,10 @@ def rescore_rows(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split],
         scanned = [entry, *(c for c in clean if c.arch == entry.arch and c.name != entry.name)]
         if row["detector"] != "scan-ref" or not all(os.path.exists(_kept_path(e, cache)) for e in scanned):
             continue
-        rows[position] = {**row, **detect("scan-ref", entry, cache, data, clean)}
+        timing = {
+            k: row[k] for k in ("seconds", "reference_seconds", "timed_max_eval", "timed_warp_batch_size") if k in row
+        }
+        rows[position] = {**row, **detect("scan-ref", entry, cache, data, clean), **timing}
         count += 1
     return count
 

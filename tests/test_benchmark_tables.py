@@ -139,7 +139,7 @@ def test_rescoring_rewrites_only_scan_ref_rows_whose_kept_scans_are_here(tmp_pat
 
     def rescored(detector, entry, cache, data, references):
         asked.append((detector, entry.name, sorted(r.name for r in references)))
-        return {"flagged": [7, 3], "weakened": [3], "score": 2.0}
+        return {"flagged": [7, 3], "weakened": [3], "score": 2.0, "seconds": 1.0}
 
     monkeypatch.setattr(bench_detectors, "detect", rescored)
     rows = [
@@ -150,5 +150,6 @@ def test_rescoring_rewrites_only_scan_ref_rows_whose_kept_scans_are_here(tmp_pat
     before = [dict(row) for row in rows]
     assert bench_detectors.rescore_rows(rows, str(tmp_path), {}, clean) == 1
     assert asked == [("scan-ref", "gap-patch-t7-s10", [c.name for c in clean])]
+    # The new flags and score; the seconds stay those of the scan as run.
     assert rows[0] == {**before[0], "flagged": [7, 3], "weakened": [3], "score": 2.0}
     assert rows[1:] == before[1:]

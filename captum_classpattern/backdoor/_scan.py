@@ -96,7 +96,10 @@ def scan(
     clean model is natural, a planted trigger works on the suspect only. With two or more
     references, that relative index divides by at least the references' own spread (how
     much a class's score varies between clean models; ``ScoringSettings.reference_spread``),
-    so that a class cannot stand out by less than clean models differ.
+    so that a class cannot stand out by less than clean models differ. Two or more
+    references also check each class's held-out accuracy against theirs: a class the
+    model recognises far less often than they do (``scoring.accuracy_threshold``), the
+    mark of a clean-label attack on part of the class, is flagged as *weakened*.
 
     Args:
         model: the classifier, returning N x num_classes logits for images in [0, 1]. Its

@@ -155,6 +155,13 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"the warp probe's anomaly-index threshold (default {ScoringSettings().warp_threshold:g})",
     )
     scan.add_argument(
+        "--accuracy-threshold",
+        type=positive_float,
+        default=ScoringSettings().accuracy_threshold,
+        help="with two or more --reference-weights, the anomaly-index threshold of a class's held-out accuracy "
+        f"below the references' (default {ScoringSettings().accuracy_threshold:g})",
+    )
+    scan.add_argument(
         "--no-reference-spread",
         dest="reference_spread",
         action="store_false",
@@ -274,6 +281,7 @@ def _scan_settings(args: argparse.Namespace) -> Tuple[ScanSettings, ScoringSetti
         threshold=args.threshold,
         blend_threshold=args.blend_threshold,
         warp_threshold=args.warp_threshold,
+        accuracy_threshold=args.accuracy_threshold,
         reference_spread=args.reference_spread,
     )
     return settings, scoring
