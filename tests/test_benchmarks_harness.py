@@ -17,7 +17,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 TOOLS = os.path.join(ROOT, "docs", "_tools")
-SHARED = ("__init__.py", "_harness.py", "_setting_rules.py")
+SHARED = ("__init__.py", "_harness.py", "_setting_rules.py", "_detector_tables.py")
 """The modules of ``benchmarks/`` that are not benchmarks."""
 BY_PATH = "cifar10_models.py"
 """The one benchmark that must also run by path (``python benchmarks/cifar10_models.py``)."""

@@ -63,7 +63,9 @@ ADDED_DEFAULTS = {
         warp_grid=4,
         warp_pixels=1.0,
     ),
-    ScoringSettings: dict(blend_threshold=3.0, reference_spread=True, collapse_ratio=0.25, warp_threshold=3.0),
+    ScoringSettings: dict(
+        blend_threshold=3.0, reference_spread=True, collapse_ratio=0.25, warp_threshold=3.0, accuracy_threshold=3.0
+    ),
     TriggerRecoverySettings: dict(max_shift=4, min_success=0.8),
 }
 
