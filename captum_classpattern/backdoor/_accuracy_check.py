@@ -40,20 +40,21 @@ def weakened_classes(
     Args:
         accuracy: the suspect's held-out accuracy of each class (empty: not measured).
         reference_accuracy: each reference's accuracies of the same classes on the same
-            held-out images.
+            held-out images (an empty one, from a scan that did not measure them: no check).
         threshold: the anomaly-index threshold.
         use_spread: floor the index's spread by the references' spread.
 
     Returns:
         ``(index, rows)``: each class's one-sided anomaly index (0 for a class the suspect
         recognises at least as well, relative to the references, as the median class;
-        empty when the check cannot run) and the weakened rows, most anomalous first.
+        empty when the check cannot run: no accuracies, fewer than two references, or one
+        without them) and the weakened rows, most anomalous first.
 
     Raises:
         ValueError: a reference's accuracies that do not cover the suspect's classes.
     """
-    references = [list(row) for row in reference_accuracy if len(row)]
-    if not len(accuracy) or len(references) < 2:
+    references = [list(row) for row in reference_accuracy]
+    if not len(accuracy) or len(references) < 2 or not all(references):
         return np.zeros(0), []
     if any(len(row) != len(accuracy) for row in references):
         raise ValueError(

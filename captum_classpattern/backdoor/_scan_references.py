@@ -22,20 +22,18 @@ Reference = Union[Callable, ScanResult]
 class ReferenceTables:
     """The references' tables: top-k powers, the blend and warp probes' (when they ran), class accuracies.
 
-    ``accuracy`` is left empty unless every reference scan measured its classes' accuracy
-    (scans recorded before it was measured did not).
+    A reference scan recorded before class accuracies were measured adds an empty list to
+    ``accuracy`` (the accuracy check then does not run).
     """
 
     patterns: List[PowerTable] = field(default_factory=list)
     blend: List[BlendTable] = field(default_factory=list)
     warp: List[BlendTable] = field(default_factory=list)
     accuracy: List[List[float]] = field(default_factory=list)
-    _without_accuracy: bool = False
 
     def add(self, result: ScanResult) -> None:
         """Keep one reference scan's tables."""
-        self._without_accuracy = self._without_accuracy or not result.class_accuracy
-        self.accuracy = [] if self._without_accuracy else self.accuracy + [list(result.class_accuracy)]
+        self.accuracy.append(list(result.class_accuracy))
         self.patterns.append(result.table)
         if result.blend is not None:
             self.blend.append(result.blend.table)

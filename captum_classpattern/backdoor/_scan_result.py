@@ -353,7 +353,7 @@ class ScanResult(JsonFile):
             blend = dataclasses.replace(blend, reference_tables=[r.blend.table for r in references])  # type: ignore[union-attr]
         if warp is not None:
             warp = dataclasses.replace(warp, reference_tables=[r.warp.table for r in references])  # type: ignore[union-attr]
-        accuracy = [r.class_accuracy for r in references] if all(r.class_accuracy for r in references) else []
+        accuracy = [list(r.class_accuracy) for r in references]
         return self._scored_again(self.scoring, [r.table for r in references], blend, warp, accuracy)
 
     def _scored_again(

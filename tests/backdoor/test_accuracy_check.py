@@ -64,6 +64,7 @@ def test_rule_flags_only_a_class_far_below_the_references():
 def test_rule_needs_two_references_and_matching_classes():
     assert weakened_classes([0.9, 0.2, 0.8], [[0.9, 0.8, 0.8]], 3.0)[0].size == 0
     assert weakened_classes([], [[0.9, 0.8, 0.8], [0.9, 0.8, 0.8]], 3.0)[0].size == 0
+    assert weakened_classes([0.9, 0.2, 0.8], [[0.9, 0.8, 0.8], [0.9, 0.8, 0.8], []], 3.0)[0].size == 0
     with pytest.raises(ValueError, match="same classes"):
         weakened_classes([0.9, 0.8, 0.8], [[0.9, 0.8, 0.8], [0.9, 0.8]], 3.0)
 
