@@ -18,6 +18,7 @@ import torch
 from benchmarks import bench_detectors as detectors  # the table's images, AUROC and attack success
 from benchmarks import cifar10_models as models
 from benchmarks import cifar10_zoo as zoo
+from benchmarks._detector_tables import EFFECTIVE_ASR, auroc
 from captum_classpattern.backdoor import ScanResult
 from captum_classpattern.data import Split
 
@@ -64,7 +65,7 @@ def flag_rows(
     rows: Dict[str, Dict[str, Any]] = {}
     for entry in scanned:
         alone = scans[entry.name]
-        others = [scans[c.name] for c in clean if c.arch == entry.arch and c.name != entry.name]
+        others = [scans[c.name] for c in detectors.references_of(entry, clean)]
         compared = alone.with_references(others)
         rows[entry.name] = {
             "alone": alone.flagged,
@@ -82,9 +83,7 @@ def agreement(
     """How ``rows`` agree with ``kept`` (the flags at the kept setting), and what they find with references."""
     clean = [e for e in scanned if e.attack is None]
     working = [
-        e
-        for e in scanned
-        if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= detectors.EFFECTIVE_ASR
+        e for e in scanned if e.attack is not None and (detectors.attack_success(e.name, cache) or 0) >= EFFECTIVE_ASR
     ]
     return {
         "same_flags_with_references": sum(rows[n]["with_references"] == kept[n]["with_references"] for n in rows),
@@ -92,7 +91,7 @@ def agreement(
         "targets_found_with_references": sum(e.target in rows[e.name]["with_references"] for e in working),
         "working_backdoors": len(working),
         "clean_flagged_with_references": sum(bool(rows[e.name]["with_references"]) for e in clean),
-        "auroc_with_references": detectors.auroc(
+        "auroc_with_references": auroc(
             [rows[e.name]["score_with_references"] for e in working],
             [rows[e.name]["score_with_references"] for e in clean],
         ),

@@ -53,7 +53,7 @@ import torch
 from benchmarks import bench_cifar10 as patterns_bench  # its clean search / held-out split of the test set
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
 from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
-from benchmarks._detector_tables import EFFECTIVE_ASR, auroc, markdown_tables, summarise, summarise_by_arch  # noqa: F401
+from benchmarks._detector_tables import markdown_tables, summarise_by_arch
 from captum_classpattern.backdoor import (
     PatchTrigger,
     ScanResult,
@@ -244,12 +244,16 @@ def detect(
     if detector == "scan":
         return run_scan(entry, cache, data)
     if detector == "scan-ref":
-        others = [c for c in clean if c.arch == entry.arch and c.name != entry.name]
-        return run_scan_with_references(entry, cache, data, others)
+        return run_scan_with_references(entry, cache, data, references_of(entry, clean))
     model = entry.load(cache)
     if detector == "mmbd":
         return run_max_margin(model, data)
     return run_neural_cleanse(model, data)
+
+
+def references_of(entry: zoo.ZooEntry, clean: List[zoo.ZooEntry]) -> List[zoo.ZooEntry]:
+    """The references of a zoo model: the clean models of its architecture, never itself."""
+    return [c for c in clean if c.arch == entry.arch and c.name != entry.name]
 
 
 def rescore_rows(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split], clean: List[zoo.ZooEntry]) -> int:
@@ -261,9 +265,10 @@ def rescore_rows(rows: List[Dict[str, Any]], cache: str, data: Dict[str, Split],
     """
     count = 0
     for position, row in enumerate(rows):
+        if row["detector"] != "scan-ref":
+            continue
         entry = zoo.entry_named(row["name"])
-        scanned = [entry, *(c for c in clean if c.arch == entry.arch and c.name != entry.name)]
-        if row["detector"] != "scan-ref" or not all(os.path.exists(_kept_path(e, cache)) for e in scanned):
+        if not all(os.path.exists(_kept_path(e, cache)) for e in [entry, *references_of(entry, clean)]):
             continue
         timing = {
             k: row[k] for k in ("seconds", "reference_seconds", "timed_max_eval", "timed_warp_batch_size") if k in row
@@ -310,7 +315,7 @@ def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str) -> bool:
         found = _as_run(entry, cache)
         if row["detector"] == "scan-ref":
             clean = zoo.plan_entries(zoo.plan_of(entry.name), [entry.arch], [])
-            found = found.with_references([_as_run(c, cache) for c in clean if c.name != entry.name])
+            found = found.with_references([_as_run(c, cache) for c in references_of(entry, clean)])
         row.update(trigger_findings(found, entry))
         added = True
     return added

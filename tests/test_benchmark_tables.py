@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import bench_detectors, cifar10_zoo
+from benchmarks import _detector_tables, bench_detectors, cifar10_zoo
 
 
 def test_a_zoo_plan_lists_clean_models_then_every_attack_per_target():
@@ -31,7 +31,7 @@ def test_the_table_counts_detections_false_alarms_and_working_backdoors():
         _row("p5", "patch", 5, [1], 0.1, success=0.97),  # flagged, but not at its target
         _row("a0", "adaptive", 0, [], 0.3, success=0.01),  # the poisoning did not take
     ]
-    table = bench_detectors.summarise(rows)["scan"]
+    table = _detector_tables.summarise(rows)["scan"]
     assert table["clean"] == {"models": 2, "flagged_share": 0.5}
     patch = table["patch"]
     assert patch["detected_share"] == 0.5 and patch["detected_share_effective"] == 0.5
@@ -50,7 +50,7 @@ def test_the_mean_weighs_every_attack_the_same_and_the_pooled_auroc_uses_working
         _row("w0", "wanet", 0, [], 0.1, success=0.99),
         _row("a0", "adaptive", 0, [], 5.0, success=0.01),  # did not take: in neither the mean nor the pooled AUROC
     ]
-    table = bench_detectors.summarise(rows)["scan"]
+    table = _detector_tables.summarise(rows)["scan"]
     assert table["mean_detection"] == pytest.approx((1.0 + 0.0) / 2)
     assert table["auroc_all"] == pytest.approx(2 / 3)
 
@@ -61,10 +61,10 @@ def test_the_table_is_split_by_architecture_and_printed_as_markdown():
         {**_row("p0", "patch", 0, [0], 2.0, success=0.99), "arch": "gap"},
         {**_row("c1", None, None, [4], 1.0), "arch": "vgg"},
     ]
-    by_arch = bench_detectors.summarise_by_arch(rows)
+    by_arch = _detector_tables.summarise_by_arch(rows)
     assert sorted(by_arch) == ["gap", "vgg"]
     assert by_arch["vgg"]["scan"]["clean"] == {"models": 1, "flagged_share": 1.0}
-    text = bench_detectors.markdown_tables(by_arch)
+    text = _detector_tables.markdown_tables(by_arch)
     assert "| scan | 1/1, AUROC 1.00 | 0/1 |" in text and "| scan | 1/1 |" in text
 
 

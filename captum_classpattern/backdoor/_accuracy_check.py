@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from ..metrics import flag_outliers
+from ..metrics import flag_outliers, suspicious_side
 from ._scan_scores import reference_spread
 
 
@@ -65,5 +65,4 @@ def weakened_classes(
     relative = np.asarray(accuracy, dtype=np.float64) - reference_shares.mean(axis=0)
     spread = reference_spread(reference_shares) if use_spread else 0.0
     index, rows = flag_outliers(relative.tolist(), "low", threshold, spread)
-    below = relative < np.median(relative)
-    return np.where(below, np.asarray(index, dtype=np.float64), 0.0), rows
+    return np.where(suspicious_side(relative, "low"), np.asarray(index, dtype=np.float64), 0.0), rows
