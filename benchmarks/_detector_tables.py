@@ -98,30 +98,52 @@ def _cell(cell: Dict[str, Any]) -> str:
     return f"{found}/{working}{score}"
 
 
+def table_rows(table: Dict[str, Any]) -> List[List[str]]:
+    """One architecture's table as text cells: a header, then a row per detector."""
+    attacks = [a for a in zoo.ATTACKS if any(a in cells for cells in table.values())]
+    rows = [["detector", *attacks, "clean flagged", "mean detection", "AUROC, all", "s/model"]]
+    for detector, cells in table.items():
+        clean = cells["clean"]
+        flagged = "-" if not clean["models"] else round(clean["flagged_share"] * clean["models"])
+        clean_text = "-" if not clean["models"] else f"{flagged}/{clean['models']}"
+        mean = "-" if cells["mean_detection"] is None else f"{cells['mean_detection']:.2f}"
+        pooled = "-" if cells["auroc_all"] is None else f"{cells['auroc_all']:.2f}"
+        row = [detector, *(_cell(cells[a]) if a in cells else "-" for a in attacks)]
+        rows.append(row + [clean_text, mean, pooled, f"{cells['seconds_per_model']:.0f}"])
+    return rows
+
+
 def markdown_tables(by_arch: Dict[str, Any]) -> str:
     """Each architecture's table: a row per detector; a column per attack, then clean, mean, AUROC and seconds."""
     parts = []
     for arch, table in by_arch.items():
-        attacks = [a for a in zoo.ATTACKS if any(a in cells for cells in table.values())]
+        rows = table_rows(table)
         parts.append(f"**{arch}** (cells: working backdoors whose target is flagged, AUROC against the clean models)\n")
-        columns = ["detector", *attacks, "clean flagged", "mean detection", "AUROC, all", "s/model"]
-        parts.append("| " + " | ".join(columns) + " |")
-        parts.append("|---" * len(columns) + "|")
-        for detector, cells in table.items():
-            clean = cells["clean"]
-            flagged = "-" if not clean["models"] else round(clean["flagged_share"] * clean["models"])
-            clean_text = "-" if not clean["models"] else f"{flagged}/{clean['models']}"
-            mean = "-" if cells["mean_detection"] is None else f"{cells['mean_detection']:.2f}"
-            pooled = "-" if cells["auroc_all"] is None else f"{cells['auroc_all']:.2f}"
-            row = [detector, *(_cell(cells[a]) if a in cells else "-" for a in attacks)]
-            row += [clean_text, mean, pooled, f"{cells['seconds_per_model']:.0f}"]
-            parts.append("| " + " | ".join(row) + " |")
+        parts.append("| " + " | ".join(rows[0]) + " |")
+        parts.append("|---" * len(rows[0]) + "|")
+        parts += ["| " + " | ".join(row) + " |" for row in rows[1:]]
         parts.append("")
-        for detector, cells in table.items():
-            if "patch_triggers" in cells:
-                parts.append(_patch_trigger_line(detector, cells["patch_triggers"]))
+        parts += _trigger_lines(table)
         parts.append("")
     return "\n".join(parts)
+
+
+def rst_tables(by_arch: Dict[str, Any]) -> str:
+    """The same tables as reStructuredText list tables, for the scan's docs page."""
+    parts = []
+    for arch, table in by_arch.items():
+        title = f"{arch}: working backdoors whose target is flagged, AUROC against the clean models"
+        parts += [f".. list-table:: {title}", "   :header-rows: 1", ""]
+        for row in table_rows(table):
+            parts += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
+        parts.append("")
+        parts += [line.rstrip() for line in _trigger_lines(table)]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _trigger_lines(table: Dict[str, Any]) -> List[str]:
+    return [_patch_trigger_line(d, cells["patch_triggers"]) for d, cells in table.items() if "patch_triggers" in cells]
 
 
 def _patch_trigger_line(detector: str, found: Dict[str, Any]) -> str:

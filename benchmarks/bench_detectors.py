@@ -53,7 +53,7 @@ import torch
 from benchmarks import bench_cifar10 as patterns_bench  # its clean search / held-out split of the test set
 from benchmarks import cifar10_models as models  # the training script: names, cache, loading
 from benchmarks import cifar10_zoo as zoo  # the plans and their manifests
-from benchmarks._detector_tables import markdown_tables, summarise_by_arch
+from benchmarks._detector_tables import markdown_tables, rst_tables, summarise_by_arch
 from captum_classpattern.backdoor import (
     PatchTrigger,
     ScanResult,
@@ -362,6 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rescore", action="store_true", help="score the scan-ref rows again from the kept scans")
     parser.add_argument("--also", nargs="+", default=[], help="more JSON-lines results to summarise with --out's")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables, one per architecture")
+    parser.add_argument("--rst", action="store_true", help="print reStructuredText list tables (the docs page's)")
     parser.add_argument("--quick", action="store_true", help="the quick zoo (cifar10_zoo.py --quick), few images")
     args = parser.parse_args(argv)
     cache = models.cache_folder(args.cache, args.quick)
@@ -403,8 +404,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summarised = rows + [row for path in args.also for row in _load_rows(path)]
     _add_attack_success(summarised, cache)
     by_arch = summarise_by_arch(summarised)
-    if args.markdown:
-        print(markdown_tables(by_arch))
+    if args.markdown or args.rst:
+        print(markdown_tables(by_arch) if args.markdown else rst_tables(by_arch))
     else:
         print(json.dumps({"results": [out, *args.also], "pairs": len(summarised), "by_arch": by_arch}))
     return 0

@@ -68,6 +68,21 @@ def test_the_table_is_split_by_architecture_and_printed_as_markdown():
     assert "| scan | 1/1, AUROC 1.00 | 0/1 |" in text and "| scan | 1/1 |" in text
 
 
+def test_the_rst_table_has_as_many_cells_per_row_as_columns():
+    rows = [
+        {**_row("c0", None, None, [], 0.2), "arch": "gap"},
+        {**_row("p0", "patch", 0, [0], 2.0, success=0.99), "arch": "gap"},
+        {**_row("s0", "sig", 0, [], 0.5, success=0.20), "arch": "gap"},
+    ]
+    text = _detector_tables.rst_tables(_detector_tables.summarise_by_arch(rows))
+    lines = text.splitlines()
+    assert lines[0].startswith(".. list-table:: gap") and lines[1] == "   :header-rows: 1"
+    starts = [i for i, line in enumerate(lines) if line.startswith("   * - ")]
+    widths = {len([line for line in lines[i + 1 : i + 8] if line.startswith("     - ")]) for i in starts}
+    assert len(starts) == 2 and widths == {6}  # detector + patch, sig, clean, mean, AUROC, seconds
+    assert "     - 1/1, AUROC 1.00" in lines and "     - (1 did not take)" in lines
+
+
 def test_a_zoo_model_is_found_by_its_name_in_any_plan():
     for plan in cifar10_zoo.PLANS:
         for entry in cifar10_zoo.plan_entries(plan, ["gap"], ["patch", "sig-half"]):
