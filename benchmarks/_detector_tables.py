@@ -128,17 +128,22 @@ def markdown_tables(by_arch: Dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+ARCH_TITLES = {"preact18": "PreAct-ResNet-18", "vgg": "VGG-style network", "gap": "Pooled CNN"}
+"""How the docs name each zoo architecture."""
+
+
 def rst_tables(by_arch: Dict[str, Any]) -> str:
     """The same tables as reStructuredText list tables, for the scan's docs page."""
     parts = []
     for arch, table in by_arch.items():
-        title = f"{arch}: working backdoors whose target is flagged, AUROC against the clean models"
+        name = ARCH_TITLES.get(arch, arch)
+        title = f"{name}: working backdoors whose target is flagged, AUROC against the clean models"
         parts += [f".. list-table:: {title}", "   :header-rows: 1", ""]
         for row in table_rows(table):
             parts += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
         parts.append("")
-        parts += [line.rstrip() for line in _trigger_lines(table)]
-        parts.append("")
+        for line in _trigger_lines(table):
+            parts += [line.rstrip(), ""]
     return "\n".join(parts)
 
 

@@ -76,7 +76,7 @@ def test_the_rst_table_has_as_many_cells_per_row_as_columns():
     ]
     text = _detector_tables.rst_tables(_detector_tables.summarise_by_arch(rows))
     lines = text.splitlines()
-    assert lines[0].startswith(".. list-table:: gap") and lines[1] == "   :header-rows: 1"
+    assert lines[0].startswith(".. list-table:: Pooled CNN:") and lines[1] == "   :header-rows: 1"
     starts = [i for i, line in enumerate(lines) if line.startswith("   * - ")]
     widths = {len([line for line in lines[i + 1 : i + 8] if line.startswith("     - ")]) for i in starts}
     assert len(starts) == 2 and widths == {6}  # detector + patch, sig, clean, mean, AUROC, seconds
