@@ -33,6 +33,8 @@ Usage::
     python -m benchmarks.bench_detectors --plan dev --archs preact18 --detectors mmbd nc
     python -m benchmarks.bench_detectors --plan dev --summary-only --markdown
     python -m benchmarks.bench_detectors --plan replica --archs gap --rescore   # new scoring rules, no new search
+    # beside a zoo process: scan its models as they are trained, for up to three hours
+    python -m benchmarks.bench_detectors --plan replica --archs vgg --watch-minutes 180
     # a second process on another architecture writes its own file; summarise them together
     python -m benchmarks.bench_detectors --plan replica --archs gap --out benchmarks/results/detectors-replica-gap.jsonl
     python -m benchmarks.bench_detectors --plan replica --summary-only --also benchmarks/results/detectors-*-gap.jsonl
@@ -346,6 +348,42 @@ def test_data(root: str, quick: bool) -> Dict[str, Split]:
     return {"search": search, "held_out": held}
 
 
+WATCH_POLL_SECONDS = 60.0
+"""How often ``--watch-minutes`` looks for newly trained zoo models."""
+
+
+def run_pending(
+    args: argparse.Namespace, rows: List[Dict[str, Any]], out: str, cache: str, data: Dict[str, Split], began: float
+) -> bool:
+    """Run every missing (model, detector) pair of the trained models, saving each row as it comes.
+
+    Returns:
+        ``False`` when ``--budget-minutes`` ran out before every pair was run.
+    """
+    entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
+    ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
+    clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
+    # References are all of the plan's clean models of the architecture or none: a
+    # table whose rows compared with two or three references by turns would mix rules.
+    pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
+    done = {(r["name"], r["detector"]) for r in rows}
+    for entry in ready:
+        for detector in args.detectors:
+            if (entry.name, detector) in done or (detector == "scan-ref" and entry.arch in pending_clean):
+                continue
+            if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
+                return False
+            verdict = detect(detector, entry, cache, data, clean)
+            success = attack_success(entry.name, cache)
+            rows.append({"name": entry.name, "detector": detector, "arch": entry.arch, "attack": entry.attack,
+                         "target": entry.target, "attack_success": success, **verdict})  # fmt: skip
+            _save_rows(out, rows)
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if pending_clean and "scan-ref" in args.detectors:
+        print(f"scan-ref waits for every clean model of {sorted(pending_clean)}", file=sys.stderr)
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the missing (model, detector) pairs within the budget; print the summary. Returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -357,6 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--cache", help="where the zoo's models are (default: <package cache>/cifar10)")
     parser.add_argument("--out", help="the JSON-lines results (default: benchmarks/results/detectors-<plan>.jsonl)")
     parser.add_argument("--budget-minutes", type=float, help="start no new pair after this many minutes")
+    parser.add_argument("--watch-minutes", type=float, help="keep running the pairs of newly trained models this long")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--summary-only", action="store_true", help="summarise the results file; run nothing")
     parser.add_argument("--rescore", action="store_true", help="score the scan-ref rows again from the kept scans")
@@ -373,34 +412,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.summary_only and root is not None:
         if args.threads:
             torch.set_num_threads(args.threads)
-        entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
-        ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
-        clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
-        # References are all of the plan's clean models of the architecture or none: a
-        # table whose rows compared with two or three references by turns would mix rules.
-        pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
         data = test_data(root, args.quick)
         if _add_trigger_findings(rows, cache):
             _save_rows(out, rows)
         if args.rescore:
+            entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
+            clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
             print(f"{rescore_rows(rows, cache, data, clean)} scan-ref rows scored again", file=sys.stderr)
             _save_rows(out, rows)
-        done = {(r["name"], r["detector"]) for r in rows}
         began = time.perf_counter()
-        for entry in ready:
-            for detector in args.detectors:
-                if (entry.name, detector) in done or (detector == "scan-ref" and entry.arch in pending_clean):
-                    continue
-                if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
-                    break
-                verdict = detect(detector, entry, cache, data, clean)
-                success = attack_success(entry.name, cache)
-                rows.append({"name": entry.name, "detector": detector, "arch": entry.arch, "attack": entry.attack,
-                             "target": entry.target, "attack_success": success, **verdict})  # fmt: skip
-                _save_rows(out, rows)
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        if pending_clean and "scan-ref" in args.detectors:
-            print(f"scan-ref waits for every clean model of {sorted(pending_clean)}", file=sys.stderr)
+        watch_until = began + 60 * (args.watch_minutes or 0.0)
+        # --watch-minutes: models that a zoo process is still training are scanned as they land.
+        while run_pending(args, rows, out, cache, data, began) and time.perf_counter() < watch_until:
+            time.sleep(min(WATCH_POLL_SECONDS, max(0.0, watch_until - time.perf_counter())))
     summarised = rows + [row for path in args.also for row in _load_rows(path)]
     _add_attack_success(summarised, cache)
     by_arch = summarise_by_arch(summarised)

@@ -1,5 +1,8 @@
 """The zoo plan's order and the detector table's arithmetic (pure functions of the benchmark scripts)."""
 
+import argparse
+import time
+
 import pytest
 
 from benchmarks import _detector_tables, bench_detectors, cifar10_zoo
@@ -168,3 +171,43 @@ def test_rescoring_rewrites_only_scan_ref_rows_whose_kept_scans_are_here(tmp_pat
     # The new flags and score; the seconds stay those of the scan as run.
     assert rows[0] == {**before[0], "flagged": [7, 3], "weakened": [3], "score": 2.0}
     assert rows[1:] == before[1:]
+
+
+def test_watching_scans_models_as_they_land_and_waits_for_every_reference(tmp_path, monkeypatch):
+    landed = {"gap-natural-s10", "gap-natural-s11"}
+    run = []
+
+    def status(entry, cache):
+        return {"status": "done" if entry.name in landed else "pending"}
+
+    def detected(detector, entry, cache, data, references):
+        run.append((entry.name, detector, len(references)))
+        return {"flagged": [], "score": 0.1, "seconds": 1.0}
+
+    def later(seconds):  # a zoo process finishes the last clean model and a backdoored one meanwhile
+        landed.update({"gap-natural-s12", "gap-patch-t7-s10"})
+
+    monkeypatch.setattr(cifar10_zoo, "entry_status", status)
+    monkeypatch.setattr(cifar10_zoo, "reference_models", lambda entries, cache, folder: [
+        e for e in entries if e.attack is None and e.name in landed])  # fmt: skip
+    monkeypatch.setattr(bench_detectors, "detect", detected)
+    monkeypatch.setattr(bench_detectors, "attack_success", lambda name, cache: None)
+    args = argparse.Namespace(plan="replica", archs=["gap"], attacks=["patch"], detectors=["scan", "scan-ref"],
+                              budget_minutes=None, quick=False)  # fmt: skip
+    rows = [_row("gap-natural-s10", None, None, [], 0.2)]  # scanned in an earlier run
+    out = str(tmp_path / "rows.jsonl")
+    assert bench_detectors.run_pending(args, rows, out, str(tmp_path), {}, 0.0)
+    assert run == [("gap-natural-s11", "scan", 2)]  # no scan-ref before all three clean models exist
+    later(0.0)
+    assert bench_detectors.run_pending(args, rows, out, str(tmp_path), {}, 0.0)
+    assert run[1:] == [
+        ("gap-natural-s10", "scan-ref", 3), ("gap-natural-s11", "scan-ref", 3),
+        ("gap-natural-s12", "scan", 3), ("gap-natural-s12", "scan-ref", 3),
+        ("gap-patch-t7-s10", "scan", 3), ("gap-patch-t7-s10", "scan-ref", 3),
+    ]  # fmt: skip
+    assert len(bench_detectors._load_rows(out)) == len(rows) == 8
+    landed.add("gap-blend-t2-s10")
+    spent = argparse.Namespace(**{**vars(args), "attacks": ["patch", "blend"], "budget_minutes": 1.0})
+    two_minutes_ago = time.perf_counter() - 120.0
+    assert not bench_detectors.run_pending(spent, rows, out, str(tmp_path), {}, two_minutes_ago)
+    assert len(run) == 7
