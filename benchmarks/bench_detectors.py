@@ -48,7 +48,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -352,6 +352,12 @@ WATCH_POLL_SECONDS = 60.0
 """How often ``--watch-minutes`` looks for newly trained zoo models."""
 
 
+def plan_and_references(args: argparse.Namespace, cache: str) -> Tuple[List[zoo.ZooEntry], List[zoo.ZooEntry]]:
+    """The chosen part of the plan, and its clean models that can serve as references here."""
+    entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
+    return entries, zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
+
+
 def run_pending(
     args: argparse.Namespace, rows: List[Dict[str, Any]], out: str, cache: str, data: Dict[str, Split], began: float
 ) -> bool:
@@ -360,9 +366,8 @@ def run_pending(
     Returns:
         ``False`` when ``--budget-minutes`` ran out before every pair was run.
     """
-    entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
+    entries, clean = plan_and_references(args, cache)
     ready = [e for e in entries if zoo.entry_status(e, cache)["status"] == "done"]
-    clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
     # References are all of the plan's clean models of the architecture or none: a
     # table whose rows compared with two or three references by turns would mix rules.
     pending_clean = {e.arch for e in entries if e.attack is None and e not in clean}
@@ -416,8 +421,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if _add_trigger_findings(rows, cache):
             _save_rows(out, rows)
         if args.rescore:
-            entries = zoo.plan_entries(args.plan, args.archs, args.attacks)
-            clean = zoo.reference_models(entries, cache, None if args.quick else zoo.REFERENCE_SCANS)
+            clean = plan_and_references(args, cache)[1]
             print(f"{rescore_rows(rows, cache, data, clean)} scan-ref rows scored again", file=sys.stderr)
             _save_rows(out, rows)
         began = time.perf_counter()

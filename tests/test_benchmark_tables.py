@@ -184,9 +184,6 @@ def test_watching_scans_models_as_they_land_and_waits_for_every_reference(tmp_pa
         run.append((entry.name, detector, len(references)))
         return {"flagged": [], "score": 0.1, "seconds": 1.0}
 
-    def later(seconds):  # a zoo process finishes the last clean model and a backdoored one meanwhile
-        landed.update({"gap-natural-s12", "gap-patch-t7-s10"})
-
     monkeypatch.setattr(cifar10_zoo, "entry_status", status)
     monkeypatch.setattr(cifar10_zoo, "reference_models", lambda entries, cache, folder: [
         e for e in entries if e.attack is None and e.name in landed])  # fmt: skip
@@ -198,7 +195,7 @@ def test_watching_scans_models_as_they_land_and_waits_for_every_reference(tmp_pa
     out = str(tmp_path / "rows.jsonl")
     assert bench_detectors.run_pending(args, rows, out, str(tmp_path), {}, 0.0)
     assert run == [("gap-natural-s11", "scan", 2)]  # no scan-ref before all three clean models exist
-    later(0.0)
+    landed.update({"gap-natural-s12", "gap-patch-t7-s10"})  # a zoo process finishes two more meanwhile
     assert bench_detectors.run_pending(args, rows, out, str(tmp_path), {}, 0.0)
     assert run[1:] == [
         ("gap-natural-s10", "scan-ref", 3), ("gap-natural-s11", "scan-ref", 3),
