@@ -74,12 +74,22 @@ def _patch_triggers(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     found = [r for r in rows if r["target"] in r["flagged"]]
     reported = [r for r in found if r["target"] in r["reported_triggers"]]
     jaccards = [r["trigger_jaccard"] for r in reported if r["trigger_jaccard"] is not None]
+    # Training flips images left to right, so the patch was taught at its mirror place too:
+    # the better of the two is the recovered trigger's agreement with what the model learned.
+    either = [max(r["trigger_jaccard"], r["trigger_jaccard_mirror"]) for r in reported if _has_both(r)]
     return {
         "found": len(found),
         "reported": len(reported),
         "jaccard_mean": sum(jaccards) / len(jaccards) if jaccards else None,
         "jaccard_min": min(jaccards) if jaccards else None,
+        "either_place_mean": sum(either) / len(either) if either else None,
+        "either_place_min": min(either) if either else None,
+        "either_place_models": len(either),
     }
+
+
+def _has_both(row: Dict[str, Any]) -> bool:
+    return row["trigger_jaccard"] is not None and row.get("trigger_jaccard_mirror") is not None
 
 
 def summarise_by_arch(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -156,4 +166,10 @@ def _patch_trigger_line(detector: str, found: Dict[str, Any]) -> str:
     if found["jaccard_mean"] is not None:
         mean, least = found["jaccard_mean"], found["jaccard_min"]
         text += f"; Jaccard with the true patch {mean:.2f} on average, {least:.2f} at least"
+    if found.get("either_place_mean") is not None:
+        mean, least, count = found["either_place_mean"], found["either_place_min"], found["either_place_models"]
+        text += (
+            f"; with the patch or its mirror image (training flips images), {mean:.2f} on average, "
+            f"{least:.2f} at least, on {count} model{'s' if count != 1 else ''} with both measured"
+        )
     return text + ".  "

@@ -183,7 +183,9 @@ def trigger_findings(found: ScanResult, entry: zoo.ZooEntry) -> Dict[str, Any]:
 
     ``trigger_jaccard`` is :meth:`~captum_classpattern.backdoor.ScanResult.jaccard` (the
     recovered map's top pixels, as many as the true patch has, in image coordinates);
-    ``None`` where no trigger was recovered for the target.
+    ``None`` where no trigger was recovered for the target. ``trigger_jaccard_mirror`` is
+    the same against the patch flipped left to right: the zoo's recipe flips half of each
+    batch, poisoned images included, so the model is taught the patch at both places.
     """
     findings: Dict[str, Any] = {"reported_triggers": found.reported_triggers}
     if entry.attack == "patch":
@@ -194,6 +196,8 @@ def trigger_findings(found: ScanResult, entry: zoo.ZooEntry) -> Dict[str, Any]:
             raise TypeError(f"the zoo's patch trigger is a {type(trigger).__name__}, not a PatchTrigger")
         true_mask = trigger.mask(side, side)
         findings["trigger_jaccard"] = round(found.jaccard(true_mask, entry.target), 3) if recovered else None
+        mirrored = true_mask.flip(-1)
+        findings["trigger_jaccard_mirror"] = round(found.jaccard(mirrored, entry.target), 3) if recovered else None
         findings["trigger_success"] = found.trigger_success.get(entry.target)
     return findings
 
@@ -307,13 +311,16 @@ def _as_run(entry: zoo.ZooEntry, cache: str) -> ScanResult:
 def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str) -> bool:
     """Fill in the recovered-trigger findings of scan rows written without them; returns whether any were.
 
-    They come from the kept scans the rows were written from; no model runs.
+    They come from the kept scans the rows were written from; no model runs. A row whose
+    kept scan is not in the cache is left as written.
     """
     added = False
     for row in rows:
-        if row["detector"] not in ("scan", "scan-ref") or "reported_triggers" in row:
+        if row["detector"] not in ("scan", "scan-ref") or _has_trigger_findings(row):
             continue
         entry = zoo.entry_named(row["name"])
+        if not os.path.exists(_kept_path(entry, cache)):
+            continue
         found = _as_run(entry, cache)
         if row["detector"] == "scan-ref":
             clean = zoo.plan_entries(zoo.plan_of(entry.name), [entry.arch], [])
@@ -321,6 +328,10 @@ def _add_trigger_findings(rows: List[Dict[str, Any]], cache: str) -> bool:
         row.update(trigger_findings(found, entry))
         added = True
     return added
+
+
+def _has_trigger_findings(row: Dict[str, Any]) -> bool:
+    return "reported_triggers" in row and (row["attack"] != "patch" or "trigger_jaccard_mirror" in row)
 
 
 def attack_success(name: str, cache: str) -> Optional[float]:

@@ -3,9 +3,14 @@
 import argparse
 import time
 
+import numpy as np
 import pytest
+import torch
 
 from benchmarks import _detector_tables, bench_detectors, cifar10_zoo
+from captum_classpattern.backdoor import PowerTable, ScanConfig, ScoringSettings
+from captum_classpattern.backdoor._scan_arguments import TriggerFindings
+from captum_classpattern.backdoor._scan_result import score_scan
 
 
 def test_a_zoo_plan_lists_clean_models_then_every_attack_per_target():
@@ -84,6 +89,37 @@ def test_the_rst_table_has_as_many_cells_per_row_as_columns():
     widths = {len([line for line in lines[i + 1 : i + 8] if line.startswith("     - ")]) for i in starts}
     assert len(starts) == 2 and widths == {6}  # detector + patch, sig, clean, mean, AUROC, seconds
     assert "     - 1/1, AUROC 1.00" in lines and "     - (1 did not take)" in lines
+
+
+def test_patch_triggers_are_scored_against_the_patch_and_its_mirror_place():
+    rows = [
+        {**_row("p2", "patch", 2, [2], 4.0, success=0.99), "reported_triggers": [2],
+         "trigger_jaccard": 0.0, "trigger_jaccard_mirror": 0.6},
+        {**_row("p7", "patch", 7, [7], 3.0, success=0.99), "reported_triggers": [7],
+         "trigger_jaccard": 0.5, "trigger_jaccard_mirror": 0.1},
+        {**_row("q7", "patch", 7, [7], 3.0, success=0.99), "reported_triggers": [7], "trigger_jaccard": 0.3},
+    ]  # fmt: skip
+    found = _detector_tables.summarise(rows)["scan"]["patch_triggers"]
+    assert found["reported"] == 3 and found["jaccard_min"] == 0.0
+    # Only the rows with both places measured count, each at its better place.
+    assert found["either_place_models"] == 2 and found["either_place_mean"] == pytest.approx(0.55)
+    assert found["either_place_min"] == 0.5
+
+
+def test_a_trigger_recovered_at_the_mirror_place_scores_there_and_not_at_the_patch():
+    entry = cifar10_zoo.entry_named("gap-patch-t2-s10")
+    true_mask = bench_detectors.models.trigger_of("patch").mask(32, 32)
+    mirrored = true_mask.flip(-1).float()
+    assert not torch.equal(mirrored, true_mask.float())  # the zoo's patch is off the middle column
+    powers = np.tile(np.linspace(0.1, 0.5, 3), (10, 1))
+    found = score_scan(
+        list(range(10)), torch.rand(10, 32, 32), torch.rand(10, 3, 32, 32), PowerTable([1, 2, 4], powers, [20] * 10),
+        ScanConfig(scoring=ScoringSettings(k=4, auc_k=4)),
+        triggers=TriggerFindings({2: mirrored}, {2: torch.rand(3, 32, 32)}, success={2: 1.0}),
+    )  # fmt: skip
+    findings = bench_detectors.trigger_findings(found, entry)
+    assert findings["trigger_jaccard"] == 0.0 and findings["trigger_jaccard_mirror"] == 1.0
+    assert findings["trigger_success"] == 1.0
 
 
 def test_a_zoo_model_is_found_by_its_name_in_any_plan():

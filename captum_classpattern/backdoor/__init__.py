@@ -50,7 +50,14 @@ from ._settings import (
 )
 from ._signal import SignalTrigger
 from ._suspicion import SuspicionResult, suspicion_scores
-from ._trigger_check import PLACE_FREE, LocatedTrigger, locate_trigger, trigger_elsewhere, trigger_success
+from ._trigger_check import (
+    PLACE_FREE,
+    LocatedTrigger,
+    locate_trigger,
+    trigger_elsewhere,
+    trigger_mirror_success,
+    trigger_success,
+)
 from ._triggers import BlendTrigger, PatchTrigger, Trigger
 from ._warp import WarpPoisoning, WarpTrigger
 from ._warp_probe import WARP_PIXELS, WarpProbe, probe_warps, warp_images
@@ -105,6 +112,7 @@ __all__ = [
     "locate_trigger",
     "LocatedTrigger",
     "trigger_elsewhere",
+    "trigger_mirror_success",
     "PLACE_FREE",
     "trigger_success",
     "LabelConsistentTrigger",

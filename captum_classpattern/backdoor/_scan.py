@@ -42,7 +42,7 @@ from ._scan_result import ScanResult, score_scan
 from ._scan_scores import AUC_POWER, PowerTable, budget_grid, measure_powers
 from ._scan_search import learn_patterns, pick_canvases
 from ._settings import ScanConfig, ScanSettings, ScoringSettings, TriggerRecoverySettings
-from ._trigger_check import locate_trigger, trigger_elsewhere, trigger_success
+from ._trigger_check import locate_trigger, trigger_elsewhere, trigger_mirror_success, trigger_success
 from ._warp_probe import WarpProbe, learn_warp_fields, measure_warp_powers
 
 _DEFAULT_CONFIG = ScanConfig()
@@ -197,11 +197,12 @@ def scan(
         )
         success = _trigger_success(model, trigger_maps, trigger_values, eval_images, eval_labels)
         elsewhere = _trigger_elsewhere(model, trigger_maps, trigger_values, (eval_images, eval_labels), recovery)
+        mirrored = _trigger_mirrored(model, trigger_maps, trigger_values, eval_images, eval_labels)
 
     # The scores depend on neither the triggers nor the time: new records carry them over.
     found = dataclasses.replace(
         scored, trigger_maps=trigger_maps, trigger_values=trigger_values, trigger_success=success,
-        trigger_elsewhere=elsewhere,
+        trigger_elsewhere=elsewhere, trigger_mirrored=mirrored,
     )  # fmt: skip
     jaccard = None
     if jaccard_class is not None and trigger_mask is not None:
@@ -432,6 +433,13 @@ def _trigger_success(
 ) -> Dict[int, float]:
     """The held-out success of each recovered trigger: its selected pixels (map >= 0.5) with their values."""
     return {cls: trigger_success(model, maps[cls] >= 0.5, values[cls], images, labels, cls) for cls in maps}
+
+
+def _trigger_mirrored(
+    model: Callable, maps: Dict[int, Tensor], values: Dict[int, Tensor], images: Tensor, labels: Tensor
+) -> Dict[int, float]:
+    """The held-out success of each recovered trigger flipped left to right."""
+    return {cls: trigger_mirror_success(model, maps[cls] >= 0.5, values[cls], images, labels, cls) for cls in maps}
 
 
 def _trigger_elsewhere(

@@ -96,6 +96,8 @@ class TriggerFindings:
             :attr:`ScanResult.trigger_success`).
         elsewhere: the share of other places at which each recovered trigger works too
             (see :attr:`ScanResult.trigger_elsewhere`).
+        mirrored: the held-out success of each recovered trigger flipped left to right
+            (see :attr:`ScanResult.trigger_mirrored`).
     """
 
     maps: Dict[int, Tensor] = field(default_factory=dict)
@@ -104,3 +106,4 @@ class TriggerFindings:
     jaccard_class: Optional[int] = None
     success: Dict[int, float] = field(default_factory=dict)
     elsewhere: Dict[int, float] = field(default_factory=dict)
+    mirrored: Dict[int, float] = field(default_factory=dict)

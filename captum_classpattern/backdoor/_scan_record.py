@@ -50,6 +50,7 @@ def scan_record(result: Any) -> Dict[str, Any]:
         "trigger_sizes": {str(c): int((m >= 0.5).sum()) for c, m in triggers},
         "trigger_success": {str(c): s for c, s in sorted(result.trigger_success.items())},
         "trigger_elsewhere": {str(c): s for c, s in sorted(result.trigger_elsewhere.items())},
+        "trigger_mirrored": {str(c): s for c, s in sorted(result.trigger_mirrored.items())},
         "reported_triggers": result.reported_triggers,
         "trigger_jaccard": result.trigger_jaccard,
         "jaccard_class": result.jaccard_class,
@@ -119,4 +120,5 @@ def triggers_as_written(data: Dict[str, Any], dtype: torch.dtype) -> TriggerFind
         jaccard_class=data.get("jaccard_class"),
         success={int(c): float(s) for c, s in data.get("trigger_success", {}).items()},
         elsewhere={int(c): float(s) for c, s in data.get("trigger_elsewhere", {}).items()},
+        mirrored={int(c): float(s) for c, s in data.get("trigger_mirrored", {}).items()},
     )

@@ -10,7 +10,14 @@ import torch
 from .._utils import channels_last_inputs, check_device, check_images, check_labels, evaluation_mode, thread_scope
 from ._blend_probe import BlendProbe, measure_blend_powers
 from ._checks import check_model, check_settings
-from ._scan import _check_sizes, _class_accuracy, _measure_patterns, _trigger_elsewhere, _trigger_success
+from ._scan import (
+    _check_sizes,
+    _class_accuracy,
+    _measure_patterns,
+    _trigger_elsewhere,
+    _trigger_mirrored,
+    _trigger_success,
+)
 from ._scan_arguments import HeldOut, held_out_pair
 from ._scan_result import ScanResult, score_scan
 from ._settings import ScanConfig, ScoringSettings
@@ -105,6 +112,7 @@ def remeasure(
         accuracy = _class_accuracy(model, targets, eval_images, eval_labels)
         success = _trigger_success(model, trigger_maps, trigger_values, eval_images, eval_labels)
         elsewhere = _trigger_elsewhere(model, trigger_maps, trigger_values, held, result.recovery)
+        mirrored = _trigger_mirrored(model, trigger_maps, trigger_values, *held)
     config = ScanConfig(result.settings, scoring.replace(k=fixed_k, auc_k=auc_pixels), result.recovery)
     scored = score_scan(
         list(result.classes), result.maps, result.values, table, config, seed=result.seed, blend=blend, warp=warp,
@@ -116,6 +124,7 @@ def remeasure(
         trigger_values=dict(result.trigger_values),
         trigger_success=success,
         trigger_elsewhere=elsewhere,
+        trigger_mirrored=mirrored,
         trigger_jaccard=result.trigger_jaccard,
         jaccard_class=result.jaccard_class,
     )

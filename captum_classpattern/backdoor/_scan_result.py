@@ -52,6 +52,9 @@ class ScanResult(JsonFile):
             recovered trigger, moved whole, works as well (:func:`trigger_elsewhere`): from
             0.5 its pattern is the finding, not its place (a pooling model answers to it
             anywhere); empty in records written before it was measured.
+        trigger_mirrored: the held-out success of each recovered trigger flipped left to
+            right (:func:`trigger_mirror_success`): a model trained on flipped images answers
+            at both places; empty in records written before it was measured.
         trigger_jaccard: Jaccard index between the recovered top-k trigger pixels (k =
             trigger area) and the true trigger mask, when one was given; ``None`` otherwise.
         jaccard_class: the class whose pattern ``trigger_jaccard`` was measured on.
@@ -122,6 +125,7 @@ class ScanResult(JsonFile):
     trigger_values: Dict[int, Tensor]
     trigger_success: Dict[int, float]
     trigger_elsewhere: Dict[int, float]
+    trigger_mirrored: Dict[int, float]
     trigger_jaccard: Optional[float]
     jaccard_class: Optional[int]
     reference_tables: List[PowerTable]
@@ -367,7 +371,7 @@ class ScanResult(JsonFile):
         """This search scored with other settings or references (no new search)."""
         # The triggers were recovered for this scan's flags; they are kept as they are.
         triggers = (self.trigger_maps, self.trigger_values, self.trigger_jaccard, self.jaccard_class)
-        found = TriggerFindings(*triggers, self.trigger_success, self.trigger_elsewhere)
+        found = TriggerFindings(*triggers, self.trigger_success, self.trigger_elsewhere, self.trigger_mirrored)
         return score_scan(
             self.classes, self.maps, self.values, self.table, ScanConfig(self.settings, scoring, self.recovery),
             seed=self.seed, reference_tables=reference_tables, blend=blend, warp=warp, triggers=found,
@@ -478,6 +482,7 @@ def score_scan(
         trigger_values=dict(triggers.values),
         trigger_success=dict(triggers.success),
         trigger_elsewhere=dict(triggers.elsewhere),
+        trigger_mirrored=dict(triggers.mirrored),
         trigger_jaccard=triggers.jaccard,
         jaccard_class=triggers.jaccard_class,
         reference_tables=reference_tables,

@@ -8,7 +8,8 @@ keeps the one that raises the class's margin most on clean images of other class
 place the model answers to most. :func:`trigger_success` measures the share of other-class
 images a stamp sends to the class, so a recovered trigger is reported with how well it
 works, or not at all; :func:`trigger_elsewhere` measures whether it works at other places
-too, where its place says nothing about the attacker's.
+too, where its place says nothing about the attacker's; :func:`trigger_mirror_success`
+measures it flipped left to right, the place a model trained on flipped images learns too.
 """
 
 from __future__ import annotations
@@ -191,6 +192,39 @@ def trigger_success(model: Callable, mask: Tensor, values: Tensor, images: Tenso
         return torch.where(mask.bool().to(batch.device), values.to(batch.device, batch.dtype), batch)
 
     return attack_success_rate(model, images, labels, stamp, cls)
+
+
+def trigger_mirror_success(
+    model: Callable, mask: Tensor, values: Tensor, images: Tensor, labels: Tensor, cls: int
+) -> float:
+    """The share of other-class images that a stamp flipped left to right sends to ``cls``.
+
+    Training that flips images left to right (the usual augmentation) flips the poisoned
+    ones too, so the model learns a stamped trigger at its mirror place as well. A recovered
+    trigger that works mirrored sits at one of two places the model answers to, and either
+    may be where the attacker put it; one that does not is tied to its own side.
+
+    Args:
+        model: the classifier (its mode is left as found).
+        mask: H x W boolean mask of the stamped pixels.
+        values: C x H x W values (only the masked pixels are used).
+        images: clean N x C x H x W images in [0, 1] (held-out, for an honest figure).
+        labels: their labels.
+        cls: the class.
+
+    Returns:
+        A float in [0, 1]: :func:`trigger_success` of the mirrored stamp.
+
+    Raises:
+        ValueError: mismatched shapes or no image outside ``cls``.
+
+    Example:
+        >>> trigger = result.recovered_trigger(0)
+        >>> trigger_mirror_success(model, trigger.mask, trigger.values, held_images, held_labels, 0)
+    """
+    if values.shape[-2:] != mask.shape:
+        raise ValueError(f"the mask {tuple(mask.shape)} and values {tuple(values.shape)} must share height and width.")
+    return trigger_success(model, mask.flip(-1), values.flip(-1), images, labels, cls)
 
 
 def trigger_elsewhere(

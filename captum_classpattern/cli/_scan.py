@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .._utils import write_atomic, write_json_atomic
+from ..attr import Pattern
 from ..backdoor import (
     PLACE_FREE,
     SCORES,
@@ -356,10 +357,32 @@ def recovered_triggers(result: ScanResult) -> List[Dict[str, Any]]:
                 "where": trigger_location(trigger),
                 "success": result.trigger_success[cls],
                 "elsewhere": result.trigger_elsewhere.get(cls),
+                "mirrored": result.trigger_mirrored.get(cls),
+                "mirror_where": mirror_location(trigger),
                 "reported": cls in result.reported_triggers,
             }
         )
     return found
+
+
+def mirror_location(trigger: Pattern) -> Optional[str]:
+    """Where a recovered trigger lies flipped left to right; ``None`` where that is its own place."""
+    mirrored = trigger.mask.flip(-1)
+    if not trigger.k or torch.equal(mirrored, trigger.mask):
+        return None
+    return trigger_location(Pattern(mirrored, trigger.values.flip(-1)))
+
+
+def _mirror_note(found: Dict[str, Any], min_success: float) -> str:
+    """The clause saying a printed place has a working mirror image, or ``""``."""
+    mirrored, where = found.get("mirrored"), found.get("mirror_where")
+    if mirrored is None or where is None or mirrored < min_success:
+        return ""
+    # Training on images flipped left to right teaches a stamped trigger at both places.
+    return (
+        f"; flipped left to right ({where}) it sends {mirrored:.2f} too: the model answers at both places "
+        "(as one trained on flipped images does), and either may be where the attacker put it"
+    )
 
 
 def _print_findings(
@@ -380,6 +403,7 @@ def _print_findings(
             )
         elif found["reported"]:
             also = f"; it works at {elsewhere:.0%} of the other places tried too" if elsewhere else ""
+            also += _mirror_note(found, result.recovery.min_success)
             print(
                 f"recovered trigger of {name}: {found['pixels']} pixels at {found['where']} of the {height} x {width} "
                 f"image; it sends {found['success']:.2f} of the held-out images of other classes to {name}{also}"

@@ -25,6 +25,7 @@ from captum_classpattern.backdoor import (
     scan,
     suspicion_scores,
     trigger_elsewhere,
+    trigger_mirror_success,
 )
 from captum_classpattern.cli import main
 from captum_classpattern.cli._scan import _print_findings
@@ -140,6 +141,14 @@ def test_a_trigger_that_works_anywhere_is_printed_without_a_place(planted_scan, 
     _print_findings(planted_scan, names, 3.0, 1.0, {**info, "recovered_triggers": [{**found, "elsewhere": 0.25}]})
     printed = capsys.readouterr().out
     assert "9 pixels at rows 5-7, columns 2-4" in printed and "works at 25% of the other places tried too" in printed
+    assert "flipped left to right" not in printed
+    # A stamp that works mirrored too is printed with both places, either of which may be the attacker's.
+    for mirrored, said in ((0.95, True), (0.5, False)):
+        both = {**found, "elsewhere": 0.125, "mirrored": mirrored, "mirror_where": "rows 5-7, columns 11-13"}
+        _print_findings(planted_scan, names, 3.0, 1.0, {**info, "recovered_triggers": [both]})
+        printed = capsys.readouterr().out
+        assert ("flipped left to right (rows 5-7, columns 11-13) it sends 0.95 too" in printed) == said
+        assert "9 pixels at rows 5-7, columns 2-4" in printed
 
 
 def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdoored, digits16):
@@ -160,6 +169,8 @@ def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdo
     elsewhere = trigger_elsewhere(model, trigger.mask, trigger.values, *held, TARGET)
     assert set(result.trigger_elsewhere) == set(result.trigger_maps)
     assert result.trigger_elsewhere[TARGET] == pytest.approx(elsewhere)
+    mirrored = trigger_mirror_success(model, trigger.mask, trigger.values, *held, TARGET)
+    assert result.trigger_mirrored == {TARGET: pytest.approx(mirrored)}
     assert result.recovered_trigger(TARGET, k=9).k == 9
     with pytest.raises(ValueError, match="no trigger was recovered"):
         result.recovered_trigger(3)

@@ -66,7 +66,9 @@ def test_a_record_takes_every_field_by_name():
 def test_only_triggers_that_work_on_held_out_images_are_reported():
     classes, maps, values, table, config = _inputs()
     for success, reported in ((0.95, [2]), (0.5, [])):
-        triggers = TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: success}, elsewhere={2: 0.625})
+        triggers = TriggerFindings(
+            {2: maps[2]}, {2: values[2]}, success={2: success}, elsewhere={2: 0.625}, mirrored={2: 0.25}
+        )
         result = score_scan(classes, maps, values, table, config, triggers=triggers)
         assert result.flagged == [2] and result.reported_triggers == reported
         summary = json.loads(json.dumps(result.to_dict()))
@@ -74,14 +76,16 @@ def test_only_triggers_that_work_on_held_out_images_are_reported():
         assert ScanResult.from_dict(summary).reported_triggers == reported
         assert summary["trigger_elsewhere"] == {"2": 0.625}
         assert ScanResult.from_dict(summary).trigger_elsewhere == {2: 0.625}
+        assert ScanResult.from_dict(summary).trigger_mirrored == {2: 0.25}
+        assert result.rescore("min_k").trigger_mirrored == {2: 0.25}
     # The bar is a recovery setting; files written before it existed read back at the default.
     strict = score_scan(classes, maps, values, table, config.replace(recovery=config.recovery.replace(min_success=1.0)),
                         triggers=TriggerFindings({2: maps[2]}, {2: values[2]}, success={2: 0.95}))  # fmt: skip
     assert strict.reported_triggers == []
     old = result.to_dict()
-    del old["recovery"]["min_success"], old["trigger_success"], old["trigger_elsewhere"]
+    del old["recovery"]["min_success"], old["trigger_success"], old["trigger_elsewhere"], old["trigger_mirrored"]
     assert ScanResult.from_dict(old).trigger_success == {} and ScanResult.from_dict(old).reported_triggers == []
-    assert ScanResult.from_dict(old).trigger_elsewhere == {}
+    assert ScanResult.from_dict(old).trigger_elsewhere == {} and ScanResult.from_dict(old).trigger_mirrored == {}
 
 
 def test_records_written_before_the_warp_probe_had_its_own_batch_read_back_with_the_search_batch():

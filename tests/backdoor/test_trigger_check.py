@@ -4,7 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from captum_classpattern.backdoor import locate_trigger, trigger_elsewhere, trigger_success
+from captum_classpattern.backdoor import (
+    locate_trigger,
+    trigger_elsewhere,
+    trigger_mirror_success,
+    trigger_success,
+)
 
 
 class _BrightPixel(nn.Module):
@@ -97,3 +102,25 @@ def test_trigger_elsewhere_refuses_bad_arguments_and_leaves_the_inputs_alone():
     mask[0, 0] = True
     trigger_elsewhere(_BrightAnywhere(), mask, torch.ones(1, 8, 8), images, labels, cls=2)
     assert torch.equal(images, before)
+
+
+class _BrightPixelOrMirror(nn.Module):
+    """Class 2 wins by 10 * (the brighter of pixels (5, 5) and (5, 2) - 0.5): trained on flipped images."""
+
+    def forward(self, x):
+        bright = torch.maximum(x[:, 0, 5, 5], x[:, 0, 5, 2])
+        return torch.stack([torch.zeros_like(bright), -torch.ones_like(bright), 10 * (bright - 0.5)], dim=1)
+
+
+def test_a_trigger_works_mirrored_only_where_the_model_learned_both_places():
+    images, labels = _data()
+    before = images.clone()
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[5, 5] = True
+    values = torch.zeros(1, 8, 8)
+    values[0, 5, 5] = 1.0  # the values move with the mask: a mirrored dark pixel would flip nothing
+    assert trigger_mirror_success(_BrightPixel(), mask, values, images, labels, cls=2) == 0.0
+    assert trigger_mirror_success(_BrightPixelOrMirror(), mask, values, images, labels, cls=2) == 1.0
+    assert torch.equal(images, before)
+    with pytest.raises(ValueError, match="height and width"):
+        trigger_mirror_success(_BrightPixel(), mask, torch.ones(1, 4, 4), images, labels, cls=2)
