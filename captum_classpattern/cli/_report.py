@@ -8,14 +8,14 @@ software that produced it.
 from __future__ import annotations
 
 import platform
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import captum
 import torch
 
 from .._version import __version__
 from ..attr import Pattern
-from ..backdoor import ScanResult
+from ..backdoor import PLACE_FREE, ScanResult
 from ..pipeline import ClassReport, SearchReport
 from ..visualization import ReportFigure, ReportSection, html_report, pattern_image
 
@@ -88,6 +88,34 @@ def trigger_location(trigger: Pattern) -> str:
         return "empty"
     rows, cols = trigger.mask.nonzero(as_tuple=True)
     return f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+
+
+def mirror_location(trigger: Pattern) -> Optional[str]:
+    """Where a recovered trigger lies flipped left to right; ``None`` where that is its own place."""
+    mirrored = trigger.mask.flip(-1)
+    if not trigger.k or torch.equal(mirrored, trigger.mask):
+        return None
+    return trigger_location(Pattern(mirrored, trigger.values.flip(-1)))
+
+
+def trigger_place(result: ScanResult, cls: int) -> str:
+    """What a scan can say of where class ``cls``'s recovered trigger lies, in image coordinates.
+
+    Its place (:func:`trigger_location`), with its mirror image's when the trigger works
+    flipped left to right too; ``anywhere`` when it works at half of the other places tried
+    (``PLACE_FREE``); ``not reported`` below the held-out success a trigger is trusted from.
+    """
+    if cls not in result.reported_triggers:
+        return f"not reported (held-out success {result.trigger_success.get(cls, 0.0):.2f})"
+    elsewhere = result.trigger_elsewhere.get(cls)
+    if elsewhere is not None and elsewhere >= PLACE_FREE:
+        return f"anywhere ({elsewhere:.0%} of the other places tried)"
+    trigger = result.recovered_trigger(cls)
+    place, mirror = trigger_location(trigger), mirror_location(trigger)
+    mirrored = result.trigger_mirrored.get(cls)
+    if mirror is not None and mirrored is not None and mirrored >= result.recovery.min_success:
+        return f"{place}, or mirrored: {mirror}"
+    return place
 
 
 def _run_sections(settings: Mapping[str, Any]) -> List[ReportSection]:
@@ -212,13 +240,14 @@ def scan_page(result: ScanResult, class_names: Sequence[str], figure_png: bytes,
             continue
         trigger = result.recovered_trigger(cls)
         name = names[row_of[cls]]
-        where = trigger_location(trigger)
+        where = trigger_place(result, cls)
         triggers.append(
             {
                 "class": cls,
                 "name": name,
                 "anomaly index": result.anomaly_index[row_of[cls]],
                 "pixels": trigger.k,
+                "held-out success": result.trigger_success.get(cls),
                 "location": where,
             }
         )

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from .._utils import write_atomic, write_json_atomic
-from ..attr import Pattern
 from ..backdoor import (
     PLACE_FREE,
     SCORES,
@@ -49,7 +48,7 @@ from ._classes import ClassSpec, class_mapping, parse_classes
 from ._errors import UsageError
 from ._loaders import check_job, load_data, load_model, parse_device
 from ._output import prepare_out, publish
-from ._report import scan_page, trigger_location
+from ._report import mirror_location, scan_page, trigger_location
 
 DEMO_SIDE = 16
 """Side of the digits the scan draws when ``--size`` is not given (the demo backdoor's CNN is built for it)."""
@@ -363,14 +362,6 @@ def recovered_triggers(result: ScanResult) -> List[Dict[str, Any]]:
             }
         )
     return found
-
-
-def mirror_location(trigger: Pattern) -> Optional[str]:
-    """Where a recovered trigger lies flipped left to right; ``None`` where that is its own place."""
-    mirrored = trigger.mask.flip(-1)
-    if not trigger.k or torch.equal(mirrored, trigger.mask):
-        return None
-    return trigger_location(Pattern(mirrored, trigger.values.flip(-1)))
 
 
 def _mirror_note(found: Dict[str, Any], min_success: float) -> str:

@@ -1,6 +1,7 @@
 """Backdoor scan, per-image suspicion, Neural Cleanse and the ``classpattern scan`` command."""
 
 import copy
+import dataclasses
 import json
 import warnings
 
@@ -28,6 +29,7 @@ from captum_classpattern.backdoor import (
     trigger_mirror_success,
 )
 from captum_classpattern.cli import main
+from captum_classpattern.cli._report import trigger_place
 from captum_classpattern.cli._scan import _print_findings
 from captum_classpattern.metrics import flag_outliers, trigger_jaccard
 from captum_classpattern.models import SmallCNN
@@ -149,6 +151,26 @@ def test_a_trigger_that_works_anywhere_is_printed_without_a_place(planted_scan, 
         printed = capsys.readouterr().out
         assert ("flipped left to right (rows 5-7, columns 11-13) it sends 0.95 too" in printed) == said
         assert "9 pixels at rows 5-7, columns 2-4" in printed
+
+
+def test_the_report_gives_a_place_only_where_the_trigger_is_tied_to_it(planted_scan):
+    result = planted_scan
+    trigger = result.recovered_trigger(TARGET)
+    rows, cols = trigger.mask.nonzero(as_tuple=True)
+    place = f"rows {int(rows.min())}-{int(rows.max())}, columns {int(cols.min())}-{int(cols.max())}"
+    mirror = f"columns {15 - int(cols.max())}-{15 - int(cols.min())}"
+
+    def told(elsewhere, mirrored, success=1.0):
+        changed = dataclasses.replace(
+            result, trigger_elsewhere={TARGET: elsewhere}, trigger_mirrored={TARGET: mirrored},
+            trigger_success={TARGET: success},
+        )  # fmt: skip
+        return trigger_place(changed, TARGET)
+
+    assert told(0.125, 0.1) == place
+    assert told(0.125, 0.9) == f"{place}, or mirrored: rows {int(rows.min())}-{int(rows.max())}, {mirror}"
+    assert told(0.75, 0.9) == "anywhere (75% of the other places tried)"
+    assert told(0.0, 0.9, success=0.5) == "not reported (held-out success 0.50)"
 
 
 def test_recovered_trigger_lies_at_the_right_edge_and_works(planted_scan, backdoored, digits16):
