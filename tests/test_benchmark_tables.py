@@ -244,3 +244,9 @@ def test_watching_scans_models_as_they_land_and_waits_for_every_reference(tmp_pa
     two_minutes_ago = time.perf_counter() - 120.0
     assert not bench_detectors.run_pending(spent, rows, out, str(tmp_path), {}, two_minutes_ago)
     assert len(run) == 7
+
+
+def test_one_table_format_at_a_time(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        bench_detectors.main(["--summary-only", "--markdown", "--rst"])
+    assert stopped.value.code == 2 and "not allowed with" in capsys.readouterr().err
