@@ -41,12 +41,13 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import gzip
 import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -136,7 +137,11 @@ def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
     row: Dict[str, Any] = {**dataclasses.asdict(entry), "name": entry.name}
     record = os.path.join(cache, entry.name + ".json")
     partial = os.path.join(cache, entry.name + ".partial.pt")
-    if os.path.exists(record):
+    diverged = _diverged_path(entry, cache)
+    if os.path.exists(diverged):
+        with open(diverged) as stream:
+            row.update(status="diverged", error=stream.read().strip())
+    elif os.path.exists(record):
         with open(record) as stream:
             done = json.load(stream)
         row.update(status="done", file=entry.name + ".pt")
@@ -149,6 +154,26 @@ def entry_status(entry: ZooEntry, cache: str) -> Dict[str, Any]:
     else:
         row["status"] = "pending"
     return row
+
+
+def _diverged_path(entry: ZooEntry, cache: str) -> str:
+    """Where a model whose training diverged is marked, so that no later run trains it again."""
+    return os.path.join(cache, entry.name + ".diverged.txt")
+
+
+def train_or_mark(entry: ZooEntry, cache: str, train: Callable[[], Any]) -> bool:
+    """Run ``train``; when it diverges, mark the entry (status ``diverged``) and say so. Returns whether it trained.
+
+    The recipe is deterministic, so a diverged model would diverge again from its checkpoint:
+    it is marked and skipped, and the zoo goes on with the next model.
+    """
+    try:
+        train()
+    except FloatingPointError as error:
+        models.write_atomic(_diverged_path(entry, cache), f"{error}\n".encode())
+        print(f"{entry.name}: {error} Marked as diverged; going on with the next model.", file=sys.stderr)
+        return False
+    return True
 
 
 def manifest(plan: str, entries: List[ZooEntry], cache: str) -> Dict[str, Any]:
@@ -297,7 +322,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Models already begun come first, so a stopped zoo finishes what it started.
     todo = sorted(entries, key=lambda e: entry_status(e, cache)["status"] != "partial")
     for entry in todo:
-        if entry not in chosen or entry_status(entry, cache)["status"] == "done":
+        if entry not in chosen or entry_status(entry, cache)["status"] in ("done", "diverged"):
             continue
         if args.budget_minutes is not None and (time.perf_counter() - began) / 60 > args.budget_minutes:
             print(f"budget of {args.budget_minutes} minutes spent; run again to go on", file=sys.stderr)
@@ -307,7 +332,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             recipe = dataclasses.replace(recipe, epochs=1)
         robust = min(args.robust_images, 200) if args.quick else args.robust_images
         target = entry.trained_target
-        models.train_one(entry.arch, entry.setting, entry.seed, train, test, cache, recipe, robust, target)
+        run = functools.partial(
+            models.train_one, entry.arch, entry.setting, entry.seed, train, test, cache, recipe, robust, target
+        )
+        train_or_mark(entry, cache, run)
         _write_manifests(manifest(args.plan, entries, cache), paths)
     record = manifest(args.plan, entries, cache)
     _write_manifests(record, paths)

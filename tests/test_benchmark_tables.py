@@ -250,3 +250,17 @@ def test_one_table_format_at_a_time(capsys):
     with pytest.raises(SystemExit) as stopped:
         bench_detectors.main(["--summary-only", "--markdown", "--rst"])
     assert stopped.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_a_model_whose_training_diverges_is_marked_and_not_trained_again(tmp_path, capsys):
+    entry = cifar10_zoo.entry_named("vgg-iad-t2-s10")
+    assert cifar10_zoo.entry_status(entry, str(tmp_path))["status"] == "pending"
+
+    def diverges():
+        raise FloatingPointError("training diverged at epoch 2, step 1 (loss nan)")
+
+    assert not cifar10_zoo.train_or_mark(entry, str(tmp_path), diverges)
+    status = cifar10_zoo.entry_status(entry, str(tmp_path))
+    assert status["status"] == "diverged" and "epoch 2" in status["error"]
+    assert "vgg-iad-t2-s10" in capsys.readouterr().err
+    assert cifar10_zoo.train_or_mark(cifar10_zoo.entry_named("vgg-iad-t7-s10"), str(tmp_path), lambda: None)

@@ -231,6 +231,8 @@ def train_with_recipe(
             written with other settings (it is never deleted); a hook that returns
             mismatched images and labels.
         TypeError: ``perturb`` is neither a callable nor a :class:`BatchPoisoning`.
+        FloatingPointError: the loss stopped being finite (the run diverged); nothing is
+            written for the epoch it happened in.
 
     Example:
         >>> run = train_with_recipe(model, train.images, train.labels, TrainingRecipe(epochs=2))
@@ -282,6 +284,14 @@ def train_with_recipe(
             loss = F.cross_entropy(logits, target, label_smoothing=recipe.label_smoothing)
             if extra is not None:
                 loss = loss + extra
+            if not torch.isfinite(loss.detach()):
+                # A diverged run only spreads NaN through the weights; stop before the step,
+                # with the last epoch's checkpoint (if any) left as it was.
+                raise FloatingPointError(
+                    f"{description} diverged at epoch {epoch + 1}, step {step + 1} (loss "
+                    f"{float(loss.detach())}): lower recipe.peak_lr or lengthen recipe.warmup; "
+                    "a checkpoint of these settings would resume into the same divergence."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -109,3 +109,13 @@ def test_a_checkpoint_of_other_settings_is_refused_and_kept(tmp_path):
 def test_bad_recipes_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainingRecipe(**bad)
+
+
+def test_a_run_that_diverges_stops_with_a_clear_error_and_writes_no_checkpoint(tmp_path):
+    images, labels = _task()
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match="diverged at epoch 1, step [0-9]+ \\(loss .*peak_lr"):
+        # A learning rate no network survives: the loss is NaN within a few steps.
+        train_with_recipe(_model(), images, labels, TrainingRecipe(epochs=2, batch_size=16, peak_lr=1e30),
+                          checkpoint=str(checkpoint))  # fmt: skip
+    assert not checkpoint.exists()
