@@ -164,8 +164,9 @@ def _diverged_path(entry: ZooEntry, cache: str) -> str:
 def train_or_mark(entry: ZooEntry, cache: str, train: Callable[[], Any]) -> bool:
     """Run ``train``; when it diverges, mark the entry (status ``diverged``) and say so. Returns whether it trained.
 
-    The recipe is deterministic, so a diverged model would diverge again from its checkpoint:
-    it is marked and skipped, and the zoo goes on with the next model.
+    Resumed with the same recipe it would likely diverge again (only the thread count's
+    rounding differs between runs): it is marked and skipped, and the zoo goes on with the
+    next model. Delete the mark to try again.
     """
     try:
         train()

@@ -290,7 +290,7 @@ def train_with_recipe(
                 raise FloatingPointError(
                     f"{description} diverged at epoch {epoch + 1}, step {step + 1} (loss "
                     f"{float(loss.detach())}): lower recipe.peak_lr or lengthen recipe.warmup; "
-                    "a checkpoint of these settings would resume into the same divergence."
+                    "resuming from a checkpoint of these settings will likely diverge again."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
