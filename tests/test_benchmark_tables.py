@@ -264,3 +264,12 @@ def test_a_model_whose_training_diverges_is_marked_and_not_trained_again(tmp_pat
     assert status["status"] == "diverged" and "epoch 2" in status["error"]
     assert "vgg-iad-t2-s10" in capsys.readouterr().err
     assert cifar10_zoo.train_or_mark(cifar10_zoo.entry_named("vgg-iad-t7-s10"), str(tmp_path), lambda: None)
+
+
+def test_only_the_vggs_iad_models_train_at_the_lower_peak():
+    def peak(name):
+        return cifar10_zoo.recipe_of(cifar10_zoo.entry_named(name)).peak_lr
+
+    assert peak("vgg-iad-t2-s10") == peak("vgg-iad-t7-s10") == 0.1
+    assert peak("vgg-patch-t2-s10") == peak("vgg-natural-s10") == peak("preact18-iad-t2-s10") == 0.2
+    assert cifar10_zoo.recipe_of(cifar10_zoo.entry_named("vgg-iad-t2-s10"), quick=True).epochs == 1
