@@ -206,7 +206,7 @@ def trigger_mirror_success(
 
     Args:
         model: the classifier (its mode is left as found).
-        mask: H x W boolean mask of the stamped pixels.
+        mask: H x W boolean mask of the stamped pixels, as recovered (unflipped).
         values: C x H x W values (only the masked pixels are used).
         images: clean N x C x H x W images in [0, 1] (held-out, for an honest figure).
         labels: their labels.

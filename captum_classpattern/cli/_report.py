@@ -98,6 +98,16 @@ def mirror_location(trigger: Pattern) -> Optional[str]:
     return trigger_location(Pattern(mirrored, trigger.values.flip(-1)))
 
 
+def place_free(elsewhere: Optional[float]) -> bool:
+    """Whether a trigger that works at this share of other places is printed without a place."""
+    return elsewhere is not None and elsewhere >= PLACE_FREE
+
+
+def mirror_claimed(mirrored: Optional[float], mirror_where: Optional[str], min_success: float) -> bool:
+    """Whether a printed place has a mirror image to print beside it: one that differs and works too."""
+    return mirror_where is not None and mirrored is not None and mirrored >= min_success
+
+
 def trigger_place(result: ScanResult, cls: int) -> str:
     """What a scan can say of where class ``cls``'s recovered trigger lies, in image coordinates.
 
@@ -108,12 +118,11 @@ def trigger_place(result: ScanResult, cls: int) -> str:
     if cls not in result.reported_triggers:
         return f"not reported (held-out success {result.trigger_success.get(cls, 0.0):.2f})"
     elsewhere = result.trigger_elsewhere.get(cls)
-    if elsewhere is not None and elsewhere >= PLACE_FREE:
+    if place_free(elsewhere):
         return f"anywhere ({elsewhere:.0%} of the other places tried)"
     trigger = result.recovered_trigger(cls)
     place, mirror = trigger_location(trigger), mirror_location(trigger)
-    mirrored = result.trigger_mirrored.get(cls)
-    if mirror is not None and mirrored is not None and mirrored >= result.recovery.min_success:
+    if mirror_claimed(result.trigger_mirrored.get(cls), mirror, result.recovery.min_success):
         return f"{place}, or mirrored: {mirror}"
     return place
 

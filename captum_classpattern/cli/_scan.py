@@ -22,7 +22,6 @@ import torch
 
 from .._utils import write_atomic, write_json_atomic
 from ..backdoor import (
-    PLACE_FREE,
     SCORES,
     KnownTrigger,
     ScanConfig,
@@ -48,7 +47,7 @@ from ._classes import ClassSpec, class_mapping, parse_classes
 from ._errors import UsageError
 from ._loaders import check_job, load_data, load_model, parse_device
 from ._output import prepare_out, publish
-from ._report import mirror_location, scan_page, trigger_location
+from ._report import mirror_claimed, mirror_location, place_free, scan_page, trigger_location
 
 DEMO_SIDE = 16
 """Side of the digits the scan draws when ``--size`` is not given (the demo backdoor's CNN is built for it)."""
@@ -367,7 +366,7 @@ def recovered_triggers(result: ScanResult) -> List[Dict[str, Any]]:
 def _mirror_note(found: Dict[str, Any], min_success: float) -> str:
     """The clause saying a printed place has a working mirror image, or ``""``."""
     mirrored, where = found.get("mirrored"), found.get("mirror_where")
-    if mirrored is None or where is None or mirrored < min_success:
+    if not mirror_claimed(mirrored, where, min_success):
         return ""
     # Training on images flipped left to right teaches a stamped trigger at both places.
     return (
@@ -386,7 +385,7 @@ def _print_findings(
     for found in info["recovered_triggers"]:
         name = class_names[result.classes.index(found["class"])]
         elsewhere = found["elsewhere"]
-        if found["reported"] and elsewhere is not None and elsewhere >= PLACE_FREE:
+        if found["reported"] and place_free(elsewhere):
             print(
                 f"recovered trigger of {name}: a {found['pixels']}-pixel pattern (scan.png) that sends "
                 f"{found['success']:.2f} of the held-out images of other classes to {name} wherever it is stamped "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -284,19 +285,20 @@ def train_with_recipe(
             loss = F.cross_entropy(logits, target, label_smoothing=recipe.label_smoothing)
             if extra is not None:
                 loss = loss + extra
-            if not torch.isfinite(loss.detach()):
+            loss_value = float(loss.detach())  # one read per step, for the check and the epoch's mean
+            if not math.isfinite(loss_value):
                 # A diverged run only spreads NaN through the weights; stop before the step,
                 # with the last epoch's checkpoint (if any) left as it was.
                 raise FloatingPointError(
                     f"{description} diverged at epoch {epoch + 1}, step {step + 1} (loss "
-                    f"{float(loss.detach())}): lower recipe.peak_lr or lengthen recipe.warmup; "
+                    f"{loss_value}): lower recipe.peak_lr or lengthen recipe.warmup; "
                     "resuming from a checkpoint of these settings will likely diverge again."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             after_backward(hook)
-            loss_sum += float(loss.detach()) * len(index)
+            loss_sum += loss_value * len(index)
             correct += int((logits.argmax(1) == target).sum())
         bar.close()
         model.eval()
